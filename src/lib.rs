@@ -2,4 +2,5 @@
 //!
 //! See README.md for the data flow; each module's `//!` block says what it owns.
 
+pub mod checks;
 pub mod clock;
