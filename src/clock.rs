@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
-use jiff::{Span, Timestamp, Zoned};
+use jiff::{Span, Timestamp, ZonedDateTime};
 
 /// A source of "now".
 pub trait Clock: Send + Sync + 'static {
@@ -67,13 +67,13 @@ pub fn oslo() -> TimeZone {
 
 /// The calendar date in Oslo at instant `at`.
 pub fn oslo_date(at: Timestamp) -> Date {
-    at.to_zoned(oslo()).date()
+    at.to_zoned_datetime(oslo()).date()
 }
 
 /// 00:00 Europe/Oslo at the start of `date` (DST-safe: the tz database decides the offset).
 pub fn oslo_midnight(date: Date) -> Timestamp {
-    let zoned: Zoned = date
-        .to_zoned(oslo())
+    let zoned: ZonedDateTime = date
+        .to_zoned_datetime(oslo())
         .expect("every Oslo date has a start of day");
     zoned.timestamp()
 }

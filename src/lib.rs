@@ -3,3 +3,4 @@
 //! See README.md for the data flow; each module's `//!` block says what it owns.
 
 pub mod clock;
+pub mod sim;
