@@ -1,0 +1,394 @@
+//! The HTTP side: the cancellable accept loop (hyper http1, keep-alive) and the per-request
+//! pipeline route → identify → rate limit → faults → handle → headers → request log.
+//!
+//! Invariants: the world lock is never held across an `.await` (delays sleep unlocked and the
+//! handler re-locks); every response carries a unique `x-tlx-request-id` equal to the error body's
+//! `requestId`; a 429 never carries `X-Rate-Limit-Reset` (Tripletex's known bug); neither tracing
+//! nor the request log ever sees a token, a body or a header (paths of
+//! `/token/session/{token}` are redacted, token query values replaced).
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::Simulator;
+use super::api::{self, Reply, Request, Route};
+use super::error::ApiError;
+use super::faults::FaultKind;
+use super::ratelimit::Verdict;
+
+/// Bodies are tiny JSON objects; anything bigger is a client bug, not a load test.
+const MAX_BODY: usize = 1 << 20;
+
+/// A simulator listening in the background; dropping it stops it too.
+#[derive(Debug)]
+pub struct RunningSim {
+    addr: SocketAddr,
+    cancel: CancellationToken,
+    task: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl RunningSim {
+    pub(crate) async fn start(sim: Simulator, addr: SocketAddr) -> io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(accept_loop(sim, listener, cancel.clone()));
+        Ok(Self {
+            addr,
+            cancel,
+            task: Some(task),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT/v2`, the shape of Tripletex's base URL.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v2", self.addr)
+    }
+
+    /// Stops accepting, closes idle connections and waits for the accept loop to end.
+    pub async fn shutdown(mut self) {
+        self.cancel.cancel();
+        if let Some(task) = self.task.take() {
+            // The loop only ends by cancellation; a join error would mean it panicked, which
+            // the tests using it will already have noticed.
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RunningSim {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Serves `sim` on `listen` until `cancel` fires (the `sim` CLI command).
+pub async fn serve(
+    sim: Simulator,
+    listen: SocketAddr,
+    cancel: CancellationToken,
+) -> io::Result<()> {
+    let listener = TcpListener::bind(listen).await?;
+    accept_loop(sim, listener, cancel).await
+}
+
+async fn accept_loop(
+    sim: Simulator,
+    listener: TcpListener,
+    cancel: CancellationToken,
+) -> io::Result<()> {
+    loop {
+        let accepted = tokio::select! {
+            () = cancel.cancelled() => return Ok(()),
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Usually out of file descriptors: back off instead of spinning.
+                tracing::debug!(%error, "sim accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let sim = sim.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let sim = sim.clone();
+                async move { respond(&sim, request).await }
+            });
+            let connection = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            let finished = tokio::select! {
+                result = connection.as_mut() => Some(result),
+                () = cancel.cancelled() => None,
+            };
+            if finished.is_none() {
+                connection.as_mut().graceful_shutdown();
+                // Errors here are clients hanging up; nothing to do about them.
+                let _ = connection.await;
+            }
+        });
+    }
+}
+
+/// Returned by the service to make hyper drop the connection without answering.
+#[derive(Debug, thiserror::Error)]
+#[error("simulated connection reset")]
+struct SimulatedReset;
+
+/// What the request turns into once rate limit and faults have had their say.
+enum Step {
+    Reply(Reply),
+    Reset,
+    Handle {
+        route: Route,
+        delay: Option<Duration>,
+        malformed: bool,
+    },
+}
+
+async fn respond(
+    sim: &Simulator,
+    incoming: hyper::Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, SimulatedReset> {
+    let request_id = sim.next_request_id();
+    let (parts, body) = incoming.into_parts();
+    let decoded = percent_decode(parts.uri.path());
+    let query: Vec<(String, String)> = parts
+        .uri
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let header = |name: HeaderName| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    };
+    let relative = decoded
+        .strip_prefix("/v2")
+        .filter(|rest| rest.is_empty() || rest.starts_with('/'));
+    let route = relative.and_then(|path| Route::find(&parts.method, path));
+    let body = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(_) => Err(ApiError::new(400, 4000, "Could not read the request body")),
+    };
+    let request = Request {
+        method: parts.method.clone(),
+        path: relative.unwrap_or(&decoded).to_owned(),
+        query,
+        body: body.as_ref().cloned().unwrap_or_default(),
+        authorization: header(hyper::header::AUTHORIZATION),
+        if_none_match: header(hyper::header::IF_NONE_MATCH),
+    };
+
+    let (verdict, step) = {
+        let mut world = sim.lock();
+        match (route, body) {
+            (None, _) => (None, Step::Reply(ApiError::not_found().into())),
+            (Some(_), Err(error)) => (None, Step::Reply(error.into())),
+            (Some(route), Ok(_)) => {
+                let identity = api::identify(&world, &route, &request);
+                let verdict = identity.as_ref().map(|who| {
+                    world
+                        .limiter
+                        .hit(&who.consumer_token, &who.employee_token, Instant::now())
+                });
+                let employee = identity.as_ref().map(|who| who.employee_token.as_str());
+                let step = if matches!(verdict, Some(Verdict::Limited { .. })) {
+                    Step::Reply(ApiError::too_many_requests().into())
+                } else {
+                    match world.faults.take(&request.path, employee) {
+                        None => Step::Handle {
+                            route,
+                            delay: None,
+                            malformed: false,
+                        },
+                        Some(FaultKind::Status(status)) => {
+                            Step::Reply(ApiError::from_status(status).into())
+                        }
+                        Some(FaultKind::Delay(delay)) => Step::Handle {
+                            route,
+                            delay: Some(delay),
+                            malformed: false,
+                        },
+                        Some(FaultKind::ConnectionReset) => Step::Reset,
+                        Some(FaultKind::MalformedJson) => Step::Handle {
+                            route,
+                            delay: None,
+                            malformed: true,
+                        },
+                        Some(FaultKind::TooManyRequests) => {
+                            Step::Reply(ApiError::too_many_requests().into())
+                        }
+                    }
+                };
+                (verdict, step)
+            }
+        }
+    };
+
+    let (reply, malformed) = match step {
+        Step::Reply(reply) => (reply, false),
+        Step::Reset => {
+            sim.record(&request, &decoded, None, verdict.map(Verdict::remaining));
+            return Err(SimulatedReset);
+        }
+        Step::Handle {
+            route,
+            delay,
+            malformed,
+        } => {
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
+            let now = sim.now();
+            let reply = api::handle(&mut sim.lock(), &route, &request, now);
+            (reply, malformed)
+        }
+    };
+    let response = render(reply, malformed, &request_id, verdict);
+    let remaining = verdict.map(|v| match response.status() {
+        StatusCode::TOO_MANY_REQUESTS => 0,
+        _ => v.remaining(),
+    });
+    sim.record(
+        &request,
+        &decoded,
+        Some(response.status().as_u16()),
+        remaining,
+    );
+    Ok(response)
+}
+
+fn render(
+    reply: Reply,
+    malformed: bool,
+    request_id: &str,
+    verdict: Option<Verdict>,
+) -> Response<Full<Bytes>> {
+    let serialize = |value: &serde_json::Value| serde_json::to_vec(value).unwrap_or_default();
+    let (status, mut body) = match reply {
+        Reply::Json(status, value) => (status, serialize(&value)),
+        Reply::Empty(status) => (status, Vec::new()),
+        Reply::Error(error) => (error.status, serialize(&error.body(request_id))),
+    };
+    let mut status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if malformed {
+        status = StatusCode::OK;
+        if body.len() < 2 {
+            body = b"{\"value\":{".to_vec();
+        } else {
+            body.truncate(body.len() / 2);
+        }
+    }
+    let has_body = !body.is_empty();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert("x-tlx-request-id", value);
+    }
+    if has_body {
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+    }
+    match verdict {
+        Some(Verdict::Allowed {
+            limit,
+            remaining,
+            reset,
+        }) if status != StatusCode::TOO_MANY_REQUESTS => {
+            headers.insert("x-rate-limit-limit", HeaderValue::from(limit));
+            headers.insert("x-rate-limit-remaining", HeaderValue::from(remaining));
+            headers.insert("x-rate-limit-reset", HeaderValue::from(reset));
+        }
+        Some(Verdict::Allowed { limit, .. } | Verdict::Limited { limit }) => {
+            headers.insert("x-rate-limit-limit", HeaderValue::from(limit));
+            headers.insert("x-rate-limit-remaining", HeaderValue::from(0u32));
+        }
+        None => {}
+    }
+    response
+}
+
+/// `%3E` → `>`; an invalid escape stays as written, as most servers do.
+fn percent_decode(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if let (b'%', Some(hi), Some(lo)) = (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The path as it may appear in logs: a session token in it becomes `{token}`.
+pub(crate) fn loggable_path(path: &str) -> String {
+    match path.strip_prefix("/v2/token/session/") {
+        Some(rest) if rest != ">whoAmI" && rest != ":create" && !rest.is_empty() => {
+            "/v2/token/session/{token}".to_owned()
+        }
+        _ => path.to_owned(),
+    }
+}
+
+/// Query pairs as they may appear in logs: token values are secrets.
+pub(crate) fn loggable_query(query: &[(String, String)]) -> Vec<(String, String)> {
+    query
+        .iter()
+        .map(|(key, value)| match key.as_str() {
+            "consumerToken" | "employeeToken" => (key.clone(), "<redacted>".to_owned()),
+            _ => (key.clone(), value.clone()),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_escapes_and_keeps_bad_ones() {
+        assert_eq!(
+            percent_decode("/v2/token/session/%3EwhoAmI"),
+            "/v2/token/session/>whoAmI"
+        );
+        assert_eq!(percent_decode("/a%2"), "/a%2");
+        assert_eq!(percent_decode("/a%zz"), "/a%zz");
+    }
+
+    #[test]
+    fn tokens_never_reach_logs() {
+        assert_eq!(
+            loggable_path("/v2/token/session/abc"),
+            "/v2/token/session/{token}"
+        );
+        assert_eq!(
+            loggable_path("/v2/token/session/>whoAmI"),
+            "/v2/token/session/>whoAmI"
+        );
+        let query = vec![("employeeToken".to_owned(), "secret".to_owned())];
+        assert_eq!(loggable_query(&query)[0].1, "<redacted>");
+    }
+}
