@@ -1,1 +1,111 @@
-fn main() {}
+//! The `tripletex-sync` binary: parse the command line, set up logging, dispatch to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use tripletex_sync::app::{self, exit};
+use tripletex_sync::config::DEFAULT_CONFIG_PATH;
+
+/// Keeps web shops' Tripletex integrations healthy: session tokens that never lapse, polite rate
+/// limiting, and customer/invoice numbering that never collides with Tripletex's own.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// The main configuration file.
+    #[arg(long, global = true, env = "TRIPLETEX_SYNC_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon until SIGTERM/SIGINT (SIGHUP reloads shops.d, SIGUSR1 runs a pass now).
+    Run,
+    /// Run one verification pass now and print the results.
+    /// Exit 0: all ok/warn; 1: any conflict or error verdict; 2: could not run.
+    Check {
+        /// Only this shop (repeatable).
+        #[arg(long = "shop", value_name = "NAME")]
+        shops: Vec<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what is recorded, per shop (works while the daemon runs).
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the configuration and token files without touching the network. Exit 0 or 2.
+    Validate,
+    /// Run the daemon against the built-in Tripletex simulator's demo shops, then print status.
+    Demo {
+        /// How long the daemon runs.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Serve the Tripletex simulator (for trying a config without a Tripletex account).
+    Sim {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Scenario file (companies, keys, customers, invoices); default: the demo world.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::COULD_NOT_RUN);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run => app::run(&cli.config).await,
+            Command::Check { shops, json } => app::check(&cli.config, &shops, json).await,
+            Command::Status { json } => app::status(&cli.config, json),
+            Command::Validate => app::validate(&cli.config),
+            Command::Demo { seconds } => app::demo(seconds).await,
+            Command::Sim { listen, scenario } => app::sim(listen, scenario.as_deref()).await,
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit::COULD_NOT_RUN)
+        }
+    }
+}
+
+/// Logs go to stderr (stdout is data for `--json`); `RUST_LOG` filters, default `info`.
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}

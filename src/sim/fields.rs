@@ -229,10 +229,10 @@ pub(crate) fn list<R: Record>(mut items: Vec<&R>, query: &ListQuery) -> ListOutc
         });
     }
     let digest = query.if_none_match.as_ref().map(|_| digest(&items, query));
-    if let (Some(sent), Some(current)) = (query.if_none_match.as_deref(), digest.as_deref()) {
-        if sent.trim_matches('"') == current {
-            return ListOutcome::NotModified;
-        }
+    if let (Some(sent), Some(current)) = (query.if_none_match.as_deref(), digest.as_deref())
+        && sent.trim_matches('"') == current
+    {
+        return ListOutcome::NotModified;
     }
     let values: Vec<Value> = items
         .iter()

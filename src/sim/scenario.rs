@@ -162,10 +162,10 @@ impl Scenario {
 
     fn validate(&self) -> Result<(), ScenarioError> {
         let invalid = |message: String| Err(ScenarioError::Invalid(message));
-        if let Some(limit) = &self.rate_limit {
-            if limit.requests == 0 || limit.period.is_zero() {
-                return invalid("rate_limit needs requests > 0 and a non-zero period".into());
-            }
+        if let Some(limit) = &self.rate_limit
+            && (limit.requests == 0 || limit.period.is_zero())
+        {
+            return invalid("rate_limit needs requests > 0 and a non-zero period".into());
         }
         let mut ids = HashSet::new();
         let mut tokens = HashSet::new();

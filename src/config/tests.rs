@@ -1,0 +1,202 @@
+use std::os::unix::fs::PermissionsExt;
+
+use super::*;
+
+/// A config folder with a main file, `shops.d/` and a private consumer token.
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new(main: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("shops.d")).unwrap();
+        let f = Self { dir };
+        f.write("config.toml", main);
+        f.secret("consumer-token", "consumer");
+        f
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn secret(&self, name: &str, text: &str) {
+        let p = self.write(name, text);
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    fn load(&self) -> Result<Config, ConfigError> {
+        Config::load(&self.dir.path().join("config.toml"))
+    }
+}
+
+const MAIN: &str = r#"
+state_dir = "state"
+[tripletex]
+base_url = "https://tripletex.no/v2"
+consumer_token_file = "consumer-token"
+session_valid_days = 7
+renew_before = "1d"
+request_timeout = "30s"
+"#;
+
+fn err(f: &Fixture) -> String {
+    f.load().unwrap_err().to_string()
+}
+
+#[test]
+fn a_minimal_shop_file_takes_the_seed_defaults() {
+    let f = Fixture::new(MAIN);
+    f.write(
+        "shops.d/acme.toml",
+        "employee_token_file = \"../acme.token\"\n",
+    );
+    let c = f.load().unwrap();
+    assert_eq!(c.state_dir, f.dir.path().join("state"));
+    assert_eq!(c.rate_limit.per_second.get(), 2);
+    assert_eq!(c.checks.interval, Duration::from_secs(3600));
+    let shop = c.shop("acme").unwrap();
+    assert!(shop.enabled);
+    assert_eq!(shop.company_id, 0);
+    assert_eq!(
+        shop.customer_numbers,
+        Some(NumberRange {
+            shop_start: 1,
+            tripletex_start: 100_000
+        })
+    );
+    assert_eq!(
+        shop.invoice_numbers,
+        Some(NumberRange {
+            shop_start: 6000,
+            tripletex_start: 50_000
+        })
+    );
+    assert!(shop.employee_token.describe().ends_with("acme.token"));
+}
+
+#[test]
+fn the_shipped_example_config_parses() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/config.toml");
+    let c = Config::load(&root).unwrap();
+    assert!(c.shops.iter().any(|s| s.name == "example"));
+}
+
+#[test]
+fn unknown_keys_are_refused_naming_file_and_key() {
+    let f = Fixture::new(&format!("{MAIN}\n[checks]\nintervall = \"1h\"\n"));
+    let e = err(&f);
+    assert!(e.contains("config.toml") && e.contains("intervall"), "{e}");
+    let f = Fixture::new(MAIN);
+    f.write(
+        "shops.d/acme.toml",
+        "employee_token_file = \"x\"\ncompany = 5\n",
+    );
+    let e = err(&f);
+    assert!(e.contains("acme.toml") && e.contains("company"), "{e}");
+}
+
+#[test]
+fn wrong_types_are_refused() {
+    let f = Fixture::new(&MAIN.replace("session_valid_days = 7", "session_valid_days = \"seven\""));
+    let e = err(&f);
+    assert!(
+        e.contains("config.toml") && e.contains("session_valid_days"),
+        "{e}"
+    );
+}
+
+#[test]
+fn shop_start_must_be_below_tripletex_start() {
+    let f = Fixture::new(MAIN);
+    f.write(
+        "shops.d/acme.toml",
+        "employee_token_file = \"x\"\n[invoice_numbers]\nshop_start = 60000\n",
+    );
+    let e = err(&f);
+    assert!(
+        e.contains("acme.toml") && e.contains("invoice_numbers.shop_start"),
+        "{e}"
+    );
+    assert!(e.contains("fix:"), "{e}");
+}
+
+#[test]
+fn a_disabled_check_is_none() {
+    let f = Fixture::new(MAIN);
+    f.write(
+        "shops.d/acme.toml",
+        "employee_token_file = \"x\"\n[invoice_numbers]\nenabled = false\n",
+    );
+    assert_eq!(f.load().unwrap().shops[0].invoice_numbers, None);
+}
+
+#[test]
+fn plain_http_is_only_for_loopback() {
+    let f = Fixture::new(&MAIN.replace("https://tripletex.no/v2", "http://tripletex.no/v2"));
+    let e = err(&f);
+    assert!(
+        e.contains("tripletex.base_url") && e.contains("plain http"),
+        "{e}"
+    );
+    for ok in [
+        "http://127.0.0.1:8080/v2",
+        "http://localhost:1/v2",
+        "http://[::1]:9/v2/",
+    ] {
+        let f = Fixture::new(&MAIN.replace("https://tripletex.no/v2", ok));
+        let url = f.load().unwrap().tripletex.base_url;
+        assert!(!url.as_str().ends_with("v2/"), "{url}");
+    }
+}
+
+#[test]
+fn a_consumer_token_source_is_required() {
+    let f = Fixture::new(&MAIN.replace("consumer_token_file = \"consumer-token\"", ""));
+    let e = err(&f);
+    assert!(
+        e.contains("consumer_token_file") && e.contains("consumer_token_credential"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_shop_names_and_missing_shops_dir_are_refused() {
+    let f = Fixture::new(MAIN);
+    f.write("shops.d/acme store.toml", "employee_token_file = \"x\"\n");
+    assert!(err(&f).contains("rename the file"));
+    let f = Fixture::new(&format!("shops_dir = \"nowhere\"\n{MAIN}"));
+    let e = err(&f);
+    assert!(e.contains("shops_dir") && e.contains("nowhere"), "{e}");
+}
+
+#[test]
+fn non_toml_and_hidden_files_in_shops_d_are_ignored() {
+    let f = Fixture::new(MAIN);
+    f.write("shops.d/README", "not a shop");
+    f.write("shops.d/.acme.toml.swp", "x");
+    f.write("shops.d/acme.toml.disabled", "x");
+    assert!(f.load().unwrap().shops.is_empty());
+}
+
+#[test]
+fn renewal_must_leave_room() {
+    let f = Fixture::new(&MAIN.replace("renew_before = \"1d\"", "renew_before = \"7d\""));
+    assert!(err(&f).contains("tripletex.renew_before"));
+    let f = Fixture::new(&MAIN.replace("session_valid_days = 7", "session_valid_days = 1"));
+    assert!(err(&f).contains("tripletex.session_valid_days"));
+}
+
+#[test]
+fn a_missing_main_file_says_how_to_point_at_one() {
+    let e = Config::load(Path::new("/nonexistent/config.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("--config") && e.contains("TRIPLETEX_SYNC_CONFIG"),
+        "{e}"
+    );
+}

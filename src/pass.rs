@@ -1,0 +1,238 @@
+//! One verification pass for one shop: session, sync, verdicts, record, report.
+//!
+//! Invariants: everything a pass learns (mirror changes, cursor, results, history, session
+//! metadata) is committed to sled in one flushed batch before the pass reports; a verdict change is
+//! one log event (`check.verdict`: conflict = ERROR, warn/error = WARN, recovery = INFO), an
+//! unchanged verdict logs at DEBUG only; a key rejection is one ERROR (`session.key_rejected`) when
+//! the state changes, not one per pass.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tracing::Instrument as _;
+
+use crate::checks::{self, CheckKind, CheckOutcome, Policy, Verdict};
+use crate::clock::SharedClock;
+use crate::config::ShopConfig;
+use crate::store::{Batch, ResultRecord, SessionRecord, SessionState, Store, StoreError};
+use crate::sync::{self, SyncError, SyncSettings};
+use crate::tripletex::{ShopClient, TripletexError};
+
+#[derive(Debug, Clone, Copy)]
+pub struct PassSettings {
+    pub sync: SyncSettings,
+    pub policy: Policy,
+    /// How long verdict history is kept.
+    pub history: Duration,
+}
+
+/// What one pass found, after it was recorded.
+#[derive(Debug, Clone)]
+pub struct PassReport {
+    pub shop: String,
+    pub session: SessionRecord,
+    pub outcomes: Vec<CheckOutcome>,
+    /// The mint failed in a way that points at the consumer token, not this shop's key.
+    pub consumer_rejected: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error("shutting down")]
+    Cancelled,
+    #[error("recording the pass failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Runs one pass of `shop` and records it.
+pub async fn run(
+    shop: &ShopConfig,
+    client: &ShopClient,
+    store: &Store,
+    settings: &PassSettings,
+    clock: &SharedClock,
+    pass_no: u64,
+) -> Result<PassReport, PassError> {
+    let span = tracing::info_span!("pass", shop = %shop.name, pass = pass_no);
+    run_inner(shop, client, store, settings, clock)
+        .instrument(span)
+        .await
+}
+
+async fn run_inner(
+    shop: &ShopConfig,
+    client: &ShopClient,
+    store: &Store,
+    settings: &PassSettings,
+    clock: &SharedClock,
+) -> Result<PassReport, PassError> {
+    let start = clock.now();
+    let name = shop.name.as_str();
+    let previous = store.session(name)?.unwrap_or_default();
+    let mut batch = store.batch();
+    let mut cursor = store.cursor(name)?;
+    let kinds: Vec<(CheckKind, checks::NumberRange)> = [
+        (CheckKind::CustomerNumbers, shop.customer_numbers),
+        (CheckKind::InvoiceNumbers, shop.invoice_numbers),
+    ]
+    .into_iter()
+    .filter_map(|(k, r)| r.map(|r| (k, r)))
+    .collect();
+
+    let connected = client.connect().await;
+    let mut outcomes = Vec::with_capacity(kinds.len());
+    for (kind, range) in kinds {
+        let numbers = match &connected {
+            Err(e) => Err(SyncError::Tripletex(e.clone())),
+            Ok(_) => match kind {
+                CheckKind::CustomerNumbers => {
+                    sync::customers(
+                        client,
+                        store,
+                        &mut cursor,
+                        &settings.sync,
+                        start,
+                        &mut batch,
+                    )
+                    .await
+                }
+                CheckKind::InvoiceNumbers => {
+                    sync::invoices(
+                        client,
+                        store,
+                        &mut cursor,
+                        &settings.sync,
+                        start,
+                        &mut batch,
+                    )
+                    .await
+                }
+            },
+        };
+        let outcome = match numbers {
+            Ok(numbers) => {
+                let history = store.history(name, kind)?;
+                checks::evaluate(kind, &numbers, range, &settings.policy, &history, start)
+            }
+            Err(SyncError::Tripletex(TripletexError::Cancelled)) => {
+                return Err(PassError::Cancelled);
+            }
+            Err(SyncError::Store(e)) => return Err(e.into()),
+            Err(SyncError::Tripletex(e)) => checks::could_not_run(kind, &reason(&e)),
+        };
+        record(store, &mut batch, name, &outcome, start, settings)?;
+        outcomes.push(outcome);
+    }
+    batch.put_cursor(name, &cursor);
+
+    let session = session_record(client, &connected, &previous);
+    if session.state == SessionState::KeyRejected && previous.state != SessionState::KeyRejected {
+        tracing::error!(
+            event = "session.key_rejected",
+            shop = name,
+            remedy = session.detail.as_deref().unwrap_or_default(),
+            "Tripletex rejected this shop's employee key; its checks stop until a new key is loaded"
+        );
+    }
+    batch.put_session(name, &session);
+    store.commit(batch).await?;
+    let consumer_rejected = matches!(connected, Err(TripletexError::ConsumerRejected { .. }));
+    tracing::debug!(
+        event = "pass.done",
+        shop = name,
+        checks = outcomes.len(),
+        "pass recorded"
+    );
+    Ok(PassReport {
+        shop: shop.name.clone(),
+        session,
+        outcomes,
+        consumer_rejected,
+    })
+}
+
+/// Adds the outcome, its history point and the history pruning to `batch`; logs a verdict change.
+fn record(
+    store: &Store,
+    batch: &mut Batch,
+    shop: &str,
+    outcome: &CheckOutcome,
+    now: Timestamp,
+    settings: &PassSettings,
+) -> Result<(), StoreError> {
+    let kind = outcome.kind;
+    let previous = store.result(shop, kind)?;
+    let before = previous
+        .as_ref()
+        .map_or(Verdict::Unknown, ResultRecord::verdict);
+    let record = ResultRecord::next(previous.as_ref(), outcome.clone(), now);
+    batch.put_result(shop, kind, &record);
+    if outcome.verdict != Verdict::Error {
+        batch.push_history(shop, kind, &outcome.evidence.history_point(now));
+    }
+    let cutoff = now
+        .checked_sub(jiff::Span::new().seconds(settings.history.as_secs() as i64))
+        .unwrap_or(now);
+    store.prune_history(batch, shop, kind, cutoff)?;
+
+    let (check, verdict, summary) = (kind.as_str(), outcome.verdict.as_str(), &outcome.summary);
+    let was = before.as_str();
+    if before == outcome.verdict {
+        tracing::debug!(event = "check.verdict", shop, check, verdict, was, %summary, "verdict unchanged");
+        return Ok(());
+    }
+    let fix = outcome.fix.as_deref().unwrap_or_default();
+    match outcome.verdict {
+        Verdict::Conflict => {
+            tracing::error!(event = "check.verdict", shop, check, verdict, was, %summary, fix, "numbering conflict");
+        }
+        Verdict::Warn | Verdict::Error => {
+            tracing::warn!(event = "check.verdict", shop, check, verdict, was, %summary, fix, "verdict changed");
+        }
+        Verdict::Ok | Verdict::Unknown => {
+            tracing::info!(event = "check.verdict", shop, check, verdict, was, %summary, "verdict changed");
+        }
+    }
+    Ok(())
+}
+
+/// Why a check could not run, with the operator's fix where one is known.
+fn reason(e: &TripletexError) -> String {
+    match e.remedy() {
+        Some(remedy) => format!("{e}: {remedy}"),
+        None => e.to_string(),
+    }
+}
+
+fn session_record(
+    client: &ShopClient,
+    connected: &Result<crate::tripletex::SessionInfo, TripletexError>,
+    previous: &SessionRecord,
+) -> SessionRecord {
+    if let Some(info) = client.session_info() {
+        return SessionRecord {
+            state: if client.renewing() {
+                SessionState::Renewing
+            } else {
+                SessionState::Valid
+            },
+            minted_at: Some(info.minted_at),
+            expires_at: Some(info.expires_at),
+            company_id: info.company_id,
+            employee_id: info.employee_id,
+            detail: None,
+        };
+    }
+    let state = match connected {
+        Err(TripletexError::KeyRejected { .. }) => SessionState::KeyRejected,
+        _ => SessionState::Unknown,
+    };
+    SessionRecord {
+        state,
+        minted_at: None,
+        expires_at: None,
+        company_id: previous.company_id,
+        employee_id: previous.employee_id,
+        detail: connected.as_ref().err().map(reason),
+    }
+}

@@ -1,0 +1,208 @@
+//! What operators see: the `status --json` shape, its table form, and `STATE_DIR/status.json`.
+//!
+//! The JSON shape is a contract: fields are added, never renamed. `status.json` is written
+//! atomically (temp file, fsync, rename) after every pass so `status` can read it while the daemon
+//! holds the database. Nothing here ever sees a token.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::checks::{self, CheckKind, Evidence, Verdict};
+use crate::config::Config;
+use crate::store::{SessionState, Store, StoreError};
+
+pub const STATUS_FILE: &str = "status.json";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub generated_at: Timestamp,
+    pub shops: Vec<ShopStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShopStatus {
+    pub name: String,
+    pub enabled: bool,
+    pub session: SessionStatus,
+    pub checks: ChecksStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionStatus {
+    pub state: SessionState,
+    pub expires_at: Option<Timestamp>,
+    pub company_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChecksStatus {
+    pub customer_numbers: CheckStatus,
+    pub invoice_numbers: CheckStatus,
+}
+
+impl ChecksStatus {
+    pub fn get(&self, kind: CheckKind) -> &CheckStatus {
+        match kind {
+            CheckKind::CustomerNumbers => &self.customer_numbers,
+            CheckKind::InvoiceNumbers => &self.invoice_numbers,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckStatus {
+    pub verdict: Verdict,
+    pub summary: String,
+    pub checked_at: Option<Timestamp>,
+    /// When the current verdict began.
+    #[serde(default)]
+    pub since: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
+}
+
+impl StatusReport {
+    /// Reads what the store holds for every configured shop.
+    pub fn collect(store: &Store, config: &Config, now: Timestamp) -> Result<Self, StoreError> {
+        let mut shops = Vec::with_capacity(config.shops.len());
+        for shop in &config.shops {
+            let session = store.session(&shop.name)?.unwrap_or_default();
+            let check = |kind: CheckKind, on: bool| -> Result<CheckStatus, StoreError> {
+                if !on {
+                    return Ok(CheckStatus {
+                        verdict: Verdict::Unknown,
+                        summary: format!(
+                            "disabled (`{}.enabled = false` in {})",
+                            kind.as_str(),
+                            shop.source.display()
+                        ),
+                        checked_at: None,
+                        since: None,
+                        fix: None,
+                        evidence: None,
+                    });
+                }
+                Ok(match store.result(&shop.name, kind)? {
+                    Some(r) => CheckStatus {
+                        verdict: r.outcome.verdict,
+                        summary: r.outcome.summary,
+                        checked_at: Some(r.checked_at),
+                        since: Some(r.since),
+                        fix: r.outcome.fix,
+                        evidence: Some(r.outcome.evidence),
+                    },
+                    None => {
+                        let o = checks::not_yet_checked(kind);
+                        CheckStatus {
+                            verdict: o.verdict,
+                            summary: o.summary,
+                            checked_at: None,
+                            since: None,
+                            fix: None,
+                            evidence: None,
+                        }
+                    }
+                })
+            };
+            shops.push(ShopStatus {
+                name: shop.name.clone(),
+                enabled: shop.enabled,
+                session: SessionStatus {
+                    state: session.state,
+                    expires_at: session.expires_at,
+                    company_id: session.company_id,
+                    detail: session.detail,
+                },
+                checks: ChecksStatus {
+                    customer_numbers: check(
+                        CheckKind::CustomerNumbers,
+                        shop.customer_numbers.is_some(),
+                    )?,
+                    invoice_numbers: check(
+                        CheckKind::InvoiceNumbers,
+                        shop.invoice_numbers.is_some(),
+                    )?,
+                },
+            });
+        }
+        Ok(Self {
+            generated_at: now,
+            shops,
+        })
+    }
+
+    /// The worst verdict over every enabled shop's checks.
+    pub fn worst(&self) -> Verdict {
+        self.shops
+            .iter()
+            .filter(|s| s.enabled)
+            .flat_map(|s| CheckKind::ALL.map(|k| s.checks.get(k).verdict))
+            .max()
+            .unwrap_or(Verdict::Ok)
+    }
+
+    /// A fixed-width table for terminals.
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "{:<20} {:<13} {:<17} {:<9} {}\n",
+            "SHOP", "SESSION", "CHECK", "VERDICT", "SUMMARY"
+        );
+        for shop in &self.shops {
+            let session = if shop.enabled {
+                shop.session.state.as_str()
+            } else {
+                "disabled"
+            };
+            for (i, kind) in CheckKind::ALL.into_iter().enumerate() {
+                let c = shop.checks.get(kind);
+                let (name, session) = if i == 0 {
+                    (shop.name.as_str(), session)
+                } else {
+                    ("", "")
+                };
+                out.push_str(&format!(
+                    "{name:<20} {session:<13} {:<17} {:<9} {}\n",
+                    kind.as_str(),
+                    c.verdict.as_str(),
+                    c.summary
+                ));
+                if let Some(fix) = c.fix.as_deref().filter(|_| c.verdict >= Verdict::Warn) {
+                    out.push_str(&format!("{:<61}fix: {fix}\n", ""));
+                }
+            }
+        }
+        out
+    }
+
+    pub fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join(STATUS_FILE)
+    }
+
+    /// Replaces `STATE_DIR/status.json` atomically.
+    pub fn write(&self, state_dir: &Path) -> std::io::Result<()> {
+        let path = Self::path(state_dir);
+        let tmp = state_dir.join(format!(".{STATUS_FILE}.tmp"));
+        let mut file = std::fs::File::create(&tmp)?;
+        serde_json::to_writer_pretty(&mut file, self)?;
+        file.write_all(b"\n")?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        if let Ok(dir) = std::fs::File::open(state_dir) {
+            // Best effort: the rename is already visible; this makes it durable too.
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+
+    pub fn read(state_dir: &Path) -> std::io::Result<Self> {
+        let text = std::fs::read(Self::path(state_dir))?;
+        serde_json::from_slice(&text).map_err(std::io::Error::other)
+    }
+}

@@ -1,0 +1,147 @@
+use super::*;
+use crate::checks::{self, CheckKind, Verdict};
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+#[test]
+fn a_second_opener_fails_at_once_naming_the_state_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = Store::open(dir.path(), Role::Daemon).unwrap();
+    let err = Store::open(dir.path(), Role::OneShot).unwrap_err();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "another tripletex-sync is running on {}",
+            dir.path().display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("daemon pid {}", std::process::id())),
+        "{text}"
+    );
+    assert_eq!(
+        read_holder(dir.path()),
+        Some((Role::Daemon, std::process::id()))
+    );
+}
+
+#[test]
+fn the_lock_is_released_on_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path(), Role::OneShot).unwrap());
+    Store::open(dir.path(), Role::OneShot).unwrap();
+}
+
+#[tokio::test]
+async fn committed_records_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = ts("2026-11-29T08:00:00Z");
+    let outcome = checks::could_not_run(CheckKind::InvoiceNumbers, "Tripletex unavailable");
+    let record = ResultRecord::next(None, outcome, now);
+    let session = SessionRecord {
+        state: SessionState::Valid,
+        minted_at: Some(now),
+        expires_at: Some(ts("2026-12-05T23:00:00Z")),
+        company_id: Some(1001),
+        employee_id: Some(7),
+        detail: None,
+    };
+    {
+        let store = Store::open(dir.path(), Role::Daemon).unwrap();
+        let mut batch = store.batch();
+        batch.put_result("acme", CheckKind::InvoiceNumbers, &record);
+        batch.push_history(
+            "acme",
+            CheckKind::InvoiceNumbers,
+            &HistoryPoint {
+                at: now,
+                shop_high: Some(6100),
+            },
+        );
+        batch.put_session("acme", &session);
+        store.commit(batch).await.unwrap();
+    }
+    let store = Store::open(dir.path(), Role::OneShot).unwrap();
+    assert_eq!(
+        store.result("acme", CheckKind::InvoiceNumbers).unwrap(),
+        Some(record)
+    );
+    assert_eq!(store.session("acme").unwrap(), Some(session));
+    assert_eq!(
+        store
+            .history("acme", CheckKind::InvoiceNumbers)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store.result("acme", CheckKind::CustomerNumbers).unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn history_is_ordered_and_pruned_by_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Role::OneShot).unwrap();
+    let kind = CheckKind::CustomerNumbers;
+    let mut batch = store.batch();
+    for (day, high) in [(3, 30), (1, 10), (2, 20)] {
+        let at = ts(&format!("2026-11-0{day}T00:00:00Z"));
+        batch.push_history(
+            "acme",
+            kind,
+            &HistoryPoint {
+                at,
+                shop_high: Some(high),
+            },
+        );
+    }
+    // Another shop whose name is a prefix must not leak in.
+    batch.push_history(
+        "acm",
+        kind,
+        &HistoryPoint {
+            at: ts("2026-11-01T00:00:00Z"),
+            shop_high: None,
+        },
+    );
+    store.commit(batch).await.unwrap();
+    let highs: Vec<_> = store
+        .history("acme", kind)
+        .unwrap()
+        .iter()
+        .map(|p| p.shop_high)
+        .collect();
+    assert_eq!(highs, [Some(10), Some(20), Some(30)]);
+
+    let mut batch = store.batch();
+    store
+        .prune_history(&mut batch, "acme", kind, ts("2026-11-02T00:00:00Z"))
+        .unwrap();
+    store.commit(batch).await.unwrap();
+    let highs: Vec<_> = store
+        .history("acme", kind)
+        .unwrap()
+        .iter()
+        .map(|p| p.shop_high)
+        .collect();
+    assert_eq!(highs, [Some(20), Some(30)]);
+}
+
+#[test]
+fn since_carries_over_while_the_verdict_holds() {
+    let t1 = ts("2026-11-01T00:00:00Z");
+    let t2 = ts("2026-11-02T00:00:00Z");
+    let kind = CheckKind::CustomerNumbers;
+    let first = ResultRecord::next(None, checks::could_not_run(kind, "down"), t1);
+    let same = ResultRecord::next(Some(&first), checks::could_not_run(kind, "still down"), t2);
+    assert_eq!((same.since, same.checked_at), (t1, t2));
+    let changed = ResultRecord::next(Some(&same), checks::not_yet_checked(kind), t2);
+    assert_eq!(changed.since, t2);
+    assert_eq!(changed.verdict(), Verdict::Unknown);
+}

@@ -1,0 +1,275 @@
+//! Keeps each shop's mirror of numbers in use current, cheaply.
+//!
+//! A full sync pages through every customer (active and inactive) and every invoice with
+//! `count=1000` and `fields` cut to what the checks need. Later passes read customers
+//! `changedSince` the previous pass's start (minus a margin) and the trailing invoice window with
+//! `If-None-Match` on its `versionDigest`, so an idle pass costs two requests. A full resync every
+//! `checks.full_resync` catches deletions, back-dated invoices and status changes. Invariant:
+//! nothing is written to the batch unless every request of that kind succeeded, so a failed
+//! sync never leaves a half-updated mirror.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use jiff::civil::Date;
+use jiff::{Span, Timestamp};
+use serde::de::DeserializeOwned;
+
+use crate::clock::{oslo, oslo_date};
+use crate::store::{Batch, CustomerEntry, InvoiceEntry, Store, StoreError, SyncCursor};
+use crate::tripletex::model::{CustomerRow, InvoiceRow};
+use crate::tripletex::{Fetched, ShopClient, TripletexError};
+
+pub const PAGE_SIZE: u32 = 1000;
+/// `changedSince` reaches back this far before the previous pass's start: clocks differ.
+const CHANGED_SINCE_MARGIN: Duration = Duration::from_secs(10 * 60);
+/// Invoice dates no invoice precedes and none reaches.
+const ALL_DATES: (Date, Date) = (Date::constant(1970, 1, 1), Date::constant(2100, 1, 1));
+/// Any non-empty `If-None-Match` makes Tripletex compute a `versionDigest`.
+const ASK_FOR_DIGEST: &str = "tripletex-sync";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Tripletex(#[from] TripletexError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SyncSettings {
+    pub full_resync: Duration,
+    pub invoice_window: Duration,
+}
+
+/// Whether a kind last fully read at `last_full` must be re-read in full now.
+pub fn full_due(last_full: Option<Timestamp>, settings: &SyncSettings, now: Timestamp) -> bool {
+    match last_full {
+        None => true,
+        Some(at) => now.duration_since(at).unsigned_abs() >= settings.full_resync,
+    }
+}
+
+/// Syncs customers; returns every customer number in use afterwards.
+pub async fn customers(
+    client: &ShopClient,
+    store: &Store,
+    cursor: &mut SyncCursor,
+    settings: &SyncSettings,
+    pass_start: Timestamp,
+    batch: &mut Batch,
+) -> Result<Vec<u32>, SyncError> {
+    let shop = client.name();
+    let full = full_due(cursor.customers_full, settings, pass_start);
+    let mut mirror: HashMap<i64, CustomerEntry> = store.customers(shop)?.into_iter().collect();
+    let fields = ("fields", "id,customerNumber,isInactive".to_owned());
+    let since = cursor.customers_since.filter(|_| !full);
+    let rows: Vec<CustomerRow> = match since {
+        Some(since) => {
+            let since = since
+                .checked_sub(span(CHANGED_SINCE_MARGIN))
+                .unwrap_or(since);
+            let query = vec![("changedSince", oslo_local(since)), fields];
+            fetch_all(client, "/customer", query, None)
+                .await?
+                .into_rows()
+        }
+        None => {
+            let active = vec![("isInactive", "false".to_owned()), fields.clone()];
+            let inactive = vec![("isInactive", "true".to_owned()), fields];
+            let mut rows = fetch_all(client, "/customer", active, None)
+                .await?
+                .into_rows();
+            rows.extend(
+                fetch_all(client, "/customer", inactive, None)
+                    .await?
+                    .into_rows(),
+            );
+            rows
+        }
+    };
+    let fresh: HashMap<i64, CustomerEntry> = rows
+        .into_iter()
+        .filter_map(|r| {
+            r.customer_number.map(|number| {
+                (
+                    r.id,
+                    CustomerEntry {
+                        number,
+                        inactive: r.is_inactive,
+                    },
+                )
+            })
+        })
+        .collect();
+    if since.is_none() {
+        mirror.retain(|id, _| {
+            let keep = fresh.contains_key(id);
+            if !keep {
+                batch.remove_customer(shop, *id);
+            }
+            keep
+        });
+        cursor.customers_full = Some(pass_start);
+    }
+    for (id, entry) in fresh {
+        if mirror.insert(id, entry) != Some(entry) {
+            batch.put_customer(shop, id, entry);
+        }
+    }
+    cursor.customers_since = Some(pass_start);
+    Ok(mirror.values().map(|e| e.number).collect())
+}
+
+/// Syncs invoices; returns every invoice number in use afterwards.
+pub async fn invoices(
+    client: &ShopClient,
+    store: &Store,
+    cursor: &mut SyncCursor,
+    settings: &SyncSettings,
+    pass_start: Timestamp,
+    batch: &mut Batch,
+) -> Result<Vec<u32>, SyncError> {
+    let shop = client.name();
+    let full = full_due(cursor.invoices_full, settings, pass_start);
+    let mut mirror: HashMap<i64, InvoiceEntry> = store.invoices(shop)?.into_iter().collect();
+    let window_from = oslo_date(pass_start)
+        .checked_sub(span(settings.invoice_window))
+        .unwrap_or(ALL_DATES.0)
+        .max(ALL_DATES.0);
+
+    // Older invoices are read only on a full sync; the window is read on every pass, unless its
+    // digest says nothing changed.
+    let older = if full {
+        Some(
+            fetch_all::<InvoiceRow>(client, "/invoice", dates(ALL_DATES.0, window_from), None)
+                .await?
+                .into_rows(),
+        )
+    } else {
+        None
+    };
+    let known = cursor
+        .invoice_digest
+        .as_deref()
+        .filter(|_| !full && cursor.invoice_window_from == Some(window_from));
+    let window = fetch_all::<InvoiceRow>(
+        client,
+        "/invoice",
+        dates(window_from, ALL_DATES.1),
+        Some(known.unwrap_or(ASK_FOR_DIGEST)),
+    )
+    .await?;
+
+    let in_window = |e: &InvoiceEntry| e.date.is_none_or(|d| d >= window_from);
+    let mut replace = |rows: Vec<InvoiceRow>, scope: &dyn Fn(&InvoiceEntry) -> bool| {
+        let fresh: HashMap<i64, InvoiceEntry> = rows
+            .into_iter()
+            .filter_map(|r| {
+                r.invoice_number.map(|number| {
+                    (
+                        r.id,
+                        InvoiceEntry {
+                            number,
+                            date: r.invoice_date,
+                        },
+                    )
+                })
+            })
+            .collect();
+        mirror.retain(|id, e| {
+            let keep = !scope(e) || fresh.contains_key(id);
+            if !keep {
+                batch.remove_invoice(shop, *id);
+            }
+            keep
+        });
+        for (id, entry) in fresh {
+            if mirror.insert(id, entry) != Some(entry) {
+                batch.put_invoice(shop, id, entry);
+            }
+        }
+    };
+    if let Some(older) = older {
+        replace(older, &|e| !in_window(e));
+        cursor.invoices_full = Some(pass_start);
+    }
+    if let Some((rows, digest)) = window.into_page() {
+        replace(rows, &in_window);
+        cursor.invoice_window_from = Some(window_from);
+        cursor.invoice_digest = digest;
+    }
+    Ok(mirror.values().map(|e| e.number).collect())
+}
+
+/// Rows of every page, and the first page's `versionDigest`; `NotModified` on a 304.
+async fn fetch_all<T: DeserializeOwned>(
+    client: &ShopClient,
+    path: &str,
+    mut query: Vec<(&'static str, String)>,
+    if_none_match: Option<&str>,
+) -> Result<Paged<T>, SyncError> {
+    query.push(("sorting", "id".to_owned()));
+    query.push(("count", PAGE_SIZE.to_string()));
+    let mut rows = Vec::new();
+    let mut digest = None;
+    let mut from = 0usize;
+    loop {
+        let mut q = query.clone();
+        q.push(("from", from.to_string()));
+        let tag = if from == 0 { if_none_match } else { None };
+        match client.list::<T>(path, &q, tag).await? {
+            Fetched::NotModified => return Ok(Paged::NotModified),
+            Fetched::Page(page) => {
+                if from == 0 {
+                    digest = page.version_digest;
+                }
+                let n = page.values.len();
+                rows.extend(page.values);
+                from += n;
+                if n < PAGE_SIZE as usize {
+                    return Ok(Paged::Rows(rows, digest));
+                }
+            }
+        }
+    }
+}
+
+enum Paged<T> {
+    NotModified,
+    Rows(Vec<T>, Option<String>),
+}
+
+impl<T> Paged<T> {
+    fn into_page(self) -> Option<(Vec<T>, Option<String>)> {
+        match self {
+            Self::NotModified => None,
+            Self::Rows(rows, digest) => Some((rows, digest)),
+        }
+    }
+
+    /// For requests sent without `If-None-Match`, which cannot be answered with 304.
+    fn into_rows(self) -> Vec<T> {
+        self.into_page().map(|(r, _)| r).unwrap_or_default()
+    }
+}
+
+fn dates(from: Date, to: Date) -> Vec<(&'static str, String)> {
+    vec![
+        ("invoiceDateFrom", from.to_string()),
+        ("invoiceDateTo", to.to_string()),
+        ("fields", "id,invoiceNumber,invoiceDate".to_owned()),
+    ]
+}
+
+/// `changedSince` as Oslo local time, `YYYY-MM-DDTHH:MM:SS`: Tripletex is a Norwegian server.
+fn oslo_local(at: Timestamp) -> String {
+    at.to_zoned_datetime(oslo())
+        .datetime()
+        .strftime("%Y-%m-%dT%H:%M:%S")
+        .to_string()
+}
+
+fn span(d: Duration) -> Span {
+    Span::new().seconds(d.as_secs() as i64)
+}

@@ -1,0 +1,94 @@
+//! A per-shop circuit breaker for transport failures (connection errors, timeouts, 5xx).
+//!
+//! After `threshold` consecutive failures the circuit opens and calls fail fast for `cooldown`;
+//! then one trial call is let through (half-open): success closes it, failure reopens it.
+//! Opening and closing are logged once each, not per call.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+pub struct Breaker {
+    threshold: u32,
+    cooldown: Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    failures: u32,
+    open_until: Option<Instant>,
+    trial_in_flight: bool,
+}
+
+impl Breaker {
+    pub fn new(threshold: u32, cooldown: Duration) -> Self {
+        Self {
+            threshold: threshold.max(1),
+            cooldown,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Whether a call may go out now.
+    pub fn allow(&self) -> bool {
+        let mut s = self.state.lock().expect("breaker lock");
+        match s.open_until {
+            None => true,
+            Some(until) if Instant::now() >= until && !s.trial_in_flight => {
+                s.trial_in_flight = true;
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    pub fn success(&self, shop: &str) {
+        let mut s = self.state.lock().expect("breaker lock");
+        if s.open_until.is_some() {
+            tracing::info!(event = "circuit.closed", shop, "Tripletex reachable again");
+        }
+        *s = State::default();
+    }
+
+    pub fn failure(&self, shop: &str, why: &str) {
+        let mut s = self.state.lock().expect("breaker lock");
+        s.failures += 1;
+        let was_open = s.open_until.is_some();
+        if s.failures >= self.threshold {
+            s.open_until = Some(Instant::now() + self.cooldown);
+            s.trial_in_flight = false;
+            if !was_open {
+                tracing::warn!(
+                    event = "circuit.open",
+                    shop,
+                    failures = s.failures,
+                    cooldown_s = self.cooldown.as_secs(),
+                    error = why,
+                    "Tripletex unreachable for this shop; pausing its calls"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_threshold_and_half_opens_after_cooldown() {
+        let b = Breaker::new(3, Duration::from_secs(10));
+        for _ in 0..3 {
+            assert!(b.allow());
+            b.failure("acme", "reset");
+        }
+        assert!(!b.allow());
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(b.allow(), "one trial after the cooldown");
+        assert!(!b.allow(), "only one trial at a time");
+        b.success("acme");
+        assert!(b.allow() && b.allow());
+    }
+}

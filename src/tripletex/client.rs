@@ -1,0 +1,309 @@
+//! The HTTP pipeline: pacing, retries, the circuit breaker, 401 handling and typed responses.
+//!
+//! Every request passes, in order: breaker → limiter (governor + header reserve) → send (racing
+//! the shutdown token) → header bookkeeping → status policy. Policy: 429 is retried on any method
+//! after the limiter's wait; 5xx, timeouts and connection errors are retried only for idempotent
+//! requests (the session mint counts as one: a duplicate mint is harmless), at most `max_tries`;
+//! a 401 triggers one shared re-mint and one retry, a second 401 is final. Token text exists here
+//! only while a request is built; errors are stripped of URLs, which can carry a session token.
+
+use std::sync::Arc;
+
+use reqwest::{Method, Response, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use super::breaker::Breaker;
+use super::model::{ApiError, ListResponse};
+use super::ratelimit::{ShopLimiter, backoff};
+use super::session::SessionSlot;
+use super::{ClientSettings, TripletexError};
+use crate::clock::SharedClock;
+
+/// What all shops share: the pooled HTTP client, the consumer token, the clock and the settings.
+pub struct Tripletex {
+    http: reqwest::Client,
+    base_url: String,
+    pub(super) consumer_token: SecretString,
+    pub(super) clock: SharedClock,
+    pub(super) settings: ClientSettings,
+}
+
+impl Tripletex {
+    pub fn new(
+        base_url: &Url,
+        consumer_token: SecretString,
+        clock: SharedClock,
+        settings: ClientSettings,
+    ) -> Result<Arc<Self>, TripletexError> {
+        let http = reqwest::Client::builder()
+            .timeout(settings.request_timeout)
+            .connect_timeout(
+                settings
+                    .request_timeout
+                    .min(std::time::Duration::from_secs(10)),
+            )
+            .gzip(true)
+            .user_agent(concat!("tripletex-sync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| TripletexError::Unavailable(e.without_url().to_string()))?;
+        Ok(Arc::new(Self {
+            http,
+            base_url: base_url.as_str().trim_end_matches('/').to_owned(),
+            consumer_token,
+            clock,
+            settings,
+        }))
+    }
+
+    /// One shop's client. `company_id` 0 means the key owner's own company.
+    pub fn shop(
+        self: &Arc<Self>,
+        name: &str,
+        employee_token: SecretString,
+        company_id: i64,
+        cancel: CancellationToken,
+    ) -> ShopClient {
+        let s = &self.settings;
+        ShopClient {
+            api: Arc::clone(self),
+            name: name.to_owned(),
+            employee_token,
+            company_id,
+            limiter: ShopLimiter::new(s.limits),
+            breaker: Breaker::new(s.breaker_threshold, s.breaker_cooldown),
+            session: SessionSlot::default(),
+            cancel,
+        }
+    }
+}
+
+/// One shop's view of Tripletex.
+pub struct ShopClient {
+    pub(super) api: Arc<Tripletex>,
+    pub(super) name: String,
+    pub(super) employee_token: SecretString,
+    pub(super) company_id: i64,
+    limiter: ShopLimiter,
+    breaker: Breaker,
+    pub(super) session: SessionSlot,
+    pub(super) cancel: CancellationToken,
+}
+
+/// A list GET's outcome: `If-None-Match` matched (304), or a page.
+#[derive(Debug)]
+pub enum Fetched<T> {
+    NotModified,
+    Page(ListResponse<T>),
+}
+
+/// One request, described so it can be sent again.
+pub(super) struct Call<'a> {
+    pub method: Method,
+    pub path: &'a str,
+    /// Extra path segment, percent-encoded by `url` (used for the token in DELETE).
+    pub segment: Option<&'a str>,
+    pub query: &'a [(&'a str, String)],
+    pub json: Option<&'a serde_json::Value>,
+    pub if_none_match: Option<&'a str>,
+    pub idempotent: bool,
+}
+
+impl<'a> Call<'a> {
+    pub fn get(path: &'a str, query: &'a [(&'a str, String)]) -> Self {
+        Self {
+            method: Method::GET,
+            path,
+            segment: None,
+            query,
+            json: None,
+            if_none_match: None,
+            idempotent: true,
+        }
+    }
+}
+
+impl ShopClient {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How many 429s this shop has met since start.
+    pub fn throttled_count(&self) -> u64 {
+        self.limiter.throttled_count()
+    }
+
+    /// A list GET (`/customer`, `/invoice`), optionally conditional on a `versionDigest`.
+    pub async fn list<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        if_none_match: Option<&str>,
+    ) -> Result<Fetched<T>, TripletexError> {
+        let call = Call {
+            if_none_match,
+            ..Call::get(path, query)
+        };
+        let resp = self.authed(&call).await?;
+        if resp.status() == StatusCode::NOT_MODIFIED {
+            return Ok(Fetched::NotModified);
+        }
+        read_json(resp).await.map(Fetched::Page)
+    }
+
+    /// Sends `call` with the shop's session, re-minting once (shared) after a 401.
+    pub(super) async fn authed(&self, call: &Call<'_>) -> Result<Response, TripletexError> {
+        let active = self.ensure_session().await?;
+        let resp = self.send(call, Some(&active.token)).await?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return check(resp, call.path).await;
+        }
+        tracing::debug!(event = "session.rejected", shop = %self.name, path = call.path, "401; re-minting once");
+        let fresh = self.refresh_after_401(active.generation).await?;
+        let resp = self.send(call, Some(&fresh.token)).await?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            return Err(TripletexError::Unauthorized);
+        }
+        check(resp, call.path).await
+    }
+
+    /// Breaker, limiter, send, retry policy. Returns any response that is not 429/5xx.
+    pub(super) async fn send(
+        &self,
+        call: &Call<'_>,
+        session: Option<&SecretString>,
+    ) -> Result<Response, TripletexError> {
+        let s = &self.api.settings;
+        let (mut tries, mut throttled) = (0u32, 0u32);
+        loop {
+            if !self.breaker.allow() {
+                return Err(TripletexError::CircuitOpen);
+            }
+            self.limiter.acquire(&self.cancel).await?;
+            tries += 1;
+            let request = self.build(call, session)?;
+            let result = tokio::select! {
+                _ = self.cancel.cancelled() => return Err(TripletexError::Cancelled),
+                r = request.send() => r,
+            };
+            let failure = match result {
+                Ok(resp) => {
+                    self.limiter.observe(resp.headers());
+                    let status = resp.status();
+                    if status == StatusCode::TOO_MANY_REQUESTS {
+                        throttled += 1;
+                        tries -= 1;
+                        if throttled > s.max_throttled {
+                            return Err(TripletexError::Throttled(throttled));
+                        }
+                        let wait = self.limiter.on_throttled();
+                        tracing::warn!(
+                            event = "http.throttled",
+                            shop = %self.name,
+                            path = call.path,
+                            wait_ms = wait.as_millis() as u64,
+                            "429 from Tripletex; waiting before retrying"
+                        );
+                        self.pause(wait).await?;
+                        continue;
+                    }
+                    if !status.is_server_error() {
+                        self.breaker.success(&self.name);
+                        return Ok(resp);
+                    }
+                    format!("HTTP {status}")
+                }
+                Err(e) => e.without_url().to_string(),
+            };
+            self.breaker.failure(&self.name, &failure);
+            if !call.idempotent || tries >= s.max_tries {
+                return Err(TripletexError::Unavailable(failure));
+            }
+            tracing::debug!(event = "http.retry", shop = %self.name, path = call.path, tries, error = %failure);
+            self.pause(backoff(
+                tries - 1,
+                s.limits.backoff_min,
+                s.limits.backoff_max,
+            ))
+            .await?;
+        }
+    }
+
+    async fn pause(&self, wait: std::time::Duration) -> Result<(), TripletexError> {
+        tokio::select! {
+            _ = self.cancel.cancelled() => Err(TripletexError::Cancelled),
+            _ = tokio::time::sleep(wait) => Ok(()),
+        }
+    }
+
+    fn build(
+        &self,
+        call: &Call<'_>,
+        session: Option<&SecretString>,
+    ) -> Result<reqwest::RequestBuilder, TripletexError> {
+        let mut url = Url::parse(&format!("{}{}", self.api.base_url, call.path))
+            .map_err(|e| TripletexError::Unavailable(format!("bad URL for {}: {e}", call.path)))?;
+        if let Some(segment) = call.segment {
+            url.path_segments_mut()
+                .map_err(|()| TripletexError::Unavailable("base URL cannot take a path".into()))?
+                .push(segment);
+        }
+        let mut req = self.api.http.request(call.method.clone(), url);
+        if !call.query.is_empty() {
+            req = req.query(call.query);
+        }
+        if let Some(token) = session {
+            req = req.basic_auth(self.company_id, Some(token.expose_secret()));
+        }
+        if let Some(tag) = call.if_none_match {
+            req = req.header(reqwest::header::IF_NONE_MATCH, tag);
+        }
+        if let Some(json) = call.json {
+            req = req.json(json);
+        }
+        Ok(req)
+    }
+}
+
+/// Maps non-success statuses to errors; passes 2xx and 304 through.
+async fn check(resp: Response, path: &str) -> Result<Response, TripletexError> {
+    let status = resp.status();
+    if status.is_success() || status == StatusCode::NOT_MODIFIED {
+        return Ok(resp);
+    }
+    if status == StatusCode::FORBIDDEN {
+        return Err(TripletexError::Forbidden {
+            access: access_for(path),
+        });
+    }
+    let body = api_error(resp).await;
+    Err(TripletexError::Api {
+        status: status.as_u16(),
+        code: body.code.unwrap_or_default(),
+        message: body.message.unwrap_or_default(),
+    })
+}
+
+/// The access a 403 on `path` says the key lacks, in words an operator can act on.
+fn access_for(path: &str) -> String {
+    match path.trim_start_matches('/').split('/').next() {
+        Some("customer") => "read customers".into(),
+        Some("invoice") => "read invoices".into(),
+        Some("token") => "read its own login (whoAmI)".into(),
+        _ => format!("use {path}"),
+    }
+}
+
+pub(super) async fn api_error(resp: Response) -> ApiError {
+    resp.json::<ApiError>().await.unwrap_or_default()
+}
+
+pub(super) async fn read_json<T: DeserializeOwned>(resp: Response) -> Result<T, TripletexError> {
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| TripletexError::Unavailable(e.without_url().to_string()))?;
+    serde_json::from_slice(&bytes).map_err(|e| TripletexError::Decode(e.to_string()))
+}

@@ -1,0 +1,309 @@
+//! One shop's session token: mint, prove, swap, renew, revoke.
+//!
+//! A token minted with `expirationDate = D` dies at 00:00 Europe/Oslo at the start of D, so D is
+//! "today in Oslo + session_valid_days" and the expiry instant comes from the tz database.
+//! Invariants: a new token is proven with `GET /token/session/>whoAmI` before it replaces the old
+//! one, and the old one stays in use until then; at most one mint per shop is in flight (callers
+//! that meet a 401 share it); a token past its expiry is never sent; renewal failures back off
+//! (capped, full jitter) while the old token lives; the token text lives only in memory.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use jiff::{Span, Timestamp};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::TripletexError;
+use super::client::{Call, ShopClient, api_error, read_json};
+use super::model::{PostSessionTokenBody, SessionToken, WhoAmI, Wrapper};
+use super::ratelimit::{backoff, full_jitter};
+use crate::clock::{oslo_date, oslo_midnight};
+
+/// What may be recorded about a session: everything but the token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionInfo {
+    pub minted_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// When renewal starts: `renew_before` (plus per-mint jitter) ahead of expiry.
+    pub renew_at: Timestamp,
+    pub company_id: Option<i64>,
+    pub employee_id: Option<i64>,
+}
+
+pub(super) struct Active {
+    pub token: SecretString,
+    pub generation: u64,
+    pub info: SessionInfo,
+}
+
+#[derive(Default)]
+pub(super) struct SessionSlot {
+    current: RwLock<Option<Arc<Active>>>,
+    mint: tokio::sync::Mutex<()>,
+    generation: AtomicU64,
+    renewal: Mutex<Renewal>,
+}
+
+#[derive(Default)]
+struct Renewal {
+    failures: u32,
+    not_before: Option<Timestamp>,
+}
+
+impl SessionSlot {
+    fn current(&self) -> Option<Arc<Active>> {
+        self.current.read().expect("session lock").clone()
+    }
+}
+
+impl ShopClient {
+    /// The live session's metadata, if any (for status and sled).
+    pub fn session_info(&self) -> Option<SessionInfo> {
+        let now = self.api.clock.now();
+        self.session
+            .current()
+            .filter(|a| now < a.info.expires_at)
+            .map(|a| a.info.clone())
+    }
+
+    /// True while a due renewal keeps failing and the old token still serves.
+    pub fn renewing(&self) -> bool {
+        self.session.renewal.lock().expect("renewal lock").failures > 0
+    }
+
+    /// A live session, minting or renewing as needed. Renewal failures are logged and absorbed
+    /// while the current token lives; a failed mint without a live token is returned.
+    pub(super) async fn ensure_session(&self) -> Result<Arc<Active>, TripletexError> {
+        let now = self.api.clock.now();
+        match self.session.current() {
+            Some(active) if now < active.info.renew_at => Ok(active),
+            Some(active) if now < active.info.expires_at => {
+                self.renew(&active).await;
+                Ok(self.session.current().unwrap_or(active))
+            }
+            stale => {
+                if let Some(dead) = stale {
+                    tracing::warn!(
+                        event = "session.expired",
+                        shop = %self.name,
+                        expired_at = %dead.info.expires_at,
+                        "session token died before it could be renewed; minting a new one"
+                    );
+                }
+                self.replace(stale_generation(&self.session)).await
+            }
+        }
+    }
+
+    /// Re-mints after a 401 on `generation`, unless another caller already did.
+    pub(super) async fn refresh_after_401(
+        &self,
+        generation: u64,
+    ) -> Result<Arc<Active>, TripletexError> {
+        self.replace(generation).await
+    }
+
+    /// Mints and proves a token and swaps it in, unless the slot moved past `generation` while
+    /// we waited for the mint lock (single-flight).
+    async fn replace(&self, generation: u64) -> Result<Arc<Active>, TripletexError> {
+        let _guard = self.session.mint.lock().await;
+        if let Some(current) = self.session.current()
+            && current.generation != generation
+            && self.api.clock.now() < current.info.expires_at
+        {
+            return Ok(current);
+        }
+        let fresh = Arc::new(self.mint_and_prove().await?);
+        let old = self
+            .session
+            .current
+            .write()
+            .expect("session lock")
+            .replace(Arc::clone(&fresh));
+        *self.session.renewal.lock().expect("renewal lock") = Renewal::default();
+        tracing::info!(
+            event = "session.minted",
+            shop = %self.name,
+            expires_at = %fresh.info.expires_at,
+            company_id = fresh.info.company_id,
+            "new session token proven and in use"
+        );
+        if let Some(old) = old {
+            self.revoke(&old, &fresh).await;
+        }
+        Ok(fresh)
+    }
+
+    async fn renew(&self, active: &Arc<Active>) {
+        let now = self.api.clock.now();
+        {
+            let r = self.session.renewal.lock().expect("renewal lock");
+            if r.not_before.is_some_and(|t| now < t) {
+                return;
+            }
+        }
+        let Ok(_guard) = self.session.mint.try_lock() else {
+            // Another caller is minting; keep using the live token meanwhile.
+            return;
+        };
+        if self
+            .session
+            .current()
+            .is_some_and(|c| c.generation != active.generation)
+        {
+            return;
+        }
+        match self.mint_and_prove().await {
+            Ok(fresh) => {
+                let fresh = Arc::new(fresh);
+                *self.session.current.write().expect("session lock") = Some(Arc::clone(&fresh));
+                *self.session.renewal.lock().expect("renewal lock") = Renewal::default();
+                tracing::info!(
+                    event = "session.renewed",
+                    shop = %self.name,
+                    expires_at = %fresh.info.expires_at,
+                    "session token renewed"
+                );
+                self.revoke(active, &fresh).await;
+            }
+            Err(TripletexError::Cancelled) => {}
+            Err(e) => {
+                let mut r = self.session.renewal.lock().expect("renewal lock");
+                let wait = backoff(
+                    r.failures,
+                    Duration::from_secs(60),
+                    Duration::from_secs(3600),
+                );
+                r.failures += 1;
+                r.not_before = Some(now.checked_add(span(wait)).unwrap_or(now));
+                tracing::warn!(
+                    event = "session.renew_failed",
+                    shop = %self.name,
+                    error = %e,
+                    expires_at = %active.info.expires_at,
+                    retry_in_s = wait.as_secs(),
+                    "renewal failed; the current token still works until expires_at"
+                );
+            }
+        }
+    }
+
+    /// `POST /token/session/:create`, then `GET /token/session/>whoAmI` with the new token.
+    async fn mint_and_prove(&self) -> Result<Active, TripletexError> {
+        let s = &self.api.settings;
+        let minted_at = self.api.clock.now();
+        let expiration = oslo_date(minted_at)
+            .checked_add(Span::new().days(i64::from(s.session_valid_days)))
+            .map_err(|e| TripletexError::Decode(format!("expirationDate out of range: {e}")))?;
+        let body = serde_json::to_value(PostSessionTokenBody {
+            consumer_token: self.api.consumer_token.expose_secret(),
+            employee_token: self.employee_token.expose_secret(),
+            expiration_date: expiration.to_string(),
+        })
+        .map_err(|e| TripletexError::Decode(e.to_string()))?;
+        let call = Call {
+            method: Method::POST,
+            json: Some(&body),
+            idempotent: true,
+            ..Call::get("/token/session/:create", &[])
+        };
+        let resp = self.send(&call, None).await?;
+        drop(body);
+        let status = resp.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            let err = api_error(resp).await;
+            let message = err.message.unwrap_or_else(|| "no message".into());
+            let status = status.as_u16();
+            return Err(if message.to_ascii_lowercase().contains("consumer") {
+                TripletexError::ConsumerRejected { status, message }
+            } else {
+                TripletexError::KeyRejected { status, message }
+            });
+        }
+        if !status.is_success() {
+            let err = api_error(resp).await;
+            return Err(TripletexError::Api {
+                status: status.as_u16(),
+                code: err.code.unwrap_or_default(),
+                message: err.message.unwrap_or_default(),
+            });
+        }
+        let token: Wrapper<SessionToken> = read_json(resp).await?;
+        let token = SecretString::from(token.value.token);
+
+        let query = [("fields", "employeeId,companyId".to_owned())];
+        let who = self
+            .send(&Call::get("/token/session/>whoAmI", &query), Some(&token))
+            .await?;
+        if who.status() == StatusCode::UNAUTHORIZED {
+            // The token died at once: Tripletex and we disagree about the date. Never use it.
+            return Err(TripletexError::Unauthorized);
+        }
+        if who.status() == StatusCode::FORBIDDEN {
+            return Err(TripletexError::Forbidden {
+                access: "read its own login (whoAmI)".into(),
+            });
+        }
+        let who: Wrapper<WhoAmI> = read_json(who).await?;
+
+        let expires_at = oslo_midnight(expiration);
+        let ahead =
+            s.renew_before + full_jitter((s.renew_before / 4).min(Duration::from_secs(7200)));
+        let renew_at = expires_at
+            .checked_sub(span(ahead))
+            .unwrap_or(minted_at)
+            .max(minted_at);
+        Ok(Active {
+            token,
+            generation: self.session.generation.fetch_add(1, Ordering::Relaxed) + 1,
+            info: SessionInfo {
+                minted_at,
+                expires_at,
+                renew_at,
+                company_id: who.value.company_id,
+                employee_id: who.value.employee_id,
+            },
+        })
+    }
+
+    /// Best effort `DELETE /token/session/{token}` of a superseded token, authorised by the new one.
+    async fn revoke(&self, old: &Active, fresh: &Active) {
+        if self.api.clock.now() >= old.info.expires_at {
+            return;
+        }
+        let call = Call {
+            method: Method::DELETE,
+            segment: Some(old.token.expose_secret()),
+            ..Call::get("/token/session", &[])
+        };
+        match self.send(&call, Some(&fresh.token)).await {
+            Ok(resp) if resp.status().is_success() => {
+                tracing::debug!(event = "session.revoked", shop = %self.name, "superseded token deleted");
+            }
+            Ok(resp) => {
+                tracing::debug!(event = "session.revoke_failed", shop = %self.name, status = resp.status().as_u16(), "superseded token not deleted; it expires on its own");
+            }
+            Err(e) => {
+                tracing::debug!(event = "session.revoke_failed", shop = %self.name, error = %e, "superseded token not deleted; it expires on its own");
+            }
+        }
+    }
+}
+
+/// The generation a caller without a usable token asks to replace.
+fn stale_generation(slot: &SessionSlot) -> u64 {
+    slot.current().map_or(0, |a| a.generation)
+}
+
+fn span(d: Duration) -> Span {
+    Span::try_from(d).unwrap_or_else(|_| Span::new().seconds(d.as_secs() as i64))
+}
+
+impl ShopClient {
+    /// Makes sure a proven session exists (minting or renewing as due) and says what it is.
+    pub async fn connect(&self) -> Result<SessionInfo, TripletexError> {
+        self.ensure_session().await.map(|a| a.info.clone())
+    }
+}
