@@ -181,16 +181,20 @@ async fn who_am_i_with_raw_and_encoded_angle_bracket() {
     assert_eq!(value["companyId"], COMPANY);
     assert_eq!(value["company"]["name"], "Testfirma AS");
     assert_eq!(value["language"], "no");
-    // A raw `>` needs a hand-written request. hyper's URI parser (the `http` crate) rejects it
-    // with 400 before the simulator sees it; the notes say to send `%3E` anyway.
+    // A raw `>` needs a hand-written request (reqwest always encodes it).
     let mut stream = tokio::net::TcpStream::connect(ctx.running.addr())
         .await
         .unwrap();
-    let request = "GET /v2/token/session/>whoAmI HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("0:{token}"));
+    let request = format!(
+        "GET /v2/token/session/>whoAmI?fields=companyId HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {basic}\r\nConnection: close\r\n\r\n"
+    );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = String::new();
     stream.read_to_string(&mut raw).await.unwrap();
-    assert!(raw.starts_with("HTTP/1.1 400"), "{raw}");
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    assert!(raw.ends_with(r#"{"value":{"companyId":4711}}"#), "{raw}");
     let slim: Value = ctx
         .get(&token, "/token/session/%3EwhoAmI?fields=companyId")
         .await
