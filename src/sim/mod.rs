@@ -13,6 +13,7 @@ mod error;
 mod faults;
 mod fields;
 mod ratelimit;
+mod rawpath;
 mod records;
 mod scenario;
 mod server;

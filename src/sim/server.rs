@@ -29,6 +29,7 @@ use super::api::{self, Reply, Request, Route};
 use super::error::ApiError;
 use super::faults::FaultKind;
 use super::ratelimit::Verdict;
+use super::rawpath::RawPathFix;
 
 /// Bodies are tiny JSON objects; anything bigger is a client bug, not a load test.
 const MAX_BODY: usize = 1 << 20;
@@ -118,7 +119,7 @@ async fn accept_loop(
             });
             let connection = http1::Builder::new()
                 .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(TokioIo::new(RawPathFix::new(stream)), service);
             tokio::pin!(connection);
             let finished = tokio::select! {
                 result = connection.as_mut() => Some(result),

@@ -1,0 +1,221 @@
+//! Rate limiting, access problems, injected faults, concurrency, the demo scenario, shutdown.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tripletex_sync::sim::{DEMO_SCENARIO, Fault, FaultKind, Scenario, Simulator};
+
+use crate::common::{self, COMPANY, CONSUMER, Ctx, EMPLOYEE, assert_api_error, assert_conforms};
+use crate::{header, values};
+
+#[tokio::test]
+async fn rate_limit_headers_and_429_without_reset() {
+    let ctx = Ctx::new().await;
+    ctx.sim.set_rate_limit(3, Duration::from_secs(60));
+    let token = ctx.session().await; // the mint counts: 2 left
+    let ok = ctx.get(&token, "/token/session/>whoAmI").await;
+    assert_eq!(header(&ok, "x-rate-limit-limit"), Some("3"));
+    assert_eq!(header(&ok, "x-rate-limit-remaining"), Some("1"));
+    let reset: u64 = header(&ok, "x-rate-limit-reset").unwrap().parse().unwrap();
+    assert!((59..=60).contains(&reset), "{reset}");
+    assert_eq!(
+        ctx.get(&token, "/token/session/>whoAmI").await.status(),
+        200
+    );
+    let limited = ctx.get(&token, "/token/session/>whoAmI").await;
+    assert_eq!(header(&limited, "x-rate-limit-reset"), None);
+    assert_eq!(header(&limited, "x-rate-limit-remaining"), Some("0"));
+    assert_eq!(header(&limited, "x-rate-limit-limit"), Some("3"));
+    assert_eq!(limited.status(), 429);
+    // Moving the injected clock does not refill the window.
+    ctx.clock.advance(Duration::from_secs(120));
+    assert_eq!(
+        ctx.get(&token, "/token/session/>whoAmI").await.status(),
+        429
+    );
+    // Another employee of the same consumer has a window of its own.
+    ctx.sim.add_employee_token("second-employee", COMPANY, 8);
+    assert_eq!(
+        ctx.mint(CONSUMER, "second-employee", "2026-03-20")
+            .await
+            .status(),
+        201
+    );
+    let log = ctx.sim.request_log();
+    assert_eq!(
+        log.iter()
+            .map(|r| r.rate_limit_remaining)
+            .collect::<Vec<_>>(),
+        [Some(2), Some(1), Some(0), Some(0), Some(0), Some(2)]
+    );
+    assert_conforms(&log);
+}
+
+#[tokio::test]
+async fn revoked_key_disabled_add_on_and_denied_paths() {
+    let ctx = Ctx::new().await;
+    let token = ctx.session().await;
+    ctx.sim.deny_access(EMPLOYEE, "/invoice");
+    let denied = ctx
+        .get(
+            &token,
+            "/invoice?invoiceDateFrom=2026-01-01&invoiceDateTo=2026-02-01",
+        )
+        .await;
+    assert_api_error(denied, 403, 9000).await;
+    assert_eq!(ctx.get(&token, "/customer").await.status(), 200);
+    ctx.sim.set_integrations_enabled(COMPANY, false);
+    assert_api_error(ctx.get(&token, "/customer").await, 403, 9000).await;
+    ctx.sim.set_integrations_enabled(COMPANY, true);
+    ctx.sim.revoke_employee_token(EMPLOYEE);
+    assert_api_error(ctx.get(&token, "/customer").await, 401, 3000).await;
+    assert_conforms(&ctx.sim.request_log());
+}
+
+#[tokio::test]
+async fn injected_faults() {
+    let ctx = Ctx::new().await;
+    ctx.sim.add_customers(COMPANY, 1, 20, false);
+    let token = ctx.session().await;
+    let on_customers = |kind| Fault {
+        path_prefix: Some("/customer".into()),
+        times: Some(1),
+        ..Fault::always(kind)
+    };
+
+    ctx.sim.inject(on_customers(FaultKind::Status(503)));
+    assert_eq!(
+        ctx.get(&token, "/token/session/>whoAmI").await.status(),
+        200,
+        "other paths unaffected"
+    );
+    assert_api_error(ctx.get(&token, "/customer").await, 503, 0).await;
+    assert_eq!(
+        ctx.get(&token, "/customer").await.status(),
+        200,
+        "times ran out"
+    );
+
+    ctx.sim
+        .inject(on_customers(FaultKind::Delay(Duration::from_millis(300))));
+    let started = std::time::Instant::now();
+    assert_eq!(ctx.get(&token, "/customer").await.status(), 200);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    ctx.sim.inject(on_customers(FaultKind::ConnectionReset));
+    let reset = ctx
+        .http
+        .get(ctx.url("/customer"))
+        .basic_auth("0", Some(&token))
+        .send()
+        .await;
+    assert!(reset.is_err(), "{reset:?}");
+
+    ctx.sim.inject(on_customers(FaultKind::MalformedJson));
+    let malformed = ctx.get(&token, "/customer").await;
+    assert_eq!(malformed.status(), 200);
+    assert!(malformed.json::<Value>().await.is_err());
+
+    ctx.sim.inject(Fault {
+        employee_token: Some(EMPLOYEE.into()),
+        ..Fault::always(FaultKind::TooManyRequests)
+    });
+    for _ in 0..2 {
+        let storm = ctx.get(&token, "/customer").await;
+        assert_eq!(storm.status(), 429);
+        assert_eq!(header(&storm, "x-rate-limit-reset"), None);
+    }
+    ctx.sim.clear_faults();
+    assert_eq!(ctx.get(&token, "/customer").await.status(), 200);
+
+    let statuses: Vec<u16> = ctx.sim.request_log().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [201, 200, 503, 200, 200, 0, 200, 429, 429, 200]);
+    assert_conforms(&ctx.sim.request_log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_100_concurrent_connections() {
+    let ctx = Ctx::new().await;
+    ctx.sim.set_rate_limit(1000, Duration::from_secs(10));
+    let token = ctx.session().await;
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        // A client each, so each request has its own connection.
+        let client = reqwest::Client::new();
+        let url = ctx.url("/token/session/>whoAmI");
+        let token = token.clone();
+        tasks.push(tokio::spawn(async move {
+            client
+                .get(url)
+                .basic_auth("0", Some(token))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap(), 200);
+    }
+    assert_conforms(&ctx.sim.request_log());
+}
+
+#[tokio::test]
+async fn demo_scenario_parses_and_behaves() {
+    let scenario = Scenario::from_toml_str(DEMO_SCENARIO).expect("demo.toml is valid");
+    assert_eq!(scenario.companies.len(), 3);
+    let clock = tripletex_sync::clock::ManualClock::new(common::START.parse().unwrap());
+    let sim = Simulator::from_scenario(scenario, clock);
+    let running = sim.start(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let http = reqwest::Client::new();
+    let base = running.base_url();
+    let mint = |employee: &str| {
+        http.post(format!("{base}/token/session/:create"))
+            .json(&serde_json::json!({"consumerToken": "demo-consumer-token", "employeeToken": employee, "expirationDate": "2026-03-20"}))
+            .send()
+    };
+    let token = common::token_of(mint("demo-key-fjellsport").await.unwrap()).await;
+    let top = |query: String| {
+        http.get(format!("{base}{query}"))
+            .basic_auth("0", Some(&token))
+            .send()
+    };
+    let highest = values(
+        top("/customer?fields=customerNumber&sorting=-customerNumber&count=1".into())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(highest[0]["customerNumber"], 100_035);
+    let inactive = values(
+        top(
+            "/customer?isInactive=true&fields=customerNumber&sorting=-customerNumber&count=1"
+                .into(),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(inactive[0]["customerNumber"], 100_039);
+    let newest = values(top("/invoice?invoiceDateFrom=2000-01-01&invoiceDateTo=2100-01-01&sorting=-invoiceNumber&count=1".into()).await.unwrap()).await;
+    assert_eq!(newest[0]["invoiceNumber"], 50_030);
+    assert_eq!(newest[0]["invoiceDate"], "2026-03-10", "series end today");
+    let revoked = mint("demo-key-sykkelsmia").await.unwrap();
+    assert_api_error(revoked, 401, 3000).await;
+    assert_eq!(
+        mint("demo-key-kaffebrenneriet").await.unwrap().status(),
+        201
+    );
+    assert_conforms(&sim.request_log());
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_stops_serving() {
+    let ctx = Ctx::new().await;
+    let url = ctx.url("/token/session/>whoAmI");
+    assert_eq!(ctx.http.get(&url).send().await.unwrap().status(), 401);
+    ctx.running.shutdown().await;
+    let fresh = reqwest::Client::new();
+    assert!(fresh.get(&url).send().await.is_err());
+    assert_conforms(&ctx.sim.request_log());
+}
