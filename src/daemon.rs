@@ -23,7 +23,6 @@ use crate::pass::{self, PassReport, PassSettings};
 use crate::secrets::SecretString;
 use crate::status::StatusReport;
 use crate::store::Store;
-use crate::sync::SyncSettings;
 use crate::tripletex::{ClientSettings, ShopClient, Tripletex, TripletexError};
 
 /// What a running daemon can be asked to do (signals map onto these; tests send them directly).
@@ -93,15 +92,7 @@ impl World {
     }
 
     fn pass_settings(&self) -> PassSettings {
-        let c = &self.config.checks;
-        PassSettings {
-            sync: SyncSettings {
-                full_resync: c.full_resync,
-                invoice_window: c.invoice_window,
-            },
-            policy: c.policy,
-            history: c.history,
-        }
+        PassSettings::new(&self.config)
     }
 
     /// Loads every enabled shop's token; the first failure refuses the whole set.

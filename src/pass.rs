@@ -26,6 +26,20 @@ pub struct PassSettings {
     pub history: Duration,
 }
 
+impl PassSettings {
+    pub fn new(config: &crate::config::Config) -> Self {
+        let c = &config.checks;
+        Self {
+            sync: SyncSettings {
+                full_resync: c.full_resync,
+                invoice_window: c.invoice_window,
+            },
+            policy: c.policy,
+            history: c.history,
+        }
+    }
+}
+
 /// What one pass found, after it was recorded.
 #[derive(Debug, Clone)]
 pub struct PassReport {
@@ -82,30 +96,23 @@ async fn run_inner(
     let connected = client.connect().await;
     let mut outcomes = Vec::with_capacity(kinds.len());
     for (kind, range) in kinds {
+        // While a check is in conflict, re-read that kind in full every pass: `changedSince`
+        // cannot see deletions, and a fixed conflict should clear at the next pass.
+        let in_conflict = store.result(name, kind)?.map(|r| r.verdict()) == Some(Verdict::Conflict);
+        let last_full = match kind {
+            CheckKind::CustomerNumbers => cursor.customers_full,
+            CheckKind::InvoiceNumbers => cursor.invoices_full,
+        };
+        let full = in_conflict || sync::full_due(last_full, &settings.sync, start);
         let numbers = match &connected {
             Err(e) => Err(SyncError::Tripletex(e.clone())),
             Ok(_) => match kind {
                 CheckKind::CustomerNumbers => {
-                    sync::customers(
-                        client,
-                        store,
-                        &mut cursor,
-                        &settings.sync,
-                        start,
-                        &mut batch,
-                    )
-                    .await
+                    sync::customers(client, store, &mut cursor, full, start, &mut batch).await
                 }
                 CheckKind::InvoiceNumbers => {
-                    sync::invoices(
-                        client,
-                        store,
-                        &mut cursor,
-                        &settings.sync,
-                        start,
-                        &mut batch,
-                    )
-                    .await
+                    let s = &settings.sync;
+                    sync::invoices(client, store, &mut cursor, full, s, start, &mut batch).await
                 }
             },
         };

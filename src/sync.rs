@@ -50,17 +50,16 @@ pub fn full_due(last_full: Option<Timestamp>, settings: &SyncSettings, now: Time
     }
 }
 
-/// Syncs customers; returns every customer number in use afterwards.
+/// Syncs customers (everything when `full`); returns every customer number in use afterwards.
 pub async fn customers(
     client: &ShopClient,
     store: &Store,
     cursor: &mut SyncCursor,
-    settings: &SyncSettings,
+    full: bool,
     pass_start: Timestamp,
     batch: &mut Batch,
 ) -> Result<Vec<u32>, SyncError> {
     let shop = client.name();
-    let full = full_due(cursor.customers_full, settings, pass_start);
     let mut mirror: HashMap<i64, CustomerEntry> = store.customers(shop)?.into_iter().collect();
     let fields = ("fields", "id,customerNumber,isInactive".to_owned());
     let since = cursor.customers_since.filter(|_| !full);
@@ -121,17 +120,17 @@ pub async fn customers(
     Ok(mirror.values().map(|e| e.number).collect())
 }
 
-/// Syncs invoices; returns every invoice number in use afterwards.
+/// Syncs invoices (everything when `full`); returns every invoice number in use afterwards.
 pub async fn invoices(
     client: &ShopClient,
     store: &Store,
     cursor: &mut SyncCursor,
+    full: bool,
     settings: &SyncSettings,
     pass_start: Timestamp,
     batch: &mut Batch,
 ) -> Result<Vec<u32>, SyncError> {
     let shop = client.name();
-    let full = full_due(cursor.invoices_full, settings, pass_start);
     let mut mirror: HashMap<i64, InvoiceEntry> = store.invoices(shop)?.into_iter().collect();
     let window_from = oslo_date(pass_start)
         .checked_sub(span(settings.invoice_window))

@@ -256,6 +256,12 @@ impl Simulator {
         self.lock().sessions.len()
     }
 
+    /// Forgets every session token, as if Tripletex had logged everyone out: the next call with
+    /// any of them gets 401 (tests of re-minting after a 401).
+    pub fn drop_all_sessions(&self) {
+        self.lock().sessions.clear();
+    }
+
     /// Binds `addr` (use `127.0.0.1:0` in tests) and serves in the background.
     pub async fn start(&self, addr: SocketAddr) -> std::io::Result<RunningSim> {
         RunningSim::start(self.clone(), addr).await
