@@ -69,21 +69,28 @@ pub fn validate(config_path: &Path) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-/// `status`: what is recorded, per shop; read from status.json while the daemon holds sled.
+/// `status`: what is recorded, per shop. Never writes: while another process (or user) holds
+/// the database, it reads that process's status.json instead.
 pub fn status(config_path: &Path, json: bool) -> anyhow::Result<u8> {
     let config = Config::load(config_path)?;
-    let report = match Store::open(&config.state_dir, Role::OneShot) {
-        Ok(store) => StatusReport::collect(&store, &config, jiff::Timestamp::now())?,
-        Err(StoreError::Locked { .. }) => {
-            StatusReport::read(&config.state_dir).with_context(|| {
-                format!(
-                    "the daemon holds {} but its {} is unreadable",
-                    config.state_dir.display(),
-                    crate::status::STATUS_FILE
-                )
-            })?
+    let now = jiff::Timestamp::now();
+    let report = if !config.state_dir.exists() {
+        StatusReport::collect(None, &config, now)?
+    } else {
+        match Store::open(&config.state_dir, Role::OneShot) {
+            Ok(store) => StatusReport::collect(Some(&store), &config, now)?,
+            Err(StoreError::Locked { .. } | StoreError::NotOwner { .. }) => {
+                StatusReport::read(&config.state_dir)
+                    .with_context(|| {
+                        format!(
+                            "cannot read {}",
+                            StatusReport::path(&config.state_dir).display()
+                        )
+                    })?
+                    .aligned_to(&config)
+            }
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => return Err(e.into()),
     };
     print_report(&report, json)?;
     Ok(exit::OK)
@@ -112,7 +119,12 @@ pub async fn check(config_path: &Path, shops: &[String], json: bool) -> anyhow::
             if cancel.is_cancelled() {
                 bail!("interrupted");
             }
-            StatusReport::collect(&store, &config, jiff::Timestamp::now())?
+            let report = StatusReport::collect(Some(&store), &config, jiff::Timestamp::now())?;
+            // Keep status.json current for whoever reads it instead of the database.
+            if let Err(e) = report.write(&state_dir) {
+                tracing::warn!(event = "status.write_failed", error = %e, "status.json not updated");
+            }
+            report
         }
         Err(StoreError::Locked { holder, .. }) => match read_holder(&state_dir) {
             Some((Role::Daemon, pid)) => ask_daemon(pid, &state_dir).await?,
@@ -314,7 +326,7 @@ pub async fn demo(seconds: u64) -> anyhow::Result<u8> {
     stopper.abort();
     watcher.abort();
     running.shutdown().await;
-    let report = StatusReport::collect(&store, &config, jiff::Timestamp::now())?;
+    let report = StatusReport::collect(Some(&store), &config, jiff::Timestamp::now())?;
     print!("{}", report.table());
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);

@@ -217,15 +217,15 @@ pub async fn run(
                     Err(e) => {
                         tracing::error!(event = "config.reload_failed", error = %e, "reload refused; keeping the running configuration")
                     }
-                    Ok((new_world, shops)) => {
-                        let rebuild = new_world.is_some();
-                        if let Some(w) = new_world {
-                            world = Arc::new(w);
+                    Ok((new_world, rebuild, shops)) => {
+                        // Status lists the new shop set even when the shared parts are unchanged.
+                        *shared_config.write().expect("config lock") = new_world.config.clone();
+                        if rebuild {
+                            world = Arc::new(new_world);
                             gate = Arc::new(Semaphore::new(
                                 world.config.rate_limit.max_concurrent_shops,
                             ));
                         }
-                        *shared_config.write().expect("config lock") = world.config.clone();
                         let mut next = HashMap::new();
                         let (mut kept, mut started) = (0, 0);
                         for (shop, token) in shops {
@@ -285,12 +285,13 @@ pub async fn run(
 /// Enabled shops with their loaded employee tokens.
 type ShopTokens = Vec<(ShopConfig, SecretString)>;
 
-/// Validates the new configuration; a new [`World`] only when the shared parts changed.
+/// Validates the new configuration. The flag says whether the shared parts (Tripletex, limits,
+/// checks, consumer token) changed, which restarts every shop; else only changed shops restart.
 fn reload(
     path: &Path,
     env: &Environment,
     current: &World,
-) -> Result<(Option<World>, ShopTokens), DaemonError> {
+) -> Result<(World, bool, ShopTokens), DaemonError> {
     let config = Config::load(path)?;
     if config.state_dir != current.config.state_dir {
         tracing::warn!(
@@ -305,7 +306,7 @@ fn reload(
         || new_world.config.rate_limit != c.rate_limit
         || new_world.config.checks != c.checks
         || !same(&new_world.consumer_token, &current.consumer_token);
-    Ok((shared_changed.then_some(new_world), shops))
+    Ok((new_world, shared_changed, shops))
 }
 
 fn same(a: &SecretString, b: &SecretString) -> bool {
@@ -412,7 +413,7 @@ async fn status_writer(
     let mut consumer_reported = false;
     let write = |store: &Store| {
         let config = config.read().expect("config lock").clone();
-        match StatusReport::collect(store, &config, clock.now()) {
+        match StatusReport::collect(Some(store), &config, clock.now()) {
             Ok(report) => {
                 if let Err(e) = report.write(store.state_dir()) {
                     tracing::warn!(event = "status.write_failed", error = %e, "status.json not updated");

@@ -69,11 +69,19 @@ pub struct CheckStatus {
 }
 
 impl StatusReport {
-    /// Reads what the store holds for every configured shop.
-    pub fn collect(store: &Store, config: &Config, now: Timestamp) -> Result<Self, StoreError> {
+    /// Reads what the store holds for every configured shop; without a store, nothing is
+    /// recorded yet and every shop shows `unknown`.
+    pub fn collect(
+        store: Option<&Store>,
+        config: &Config,
+        now: Timestamp,
+    ) -> Result<Self, StoreError> {
         let mut shops = Vec::with_capacity(config.shops.len());
         for shop in &config.shops {
-            let session = store.session(&shop.name)?.unwrap_or_default();
+            let session = match store {
+                Some(store) => store.session(&shop.name)?.unwrap_or_default(),
+                None => Default::default(),
+            };
             let check = |kind: CheckKind, on: bool| -> Result<CheckStatus, StoreError> {
                 if !on {
                     return Ok(CheckStatus {
@@ -89,7 +97,11 @@ impl StatusReport {
                         evidence: None,
                     });
                 }
-                Ok(match store.result(&shop.name, kind)? {
+                let recorded = match store {
+                    Some(store) => store.result(&shop.name, kind)?,
+                    None => None,
+                };
+                Ok(match recorded {
                     Some(r) => CheckStatus {
                         verdict: r.outcome.verdict,
                         summary: r.outcome.summary,
@@ -138,14 +150,25 @@ impl StatusReport {
         })
     }
 
-    /// The worst verdict over every enabled shop's checks.
-    pub fn worst(&self) -> Verdict {
-        self.shops
-            .iter()
-            .filter(|s| s.enabled)
-            .flat_map(|s| CheckKind::ALL.map(|k| s.checks.get(k).verdict))
-            .max()
-            .unwrap_or(Verdict::Ok)
+    /// Lines this report (read from status.json) up with `config`: shops in config order, new
+    /// shops as not yet checked, removed shops dropped.
+    pub fn aligned_to(self, config: &Config) -> Self {
+        let blank = Self::collect(None, config, self.generated_at).expect("no store, no errors");
+        let shops = blank
+            .shops
+            .into_iter()
+            .map(|b| {
+                self.shops
+                    .iter()
+                    .find(|s| s.name == b.name)
+                    .cloned()
+                    .unwrap_or(b)
+            })
+            .collect();
+        Self {
+            generated_at: self.generated_at,
+            shops,
+        }
     }
 
     /// A fixed-width table for terminals.

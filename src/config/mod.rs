@@ -208,6 +208,17 @@ impl Config {
                 "e.g. \"24h\"",
             ));
         }
+        if c.interval + c.jitter >= raw.tripletex.renew_before {
+            return Err(err(
+                "checks.interval",
+                format!(
+                    "interval + jitter ({}) is not shorter than tripletex.renew_before ({}): a session could expire between two passes",
+                    humantime::format_duration(c.interval + c.jitter),
+                    humantime::format_duration(raw.tripletex.renew_before)
+                ),
+                "shorten checks.interval or lengthen tripletex.renew_before",
+            ));
+        }
         let checks = ChecksConfig {
             interval: c.interval,
             jitter: c.jitter,

@@ -200,3 +200,26 @@ fn a_missing_main_file_says_how_to_point_at_one() {
         "{e}"
     );
 }
+
+#[test]
+fn passes_must_come_more_often_than_renewals() {
+    let f = Fixture::new(&format!(
+        "{MAIN}\n[checks]\ninterval = \"1d\"\njitter = \"0s\"\nfull_resync = \"2d\"\n"
+    ));
+    let e = err(&f);
+    assert!(
+        e.contains("checks.interval") && e.contains("renew_before"),
+        "{e}"
+    );
+}
+
+#[test]
+fn environment_overrides_any_key() {
+    // SAFETY: the variable is unique to this test and only read by this test's load.
+    let f = Fixture::new(MAIN);
+    let key = "TRIPLETEX_SYNC__RATE_LIMIT__BURST";
+    unsafe { std::env::set_var(key, "17") };
+    let burst = f.load().map(|c| c.rate_limit.burst.get());
+    unsafe { std::env::remove_var(key) };
+    assert_eq!(burst, Ok(17));
+}

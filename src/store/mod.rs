@@ -33,6 +33,8 @@ const DB_DIR: &str = "db";
 pub enum StoreError {
     #[error("another tripletex-sync is running on {} ({holder})", state_dir.display())]
     Locked { state_dir: PathBuf, holder: String },
+    #[error("{} belongs to uid {owner}, not to this user (fix: run as the service user, e.g. `sudo -u tripletex-sync tripletex-sync …`)", state_dir.display())]
+    NotOwner { state_dir: PathBuf, owner: u32 },
     #[error("cannot use state_dir {}: {source} (fix: create it and make it writable by the service user)", path.display())]
     StateDir {
         path: PathBuf,
@@ -80,6 +82,12 @@ impl Store {
             source,
         };
         std::fs::create_dir_all(state_dir).map_err(io)?;
+        if let Some(owner) = foreign_owner(state_dir).map_err(io)? {
+            return Err(StoreError::NotOwner {
+                state_dir: state_dir.to_path_buf(),
+                owner,
+            });
+        }
         let lock_path = state_dir.join(LOCK_FILE);
         let mut lock = File::options()
             .read(true)
@@ -232,6 +240,16 @@ impl Batch {
         let bytes = serde_json::to_vec(value).expect("records serialize");
         self.inner.insert(key, bytes);
     }
+}
+
+/// The owner of `state_dir` when that is not us. Files another user (typically root) created in
+/// the database would lock the service user out of it, so only the owner may open it.
+fn foreign_owner(state_dir: &Path) -> std::io::Result<Option<u32>> {
+    use std::os::unix::fs::MetadataExt as _;
+    let owner = std::fs::metadata(state_dir)?.uid();
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    Ok((owner != me).then_some(owner))
 }
 
 fn session_key(shop: &str) -> String {

@@ -145,3 +145,21 @@ fn since_carries_over_while_the_verdict_holds() {
     assert_eq!(changed.since, t2);
     assert_eq!(changed.verdict(), Verdict::Unknown);
 }
+
+#[test]
+fn only_the_owner_of_the_state_dir_may_open_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: cannot hand the folder to another user; skipping");
+        return;
+    }
+    std::os::unix::fs::chown(dir.path(), Some(65534), None).unwrap();
+    let err = Store::open(dir.path(), Role::OneShot).unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotOwner { owner: 65534, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("sudo -u tripletex-sync"), "{err}");
+    assert!(!dir.path().join(DB_DIR).exists(), "nothing was created");
+}

@@ -1,0 +1,228 @@
+//! The binary's commands and exit codes, against the simulator over real HTTP.
+
+mod support;
+
+use std::process::Output;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::Fixture;
+use tokio::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tripletex-sync");
+
+async fn run(f: &Fixture, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--config")
+        .arg(&f.config_path)
+        .args(args)
+        .env_remove("TRIPLETEX_SYNC_CONFIG")
+        .env("RUST_LOG", "info")
+        .output()
+        .await
+        .unwrap()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited normally")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A healthy shop `acme` and one whose Tripletex customer series sits inside its range.
+async fn two_shops() -> Fixture {
+    let f = Fixture::new().await;
+    f.add_shop("acme", 1001, "");
+    f.sim.add_customers(1001, 1, 300, false);
+    f.sim.add_customers(1001, 100_000, 5, false);
+    f.add_shop("clash", 1002, "");
+    f.sim.add_customers(1002, 1, 300, false);
+    f.sim.add_customers(1002, 10_000, 5, false);
+    f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_accepts_a_good_config_and_explains_a_bad_one() {
+    let f = two_shops().await;
+    let ok = run(&f, &["validate"]).await;
+    assert_eq!(code(&ok), 0, "{}", stderr(&ok));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("2 shops"));
+
+    std::fs::remove_file(f.path("acme.token")).unwrap();
+    let bad = run(&f, &["validate"]).await;
+    assert_eq!(code(&bad), 2);
+    let err = stderr(&bad);
+    assert!(
+        err.contains("acme.toml") && err.contains("employee_token_file"),
+        "{err}"
+    );
+    assert!(
+        err.contains("does not exist") && err.contains("API access"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_on_the_shipped_example_names_what_is_missing() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/config.toml");
+    let out = Command::new(BIN)
+        .args(["--config", example, "validate"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("consumer_token_file") && err.contains("consumer-token"),
+        "{err}"
+    );
+    assert!(
+        err.contains("example.toml") && err.contains("employee_token_file"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_exit_codes_follow_the_verdicts() {
+    let f = two_shops().await;
+    let ok = run(&f, &["check", "--shop", "acme"]).await;
+    assert_eq!(code(&ok), 0, "{}", stderr(&ok));
+    let table = String::from_utf8_lossy(&ok.stdout).into_owned();
+    assert!(
+        table.contains("acme") && !table.contains("clash"),
+        "{table}"
+    );
+
+    let all = run(&f, &["check", "--json"]).await;
+    assert_eq!(code(&all), 1, "a conflict means exit 1: {}", stderr(&all));
+    let json: Value = serde_json::from_slice(&all.stdout).unwrap();
+    let clash = &json["shops"][1];
+    assert_eq!(clash["name"], "clash");
+    assert_eq!(clash["checks"]["customer_numbers"]["verdict"], "conflict");
+    assert!(
+        clash["checks"]["customer_numbers"]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("Customer › Settings")
+    );
+
+    let unknown = run(&f, &["check", "--shop", "nope"]).await;
+    assert_eq!(code(&unknown), 2);
+    assert!(stderr(&unknown).contains("no enabled shop named \"nope\""));
+
+    std::fs::write(f.path("shops.d/broken.toml"), "employee_token_file = 5\n").unwrap();
+    let broken = run(&f, &["check"]).await;
+    assert_eq!(code(&broken), 2);
+    assert!(
+        stderr(&broken).contains("broken.toml"),
+        "{}",
+        stderr(&broken)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_json_has_the_documented_shape() {
+    let f = two_shops().await;
+    let before = run(&f, &["status", "--json"]).await;
+    assert_eq!(code(&before), 0, "{}", stderr(&before));
+    let json: Value = serde_json::from_slice(&before.stdout).unwrap();
+    let acme = &json["shops"][0];
+    assert_eq!(acme["name"], "acme");
+    assert_eq!(acme["enabled"], true);
+    assert_eq!(acme["session"]["state"], "unknown");
+    assert_eq!(acme["session"]["expires_at"], Value::Null);
+    assert_eq!(acme["checks"]["customer_numbers"]["verdict"], "unknown");
+    assert_eq!(acme["checks"]["invoice_numbers"]["checked_at"], Value::Null);
+
+    assert_eq!(code(&run(&f, &["check"]).await), 1);
+    let after: Value =
+        serde_json::from_slice(&run(&f, &["status", "--json"]).await.stdout).unwrap();
+    let acme = &after["shops"][0];
+    assert_eq!(acme["session"]["state"], "valid");
+    assert_eq!(acme["session"]["company_id"], 1001);
+    assert!(acme["session"]["expires_at"].is_string());
+    assert_eq!(acme["checks"]["customer_numbers"]["verdict"], "ok");
+    assert!(acme["checks"]["customer_numbers"]["checked_at"].is_string());
+    assert!(acme["checks"]["customer_numbers"]["summary"].is_string());
+}
+
+/// Polls `cond` every 50 ms for up to 30 s: waits for an event, not for time to pass.
+async fn until(mut cond: impl FnMut() -> bool) {
+    for _ in 0..600 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("condition not met within 30 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beside_a_running_daemon_status_and_check_work_and_a_second_daemon_is_refused() {
+    let f = two_shops().await;
+    let daemon = Command::new(BIN)
+        .arg("--config")
+        .arg(&f.config_path)
+        .arg("run")
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let status_file = f.path("state/status.json");
+    until(|| {
+        std::fs::read(&status_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .is_some_and(|v| v["shops"][1]["checks"]["customer_numbers"]["verdict"] == "conflict")
+    })
+    .await;
+
+    let status = run(&f, &["status", "--json"]).await;
+    assert_eq!(code(&status), 0, "{}", stderr(&status));
+    let json: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        json["shops"][0]["checks"]["customer_numbers"]["verdict"],
+        "ok"
+    );
+
+    let second = run(&f, &["run"]).await;
+    assert_eq!(code(&second), 2);
+    let err = stderr(&second);
+    assert!(
+        err.contains("another tripletex-sync is running on") && err.contains("state"),
+        "{err}"
+    );
+
+    // `check` asks the daemon for a pass (SIGUSR1) and reports it.
+    let check = run(&f, &["check", "--shop", "acme"]).await;
+    assert_eq!(code(&check), 0, "{}", stderr(&check));
+    assert!(
+        stderr(&check).contains("asking it for a pass"),
+        "{}",
+        stderr(&check)
+    );
+    let check = run(&f, &["check"]).await;
+    assert_eq!(code(&check), 1, "{}", stderr(&check));
+
+    let pid = daemon.id().unwrap() as i32;
+    // SAFETY: signalling our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let out = tokio::time::timeout(Duration::from_secs(20), daemon.wait_with_output())
+        .await
+        .expect("the daemon stops promptly on SIGTERM")
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("daemon.pass_requested") && log.contains("daemon.stopped"),
+        "{log}"
+    );
+}

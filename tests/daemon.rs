@@ -1,0 +1,167 @@
+//! The daemon in-process: passes, reload of shops.d, pass-now, shutdown.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Fixture, write_private};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tripletex_sync::checks::{CheckKind, Verdict};
+use tripletex_sync::daemon::{self, Control};
+use tripletex_sync::status::StatusReport;
+use tripletex_sync::store::{SessionState, Store};
+
+/// Waits (polling every 20 ms, up to 20 s) for the daemon to record what `cond` looks for.
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn verdict(store: &Store, shop: &str) -> Option<Verdict> {
+    store
+        .result(shop, CheckKind::CustomerNumbers)
+        .unwrap()
+        .map(|r| r.verdict())
+}
+
+fn mints(f: &Fixture) -> usize {
+    f.sim
+        .request_log()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with(":create") && r.status == 201)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_adds_shops_keeps_sessions_refuses_bad_files_and_shutdown_is_prompt() {
+    let f = Fixture::new().await;
+    f.add_shop("acme", 1001, "");
+    f.sim.add_customers(1001, 1, 100, false);
+    let store = f.open_store();
+    let (control, rx) = mpsc::channel(4);
+    let cancel = CancellationToken::new();
+    let daemon = tokio::spawn({
+        let (path, config, store, env, cancel) = (
+            f.config_path.clone(),
+            f.config(),
+            store.clone(),
+            f.env(),
+            cancel.clone(),
+        );
+        async move { daemon::run(&path, config, store, env, rx, cancel).await }
+    });
+    until("acme's first pass", || {
+        verdict(&store, "acme") == Some(Verdict::Ok)
+    })
+    .await;
+    until("status.json", || {
+        StatusReport::read(store.state_dir()).is_ok_and(|r| r.shops.len() == 1)
+    })
+    .await;
+    assert_eq!(mints(&f), 1);
+
+    // A new shop whose key Tripletex does not know, then its key fixed: reload picks up both.
+    f.add_shop("bolt", 1002, "");
+    f.sim.add_customers(1002, 1, 10, false);
+    f.sim.add_customers(1002, 10_000, 3, false);
+    write_private(&f.path("bolt.token"), "not-the-key");
+    control.send(Control::Reload).await.unwrap();
+    until("bolt rejected", || {
+        store
+            .session("bolt")
+            .unwrap()
+            .is_some_and(|s| s.state == SessionState::KeyRejected)
+    })
+    .await;
+    write_private(&f.path("bolt.token"), "employee-token-bolt");
+    control.send(Control::Reload).await.unwrap();
+    until("bolt's conflict", || {
+        verdict(&store, "bolt") == Some(Verdict::Conflict)
+    })
+    .await;
+    assert_eq!(
+        mints(&f),
+        2,
+        "acme kept its session across reloads; bolt minted once"
+    );
+
+    // A broken file is refused as a whole; the daemon keeps running the old set.
+    std::fs::write(
+        f.path("shops.d/broken.toml"),
+        "employee_token_file = \"../x\"\nbogus = 1\n",
+    )
+    .unwrap();
+    control.send(Control::Reload).await.unwrap();
+    std::fs::remove_file(f.path("shops.d/broken.toml")).unwrap();
+
+    // Pass now: both shops run again at once although the interval is an hour.
+    let before = store
+        .result("acme", CheckKind::CustomerNumbers)
+        .unwrap()
+        .unwrap()
+        .checked_at;
+    f.clock.advance(Duration::from_secs(60));
+    control.send(Control::PassNow).await.unwrap();
+    until("a pass on request", || {
+        store
+            .result("acme", CheckKind::CustomerNumbers)
+            .unwrap()
+            .is_some_and(|r| r.checked_at > before)
+    })
+    .await;
+    until("status.json lists both shops", || {
+        StatusReport::read(store.state_dir()).is_ok_and(|r| r.shops.len() == 2)
+    })
+    .await;
+
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(5), daemon)
+        .await
+        .expect("shutdown within 5 s")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_interrupts_a_pass_waiting_on_the_rate_limit() {
+    let f = Fixture::new().await;
+    f.add_shop("acme", 1001, "");
+    // Tripletex's window is spent down to the reserve for an hour: every request must wait.
+    f.sim.set_rate_limit(21, Duration::from_secs(3600));
+    let store = f.open_store();
+    let (_control, rx) = mpsc::channel(1);
+    let cancel = CancellationToken::new();
+    let daemon = tokio::spawn({
+        let (path, config, store, env, cancel) = (
+            f.config_path.clone(),
+            f.config(),
+            store.clone(),
+            f.env(),
+            cancel.clone(),
+        );
+        async move { daemon::run(&path, config, store, env, rx, cancel).await }
+    });
+    until("the quota to reach the reserve", || {
+        f.sim
+            .request_log()
+            .iter()
+            .any(|r| r.rate_limit_remaining == Some(20))
+    })
+    .await;
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(5), daemon)
+        .await
+        .expect("shutdown within 5 s while the limiter holds")
+        .unwrap()
+        .unwrap();
+    assert!(
+        f.sim.request_log().iter().all(|r| r.status != 429),
+        "no request was pushed past the reserve"
+    );
+}
