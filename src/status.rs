@@ -11,6 +11,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::checks::{self, CheckKind, Evidence, Verdict};
+use crate::clock::oslo;
 use crate::config::Config;
 use crate::store::{SessionState, Store, StoreError};
 
@@ -174,8 +175,8 @@ impl StatusReport {
     /// A fixed-width table for terminals.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "{:<20} {:<13} {:<17} {:<9} {}\n",
-            "SHOP", "SESSION", "CHECK", "VERDICT", "SUMMARY"
+            "{:<20} {:<13} {:<17} {:<9} {:<16} {}\n",
+            "SHOP", "SESSION", "CHECK", "VERDICT", "SINCE (OSLO)", "SUMMARY"
         );
         for shop in &self.shops {
             let session = if shop.enabled {
@@ -190,14 +191,18 @@ impl StatusReport {
                 } else {
                     ("", "")
                 };
+                let since = c.since.map_or_else(
+                    || "-".to_owned(),
+                    |t| t.to_zoned_datetime(oslo()).strftime("%Y-%m-%d %H:%M").to_string(),
+                );
                 out.push_str(&format!(
-                    "{name:<20} {session:<13} {:<17} {:<9} {}\n",
+                    "{name:<20} {session:<13} {:<17} {:<9} {since:<16} {}\n",
                     kind.as_str(),
                     c.verdict.as_str(),
                     c.summary
                 ));
                 if let Some(fix) = c.fix.as_deref().filter(|_| c.verdict >= Verdict::Warn) {
-                    out.push_str(&format!("{:<61}fix: {fix}\n", ""));
+                    out.push_str(&format!("{:<78}fix: {fix}\n", ""));
                 }
             }
         }
