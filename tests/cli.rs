@@ -1,5 +1,8 @@
 //! The binary's commands and exit codes, against the simulator over real HTTP.
 
+#[path = "common/spec.rs"]
+#[allow(dead_code)]
+mod spec;
 mod support;
 
 use std::process::Output;
@@ -225,4 +228,5 @@ async fn beside_a_running_daemon_status_and_check_work_and_a_second_daemon_is_re
         log.contains("daemon.pass_requested") && log.contains("daemon.stopped"),
         "{log}"
     );
+    spec::assert_conforms(&f.sim.request_log());
 }

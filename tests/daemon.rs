@@ -1,5 +1,8 @@
 //! The daemon in-process: passes, reload of shops.d, pass-now, shutdown.
 
+#[path = "common/spec.rs"]
+#[allow(dead_code)]
+mod spec;
 mod support;
 
 use std::time::Duration;
@@ -126,6 +129,7 @@ async fn reload_adds_shops_keeps_sessions_refuses_bad_files_and_shutdown_is_prom
         .expect("shutdown within 5 s")
         .unwrap()
         .unwrap();
+    spec::assert_conforms(&f.sim.request_log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
