@@ -193,7 +193,11 @@ impl StatusReport {
                 };
                 let since = c.since.map_or_else(
                     || "-".to_owned(),
-                    |t| t.to_zoned_datetime(oslo()).strftime("%Y-%m-%d %H:%M").to_string(),
+                    |t| {
+                        t.to_zoned_datetime(oslo())
+                            .strftime("%Y-%m-%d %H:%M")
+                            .to_string()
+                    },
                 );
                 out.push_str(&format!(
                     "{name:<20} {session:<13} {:<17} {:<9} {since:<16} {}\n",
