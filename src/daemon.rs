@@ -15,6 +15,7 @@ use secrecy::ExposeSecret;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::checks::Verdict;
 use crate::clock::SharedClock;
@@ -334,17 +335,21 @@ fn spawn_shop(
     let client = world
         .api
         .shop(&shop.name, token.clone(), shop.company_id, cancel.clone());
-    let handle = tokio::spawn(shop_loop(
-        shop.clone(),
-        client,
-        world.clone(),
-        env.clock.clone(),
-        store.clone(),
-        gate.clone(),
-        reports.clone(),
-        cancel.clone(),
-        trigger.clone(),
-    ));
+    let span = tracing::info_span!("shop", shop = %shop.name);
+    let handle = tokio::spawn(
+        shop_loop(
+            shop.clone(),
+            client,
+            world.clone(),
+            env.clock.clone(),
+            store.clone(),
+            gate.clone(),
+            reports.clone(),
+            cancel.clone(),
+            trigger.clone(),
+        )
+        .instrument(span),
+    );
     ShopTask {
         shop,
         token,

@@ -67,6 +67,7 @@ pub async fn run(
     clock: &SharedClock,
     pass_no: u64,
 ) -> Result<PassReport, PassError> {
+    // The shop is repeated here because one-shot `check` runs passes outside a shop span.
     let span = tracing::info_span!("pass", shop = %shop.name, pass = pass_no);
     run_inner(shop, client, store, settings, clock)
         .instrument(span)

@@ -193,6 +193,10 @@ impl ShopClient {
                     self.limiter.observe(resp.headers());
                     let status = resp.status();
                     if status == StatusCode::TOO_MANY_REQUESTS {
+                        // Tripletex answered, so the transport is fine: this also settles a
+                        // half-open trial, which would otherwise stay "in flight" for good and
+                        // keep the circuit open forever.
+                        self.breaker.success(&self.name);
                         throttled += 1;
                         tries -= 1;
                         if throttled > s.max_throttled {

@@ -4,8 +4,9 @@
 //! "today in Oslo + session_valid_days" and the expiry instant comes from the tz database.
 //! Invariants: a new token is proven with `GET /token/session/>whoAmI` before it replaces the old
 //! one, and the old one stays in use until then; at most one mint per shop is in flight (callers
-//! that meet a 401 share it); a token past its expiry is never sent; renewal failures back off
-//! (capped, full jitter) while the old token lives; the token text lives only in memory.
+//! that meet a 401 share it, and its error if it fails); a token past its expiry, or refused with
+//! a 401 that no re-mint could replace, is never sent again; renewal failures back off (capped,
+//! full jitter) while the old token lives; the token text lives only in memory.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -44,6 +45,9 @@ pub(super) struct SessionSlot {
     mint: tokio::sync::Mutex<()>,
     generation: AtomicU64,
     renewal: Mutex<Renewal>,
+    /// Replacement mints started (under `mint`) and the error of the last one if it failed, so
+    /// callers queued behind a failed mint share its error instead of each minting again.
+    attempts: Mutex<(u64, Option<TripletexError>)>,
 }
 
 #[derive(Default)]
@@ -106,8 +110,12 @@ impl ShopClient {
     }
 
     /// Mints and proves a token and swaps it in, unless the slot moved past `generation` while
-    /// we waited for the mint lock (single-flight).
+    /// we waited for the mint lock (single-flight). If a mint made while we waited failed, its
+    /// error is ours too: a revoked key costs one `:create` however many callers met the 401.
+    /// A failed replacement empties the slot when it still holds `generation`: that token was
+    /// refused (401) or has expired, so it must neither be sent nor reported as live.
     async fn replace(&self, generation: u64) -> Result<Arc<Active>, TripletexError> {
+        let seen = self.session.attempts.lock().expect("attempts lock").0;
         let _guard = self.session.mint.lock().await;
         if let Some(current) = self.session.current()
             && current.generation != generation
@@ -115,7 +123,29 @@ impl ShopClient {
         {
             return Ok(current);
         }
-        let fresh = Arc::new(self.mint_and_prove().await?);
+        {
+            let attempts = self.session.attempts.lock().expect("attempts lock");
+            if attempts.0 != seen
+                && let Some(e) = &attempts.1
+            {
+                return Err(e.clone());
+            }
+        }
+        let minted = self.mint_and_prove().await;
+        {
+            let mut attempts = self.session.attempts.lock().expect("attempts lock");
+            *attempts = (attempts.0 + 1, minted.as_ref().err().cloned());
+        }
+        let fresh = match minted {
+            Ok(fresh) => Arc::new(fresh),
+            Err(e) => {
+                let mut current = self.session.current.write().expect("session lock");
+                if current.as_ref().is_some_and(|c| c.generation == generation) {
+                    *current = None;
+                }
+                return Err(e);
+            }
+        };
         let old = self
             .session
             .current
