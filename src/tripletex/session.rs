@@ -146,12 +146,8 @@ impl ShopClient {
                 return Err(e);
             }
         };
-        let old = self
-            .session
-            .current
-            .write()
-            .expect("session lock")
-            .replace(Arc::clone(&fresh));
+        // The token replaced here was refused (401) or has expired: nothing left to revoke.
+        *self.session.current.write().expect("session lock") = Some(Arc::clone(&fresh));
         *self.session.renewal.lock().expect("renewal lock") = Renewal::default();
         tracing::info!(
             event = "session.minted",
@@ -160,9 +156,6 @@ impl ShopClient {
             company_id = fresh.info.company_id,
             "new session token proven and in use"
         );
-        if let Some(old) = old {
-            self.revoke(&old, &fresh).await;
-        }
         Ok(fresh)
     }
 
