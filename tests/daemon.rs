@@ -5,6 +5,7 @@
 mod spec;
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use support::{Fixture, write_private};
@@ -24,6 +25,34 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("timed out waiting for {what}");
+}
+
+type Running = tokio::task::JoinHandle<Result<(), daemon::DaemonError>>;
+
+/// Starts the daemon in-process on the fixture's config; returns its store, control channel,
+/// cancellation token and task.
+fn start(
+    f: &Fixture,
+) -> (
+    Arc<Store>,
+    mpsc::Sender<Control>,
+    CancellationToken,
+    Running,
+) {
+    let store = f.open_store();
+    let (control, rx) = mpsc::channel(4);
+    let cancel = CancellationToken::new();
+    let daemon = tokio::spawn({
+        let (path, config, store, env, cancel) = (
+            f.config_path.clone(),
+            f.config(),
+            store.clone(),
+            f.env(),
+            cancel.clone(),
+        );
+        async move { daemon::run(&path, config, store, env, rx, cancel).await }
+    });
+    (store, control, cancel, daemon)
 }
 
 fn verdict(store: &Store, shop: &str) -> Option<Verdict> {
@@ -46,19 +75,7 @@ async fn reload_adds_shops_keeps_sessions_refuses_bad_files_and_shutdown_is_prom
     let f = Fixture::new().await;
     f.add_shop("acme", 1001, "");
     f.sim.add_customers(1001, 1, 100, false);
-    let store = f.open_store();
-    let (control, rx) = mpsc::channel(4);
-    let cancel = CancellationToken::new();
-    let daemon = tokio::spawn({
-        let (path, config, store, env, cancel) = (
-            f.config_path.clone(),
-            f.config(),
-            store.clone(),
-            f.env(),
-            cancel.clone(),
-        );
-        async move { daemon::run(&path, config, store, env, rx, cancel).await }
-    });
+    let (store, control, cancel, daemon) = start(&f);
     until("acme's first pass", || {
         verdict(&store, "acme") == Some(Verdict::Ok)
     })
@@ -138,19 +155,7 @@ async fn shutdown_interrupts_a_pass_waiting_on_the_rate_limit() {
     f.add_shop("acme", 1001, "");
     // Tripletex's window is spent down to the reserve for an hour: every request must wait.
     f.sim.set_rate_limit(21, Duration::from_secs(3600));
-    let store = f.open_store();
-    let (_control, rx) = mpsc::channel(1);
-    let cancel = CancellationToken::new();
-    let daemon = tokio::spawn({
-        let (path, config, store, env, cancel) = (
-            f.config_path.clone(),
-            f.config(),
-            store.clone(),
-            f.env(),
-            cancel.clone(),
-        );
-        async move { daemon::run(&path, config, store, env, rx, cancel).await }
-    });
+    let (_store, _control, cancel, daemon) = start(&f);
     until("the quota to reach the reserve", || {
         f.sim
             .request_log()

@@ -1,0 +1,224 @@
+//! The shop tasks: one per enabled shop, each looping pass → wait (interval ± jitter, or a
+//! pass-now trigger) until its cancellation token (a child of the daemon's) fires.
+//!
+//! Invariants: a shop has at most one task; a task holds a permit of the shared gate while its
+//! pass runs, so at most `max_concurrent_shops` passes run at once; a reload restarts a shop only
+//! when its file or token (or the shared configuration) changed, so unchanged shops keep their
+//! sessions.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use super::{Environment, ShopTokens, World, same};
+use crate::config::ShopConfig;
+use crate::pass::{self, PassReport};
+use crate::secrets::SecretString;
+use crate::store::Store;
+use crate::tripletex::ShopClient;
+use crate::tripletex::ratelimit::full_jitter;
+
+pub(super) struct Scheduler {
+    world: Arc<World>,
+    env: Environment,
+    store: Arc<Store>,
+    gate: Arc<Semaphore>,
+    reports: mpsc::UnboundedSender<PassReport>,
+    cancel: CancellationToken,
+    tasks: HashMap<String, ShopTask>,
+}
+
+struct ShopTask {
+    shop: ShopConfig,
+    token: SecretString,
+    cancel: CancellationToken,
+    trigger: Arc<Notify>,
+    handle: JoinHandle<()>,
+}
+
+/// What one shop task owns.
+struct ShopLoop {
+    shop: ShopConfig,
+    client: ShopClient,
+    world: Arc<World>,
+    env: Environment,
+    store: Arc<Store>,
+    gate: Arc<Semaphore>,
+    reports: mpsc::UnboundedSender<PassReport>,
+    cancel: CancellationToken,
+    trigger: Arc<Notify>,
+}
+
+impl Scheduler {
+    pub fn new(
+        world: World,
+        env: Environment,
+        store: Arc<Store>,
+        reports: mpsc::UnboundedSender<PassReport>,
+        cancel: CancellationToken,
+    ) -> Self {
+        let gate = Arc::new(Semaphore::new(world.config.rate_limit.max_concurrent_shops));
+        Self {
+            world: Arc::new(world),
+            env,
+            store,
+            gate,
+            reports,
+            cancel,
+            tasks: HashMap::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        self.store.state_dir()
+    }
+
+    pub fn env(&self) -> &Environment {
+        &self.env
+    }
+
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    /// Starts `shop`'s task; its first pass comes within `checks.jitter`, spreading many shops.
+    pub fn start(&mut self, shop: ShopConfig, token: SecretString) {
+        let cancel = self.cancel.child_token();
+        let trigger = Arc::new(Notify::new());
+        let client =
+            self.world
+                .api
+                .shop(&shop.name, token.clone(), shop.company_id, cancel.clone());
+        let span = tracing::info_span!("shop", shop = %shop.name);
+        let task = ShopLoop {
+            shop: shop.clone(),
+            client,
+            world: self.world.clone(),
+            env: self.env.clone(),
+            store: self.store.clone(),
+            gate: self.gate.clone(),
+            reports: self.reports.clone(),
+            cancel: cancel.clone(),
+            trigger: trigger.clone(),
+        };
+        let handle = tokio::spawn(task.run().instrument(span));
+        let name = shop.name.clone();
+        self.tasks.insert(
+            name,
+            ShopTask {
+                shop,
+                token,
+                cancel,
+                trigger,
+                handle,
+            },
+        );
+    }
+
+    pub fn pass_now(&self) {
+        tracing::info!(
+            event = "daemon.pass_requested",
+            "running every shop's pass now"
+        );
+        self.tasks.values().for_each(|t| t.trigger.notify_one());
+    }
+
+    /// Switches to a reloaded configuration; `rebuild` when its shared parts changed.
+    pub async fn apply(&mut self, world: World, rebuild: bool, shops: ShopTokens) {
+        if rebuild {
+            self.gate = Arc::new(Semaphore::new(world.config.rate_limit.max_concurrent_shops));
+            self.world = Arc::new(world);
+        }
+        let mut old = std::mem::take(&mut self.tasks);
+        let (mut kept, mut started) = (0, 0);
+        for (shop, token) in shops {
+            match old.remove(&shop.name) {
+                Some(t) if !rebuild && t.shop == shop && same(&t.token, &token) => {
+                    kept += 1;
+                    self.tasks.insert(shop.name.clone(), t);
+                }
+                previous => {
+                    if let Some(previous) = previous {
+                        stop(previous).await;
+                    }
+                    started += 1;
+                    self.start(shop, token);
+                }
+            }
+        }
+        let removed = old.len();
+        for (_, task) in old {
+            stop(task).await;
+        }
+        tracing::info!(
+            event = "config.reloaded",
+            kept,
+            started,
+            removed,
+            "configuration reloaded"
+        );
+    }
+
+    /// Waits for every task to end (the daemon's token has been cancelled).
+    pub async fn shutdown(self) {
+        for (_, task) in self.tasks {
+            let _ = task.handle.await;
+        }
+    }
+}
+
+async fn stop(task: ShopTask) {
+    task.cancel.cancel();
+    let _ = task.handle.await;
+}
+
+impl ShopLoop {
+    async fn run(self) {
+        let settings = self.world.pass_settings();
+        let checks = &self.world.config.checks;
+        let mut wait = full_jitter(checks.jitter);
+        let mut pass_no = 0u64;
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.trigger.notified() => {}
+            }
+            let permit = tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                p = self.gate.clone().acquire_owned() => p.expect("gate never closes"),
+            };
+            pass_no += 1;
+            let (shop, client, store) = (&self.shop, &self.client, &self.store);
+            match pass::run(shop, client, store, &settings, &self.env.clock, pass_no).await {
+                Ok(report) => {
+                    let _ = self.reports.send(report);
+                }
+                Err(pass::PassError::Cancelled) => return,
+                Err(e) => tracing::error!(
+                    event = "pass.failed",
+                    shop = %shop.name,
+                    error = %e,
+                    "pass not recorded"
+                ),
+            }
+            drop(permit);
+            wait = next_wait(checks.interval, checks.jitter);
+        }
+    }
+}
+
+/// `interval` ± up to `jitter`.
+fn next_wait(interval: Duration, jitter: Duration) -> Duration {
+    (interval + full_jitter(jitter * 2)).saturating_sub(jitter)
+}
