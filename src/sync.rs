@@ -101,20 +101,20 @@ pub async fn customers(
             })
         })
         .collect();
+    // The mirror is stored as one value per kind (see `store::mirror`): note whether anything
+    // changed and rewrite it once, instead of one sled write per row.
+    let mut changed = false;
     if since.is_none() {
-        mirror.retain(|id, _| {
-            let keep = fresh.contains_key(id);
-            if !keep {
-                batch.remove_customer(shop, *id);
-            }
-            keep
-        });
+        let before = mirror.len();
+        mirror.retain(|id, _| fresh.contains_key(id));
+        changed |= mirror.len() != before;
         cursor.customers_full = Some(pass_start);
     }
     for (id, entry) in fresh {
-        if mirror.insert(id, entry) != Some(entry) {
-            batch.put_customer(shop, id, entry);
-        }
+        changed |= mirror.insert(id, entry) != Some(entry);
+    }
+    if changed {
+        batch.put_customers(shop, &mirror);
     }
     cursor.customers_since = Some(pass_start);
     Ok(mirror.values().map(|e| e.number).collect())
@@ -161,6 +161,8 @@ pub async fn invoices(
     .await?;
 
     let in_window = |e: &InvoiceEntry| e.date.is_none_or(|d| d >= window_from);
+    // As for customers: one rewrite of the stored mirror if anything changed.
+    let mut changed = false;
     let mut replace = |rows: Vec<InvoiceRow>, scope: &dyn Fn(&InvoiceEntry) -> bool| {
         let fresh: HashMap<i64, InvoiceEntry> = rows
             .into_iter()
@@ -176,17 +178,11 @@ pub async fn invoices(
                 })
             })
             .collect();
-        mirror.retain(|id, e| {
-            let keep = !scope(e) || fresh.contains_key(id);
-            if !keep {
-                batch.remove_invoice(shop, *id);
-            }
-            keep
-        });
+        let before = mirror.len();
+        mirror.retain(|id, e| !scope(e) || fresh.contains_key(id));
+        changed |= mirror.len() != before;
         for (id, entry) in fresh {
-            if mirror.insert(id, entry) != Some(entry) {
-                batch.put_invoice(shop, id, entry);
-            }
+            changed |= mirror.insert(id, entry) != Some(entry);
         }
     };
     if let Some(older) = older {
@@ -197,6 +193,9 @@ pub async fn invoices(
         replace(rows, &in_window);
         cursor.invoice_window_from = Some(window_from);
         cursor.invoice_digest = digest;
+    }
+    if changed {
+        batch.put_invoices(shop, &mirror);
     }
     Ok(mirror.values().map(|e| e.number).collect())
 }

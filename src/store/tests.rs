@@ -163,3 +163,49 @@ fn only_the_owner_of_the_state_dir_may_open_it() {
     assert!(err.to_string().contains("sudo -u tripletex-sync"), "{err}");
     assert!(!dir.path().join(DB_DIR).exists(), "nothing was created");
 }
+
+#[tokio::test]
+async fn the_mirror_round_trips_as_one_value_per_kind() {
+    use jiff::civil::Date;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Role::OneShot).unwrap();
+    let customers: std::collections::HashMap<i64, CustomerEntry> = (0..3000i64)
+        .map(|id| {
+            let entry = CustomerEntry {
+                number: (id % 1500) as u32,
+                inactive: id % 7 == 0,
+            };
+            (id * 13, entry)
+        })
+        .collect();
+    let invoices = [
+        (
+            5i64,
+            InvoiceEntry {
+                number: 6000,
+                date: Some(Date::constant(2026, 3, 1)),
+            },
+        ),
+        (
+            -2,
+            InvoiceEntry {
+                number: 6001,
+                date: None,
+            },
+        ),
+    ];
+    let mut batch = store.batch();
+    batch.put_customers("acme", &customers);
+    batch.put_invoices("acme", invoices.iter().map(|(id, e)| (id, e)));
+    store.commit(batch).await.unwrap();
+    let read = store.customers("acme").unwrap();
+    assert_eq!(read.len(), 3000);
+    assert!(read.windows(2).all(|w| w[0].0 < w[1].0), "sorted by id");
+    assert_eq!(
+        read.into_iter()
+            .collect::<std::collections::HashMap<_, _>>(),
+        customers
+    );
+    assert_eq!(store.invoices("acme").unwrap(), [invoices[1], invoices[0]]);
+    assert!(store.customers("other").unwrap().is_empty());
+}

@@ -16,7 +16,7 @@ use tripletex_sync::config::Config;
 use tripletex_sync::daemon::Environment;
 use tripletex_sync::pass::{self, PassReport, PassSettings};
 use tripletex_sync::secrets::SecretString;
-use tripletex_sync::sim::{LoggedRequest, RunningSim, Simulator};
+use tripletex_sync::sim::{LoggedRequest, RunningSim, Scenario, Simulator};
 use tripletex_sync::store::{Role, Store};
 use tripletex_sync::tripletex::{ClientSettings, ShopClient, Tripletex};
 
@@ -74,7 +74,10 @@ impl Fixture {
         let sim = Simulator::new(clock.clone());
         sim.add_consumer_token(CONSUMER);
         sim.set_rate_limit(100_000, Duration::from_secs(10));
-        let running = sim.start(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+        let running = sim
+            .start(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("shops.d")).unwrap();
         let config_path = dir.path().join("config.toml");
@@ -89,12 +92,67 @@ impl Fixture {
         }
     }
 
+    /// A fixture around the world `scenario` describes (built at [`START`]), instead of an empty
+    /// one. The scenario's first consumer token goes into the `consumer-token` file; use
+    /// [`Fixture::api_with_consumer`] with it. Add shops with [`Fixture::add_shop_file`].
+    pub async fn with_scenario(main: &str, scenario: Scenario) -> Self {
+        let clock = ManualClock::new(START.parse().unwrap());
+        let consumer = scenario
+            .consumer_tokens
+            .first()
+            .cloned()
+            .unwrap_or_default();
+        let sim = Simulator::from_scenario(scenario, clock.clone());
+        let running = sim
+            .start(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("shops.d")).unwrap();
+        let config_path = dir.path().join("config.toml");
+        std::fs::write(&config_path, main.replace("BASE_URL", &running.base_url())).unwrap();
+        write_private(&dir.path().join("consumer-token"), &consumer);
+        Self {
+            dir,
+            sim,
+            clock,
+            running,
+            config_path,
+        }
+    }
+
+    /// A shop file + token file for a company the simulator already knows (e.g. from a scenario).
+    pub fn add_shop_file(&self, name: &str, token: &str, extra: &str) {
+        write_private(&self.dir.path().join(format!("{name}.token")), token);
+        std::fs::write(
+            self.dir.path().join("shops.d").join(format!("{name}.toml")),
+            format!("employee_token_file = \"../{name}.token\"\n{extra}"),
+        )
+        .unwrap();
+    }
+
+    /// Like [`Fixture::api`], with another consumer token (e.g. a scenario's).
+    pub fn api_with_consumer(&self, consumer: &str) -> Arc<Tripletex> {
+        let config = self.config();
+        let mut settings = ClientSettings::new(&config);
+        fast(&mut settings);
+        Tripletex::new(
+            &config.tripletex.base_url,
+            SecretString::from(consumer.to_owned()),
+            self.clock.clone(),
+            settings,
+        )
+        .unwrap()
+    }
+
     /// A company in the simulator and a shop file + token file for it. `extra` is appended to the
     /// shop file (e.g. an `[invoice_numbers]` table).
     pub fn add_shop(&self, name: &str, company_id: i64, extra: &str) -> String {
         let token = format!("employee-token-{name}");
-        self.sim.add_company(company_id, &format!("{name} AS"), true);
-        self.sim.add_employee_token(&token, company_id, company_id * 10);
+        self.sim
+            .add_company(company_id, &format!("{name} AS"), true);
+        self.sim
+            .add_employee_token(&token, company_id, company_id * 10);
         write_private(&self.dir.path().join(format!("{name}.token")), &token);
         std::fs::write(
             self.dir.path().join("shops.d").join(format!("{name}.toml")),
@@ -140,7 +198,12 @@ impl Fixture {
     }
 
     /// A client for shop `name`, with its token read from its token file.
-    pub fn client(&self, api: &Arc<Tripletex>, name: &str, cancel: &CancellationToken) -> ShopClient {
+    pub fn client(
+        &self,
+        api: &Arc<Tripletex>,
+        name: &str,
+        cancel: &CancellationToken,
+    ) -> ShopClient {
         let config = self.config();
         let shop = config.shop(name).unwrap();
         let token = shop.employee_token.load_with(None).unwrap();
@@ -152,9 +215,16 @@ impl Fixture {
         let config = self.config();
         let shop = config.shop(client.name()).unwrap();
         let clock: SharedClock = self.clock.clone();
-        pass::run(shop, client, store, &PassSettings::new(&config), &clock, pass_no)
-            .await
-            .unwrap()
+        pass::run(
+            shop,
+            client,
+            store,
+            &PassSettings::new(&config),
+            &clock,
+            pass_no,
+        )
+        .await
+        .unwrap()
     }
 
     pub fn now(&self) -> Timestamp {

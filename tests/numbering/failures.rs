@@ -1,0 +1,87 @@
+//! Disabled checks and failed syncs.
+
+use tripletex_sync::checks::{CheckKind, Verdict};
+use tripletex_sync::sim::{Fault, FaultKind};
+
+use crate::support::Fixture;
+use crate::{HOUR, Shop, conforms, customers, days_before, describe, invoices, today};
+
+#[tokio::test]
+async fn a_disabled_invoice_check_sends_no_invoice_requests() {
+    let f = Fixture::new().await;
+    f.add_shop("acme", 1001, "[invoice_numbers]\nenabled = false\n");
+    f.sim.add_customers(1001, 1, 50, false);
+    f.sim.add_invoices(1001, 1, 50, today(&f), 50);
+    let mut shop = Shop::open(&f, "acme");
+    for _ in 0..3 {
+        let report = shop.pass(&f).await;
+        assert_eq!(report.outcomes.len(), 1, "{report:#?}");
+        assert_eq!(customers(&report).verdict, Verdict::Ok);
+        f.clock.advance(25 * HOUR);
+    }
+    let log = f.sim.request_log();
+    assert!(
+        !log.iter().any(|r| r.path.contains("/invoice")),
+        "{}",
+        describe(&log)
+    );
+    assert!(
+        shop.store
+            .result("acme", CheckKind::InvoiceNumbers)
+            .unwrap()
+            .is_none()
+    );
+    conforms(&f);
+}
+
+#[tokio::test]
+async fn a_failed_invoice_sync_leaves_the_mirror_untouched_and_the_next_pass_recovers() {
+    let f = Fixture::new().await;
+    f.add_shop("acme", 1001, "");
+    f.sim.add_customers(1001, 1, 50, false);
+    f.sim
+        .add_invoices(1001, 6000, 100, days_before(today(&f), 49), 2);
+    let mut shop = Shop::open(&f, "acme");
+    let first = shop.pass(&f).await;
+    assert_eq!(invoices(&first).verdict, Verdict::Ok);
+    let mirror = shop.store.invoices("acme").unwrap();
+    let cursor = shop.store.cursor("acme").unwrap();
+    assert_eq!(mirror.len(), 100);
+
+    // Tripletex fails every invoice read; meanwhile an invoice and a customer appear.
+    f.clock.advance(HOUR);
+    f.sim.add_invoice(1001, 6100, today(&f));
+    f.sim.add_customer(1001, 51, false);
+    f.sim.inject(Fault {
+        kind: FaultKind::Status(500),
+        path_prefix: Some("/invoice".into()),
+        employee_token: None,
+        times: None,
+    });
+    let failed = shop.pass(&f).await;
+    let i = invoices(&failed);
+    assert_eq!(i.verdict, Verdict::Error, "{i:#?}");
+    assert!(i.summary.contains("500"), "{}", i.summary);
+    assert_eq!(customers(&failed).verdict, Verdict::Ok);
+    assert_eq!(customers(&failed).evidence.numbers_in_use, 51);
+    let mut after = shop.store.invoices("acme").unwrap();
+    let mut before = mirror.clone();
+    after.sort_by_key(|(id, _)| *id);
+    before.sort_by_key(|(id, _)| *id);
+    assert_eq!(after, before, "the mirror is untouched");
+    let cursor_after = shop.store.cursor("acme").unwrap();
+    assert_eq!(cursor_after.invoice_digest, cursor.invoice_digest);
+    assert_eq!(cursor_after.invoice_window_from, cursor.invoice_window_from);
+    assert_eq!(cursor_after.invoices_full, cursor.invoices_full);
+
+    f.clock.advance(HOUR);
+    f.sim.clear_faults();
+    let recovered = shop.pass(&f).await;
+    let i = invoices(&recovered);
+    assert_eq!(i.verdict, Verdict::Ok, "{i:#?}");
+    assert_eq!(i.evidence.numbers_in_use, 101);
+    assert_eq!(shop.store.invoices("acme").unwrap().len(), 101);
+    // Only the requests that reached the handlers are checked against the spec; the 500s were
+    // sent with valid queries too.
+    conforms(&f);
+}
