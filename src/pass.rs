@@ -94,7 +94,9 @@ async fn run_inner(
     .filter_map(|(k, r)| r.map(|r| (k, r)))
     .collect();
 
-    let connected = client.connect().await;
+    // A session-level failure (from connecting, or met during a sync when the live token turns
+    // out refused) ends the Tripletex work of this pass: the remaining checks share it.
+    let mut session_failure = client.connect().await.err();
     let mut outcomes = Vec::with_capacity(kinds.len());
     for (kind, range) in kinds {
         // While a check is in conflict, re-read that kind in full every pass: `changedSince`
@@ -105,9 +107,9 @@ async fn run_inner(
             CheckKind::InvoiceNumbers => cursor.invoices_full,
         };
         let full = in_conflict || sync::full_due(last_full, &settings.sync, start);
-        let numbers = match &connected {
-            Err(e) => Err(SyncError::Tripletex(e.clone())),
-            Ok(_) => match kind {
+        let numbers = match &session_failure {
+            Some(e) => Err(SyncError::Tripletex(e.clone())),
+            None => match kind {
                 CheckKind::CustomerNumbers => {
                     sync::customers(client, store, &mut cursor, full, start, &mut batch).await
                 }
@@ -119,21 +121,30 @@ async fn run_inner(
         };
         let outcome = match numbers {
             Ok(numbers) => {
-                let history = store.history(name, kind)?;
+                // Points the pruning below removes must not steer this pass's forecast.
+                let cutoff = history_cutoff(start, settings);
+                let mut history = store.history(name, kind)?;
+                history.retain(|p| p.at >= cutoff);
                 checks::evaluate(kind, &numbers, range, &settings.policy, &history, start)
             }
             Err(SyncError::Tripletex(TripletexError::Cancelled)) => {
                 return Err(PassError::Cancelled);
             }
             Err(SyncError::Store(e)) => return Err(e.into()),
-            Err(SyncError::Tripletex(e)) => checks::could_not_run(kind, &reason(&e)),
+            Err(SyncError::Tripletex(e)) => {
+                let outcome = checks::could_not_run(kind, &reason(&e));
+                if is_session_failure(&e) {
+                    session_failure = Some(e);
+                }
+                outcome
+            }
         };
         record(store, &mut batch, name, &outcome, start, settings)?;
         outcomes.push(outcome);
     }
     batch.put_cursor(name, &cursor);
 
-    let session = session_record(client, &connected, &previous);
+    let session = session_record(client, session_failure.as_ref(), &previous);
     if session.state == SessionState::KeyRejected && previous.state != SessionState::KeyRejected {
         tracing::error!(
             event = "session.key_rejected",
@@ -144,7 +155,10 @@ async fn run_inner(
     }
     batch.put_session(name, &session);
     store.commit(batch).await?;
-    let consumer_rejected = matches!(connected, Err(TripletexError::ConsumerRejected { .. }));
+    let consumer_rejected = matches!(
+        session_failure,
+        Some(TripletexError::ConsumerRejected { .. })
+    );
     tracing::debug!(
         event = "pass.done",
         shop = name,
@@ -178,10 +192,7 @@ fn record(
     if outcome.verdict != Verdict::Error {
         batch.push_history(shop, kind, &outcome.evidence.history_point(now));
     }
-    let cutoff = now
-        .checked_sub(jiff::Span::new().seconds(settings.history.as_secs() as i64))
-        .unwrap_or(now);
-    store.prune_history(batch, shop, kind, cutoff)?;
+    store.prune_history(batch, shop, kind, history_cutoff(now, settings))?;
 
     let (check, verdict, summary) = (kind.as_str(), outcome.verdict.as_str(), &outcome.summary);
     let was = before.as_str();
@@ -204,6 +215,23 @@ fn record(
     Ok(())
 }
 
+/// History older than this is pruned and ignored.
+fn history_cutoff(now: Timestamp, settings: &PassSettings) -> Timestamp {
+    now.checked_sub(jiff::Span::new().seconds(settings.history.as_secs() as i64))
+        .unwrap_or(now)
+}
+
+/// Errors that say the shop cannot talk to Tripletex at all, rather than about one endpoint.
+fn is_session_failure(e: &TripletexError) -> bool {
+    matches!(
+        e,
+        TripletexError::KeyRejected { .. }
+            | TripletexError::ConsumerRejected { .. }
+            | TripletexError::Unauthorized
+            | TripletexError::CircuitOpen
+    )
+}
+
 /// Why a check could not run, with the operator's fix where one is known.
 fn reason(e: &TripletexError) -> String {
     match e.remedy() {
@@ -214,7 +242,7 @@ fn reason(e: &TripletexError) -> String {
 
 fn session_record(
     client: &ShopClient,
-    connected: &Result<crate::tripletex::SessionInfo, TripletexError>,
+    failure: Option<&TripletexError>,
     previous: &SessionRecord,
 ) -> SessionRecord {
     if let Some(info) = client.session_info() {
@@ -231,8 +259,8 @@ fn session_record(
             detail: None,
         };
     }
-    let state = match connected {
-        Err(TripletexError::KeyRejected { .. }) => SessionState::KeyRejected,
+    let state = match failure {
+        Some(TripletexError::KeyRejected { .. }) => SessionState::KeyRejected,
         _ => SessionState::Unknown,
     };
     SessionRecord {
@@ -241,6 +269,6 @@ fn session_record(
         expires_at: None,
         company_id: previous.company_id,
         employee_id: previous.employee_id,
-        detail: connected.as_ref().err().map(reason),
+        detail: failure.map(reason),
     }
 }

@@ -108,9 +108,6 @@ async fn a_key_revoked_between_passes_fails_the_checks_and_then_the_session() {
 }
 
 #[tokio::test]
-#[ignore = "src/pass.rs: session_record derives the state from connect() only, which succeeded \
-            with the then-live token; a KeyRejected met during the sync leaves the state \
-            `unknown` with no detail until the next pass"]
 async fn a_key_revoked_between_passes_is_key_rejected_on_the_very_next_pass() {
     let (f, store, acme, _) = revoked_after_a_healthy_pass().await;
     assert_key_rejected(&f.pass(&store, &acme, 2).await);
