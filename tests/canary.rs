@@ -3,30 +3,18 @@
 //! must appear in no log line (TRACE, every crate), no error message, no `Debug` output and no file
 //! the program writes. A binary of its own so its tracing subscriber can be global.
 
+#[path = "common/capture.rs"]
+mod capture;
 mod support;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use capture::capture_trace;
 use support::{Fixture, write_private};
 use tokio_util::sync::CancellationToken;
 use tripletex_sync::daemon;
 use tripletex_sync::sim::{Fault, FaultKind};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn canary(kind: &str) -> String {
     format!("CANARY{kind}{:016x}", fastrand::u64(..))
@@ -53,15 +41,7 @@ fn assert_clean(what: &str, text: &[u8], canaries: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_appear_in_no_log_error_debug_output_or_file() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .finish(),
-    )
-    .unwrap();
+    let captured = capture_trace();
 
     let (consumer, good, revoked) = (canary("C"), canary("E"), canary("R"));
     let f = Fixture::new().await;
@@ -167,7 +147,7 @@ async fn tokens_appear_in_no_log_error_debug_output_or_file() {
     cli_output.extend(out.stdout);
     cli_output.extend(out.stderr);
 
-    let log = captured.0.lock().unwrap().clone();
+    let log = captured.bytes();
     assert!(
         String::from_utf8_lossy(&log).contains("session.renewed"),
         "the traced run really renewed"

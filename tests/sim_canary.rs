@@ -3,34 +3,16 @@
 //! A binary of its own, so its subscriber can be global: thread-local subscribers miss events
 //! whose callsite interest another test cached first, which made this flaky in the shared binary.
 
+#[path = "common/capture.rs"]
+mod capture;
 mod common;
 
+use capture::capture_trace;
 use common::{CONSUMER, Ctx, EMPLOYEE, assert_api_error, assert_conforms_allowing_deprecated};
-
-/// Collects everything traced, to scan it for secrets.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn tokens_never_reach_the_trace_log() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber here");
+    let captured = capture_trace();
     let ctx = Ctx::new().await;
     let token = ctx.session().await;
     ctx.http
@@ -56,7 +38,7 @@ async fn tokens_never_reach_the_trace_log() {
         .send()
         .await
         .unwrap();
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = String::from_utf8(captured.bytes()).unwrap();
     assert!(text.contains("sim request"), "{text}");
     assert!(text.contains("/v2/token/session/{token}"), "{text}");
     for secret in ["c4n4ry", token.as_str(), "fields=id"] {
