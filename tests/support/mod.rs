@@ -153,12 +153,7 @@ impl Fixture {
             .add_company(company_id, &format!("{name} AS"), true);
         self.sim
             .add_employee_token(&token, company_id, company_id * 10);
-        write_private(&self.dir.path().join(format!("{name}.token")), &token);
-        std::fs::write(
-            self.dir.path().join("shops.d").join(format!("{name}.toml")),
-            format!("employee_token_file = \"../{name}.token\"\n{extra}"),
-        )
-        .unwrap();
+        self.add_shop_file(name, &token, extra);
         token
     }
 
@@ -185,16 +180,7 @@ impl Fixture {
 
     /// The shared API client for this config, as the daemon builds it.
     pub fn api(&self) -> Arc<Tripletex> {
-        let config = self.config();
-        let mut settings = ClientSettings::new(&config);
-        fast(&mut settings);
-        Tripletex::new(
-            &config.tripletex.base_url,
-            SecretString::from(CONSUMER.to_owned()),
-            self.clock.clone(),
-            settings,
-        )
-        .unwrap()
+        self.api_with_consumer(CONSUMER)
     }
 
     /// A client for shop `name`, with its token read from its token file.
