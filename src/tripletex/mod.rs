@@ -103,6 +103,10 @@ impl TripletexError {
     /// What the operator should do, in the seed's words, where there is a known fix.
     pub fn remedy(&self) -> Option<String> {
         match self {
+            // 403 means the key is known but may not log in: the company lacks the add-on.
+            Self::KeyRejected { status: 403, .. } => Some(
+                "switch on the company's Integrations add-on in Tripletex (the key itself is fine), then reload (systemctl reload tripletex-sync)".into(),
+            ),
             Self::KeyRejected { .. } => Some(
                 "create a new key in Tripletex under Employee › API access › New key, paste it into the shop's token file, then reload (systemctl reload tripletex-sync)".into(),
             ),
