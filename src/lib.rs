@@ -2,7 +2,6 @@
 //!
 //! See README.md for the data flow; each module's `//!` block says what it owns.
 
-pub mod app;
 pub mod checks;
 pub mod clock;
 pub mod config;

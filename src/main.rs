@@ -3,11 +3,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod commands;
+
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
-
-use tripletex_sync::app::{self, exit};
 use tripletex_sync::config::DEFAULT_CONFIG_PATH;
+
+use commands::exit;
 
 /// Keeps web shops' Tripletex integrations healthy: session tokens that never lapse, polite rate
 /// limiting, and customer/invoice numbering that never collides with Tripletex's own.
@@ -81,12 +83,12 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run => app::run(&cli.config).await,
-            Command::Check { shops, json } => app::check(&cli.config, &shops, json).await,
-            Command::Status { json } => app::status(&cli.config, json),
-            Command::Validate => app::validate(&cli.config),
-            Command::Demo { seconds } => app::demo(seconds).await,
-            Command::Sim { listen, scenario } => app::sim(listen, scenario.as_deref()).await,
+            Command::Run => commands::run(&cli.config).await,
+            Command::Check { shops, json } => commands::check(&cli.config, &shops, json).await,
+            Command::Status { json } => commands::status(&cli.config, json),
+            Command::Validate => commands::validate(&cli.config),
+            Command::Demo { seconds } => commands::demo(seconds).await,
+            Command::Sim { listen, scenario } => commands::sim(listen, scenario.as_deref()).await,
         }
     });
     match result {

@@ -5,6 +5,7 @@
 //! holds the database. Nothing here ever sees a token.
 
 use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
@@ -67,6 +68,9 @@ pub struct CheckStatus {
     pub fix: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<Evidence>,
+    /// The shop file turns this check off (`enabled = false`); its verdict stays `unknown`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
 }
 
 impl StatusReport {
@@ -96,6 +100,7 @@ impl StatusReport {
                         since: None,
                         fix: None,
                         evidence: None,
+                        disabled: true,
                     });
                 }
                 let recorded = match store {
@@ -110,6 +115,7 @@ impl StatusReport {
                         since: Some(r.since),
                         fix: r.outcome.fix,
                         evidence: Some(r.outcome.evidence),
+                        disabled: false,
                     },
                     None => {
                         let o = checks::not_yet_checked(kind);
@@ -120,6 +126,7 @@ impl StatusReport {
                             since: None,
                             fix: None,
                             evidence: None,
+                            disabled: false,
                         }
                     }
                 })
@@ -221,7 +228,14 @@ impl StatusReport {
     pub fn write(&self, state_dir: &Path) -> std::io::Result<()> {
         let path = Self::path(state_dir);
         let tmp = state_dir.join(format!(".{STATUS_FILE}.tmp"));
-        let mut file = std::fs::File::create(&tmp)?;
+        // Group-readable, so operators in the service's group can run `status` (UMask=0077).
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o640)
+            .open(&tmp)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o640))?;
         serde_json::to_writer_pretty(&mut file, self)?;
         file.write_all(b"\n")?;
         file.sync_all()?;

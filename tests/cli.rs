@@ -230,3 +230,81 @@ async fn beside_a_running_daemon_status_and_check_work_and_a_second_daemon_is_re
     );
     spec::assert_conforms(&f.sim.request_log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_serves_the_demo_world_on_the_port_it_reports() {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut sim = Command::new(BIN)
+        .args(["sim", "--listen", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(sim.stderr.take().unwrap()).lines();
+    let banner = lines.next_line().await.unwrap().unwrap();
+    let base = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no URL in {banner:?}"))
+        .to_owned();
+    assert!(!base.contains(":0/"), "{banner}");
+    let http = reqwest::Client::new();
+    let minted: Value = http
+        .post(format!("{base}/token/session/:create"))
+        .json(&serde_json::json!({
+            "consumerToken": "demo-consumer-token",
+            "employeeToken": "demo-key-fjellsport",
+            "expirationDate": "2099-01-01"
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = minted["value"]["token"].as_str().unwrap();
+    let who: Value = http
+        .get(format!("{base}/token/session/%3EwhoAmI"))
+        .basic_auth("0", Some(token))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(who["value"]["companyId"], 1001);
+    // SAFETY: signalling our own child process.
+    assert_eq!(
+        unsafe { libc::kill(sim.id().unwrap() as i32, libc::SIGTERM) },
+        0
+    );
+    let status = tokio::time::timeout(Duration::from_secs(10), sim.wait())
+        .await
+        .expect("sim stops on SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_finds_one_healthy_one_conflicting_and_one_rejected_shop() {
+    let out = Command::new(BIN)
+        .args(["demo", "--seconds", "3"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row = |shop: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(shop))
+            .unwrap_or_else(|| panic!("no row for {shop}: {table}"))
+            .to_owned()
+    };
+    assert!(
+        row("fjellsport").contains("valid") && row("fjellsport").contains(" ok "),
+        "{table}"
+    );
+    assert!(row("kaffebrenneriet").contains("conflict"), "{table}");
+    assert!(row("sykkelsmia").contains("key_rejected"), "{table}");
+}

@@ -33,7 +33,7 @@ pub use scenario::{
     CompanySpec, CustomerSeries, EmployeeSpec, InvoiceSeries, RateLimitSpec, Scenario,
     ScenarioDate, ScenarioError,
 };
-pub use server::{RunningSim, serve};
+pub use server::RunningSim;
 
 use crate::clock::{SharedClock, oslo_date};
 use ratelimit::RateLimiter;

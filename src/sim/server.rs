@@ -81,16 +81,6 @@ impl Drop for RunningSim {
     }
 }
 
-/// Serves `sim` on `listen` until `cancel` fires (the `sim` CLI command).
-pub async fn serve(
-    sim: Simulator,
-    listen: SocketAddr,
-    cancel: CancellationToken,
-) -> io::Result<()> {
-    let listener = TcpListener::bind(listen).await?;
-    accept_loop(sim, listener, cancel).await
-}
-
 async fn accept_loop(
     sim: Simulator,
     listener: TcpListener,

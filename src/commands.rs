@@ -1,22 +1,25 @@
-//! The commands behind the CLI, as library functions so tests can drive them.
+//! The commands behind the CLI: the binary's edge, where library errors become one printed line
+//! (anyhow) and an exit code.
 //!
 //! Exit codes are part of the interface: `check` 0 = all ok/warn, 1 = any conflict/error verdict,
-//! 2 = could not run; `validate` 0 or 2; everything else 0 or 2. Errors are printed once, as one
-//! line, by the binary.
+//! 2 = could not run (including a pass that could not be recorded); every other command 0 or 2.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::checks::{CheckKind, Verdict};
-use crate::clock::{SharedClock, SystemClock};
-use crate::config::Config;
-use crate::daemon::{self, Control, Environment};
-use crate::status::StatusReport;
-use crate::store::{Role, Store, StoreError, read_holder};
+use tripletex_sync::checks::{CheckKind, Verdict};
+use tripletex_sync::clock::{SharedClock, SystemClock};
+use tripletex_sync::config::Config;
+use tripletex_sync::daemon::{self, Control, Environment};
+use tripletex_sync::sim::{DEMO_SCENARIO, Scenario, Simulator};
+use tripletex_sync::status::StatusReport;
+use tripletex_sync::store::{Role, Store, StoreError, read_holder};
 
 /// Process exit codes.
 pub mod exit {
@@ -27,6 +30,8 @@ pub mod exit {
 
 /// How long `check` waits for a running daemon's pass.
 const DAEMON_PASS_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long `run` waits for a one-shot `check` holding the database to finish.
+const ONE_SHOT_WAIT: Duration = Duration::from_secs(300);
 
 fn system_clock() -> SharedClock {
     Arc::new(SystemClock)
@@ -36,19 +41,13 @@ fn system_clock() -> SharedClock {
 pub fn validate(config_path: &Path) -> anyhow::Result<u8> {
     let config = Config::load(config_path)?;
     let env = Environment::from_process(system_clock());
+    let credentials = env.credentials_dir.as_deref();
     let mut problems = Vec::new();
-    if let Err(e) = config
-        .tripletex
-        .consumer_token
-        .load_with(env.credentials_dir.as_deref())
-    {
+    if let Err(e) = config.tripletex.consumer_token.load_with(credentials) {
         problems.push(e.to_string());
     }
     for shop in &config.shops {
-        if let Err(e) = shop
-            .employee_token
-            .load_with(env.credentials_dir.as_deref())
-        {
+        if let Err(e) = shop.employee_token.load_with(credentials) {
             problems.push(e.to_string());
         }
     }
@@ -69,28 +68,21 @@ pub fn validate(config_path: &Path) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-/// `status`: what is recorded, per shop. Never writes: while another process (or user) holds
-/// the database, it reads that process's status.json instead.
+/// `status`: what is recorded, per shop. Never writes, never takes the database: it reads
+/// status.json, which the daemon and `check` rewrite after every pass.
 pub fn status(config_path: &Path, json: bool) -> anyhow::Result<u8> {
     let config = Config::load(config_path)?;
-    let now = jiff::Timestamp::now();
-    let report = if !config.state_dir.exists() {
-        StatusReport::collect(None, &config, now)?
-    } else {
-        match Store::open(&config.state_dir, Role::OneShot) {
-            Ok(store) => StatusReport::collect(Some(&store), &config, now)?,
-            Err(StoreError::Locked { .. } | StoreError::NotOwner { .. }) => {
-                StatusReport::read(&config.state_dir)
-                    .with_context(|| {
-                        format!(
-                            "cannot read {}",
-                            StatusReport::path(&config.state_dir).display()
-                        )
-                    })?
-                    .aligned_to(&config)
-            }
-            Err(e) => return Err(e.into()),
+    let path = StatusReport::path(&config.state_dir);
+    let report = match StatusReport::read(&config.state_dir) {
+        Ok(report) => report.aligned_to(&config),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "nothing recorded yet ({} does not exist: the daemon or `check` writes it)",
+                path.display()
+            );
+            StatusReport::collect(None, &config, jiff::Timestamp::now())?
         }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
     print_report(&report, json)?;
     Ok(exit::OK)
@@ -109,25 +101,9 @@ pub async fn check(config_path: &Path, shops: &[String], json: bool) -> anyhow::
     }
     let state_dir = config.state_dir.clone();
     let report = match Store::open(&state_dir, Role::OneShot) {
-        Ok(store) => {
-            let store = Arc::new(store);
-            let cancel = CancellationToken::new();
-            let watcher = cancel_on_signals(cancel.clone());
-            let env = Environment::from_process(system_clock());
-            daemon::check_once(config.clone(), store.clone(), &env, shops, cancel.clone()).await?;
-            watcher.abort();
-            if cancel.is_cancelled() {
-                bail!("interrupted");
-            }
-            let report = StatusReport::collect(Some(&store), &config, jiff::Timestamp::now())?;
-            // Keep status.json current for whoever reads it instead of the database.
-            if let Err(e) = report.write(&state_dir) {
-                tracing::warn!(event = "status.write_failed", error = %e, "status.json not updated");
-            }
-            report
-        }
+        Ok(store) => check_here(&config, Arc::new(store), shops).await?,
         Err(StoreError::Locked { holder, .. }) => match read_holder(&state_dir) {
-            Some((Role::Daemon, pid)) => ask_daemon(pid, &state_dir).await?,
+            Some((Role::Daemon, pid)) => ask_daemon(pid, &state_dir, shops).await?,
             _ => bail!(
                 "another tripletex-sync ({holder}) is using {}; try again when it ends",
                 state_dir.display()
@@ -135,7 +111,6 @@ pub async fn check(config_path: &Path, shops: &[String], json: bool) -> anyhow::
         },
         Err(e) => return Err(e.into()),
     };
-    let report = select_shops(report, shops);
     print_report(&report, json)?;
     let failing = report
         .shops
@@ -146,8 +121,44 @@ pub async fn check(config_path: &Path, shops: &[String], json: bool) -> anyhow::
     Ok(if failing { exit::FINDINGS } else { exit::OK })
 }
 
-/// Signals the daemon (SIGUSR1) and waits until status.json shows a pass of every shop after now.
-async fn ask_daemon(pid: u32, state_dir: &Path) -> anyhow::Result<StatusReport> {
+/// One pass per selected shop in this process; fails unless every pass was recorded.
+async fn check_here(
+    config: &Config,
+    store: Arc<Store>,
+    shops: &[String],
+) -> anyhow::Result<StatusReport> {
+    let cancel = CancellationToken::new();
+    let watcher = tokio::spawn(cancel_on(stop_signals()?, cancel.clone()));
+    let env = Environment::from_process(system_clock());
+    let reports =
+        daemon::check_once(config.clone(), store.clone(), &env, shops, cancel.clone()).await;
+    watcher.abort();
+    let reports = reports?;
+    if cancel.is_cancelled() {
+        bail!("interrupted");
+    }
+    let expected = config
+        .shops
+        .iter()
+        .filter(|s| s.enabled && (shops.is_empty() || shops.contains(&s.name)))
+        .count();
+    let report = StatusReport::collect(Some(&store), config, jiff::Timestamp::now())?;
+    // Keep status.json current for whoever reads it instead of the database.
+    report
+        .write(&config.state_dir)
+        .context("writing status.json")?;
+    if reports.len() < expected {
+        bail!(
+            "{} of {expected} passes could not be recorded (see the pass.failed events above)",
+            expected - reports.len()
+        );
+    }
+    Ok(select_shops(report, shops))
+}
+
+/// Signals the daemon (SIGUSR1) and waits until status.json shows a pass of every selected shop
+/// after now.
+async fn ask_daemon(pid: u32, state_dir: &Path, shops: &[String]) -> anyhow::Result<StatusReport> {
     let asked = jiff::Timestamp::now();
     eprintln!(
         "tripletex-sync daemon (pid {pid}) holds {}; asking it for a pass",
@@ -157,10 +168,11 @@ async fn ask_daemon(pid: u32, state_dir: &Path) -> anyhow::Result<StatusReport> 
     let deadline = tokio::time::Instant::now() + DAEMON_PASS_TIMEOUT;
     loop {
         if let Ok(report) = StatusReport::read(state_dir) {
+            let report = select_shops(report, shops);
             let done = report.shops.iter().filter(|s| s.enabled).all(|s| {
                 CheckKind::ALL.iter().all(|k| {
                     let c = s.checks.get(*k);
-                    c.checked_at.is_some_and(|t| t >= asked) || c.summary.starts_with("disabled")
+                    c.disabled || c.checked_at.is_some_and(|t| t >= asked)
                 })
             });
             if done {
@@ -209,10 +221,14 @@ fn print_report(report: &StatusReport, json: bool) -> anyhow::Result<()> {
 /// `run`: the daemon, until SIGTERM or SIGINT; SIGHUP reloads, SIGUSR1 runs a pass now.
 pub async fn run(config_path: &Path) -> anyhow::Result<u8> {
     let config = Config::load(config_path)?;
-    let store = Arc::new(Store::open(&config.state_dir, Role::Daemon)?);
+    let store = Arc::new(open_for_daemon(&config.state_dir).await?);
     let cancel = CancellationToken::new();
     let (control_tx, control_rx) = tokio::sync::mpsc::channel(8);
-    let signals = tokio::spawn(forward_signals(control_tx, cancel.clone()));
+    let signals = tokio::spawn(forward_signals(
+        DaemonSignals::install()?,
+        control_tx,
+        cancel.clone(),
+    ));
     let env = Environment::from_process(system_clock());
     let result = daemon::run(config_path, config, store, env, control_rx, cancel.clone()).await;
     signals.abort();
@@ -220,27 +236,57 @@ pub async fn run(config_path: &Path) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-async fn forward_signals(control: tokio::sync::mpsc::Sender<Control>, cancel: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut usr1)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-        signal(SignalKind::user_defined1()),
-    ) else {
-        tracing::error!(
-            event = "daemon.signals_unavailable",
-            "cannot install signal handlers"
-        );
-        cancel.cancel();
-        return;
-    };
+/// Opens the database for the daemon. A one-shot `check` holding it is waited for (a restart
+/// must not fail because an operator ran `check`); another daemon is an error.
+async fn open_for_daemon(state_dir: &Path) -> anyhow::Result<Store> {
+    let deadline = tokio::time::Instant::now() + ONE_SHOT_WAIT;
+    loop {
+        match Store::open(state_dir, Role::Daemon) {
+            Err(StoreError::Locked { .. })
+                if read_holder(state_dir).is_some_and(|(role, _)| role == Role::OneShot)
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tracing::info!(
+                    event = "daemon.waiting_for_lock",
+                    "a one-shot tripletex-sync holds the database; waiting for it"
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+struct DaemonSignals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+    usr1: Signal,
+}
+
+impl DaemonSignals {
+    fn install() -> anyhow::Result<Self> {
+        let on = |kind| signal(kind).context("installing signal handlers");
+        Ok(Self {
+            term: on(SignalKind::terminate())?,
+            int: on(SignalKind::interrupt())?,
+            hup: on(SignalKind::hangup())?,
+            usr1: on(SignalKind::user_defined1())?,
+        })
+    }
+}
+
+async fn forward_signals(
+    mut s: DaemonSignals,
+    control: tokio::sync::mpsc::Sender<Control>,
+    cancel: CancellationToken,
+) {
     loop {
         let order = tokio::select! {
-            _ = term.recv() => None,
-            _ = int.recv() => None,
-            _ = hup.recv() => Some(Control::Reload),
-            _ = usr1.recv() => Some(Control::PassNow),
+            _ = s.term.recv() => None,
+            _ = s.int.recv() => None,
+            _ = s.hup.recv() => Some(Control::Reload),
+            _ = s.usr1.recv() => Some(Control::PassNow),
         };
         match order {
             None => {
@@ -255,46 +301,51 @@ async fn forward_signals(control: tokio::sync::mpsc::Sender<Control>, cancel: Ca
     }
 }
 
-fn cancel_on_signals(cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            cancel.cancel();
-        }
-    })
+/// SIGTERM and SIGINT, for the commands that are not the daemon.
+fn stop_signals() -> anyhow::Result<(Signal, Signal)> {
+    let on = |kind| signal(kind).context("installing signal handlers");
+    Ok((on(SignalKind::terminate())?, on(SignalKind::interrupt())?))
+}
+
+async fn cancel_on((mut term, mut int): (Signal, Signal), cancel: CancellationToken) {
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    cancel.cancel();
 }
 
 /// `sim`: serve a scenario (default: the demo world) until SIGTERM/SIGINT.
-pub async fn sim(listen: std::net::SocketAddr, scenario: Option<&Path>) -> anyhow::Result<u8> {
+pub async fn sim(listen: SocketAddr, scenario: Option<&Path>) -> anyhow::Result<u8> {
     let scenario = match scenario {
-        Some(path) => crate::sim::Scenario::load(path)?,
-        None => crate::sim::Scenario::from_toml_str(crate::sim::DEMO_SCENARIO)?,
+        Some(path) => Scenario::load(path)?,
+        None => Scenario::from_toml_str(DEMO_SCENARIO)?,
     };
-    let sim = crate::sim::Simulator::from_scenario(scenario, system_clock());
+    let signals = stop_signals()?;
+    let sim = Simulator::from_scenario(scenario, system_clock());
+    let running = sim
+        .start(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    // The bound address, so `--listen 127.0.0.1:0` tells which port it got.
+    eprintln!(
+        "Tripletex simulator on {} (Ctrl-C stops it)",
+        running.base_url()
+    );
     let cancel = CancellationToken::new();
-    let watcher = cancel_on_signals(cancel.clone());
-    eprintln!("Tripletex simulator on http://{listen}/v2 (Ctrl-C stops it)");
-    crate::sim::serve(sim, listen, cancel).await?;
-    watcher.abort();
+    cancel_on(signals, cancel).await;
+    running.shutdown().await;
     Ok(exit::OK)
 }
 
 /// `demo`: the simulator's demo world, a throwaway config for its three shops, the daemon for
 /// `seconds`, then the status table.
 pub async fn demo(seconds: u64) -> anyhow::Result<u8> {
-    let scenario = crate::sim::Scenario::from_toml_str(crate::sim::DEMO_SCENARIO)?;
-    let dir = tempfile_dir()?;
-    let config_path = write_demo_config(&dir, &scenario, "http://127.0.0.1:0/v2")?;
-    let sim = crate::sim::Simulator::from_scenario(scenario.clone(), system_clock());
+    let scenario = Scenario::from_toml_str(DEMO_SCENARIO)?;
+    let sim = Simulator::from_scenario(scenario.clone(), system_clock());
     let running = sim.start(([127, 0, 0, 1], 0).into()).await?;
-    write_demo_config(&dir, &scenario, &running.base_url())?;
+    let dir = demo_dir()?;
+    let config_path = write_demo_config(&dir, &scenario, &running.base_url())?;
     let config = Config::load(&config_path)?;
     let store = Arc::new(Store::open(&config.state_dir, Role::Daemon)?);
     eprintln!(
@@ -304,6 +355,7 @@ pub async fn demo(seconds: u64) -> anyhow::Result<u8> {
         dir.display()
     );
     let cancel = CancellationToken::new();
+    let signals = tokio::spawn(cancel_on(stop_signals()?, cancel.clone()));
     let stopper = {
         let cancel = cancel.clone();
         tokio::spawn(async move {
@@ -311,10 +363,9 @@ pub async fn demo(seconds: u64) -> anyhow::Result<u8> {
             cancel.cancel();
         })
     };
-    let watcher = cancel_on_signals(cancel.clone());
     let (_control_tx, control_rx) = tokio::sync::mpsc::channel(1);
     let env = Environment::from_process(system_clock());
-    daemon::run(
+    let ran = daemon::run(
         &config_path,
         config.clone(),
         store.clone(),
@@ -322,10 +373,11 @@ pub async fn demo(seconds: u64) -> anyhow::Result<u8> {
         control_rx,
         cancel,
     )
-    .await?;
+    .await;
     stopper.abort();
-    watcher.abort();
+    signals.abort();
     running.shutdown().await;
+    ran?;
     let report = StatusReport::collect(Some(&store), &config, jiff::Timestamp::now())?;
     print!("{}", report.table());
     drop(store);
@@ -333,18 +385,13 @@ pub async fn demo(seconds: u64) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
+fn demo_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("tripletex-sync-demo-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("shops.d")).context("creating the demo folder")?;
     Ok(dir)
 }
-
 /// Writes config.toml, the consumer token and one shop file + token per scenario company.
-fn write_demo_config(
-    dir: &Path,
-    scenario: &crate::sim::Scenario,
-    base_url: &str,
-) -> anyhow::Result<PathBuf> {
+fn write_demo_config(dir: &Path, scenario: &Scenario, base_url: &str) -> anyhow::Result<PathBuf> {
     let consumer = scenario
         .consumer_tokens
         .first()
