@@ -1,7 +1,7 @@
 //! One verification pass for one shop: session, sync, verdicts, record, report.
 //!
 //! Invariants: everything a pass learns (mirror changes, cursor, results, history, session
-//! metadata) is committed to sled in one flushed batch before the pass reports; a verdict change is
+//! metadata) is committed to sled in one flushed batch before the pass logs or reports it; a verdict change is
 //! one log event (`check.verdict`: conflict = ERROR, warn/error = WARN, recovery = INFO), an
 //! unchanged verdict logs at DEBUG only; a key rejection is one ERROR (`session.key_rejected`) when
 //! the state changes, not one per pass.
@@ -14,7 +14,7 @@ use tracing::Instrument as _;
 use crate::checks::{self, CheckKind, CheckOutcome, Policy, Verdict};
 use crate::clock::SharedClock;
 use crate::config::ShopConfig;
-use crate::store::{Batch, ResultRecord, SessionRecord, SessionState, Store, StoreError};
+use crate::store::{ResultRecord, SessionRecord, SessionState, Store, StoreError};
 use crate::sync::{self, SyncError, SyncSettings};
 use crate::tripletex::{ShopClient, TripletexError};
 
@@ -98,10 +98,13 @@ async fn run_inner(
     // out refused) ends the Tripletex work of this pass: the remaining checks share it.
     let mut session_failure = client.connect().await.err();
     let mut outcomes = Vec::with_capacity(kinds.len());
+    let mut changes = Vec::with_capacity(kinds.len());
     for (kind, range) in kinds {
+        let last_result = store.result(name, kind)?;
         // While a check is in conflict, re-read that kind in full every pass: `changedSince`
         // cannot see deletions, and a fixed conflict should clear at the next pass.
-        let in_conflict = store.result(name, kind)?.map(|r| r.verdict()) == Some(Verdict::Conflict);
+        let in_conflict =
+            last_result.as_ref().map(ResultRecord::verdict) == Some(Verdict::Conflict);
         let last_full = match kind {
             CheckKind::CustomerNumbers => cursor.customers_full,
             CheckKind::InvoiceNumbers => cursor.invoices_full,
@@ -139,12 +142,24 @@ async fn run_inner(
                 outcome
             }
         };
-        record(store, &mut batch, name, &outcome, start, settings)?;
+        let record = ResultRecord::next(last_result.as_ref(), outcome.clone(), start);
+        batch.put_result(name, kind, &record);
+        if outcome.verdict != Verdict::Error {
+            batch.push_history(name, kind, &outcome.evidence.history_point(start));
+        }
+        store.prune_history(&mut batch, name, kind, history_cutoff(start, settings))?;
+        changes.push(last_result.map_or(Verdict::Unknown, |r| r.verdict()));
         outcomes.push(outcome);
     }
     batch.put_cursor(name, &cursor);
-
     let session = session_record(client, session_failure.as_ref(), &previous);
+    batch.put_session(name, &session);
+    store.commit(batch).await?;
+
+    // Only what is recorded is reported.
+    for (outcome, was) in outcomes.iter().zip(changes) {
+        log_verdict(name, outcome, was);
+    }
     if session.state == SessionState::KeyRejected && previous.state != SessionState::KeyRejected {
         tracing::error!(
             event = "session.key_rejected",
@@ -153,8 +168,6 @@ async fn run_inner(
             "Tripletex rejected this shop's employee key; its checks stop until a new key is loaded"
         );
     }
-    batch.put_session(name, &session);
-    store.commit(batch).await?;
     let consumer_rejected = matches!(
         session_failure,
         Some(TripletexError::ConsumerRejected { .. })
@@ -173,46 +186,34 @@ async fn run_inner(
     })
 }
 
-/// Adds the outcome, its history point and the history pruning to `batch`; logs a verdict change.
-fn record(
-    store: &Store,
-    batch: &mut Batch,
-    shop: &str,
-    outcome: &CheckOutcome,
-    now: Timestamp,
-    settings: &PassSettings,
-) -> Result<(), StoreError> {
-    let kind = outcome.kind;
-    let previous = store.result(shop, kind)?;
-    let before = previous
-        .as_ref()
-        .map_or(Verdict::Unknown, ResultRecord::verdict);
-    let record = ResultRecord::next(previous.as_ref(), outcome.clone(), now);
-    batch.put_result(shop, kind, &record);
-    if outcome.verdict != Verdict::Error {
-        batch.push_history(shop, kind, &outcome.evidence.history_point(now));
-    }
-    store.prune_history(batch, shop, kind, history_cutoff(now, settings))?;
-
-    let (check, verdict, summary) = (kind.as_str(), outcome.verdict.as_str(), &outcome.summary);
-    let was = before.as_str();
+/// One `check.verdict` event: at the level operators alert on when the verdict changed, DEBUG when
+/// it held.
+fn log_verdict(shop: &str, outcome: &CheckOutcome, before: Verdict) {
+    let (check, verdict, was) = (
+        outcome.kind.as_str(),
+        outcome.verdict.as_str(),
+        before.as_str(),
+    );
+    let summary = &outcome.summary;
     if before == outcome.verdict {
         tracing::debug!(event = "check.verdict", shop, check, verdict, was, %summary, "verdict unchanged");
-        return Ok(());
+        return;
     }
     let fix = outcome.fix.as_deref().unwrap_or_default();
     match outcome.verdict {
         Verdict::Conflict => {
             tracing::error!(event = "check.verdict", shop, check, verdict, was, %summary, fix, "numbering conflict");
         }
-        Verdict::Warn | Verdict::Error => {
-            tracing::warn!(event = "check.verdict", shop, check, verdict, was, %summary, fix, "verdict changed");
+        Verdict::Warn => {
+            tracing::warn!(event = "check.verdict", shop, check, verdict, was, %summary, fix, "numbering needs attention");
+        }
+        Verdict::Error => {
+            tracing::warn!(event = "check.verdict", shop, check, verdict, was, %summary, "check could not run");
         }
         Verdict::Ok | Verdict::Unknown => {
             tracing::info!(event = "check.verdict", shop, check, verdict, was, %summary, "verdict changed");
         }
     }
-    Ok(())
 }
 
 /// History older than this is pruned and ignored.

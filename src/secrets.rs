@@ -75,12 +75,6 @@ impl TokenSource {
         })
     }
 
-    /// Reads the token, with `$CREDENTIALS_DIRECTORY` taken from the environment.
-    pub fn load(&self) -> Result<SecretString, ConfigError> {
-        let dir = std::env::var_os(CREDENTIALS_DIRECTORY).map(PathBuf::from);
-        self.load_with(dir.as_deref())
-    }
-
     /// Reads the token; `credentials_dir` stands in for `$CREDENTIALS_DIRECTORY`.
     pub fn load_with(&self, credentials_dir: Option<&Path>) -> Result<SecretString, ConfigError> {
         let path = match &self.location {

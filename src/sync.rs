@@ -261,13 +261,48 @@ fn dates(from: Date, to: Date) -> Vec<(&'static str, String)> {
 }
 
 /// `changedSince` as Oslo local time, `YYYY-MM-DDTHH:MM:SS`: Tripletex is a Norwegian server.
+/// When summer time ends, 02:00–03:00 happens twice; a wall time in that hour could be read as
+/// its later occurrence, so step it back until every reading of it is at or before `at`.
 fn oslo_local(at: Timestamp) -> String {
-    at.to_zoned_datetime(oslo())
-        .datetime()
-        .strftime("%Y-%m-%dT%H:%M:%S")
-        .to_string()
+    let tz = oslo();
+    let mut local = at.to_zoned_datetime(tz.clone()).datetime();
+    while tz
+        .to_ambiguous_timestamp(local)
+        .later()
+        .is_ok_and(|latest| latest > at)
+    {
+        local -= Span::new().hours(1);
+    }
+    local.strftime("%Y-%m-%dT%H:%M:%S").to_string()
 }
 
 fn span(d: Duration) -> Span {
     Span::new().seconds(d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_since_is_oslo_wall_time() {
+        let winter: Timestamp = "2026-01-15T10:30:00Z".parse().unwrap();
+        assert_eq!(oslo_local(winter), "2026-01-15T11:30:00");
+        let summer: Timestamp = "2026-07-15T10:30:00Z".parse().unwrap();
+        assert_eq!(oslo_local(summer), "2026-07-15T12:30:00");
+    }
+
+    #[test]
+    fn changed_since_in_the_repeated_october_hour_reaches_back_an_hour() {
+        // 2026-10-25: Oslo goes from 03:00 CEST back to 02:00 CET at 01:00Z.
+        let first_0230: Timestamp = "2026-10-25T00:30:00Z".parse().unwrap(); // 02:30 CEST
+        let second_0230: Timestamp = "2026-10-25T01:30:00Z".parse().unwrap(); // 02:30 CET
+        // Read as 02:30 CET, "02:30" would skip the hour after the first 02:30: send 01:30.
+        assert_eq!(oslo_local(first_0230), "2026-10-25T01:30:00");
+        // The second 02:30 is the later reading already.
+        assert_eq!(oslo_local(second_0230), "2026-10-25T02:30:00");
+        // Around the change nothing moves.
+        let after: Timestamp = "2026-10-25T02:30:00Z".parse().unwrap(); // 03:30 CET
+        assert_eq!(oslo_local(after), "2026-10-25T03:30:00");
+    }
 }

@@ -111,16 +111,18 @@ async fn reload_adds_shops_keeps_sessions_refuses_bad_files_and_shutdown_is_prom
         "acme kept its session across reloads; bolt minted once"
     );
 
-    // A broken file is refused as a whole; the daemon keeps running the old set.
+    // A broken file is refused as a whole: a good new shop beside it does not start either.
+    f.add_shop("carl", 1003, "");
+    f.sim.add_customers(1003, 1, 10, false);
     std::fs::write(
         f.path("shops.d/broken.toml"),
         "employee_token_file = \"../x\"\nbogus = 1\n",
     )
     .unwrap();
     control.send(Control::Reload).await.unwrap();
-    std::fs::remove_file(f.path("shops.d/broken.toml")).unwrap();
 
-    // Pass now: both shops run again at once although the interval is an hour.
+    // Pass now (handled after the reload: orders are taken in turn): both running shops pass
+    // again although the interval is an hour, and carl is still not running.
     let before = store
         .result("acme", CheckKind::CustomerNumbers)
         .unwrap()
@@ -128,17 +130,38 @@ async fn reload_adds_shops_keeps_sessions_refuses_bad_files_and_shutdown_is_prom
         .checked_at;
     f.clock.advance(Duration::from_secs(60));
     control.send(Control::PassNow).await.unwrap();
-    until("a pass on request", || {
+    let passed_again = |shop: &str| {
         store
-            .result("acme", CheckKind::CustomerNumbers)
+            .result(shop, CheckKind::CustomerNumbers)
             .unwrap()
             .is_some_and(|r| r.checked_at > before)
+    };
+    until("a pass on request", || {
+        passed_again("acme") && passed_again("bolt")
     })
     .await;
-    until("status.json lists both shops", || {
-        StatusReport::read(store.state_dir()).is_ok_and(|r| r.shops.len() == 2)
+    assert_eq!(
+        verdict(&store, "carl"),
+        None,
+        "the refused reload started nothing"
+    );
+
+    // Fixed, the next reload starts carl.
+    std::fs::remove_file(f.path("shops.d/broken.toml")).unwrap();
+    control.send(Control::Reload).await.unwrap();
+    until("carl's first pass", || {
+        verdict(&store, "carl") == Some(Verdict::Ok)
     })
     .await;
+    until("status.json lists all three shops", || {
+        StatusReport::read(store.state_dir()).is_ok_and(|r| r.shops.len() == 3)
+    })
+    .await;
+    assert_eq!(
+        mints(&f),
+        3,
+        "acme and bolt kept their sessions; carl minted once"
+    );
 
     cancel.cancel();
     tokio::time::timeout(Duration::from_secs(5), daemon)
@@ -173,4 +196,31 @@ async fn shutdown_interrupts_a_pass_waiting_on_the_rate_limit() {
         f.sim.request_log().iter().all(|r| r.status != 429),
         "no request was pushed past the reserve"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_retries_a_rejected_shop_at_once() {
+    let f = Fixture::new().await;
+    f.add_shop("acme", 1001, "");
+    f.sim.add_customers(1001, 1, 10, false);
+    f.sim.set_integrations_enabled(1001, false);
+    let (store, control, cancel, daemon) = start(&f);
+    until("acme rejected", || {
+        store
+            .session("acme")
+            .unwrap()
+            .is_some_and(|s| s.state == SessionState::KeyRejected)
+    })
+    .await;
+    // The operator switches the add-on on and reloads; nothing in the files changed, and the
+    // next pass would be an hour away.
+    f.sim.set_integrations_enabled(1001, true);
+    control.send(Control::Reload).await.unwrap();
+    until("acme checked after the reload", || {
+        verdict(&store, "acme") == Some(Verdict::Ok)
+    })
+    .await;
+    cancel.cancel();
+    daemon.await.unwrap().unwrap();
+    spec::assert_conforms(&f.sim.request_log());
 }

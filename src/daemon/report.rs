@@ -47,8 +47,9 @@ pub(super) async fn status_writer(
     write(&store);
     while let Some(first) = reports.recv().await {
         let mut batch = vec![first];
-        if !cancel.is_cancelled() {
-            tokio::time::sleep(DEBOUNCE).await;
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            _ = tokio::time::sleep(DEBOUNCE) => {}
         }
         while let Ok(more) = reports.try_recv() {
             batch.push(more);

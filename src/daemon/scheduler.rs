@@ -20,7 +20,7 @@ use super::{Environment, ShopTokens, World, same};
 use crate::config::ShopConfig;
 use crate::pass::{self, PassReport};
 use crate::secrets::SecretString;
-use crate::store::Store;
+use crate::store::{SessionRecord, SessionState, Store};
 use crate::tripletex::ShopClient;
 use crate::tripletex::ratelimit::full_jitter;
 
@@ -125,6 +125,16 @@ impl Scheduler {
         );
     }
 
+    fn key_rejected(&self, shop: &str) -> bool {
+        matches!(
+            self.store.session(shop),
+            Ok(Some(SessionRecord {
+                state: SessionState::KeyRejected,
+                ..
+            }))
+        )
+    }
+
     pub fn pass_now(&self) {
         tracing::info!(
             event = "daemon.pass_requested",
@@ -145,6 +155,11 @@ impl Scheduler {
             match old.remove(&shop.name) {
                 Some(t) if !rebuild && t.shop == shop && same(&t.token, &token) => {
                     kept += 1;
+                    // A reload is the operator's "try again" (e.g. after switching on the
+                    // Integrations add-on): a rejected shop retries now, not next interval.
+                    if self.key_rejected(&shop.name) {
+                        t.trigger.notify_one();
+                    }
                     self.tasks.insert(shop.name.clone(), t);
                 }
                 previous => {

@@ -158,13 +158,6 @@ impl Store {
         self.get_json(&session_key(shop))
     }
 
-    /// Records session metadata and flushes.
-    pub async fn put_session(&self, shop: &str, record: &SessionRecord) -> Result<(), StoreError> {
-        let mut batch = self.batch();
-        batch.put_session(shop, record);
-        self.commit(batch).await
-    }
-
     pub fn result(&self, shop: &str, kind: CheckKind) -> Result<Option<ResultRecord>, StoreError> {
         self.get_json(&result_key(shop, kind))
     }

@@ -1,8 +1,9 @@
 //! A per-shop circuit breaker for transport failures (connection errors, timeouts, 5xx).
 //!
 //! After `threshold` consecutive failures the circuit opens and calls fail fast for `cooldown`;
-//! then one trial call is let through (half-open): success closes it, failure reopens it.
-//! Opening and closing are logged once each, not per call.
+//! then one trial call is let through (half-open): success closes it, failure reopens it. A trial
+//! that never reports back (its future was dropped) stops counting after another `cooldown`, so
+//! the circuit cannot stay open for good. Opening and closing are logged once each, not per call.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -19,7 +20,8 @@ pub struct Breaker {
 struct State {
     failures: u32,
     open_until: Option<Instant>,
-    trial_in_flight: bool,
+    /// When the half-open trial call was let through.
+    trial_since: Option<Instant>,
 }
 
 impl Breaker {
@@ -34,10 +36,13 @@ impl Breaker {
     /// Whether a call may go out now.
     pub fn allow(&self) -> bool {
         let mut s = self.state.lock().expect("breaker lock");
+        let now = Instant::now();
         match s.open_until {
             None => true,
-            Some(until) if Instant::now() >= until && !s.trial_in_flight => {
-                s.trial_in_flight = true;
+            Some(until)
+                if now >= until && s.trial_since.is_none_or(|t| now >= t + self.cooldown) =>
+            {
+                s.trial_since = Some(now);
                 true
             }
             Some(_) => false,
@@ -58,7 +63,7 @@ impl Breaker {
         let was_open = s.open_until.is_some();
         if s.failures >= self.threshold {
             s.open_until = Some(Instant::now() + self.cooldown);
-            s.trial_in_flight = false;
+            s.trial_since = None;
             if !was_open {
                 tracing::warn!(
                     event = "circuit.open",
@@ -88,6 +93,11 @@ mod tests {
         tokio::time::advance(Duration::from_secs(11)).await;
         assert!(b.allow(), "one trial after the cooldown");
         assert!(!b.allow(), "only one trial at a time");
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(
+            b.allow(),
+            "a trial that never reported back does not block forever"
+        );
         b.success("acme");
         assert!(b.allow() && b.allow());
     }

@@ -99,6 +99,13 @@ pub enum Fetched<T> {
     Page(ListResponse<T>),
 }
 
+/// A session token to authenticate with, and when it dies.
+#[derive(Clone, Copy)]
+pub(super) struct Auth<'a> {
+    pub token: &'a SecretString,
+    pub expires_at: jiff::Timestamp,
+}
+
 /// One request, described so it can be sent again.
 pub(super) struct Call<'a> {
     pub method: Method,
@@ -153,27 +160,41 @@ impl ShopClient {
         read_json(resp).await.map(Fetched::Page)
     }
 
-    /// Sends `call` with the shop's session, re-minting once (shared) after a 401.
+    /// Sends `call` with the shop's session, re-minting once (shared) after a 401, and taking a
+    /// fresh session if the one it started with died while the request waited.
     pub(super) async fn authed(&self, call: &Call<'_>) -> Result<Response, TripletexError> {
-        let active = self.ensure_session().await?;
-        let resp = self.send(call, Some(&active.token)).await?;
-        if resp.status() != StatusCode::UNAUTHORIZED {
-            return check(resp, call.path).await;
+        let mut active = self.ensure_session().await?;
+        let mut re_minted = false;
+        let mut expired_waiting = false;
+        loop {
+            let resp = match self.send(call, Some(active.auth())).await {
+                Err(TripletexError::SessionExpired) if !expired_waiting => {
+                    expired_waiting = true;
+                    active = self.ensure_session().await?;
+                    continue;
+                }
+                other => other?,
+            };
+            if resp.status() != StatusCode::UNAUTHORIZED {
+                return check(resp, call.path).await;
+            }
+            if re_minted {
+                return Err(TripletexError::Unauthorized);
+            }
+            tracing::debug!(event = "session.rejected", shop = %self.name, path = call.path, "401; re-minting once");
+            active = self.replace(active.generation).await?;
+            re_minted = true;
         }
-        tracing::debug!(event = "session.rejected", shop = %self.name, path = call.path, "401; re-minting once");
-        let fresh = self.refresh_after_401(active.generation).await?;
-        let resp = self.send(call, Some(&fresh.token)).await?;
-        if resp.status() == StatusCode::UNAUTHORIZED {
-            return Err(TripletexError::Unauthorized);
-        }
-        check(resp, call.path).await
     }
 
     /// Breaker, limiter, send, retry policy. Returns any response that is not 429/5xx.
+    ///
+    /// A session token past its expiry is never sent: after the waits (limiter, 429, backoff) the
+    /// expiry is checked again and [`TripletexError::SessionExpired`] returned instead.
     pub(super) async fn send(
         &self,
         call: &Call<'_>,
-        session: Option<&SecretString>,
+        session: Option<Auth<'_>>,
     ) -> Result<Response, TripletexError> {
         let s = &self.api.settings;
         let (mut tries, mut throttled) = (0u32, 0u32);
@@ -182,8 +203,11 @@ impl ShopClient {
                 return Err(TripletexError::CircuitOpen);
             }
             self.limiter.acquire(&self.cancel).await?;
+            if session.is_some_and(|a| self.api.clock.now() >= a.expires_at) {
+                return Err(TripletexError::SessionExpired);
+            }
             tries += 1;
-            let request = self.build(call, session)?;
+            let request = self.build(call, session.map(|a| a.token))?;
             let result = tokio::select! {
                 _ = self.cancel.cancelled() => return Err(TripletexError::Cancelled),
                 r = request.send() => r,

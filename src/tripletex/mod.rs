@@ -75,6 +75,9 @@ pub enum TripletexError {
     /// A second 401 after a fresh session.
     #[error("Tripletex refused the session twice (401)")]
     Unauthorized,
+    /// The session token died while the request waited (limiter, 429s, backoff); it was not sent.
+    #[error("the session expired while the request waited")]
+    SessionExpired,
     #[error("Tripletex answered {status} (code {code}): {message}")]
     Api {
         status: u16,

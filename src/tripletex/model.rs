@@ -40,8 +40,6 @@ pub struct WhoAmI {
 #[serde(rename_all = "camelCase")]
 pub struct ListResponse<T> {
     #[serde(default)]
-    pub full_result_size: Option<i64>,
-    #[serde(default)]
     pub version_digest: Option<String>,
     #[serde(default = "Vec::new")]
     pub values: Vec<T>,

@@ -17,7 +17,7 @@ use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::TripletexError;
-use super::client::{Call, ShopClient, api_error, read_json};
+use super::client::{Auth, Call, ShopClient, api_error, read_json};
 use super::model::{PostSessionTokenBody, SessionToken, WhoAmI, Wrapper};
 use super::ratelimit::{backoff, full_jitter};
 use crate::clock::{oslo_date, oslo_midnight};
@@ -37,6 +37,15 @@ pub(super) struct Active {
     pub token: SecretString,
     pub generation: u64,
     pub info: SessionInfo,
+}
+
+impl Active {
+    pub fn auth(&self) -> Auth<'_> {
+        Auth {
+            token: &self.token,
+            expires_at: self.info.expires_at,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -101,12 +110,9 @@ impl ShopClient {
         }
     }
 
-    /// Re-mints after a 401 on `generation`, unless another caller already did.
-    pub(super) async fn refresh_after_401(
-        &self,
-        generation: u64,
-    ) -> Result<Arc<Active>, TripletexError> {
-        self.replace(generation).await
+    /// Makes sure a proven session exists (minting or renewing as due) and says what it is.
+    pub async fn connect(&self) -> Result<SessionInfo, TripletexError> {
+        self.ensure_session().await.map(|a| a.info.clone())
     }
 
     /// Mints and proves a token and swaps it in, unless the slot moved past `generation` while
@@ -114,7 +120,7 @@ impl ShopClient {
     /// error is ours too: a revoked key costs one `:create` however many callers met the 401.
     /// A failed replacement empties the slot when it still holds `generation`: that token was
     /// refused (401) or has expired, so it must neither be sent nor reported as live.
-    async fn replace(&self, generation: u64) -> Result<Arc<Active>, TripletexError> {
+    pub(super) async fn replace(&self, generation: u64) -> Result<Arc<Active>, TripletexError> {
         let seen = self.session.attempts.lock().expect("attempts lock").0;
         let _guard = self.session.mint.lock().await;
         if let Some(current) = self.session.current()
@@ -255,10 +261,15 @@ impl ShopClient {
         }
         let token: Wrapper<SessionToken> = read_json(resp).await?;
         let token = SecretString::from(token.value.token);
+        let expires_at = oslo_midnight(expiration);
 
         let query = [("fields", "employeeId,companyId".to_owned())];
+        let auth = Auth {
+            token: &token,
+            expires_at,
+        };
         let who = self
-            .send(&Call::get("/token/session/>whoAmI", &query), Some(&token))
+            .send(&Call::get("/token/session/>whoAmI", &query), Some(auth))
             .await?;
         if who.status() == StatusCode::UNAUTHORIZED {
             // The token died at once: Tripletex and we disagree about the date. Never use it.
@@ -271,7 +282,6 @@ impl ShopClient {
         }
         let who: Wrapper<WhoAmI> = read_json(who).await?;
 
-        let expires_at = oslo_midnight(expiration);
         let ahead =
             s.renew_before + full_jitter((s.renew_before / 4).min(Duration::from_secs(7200)));
         let renew_at = expires_at
@@ -301,7 +311,7 @@ impl ShopClient {
             segment: Some(old.token.expose_secret()),
             ..Call::get("/token/session", &[])
         };
-        match self.send(&call, Some(&fresh.token)).await {
+        match self.send(&call, Some(fresh.auth())).await {
             Ok(resp) if resp.status().is_success() => {
                 tracing::debug!(event = "session.revoked", shop = %self.name, "superseded token deleted");
             }
@@ -322,11 +332,4 @@ fn stale_generation(slot: &SessionSlot) -> u64 {
 
 fn span(d: Duration) -> Span {
     Span::try_from(d).unwrap_or_else(|_| Span::new().seconds(d.as_secs() as i64))
-}
-
-impl ShopClient {
-    /// Makes sure a proven session exists (minting or renewing as due) and says what it is.
-    pub async fn connect(&self) -> Result<SessionInfo, TripletexError> {
-        self.ensure_session().await.map(|a| a.info.clone())
-    }
 }

@@ -1,5 +1,6 @@
 //! Session lifetime: Oslo-midnight expiry across DST, renewal before death, a month of hourly
-//! use, single-flight re-minting after 401 and the final second 401.
+//! use, single-flight re-minting after 401 and the final second 401, and a failing renewal that
+//! backs off while the old token serves.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use jiff::Timestamp;
 use tokio::task::JoinSet;
 use tripletex_sync::clock::oslo;
 use tripletex_sync::sim::{Fault, FaultKind};
+use tripletex_sync::store::SessionState;
 use tripletex_sync::tripletex::TripletexError;
 
 use crate::common::assert_conforms;
@@ -231,5 +233,69 @@ async fn a_key_revoked_mid_session_fails_every_waiter_with_one_mint_attempt() {
         client.session_info().is_none(),
         "a token Tripletex refused is not reported live"
     );
+    assert_conforms(&log);
+}
+
+#[tokio::test]
+async fn a_failing_renewal_backs_off_while_the_old_token_serves() {
+    let (f, _api, client, _) = one_shop(MAIN).await;
+    let store = f.open_store();
+    let old = client.connect().await.unwrap();
+    // 7-day tokens renew 1 d (+ up to 2 h of jitter) ahead: 20 h before expiry is inside the
+    // renewal window and far from death.
+    f.clock.set(
+        old.expires_at
+            .checked_sub(jiff::Span::new().hours(20))
+            .unwrap(),
+    );
+    assert!(
+        old.renew_at <= f.now() && f.now() < old.expires_at,
+        "{old:?}"
+    );
+    f.sim.inject(Fault {
+        kind: FaultKind::Status(503),
+        path_prefix: Some("/token/session".into()),
+        employee_token: None,
+        times: None,
+    });
+
+    // The renewal fails; the request still goes out with the old token.
+    ping(&client).await.unwrap();
+    assert!(client.renewing());
+    assert_eq!(client.session_info().unwrap(), old, "still the old session");
+    let log = f.sim.request_log();
+    let tried = creates(&log).len();
+    assert!(tried >= 2, "a renewal was attempted: {:#?}", creates(&log));
+    assert!(creates(&log)[1..].iter().all(|r| r.status == 503));
+    assert_eq!(hits(&log, "GET", "/customer").last().unwrap().status, 200);
+
+    // Right away again: within the backoff nobody tries to mint.
+    ping(&client).await.unwrap();
+    let report = f.pass(&store, &client, 1).await;
+    assert_eq!(report.session.state, SessionState::Renewing);
+    assert_eq!(report.session.expires_at, Some(old.expires_at));
+    assert_eq!(
+        creates(&f.sim.request_log()).len(),
+        tried,
+        "no mint during the backoff"
+    );
+    assert!(client.renewing());
+
+    // Tripletex recovers; the backoff (at most 1 h) has passed 2 h later: the next request renews.
+    f.sim.clear_faults();
+    f.clock.advance(Duration::from_secs(2 * 3600));
+    ping(&client).await.unwrap();
+    assert!(!client.renewing());
+    let fresh = client.session_info().unwrap();
+    assert!(fresh.expires_at > old.expires_at, "{fresh:?} vs {old:?}");
+    assert_eq!(fresh.minted_at, f.now());
+    let log = f.sim.request_log();
+    let mints = creates(&log);
+    assert_eq!(mints.len(), tried + 1, "{mints:#?}");
+    assert_eq!(mints.last().unwrap().status, 201);
+    assert_no_401(&log);
+    let report = f.pass(&store, &client, 2).await;
+    assert_eq!(report.session.state, SessionState::Valid);
+    assert_eq!(report.session.expires_at, Some(fresh.expires_at));
     assert_conforms(&log);
 }
