@@ -75,12 +75,22 @@ pub(crate) fn create(
             .parse::<Date>()
             .map_err(|_| ApiError::validation("expirationDate", "Ugyldig dato."))?,
     };
+    // Tripletex answers an unknown token with a validation error naming the argument
+    // (Tripletex/tripletex-api2 issue #53: `arg:consumerToken`, "… is invalid or does not exist.").
     let Some(&consumer_id) = world.consumers.get(&credentials.consumer_token) else {
-        return Err(ApiError::unauthorized("Invalid consumer token"));
+        return Err(ApiError::validation(
+            "arg:consumerToken",
+            "The consumer token is invalid or does not exist.",
+        ));
     };
     let employee = match world.employees.get(&credentials.employee_token) {
         Some(employee) if !employee.revoked => employee,
-        _ => return Err(ApiError::unauthorized("Invalid employee token")),
+        _ => {
+            return Err(ApiError::validation(
+                "arg:employeeToken",
+                "The employee token is invalid or does not exist.",
+            ));
+        }
     };
     let (employee_id, company_id) = (employee.id, employee.company_id);
     check_integrations(world, company_id)?;

@@ -79,4 +79,15 @@ pub struct ApiError {
     pub message: Option<String>,
     #[serde(default)]
     pub request_id: Option<String>,
+    /// For 422s: which argument failed, e.g. `arg:consumerToken` on a mint with an unknown token.
+    #[serde(default)]
+    pub validation_messages: Option<Vec<ValidationMessage>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ValidationMessage {
+    #[serde(default)]
+    pub field: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
 }

@@ -18,7 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::TripletexError;
 use super::client::{Auth, Call, ShopClient, api_error, read_json};
-use super::model::{PostSessionTokenBody, SessionToken, WhoAmI, Wrapper};
+use super::model::{ApiError, PostSessionTokenBody, SessionToken, WhoAmI, Wrapper};
 use super::ratelimit::{backoff, full_jitter};
 use crate::clock::{oslo_date, oslo_midnight};
 
@@ -241,23 +241,8 @@ impl ShopClient {
         let resp = self.send(&call, None).await?;
         drop(body);
         let status = resp.status();
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            let err = api_error(resp).await;
-            let message = err.message.unwrap_or_else(|| "no message".into());
-            let status = status.as_u16();
-            return Err(if message.to_ascii_lowercase().contains("consumer") {
-                TripletexError::ConsumerRejected { status, message }
-            } else {
-                TripletexError::KeyRejected { status, message }
-            });
-        }
         if !status.is_success() {
-            let err = api_error(resp).await;
-            return Err(TripletexError::Api {
-                status: status.as_u16(),
-                code: err.code.unwrap_or_default(),
-                message: err.message.unwrap_or_default(),
-            });
+            return Err(mint_refused(status, api_error(resp).await));
         }
         let token: Wrapper<SessionToken> = read_json(resp).await?;
         let token = SecretString::from(token.value.token);
@@ -321,6 +306,46 @@ impl ShopClient {
             Err(e) => {
                 tracing::debug!(event = "session.revoke_failed", shop = %self.name, error = %e, "superseded token not deleted; it expires on its own");
             }
+        }
+    }
+}
+
+/// Why Tripletex refused a mint. An unknown token is a 422 naming the argument
+/// (`arg:consumerToken` / `arg:employeeToken`, Tripletex/tripletex-api2 #53); 401 and 403 mean
+/// the key may not log in (revoked, or the company lacks the Integrations add-on).
+fn mint_refused(status: StatusCode, err: ApiError) -> TripletexError {
+    let field_says = |name: &str| {
+        err.validation_messages
+            .iter()
+            .flatten()
+            .any(|m| m.field.as_deref().is_some_and(|f| f.contains(name)))
+    };
+    let detail = err
+        .validation_messages
+        .iter()
+        .flatten()
+        .find_map(|m| m.message.clone())
+        .or_else(|| err.message.clone())
+        .unwrap_or_else(|| "no message".into());
+    let code = status.as_u16();
+    if field_says("consumerToken") {
+        TripletexError::ConsumerRejected {
+            status: code,
+            message: detail,
+        }
+    } else if field_says("employeeToken")
+        || status == StatusCode::UNAUTHORIZED
+        || status == StatusCode::FORBIDDEN
+    {
+        TripletexError::KeyRejected {
+            status: code,
+            message: detail,
+        }
+    } else {
+        TripletexError::Api {
+            status: code,
+            code: err.code.unwrap_or_default(),
+            message: detail,
         }
     }
 }

@@ -212,7 +212,7 @@ async fn a_key_revoked_mid_session_fails_every_waiter_with_one_mint_attempt() {
     for result in tasks.join_all().await {
         let err = result.unwrap_err();
         assert!(
-            matches!(err, TripletexError::KeyRejected { status: 401, .. }),
+            matches!(err, TripletexError::KeyRejected { status: 422, .. }),
             "{err:?}"
         );
     }

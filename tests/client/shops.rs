@@ -154,7 +154,7 @@ async fn an_unknown_consumer_token_is_reported_as_such() {
     assert!(report.outcomes.iter().all(|o| o.verdict == Verdict::Error));
     let err = acme.connect().await.unwrap_err();
     assert!(
-        matches!(err, TripletexError::ConsumerRejected { status: 401, .. }),
+        matches!(err, TripletexError::ConsumerRejected { status: 422, .. }),
         "{err:?}"
     );
     assert!(err.remedy().unwrap().contains("consumer token"));

@@ -88,7 +88,7 @@ async fn the_demo_world_gives_ok_conflict_and_error() {
     assert!(!sykkel.consumer_rejected);
     // Nothing but the refused mint was sent for it.
     let log = f.sim.request_log();
-    let refused: Vec<_> = log.iter().filter(|r| r.status == 401).collect();
+    let refused: Vec<_> = log.iter().filter(|r| r.status == 422).collect();
     assert_eq!(refused.len(), 1, "{log:#?}");
     assert!(refused[0].path.ends_with(":create"));
     assert_eq!(log.last(), Some(refused[0]));

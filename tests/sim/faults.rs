@@ -200,7 +200,7 @@ async fn demo_scenario_parses_and_behaves() {
     assert_eq!(newest[0]["invoiceNumber"], 50_030);
     assert_eq!(newest[0]["invoiceDate"], "2026-03-10", "series end today");
     let revoked = mint("demo-key-sykkelsmia").await.unwrap();
-    assert_api_error(revoked, 401, 3000).await;
+    assert_api_error(revoked, 422, 18000).await;
     assert_eq!(
         mint("demo-key-kaffebrenneriet").await.unwrap().status(),
         201

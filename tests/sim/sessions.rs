@@ -77,10 +77,10 @@ async fn create_validates_the_date_and_tokens() {
             );
         }
     }
-    let error = assert_api_error(ctx.mint("nope", EMPLOYEE, "2026-03-20").await, 401, 3000).await;
-    assert_eq!(error["message"], "Invalid consumer token");
-    let error = assert_api_error(ctx.mint(CONSUMER, "nope", "2026-03-20").await, 401, 3000).await;
-    assert_eq!(error["message"], "Invalid employee token");
+    let error = assert_api_error(ctx.mint("nope", EMPLOYEE, "2026-03-20").await, 422, 18000).await;
+    assert_eq!(error["validationMessages"][0]["field"], "arg:consumerToken");
+    let error = assert_api_error(ctx.mint(CONSUMER, "nope", "2026-03-20").await, 422, 18000).await;
+    assert_eq!(error["validationMessages"][0]["field"], "arg:employeeToken");
     ctx.sim.set_integrations_enabled(COMPANY, false);
     let error = assert_api_error(ctx.mint(CONSUMER, EMPLOYEE, "2026-03-20").await, 403, 9000).await;
     assert!(
@@ -91,8 +91,9 @@ async fn create_validates_the_date_and_tokens() {
     );
     ctx.sim.set_integrations_enabled(COMPANY, true);
     ctx.sim.revoke_employee_token(EMPLOYEE);
-    let error = assert_api_error(ctx.mint(CONSUMER, EMPLOYEE, "2026-03-20").await, 401, 3000).await;
-    assert_eq!(error["message"], "Invalid employee token");
+    let error =
+        assert_api_error(ctx.mint(CONSUMER, EMPLOYEE, "2026-03-20").await, 422, 18000).await;
+    assert_eq!(error["validationMessages"][0]["field"], "arg:employeeToken");
     assert_eq!(ctx.sim.live_sessions(), 0);
     assert_conforms(&ctx.sim.request_log());
 }
