@@ -19,6 +19,9 @@ pub struct Operation {
     /// `None` for a `{param}` segment.
     segments: Vec<Option<String>>,
     required_query: Vec<String>,
+    /// Every query parameter the operation declares: Tripletex ignores unknown ones silently, so
+    /// a misspelt filter would otherwise go unnoticed.
+    declared_query: Vec<String>,
     deprecated: bool,
 }
 
@@ -34,13 +37,16 @@ impl Spec {
         let mut operations = Vec::new();
         let paths = spec.get("paths").and_then(Value::as_object);
         for (template, item) in paths.into_iter().flatten() {
-            let shared = required_query(item.get("parameters"));
+            let shared = query_params(item.get("parameters"), true);
+            let shared_declared = query_params(item.get("parameters"), false);
             for method in METHODS {
                 let Some(op) = item.get(*method) else {
                     continue;
                 };
                 let mut required = shared.clone();
-                required.extend(required_query(op.get("parameters")));
+                required.extend(query_params(op.get("parameters"), true));
+                let mut declared = shared_declared.clone();
+                declared.extend(query_params(op.get("parameters"), false));
                 operations.push(Operation {
                     method: method.to_uppercase(),
                     template: template.clone(),
@@ -48,6 +54,7 @@ impl Spec {
                         .map(|s| (!(s.starts_with('{') && s.ends_with('}'))).then(|| s.to_owned()))
                         .collect(),
                     required_query: required,
+                    declared_query: declared,
                     deprecated: op
                         .get("deprecated")
                         .and_then(Value::as_bool)
@@ -115,6 +122,22 @@ impl Spec {
                 missing.join(", ")
             ));
         }
+        let undeclared: Vec<&str> = request
+            .query
+            .iter()
+            .map(|(key, _)| key.as_str())
+            .filter(|key| !op.declared_query.iter().any(|d| d == key))
+            .collect();
+        if !undeclared.is_empty() {
+            return Some(format!(
+                "{} {}: query parameter(s) {} not declared by {} {}",
+                request.method,
+                request.path,
+                undeclared.join(", "),
+                op.method,
+                op.template
+            ));
+        }
         let is_allowed = allowed
             .iter()
             .any(|(method, template)| *method == op.method && *template == op.template);
@@ -132,13 +155,14 @@ fn split(path: &str) -> impl Iterator<Item = &str> {
     path.split('/').filter(|segment| !segment.is_empty())
 }
 
-fn required_query(parameters: Option<&Value>) -> Vec<String> {
+/// The query parameters in `parameters`; only the required ones when `required_only`.
+fn query_params(parameters: Option<&Value>, required_only: bool) -> Vec<String> {
     parameters
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .filter(|p| p.get("in").and_then(Value::as_str) == Some("query"))
-        .filter(|p| p.get("required").and_then(Value::as_bool) == Some(true))
+        .filter(|p| !required_only || p.get("required").and_then(Value::as_bool) == Some(true))
         .filter_map(|p| p.get("name").and_then(Value::as_str).map(str::to_owned))
         .collect()
 }
@@ -250,13 +274,15 @@ mod tests {
             logged("GET", "/v2/invoice", &["count"]),
             logged("POST", "/v2/token/session/>whoAmI", &[]),
             logged("PUT", "/v2/token/session/:create", &[]),
+            logged("GET", "/v2/invoice", &["invoiceDateFrom", "invoiceNumbr"]),
         ];
         let problems = mini_spec().problems(&log, &[]);
-        assert_eq!(problems.len(), 4, "{problems:#?}");
+        assert_eq!(problems.len(), 5, "{problems:#?}");
         assert!(problems[0].contains("no such path"));
         assert!(problems[1].contains("invoiceDateFrom"));
         assert!(problems[2].contains("has no POST"));
         assert!(problems[3].contains("deprecated"));
+        assert!(problems[4].contains("invoiceNumbr") && problems[4].contains("not declared"));
     }
 
     #[test]
