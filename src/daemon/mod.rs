@@ -1,10 +1,12 @@
-//! The scheduler: one task per enabled shop, passes every `checks.interval` ± jitter, reloads.
+//! The daemon: the run loop (orders from signals: reload, pass now; stop on cancellation), the
+//! one-shot `check_once`, and what one configuration generation shares ([`World`]).
 //!
 //! Invariants: one [`CancellationToken`] stops everything (each shop task holds a child of it and
 //! every sleep, limiter wait and request selects on it); at most `max_concurrent_shops` passes run
 //! at once; a reload that fails validation changes nothing (`config.reload_failed`), one that
-//! succeeds restarts only the shops whose file or token changed (others keep their sessions);
-//! `status.json` is rewritten after passes (debounced) so `status` works while we hold sled.
+//! succeeds restarts only the shops whose file or token changed (others keep their sessions) and
+//! retries key-rejected shops at once; `status.json` is rewritten after passes (debounced) so
+//! `status` works while we hold sled.
 
 mod report;
 mod scheduler;
@@ -138,9 +140,11 @@ pub async fn check_once(
     }
     let mut reports = Vec::new();
     while let Some(joined) = tasks.join_next().await {
-        match joined.expect("pass task panicked") {
-            Ok(report) => reports.push(report),
-            Err(e) => tracing::error!(event = "pass.failed", error = %e, "pass not recorded"),
+        // A failed or panicked pass is left out; callers compare counts (`check` exits 2).
+        match joined {
+            Ok(Ok(report)) => reports.push(report),
+            Ok(Err(e)) => tracing::error!(event = "pass.failed", error = %e, "pass not recorded"),
+            Err(e) => tracing::error!(event = "pass.failed", error = %e, "pass task panicked"),
         }
     }
     reports.sort_by(|a, b| a.shop.cmp(&b.shop));
