@@ -181,7 +181,13 @@ impl Store {
     /// Applies `batch` atomically and flushes; only then is anything in it "recorded".
     pub async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         self.db.apply_batch(batch.inner)?;
-        self.db.flush_async().await?;
+        // Not `flush_async`: in sled 0.34 concurrent `flush_async` calls can wait forever
+        // (spacejam/sled#1241, #1308), and shops commit concurrently. A blocking flush on the
+        // blocking pool is safe and keeps the runtime's workers free.
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| StoreError::Sled(sled::Error::ReportableBug(e.to_string())))??;
         Ok(())
     }
 

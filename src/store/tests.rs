@@ -285,3 +285,35 @@ fn committed_data_survives_a_crash_without_drop() {
         Some(crash_record())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_commits_all_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(Store::open(dir.path(), Role::OneShot).unwrap());
+    let now = ts("2026-11-29T08:00:00Z");
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..64 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let shop = format!("shop{i}");
+            let mut batch = store.batch();
+            let outcome = checks::not_yet_checked(CheckKind::CustomerNumbers);
+            batch.put_result(
+                &shop,
+                CheckKind::CustomerNumbers,
+                &ResultRecord::next(None, outcome, now),
+            );
+            store.commit(batch).await
+        });
+    }
+    let all = tokio::time::timeout(std::time::Duration::from_secs(30), tasks.join_all())
+        .await
+        .expect("concurrent commits must not wait on each other forever");
+    assert!(all.iter().all(Result::is_ok));
+    assert!(
+        store
+            .result("shop63", CheckKind::CustomerNumbers)
+            .unwrap()
+            .is_some()
+    );
+}
