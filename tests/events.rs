@@ -8,14 +8,16 @@
 //! `OnceLock`; each test reads only the lines after its own marks and filters by its own shop
 //! names (or, for the shop-less consumer event, by a span of its own).
 
+#[path = "common/capture.rs"]
+mod capture;
 #[path = "common/spec.rs"]
 #[allow(dead_code)]
 mod spec;
 mod support;
 
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use capture::{Captured, capture_json};
 use serde_json::Value;
 use support::{CONSUMER, Fixture, write_private};
 use tokio_util::sync::CancellationToken;
@@ -24,62 +26,13 @@ use tripletex_sync::daemon;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-/// Everything logged in this binary since the subscriber was installed, as JSON lines.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    /// A position to read from later. The formatter writes each event with one `write`, so a
-    /// mark always falls between lines even while other tests log.
-    fn mark(&self) -> usize {
-        self.0.lock().unwrap().len()
-    }
-
-    /// Every line logged since `mark`, parsed.
-    fn since(&self, mark: usize) -> Vec<Value> {
-        let bytes = self.0.lock().unwrap()[mark..].to_vec();
-        String::from_utf8(bytes)
-            .expect("log output is UTF-8")
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
-            .collect()
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-/// Installs the global subscriber on first use; every test of this binary shares it.
-fn capture() -> Captured {
-    static CAPTURED: OnceLock<Captured> = OnceLock::new();
-    CAPTURED
-        .get_or_init(|| {
-            let captured = Captured::default();
-            let writer = captured.clone();
-            tracing::subscriber::set_global_default(
-                tracing_subscriber::fmt()
-                    .json()
-                    .flatten_event(true)
-                    .with_max_level(tracing::Level::TRACE)
-                    .with_writer(move || writer.clone())
-                    .finish(),
-            )
-            .expect("the only subscriber in this test binary");
-            captured
-        })
-        .clone()
+/// Every line logged since `mark`, parsed.
+fn since(captured: &Captured, mark: usize) -> Vec<Value> {
+    captured
+        .since(mark)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect()
 }
 
 fn str_field<'a>(line: &'a Value, key: &str) -> &'a str {
@@ -113,7 +66,7 @@ fn verdict_of(line: &Value) -> (&str, &str, &str) {
 
 /// Panics if any captured line (of any test so far) contains one of `secrets`.
 fn assert_no_secrets(captured: &Captured, secrets: &[&str]) {
-    let text = captured.text();
+    let text = String::from_utf8_lossy(&captured.bytes()).into_owned();
     assert!(!text.is_empty(), "nothing was captured");
     for secret in secrets {
         assert!(
@@ -125,7 +78,7 @@ fn assert_no_secrets(captured: &Captured, secrets: &[&str]) {
 
 #[tokio::test]
 async fn verdict_changes_log_once_at_their_level_and_unchanged_verdicts_only_at_debug() {
-    let captured = capture();
+    let captured = capture_json();
     const SHOP: &str = "ev-verdicts";
     const COMPANY: i64 = 3101;
     let f = Fixture::new().await;
@@ -138,7 +91,7 @@ async fn verdict_changes_log_once_at_their_level_and_unchanged_verdicts_only_at_
     // First pass of a healthy shop: unknown -> ok is a change, logged once at INFO per check.
     let mark = captured.mark();
     f.pass(&store, &client, 1).await;
-    let lines = captured.since(mark);
+    let lines = since(&captured, mark);
     for check in ["customer_numbers", "invoice_numbers"] {
         let found = verdicts(&lines, SHOP, check);
         assert_eq!(found.len(), 1, "{check}: {found:#?}");
@@ -149,7 +102,7 @@ async fn verdict_changes_log_once_at_their_level_and_unchanged_verdicts_only_at_
     f.clock.advance(HOUR);
     let mark = captured.mark();
     f.pass(&store, &client, 2).await;
-    let lines = captured.since(mark);
+    let lines = since(&captured, mark);
     for check in ["customer_numbers", "invoice_numbers"] {
         let found = verdicts(&lines, SHOP, check);
         assert_eq!(found.len(), 1, "{check}: {found:#?}");
@@ -161,7 +114,7 @@ async fn verdict_changes_log_once_at_their_level_and_unchanged_verdicts_only_at_
     f.clock.advance(HOUR);
     let mark = captured.mark();
     f.pass(&store, &client, 3).await;
-    let lines = captured.since(mark);
+    let lines = since(&captured, mark);
     let found = verdicts(&lines, SHOP, "customer_numbers");
     assert_eq!(found.len(), 1, "{found:#?}");
     assert_eq!(verdict_of(found[0]), ("ERROR", "conflict", "ok"));
@@ -179,7 +132,7 @@ async fn verdict_changes_log_once_at_their_level_and_unchanged_verdicts_only_at_
     f.clock.advance(HOUR);
     let mark = captured.mark();
     f.pass(&store, &client, 4).await;
-    let lines = captured.since(mark);
+    let lines = since(&captured, mark);
     let found = verdicts(&lines, SHOP, "customer_numbers");
     assert_eq!(found.len(), 1, "{found:#?}");
     assert_eq!(verdict_of(found[0]), ("DEBUG", "conflict", "conflict"));
@@ -189,12 +142,12 @@ async fn verdict_changes_log_once_at_their_level_and_unchanged_verdicts_only_at_
     f.clock.advance(HOUR);
     let mark = captured.mark();
     f.pass(&store, &client, 5).await;
-    let lines = captured.since(mark);
+    let lines = since(&captured, mark);
     let found = verdicts(&lines, SHOP, "customer_numbers");
     assert_eq!(found.len(), 1, "{found:#?}");
     assert_eq!(verdict_of(found[0]), ("INFO", "ok", "conflict"));
 
-    let everything = captured.since(0);
+    let everything = since(&captured, 0);
     assert!(events(&everything, "session.key_rejected", SHOP).is_empty());
     assert_no_secrets(&captured, &[&token, CONSUMER]);
     spec::assert_conforms(&f.sim.request_log());
@@ -202,7 +155,7 @@ async fn verdict_changes_log_once_at_their_level_and_unchanged_verdicts_only_at_
 
 #[tokio::test]
 async fn a_revoked_key_is_one_error_over_three_passes() {
-    let captured = capture();
+    let captured = capture_json();
     const SHOP: &str = "ev-revoked";
     const COMPANY: i64 = 3201;
     let f = Fixture::new().await;
@@ -224,7 +177,7 @@ async fn a_revoked_key_is_one_error_over_three_passes() {
             tripletex_sync::store::SessionState::KeyRejected,
             "pass {pass_no}"
         );
-        let lines = captured.since(start);
+        let lines = since(&captured, start);
         counts.push(events(&lines, "session.key_rejected", SHOP).len());
     }
     assert_eq!(
@@ -232,7 +185,7 @@ async fn a_revoked_key_is_one_error_over_three_passes() {
         [1, 1, 1],
         "logged at the first pass after the revocation, then never again"
     );
-    let lines = captured.since(start);
+    let lines = since(&captured, start);
     let rejected = events(&lines, "session.key_rejected", SHOP);
     assert_eq!(
         str_field(rejected[0], "level"),
@@ -247,7 +200,7 @@ async fn a_revoked_key_is_one_error_over_three_passes() {
 
 #[tokio::test]
 async fn an_unknown_consumer_token_is_one_error_per_round_not_per_shop() {
-    let captured = capture();
+    let captured = capture_json();
     const SHOPS: [&str; 2] = ["ev-consumer-a", "ev-consumer-b"];
     const CASE: &str = "unknown-consumer";
     let bogus = "events-test-consumer-token-the-sim-never-heard-of";
@@ -280,7 +233,7 @@ async fn an_unknown_consumer_token_is_one_error_per_round_not_per_shop() {
         assert_eq!(reports.len(), 2);
         assert!(reports.iter().all(|r| r.consumer_rejected), "{reports:#?}");
 
-        let lines = captured.since(mark);
+        let lines = since(&captured, mark);
         let ours: Vec<&Value> = lines
             .iter()
             .filter(|l| str_field(l, "event") == "consumer_token.rejected")
@@ -296,7 +249,7 @@ async fn an_unknown_consumer_token_is_one_error_per_round_not_per_shop() {
         f.clock.advance(HOUR);
     }
 
-    let lines = captured.since(start);
+    let lines = since(&captured, start);
     for shop in SHOPS {
         let rejected = events(&lines, "session.key_rejected", shop);
         assert!(

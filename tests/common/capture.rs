@@ -1,17 +1,32 @@
-//! A global TRACE-level tracing subscriber whose output tests can scan for secrets.
+//! A global TRACE-level tracing subscriber (every crate) whose output tests can read back.
 //!
 //! Global because thread-local subscribers miss events whose callsite interest another test cached
-//! first; so each canary test lives in a binary of its own and calls [`capture_trace`] once.
+//! first. A test binary installs one, once: [`capture_trace`] (text) or [`capture_json`] (one JSON
+//! object a line); later calls return the same buffer, so several tests can share it and read
+//! only what came after their own [`Captured::mark`].
 
-use std::sync::{Arc, Mutex};
+#![allow(dead_code)]
 
-/// Everything traced since [`capture_trace`].
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Everything traced since the subscriber was installed.
 #[derive(Clone, Default)]
 pub struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl Captured {
     pub fn bytes(&self) -> Vec<u8> {
         self.0.lock().unwrap().clone()
+    }
+
+    /// A position to read from later. The formatter writes each event with one `write`, so a
+    /// mark always falls between lines even while other tests log.
+    pub fn mark(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    /// What was logged since `mark`.
+    pub fn since(&self, mark: usize) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()[mark..]).into_owned()
     }
 }
 
@@ -26,16 +41,33 @@ impl std::io::Write for Captured {
     }
 }
 
-/// Installs the global subscriber (once per test binary) and returns its buffer.
+static CAPTURED: OnceLock<Captured> = OnceLock::new();
+
+/// Installs (once) a text subscriber and returns its buffer.
 pub fn capture_trace() -> Captured {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .finish(),
-    )
-    .expect("the only subscriber in this test binary");
-    captured
+    install(false)
+}
+
+/// Installs (once) a JSON subscriber, events flattened, and returns its buffer.
+pub fn capture_json() -> Captured {
+    install(true)
+}
+
+fn install(json: bool) -> Captured {
+    CAPTURED
+        .get_or_init(|| {
+            let captured = Captured::default();
+            let writer = captured.clone();
+            let builder = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_writer(move || writer.clone());
+            let installed = if json {
+                tracing::subscriber::set_global_default(builder.json().flatten_event(true).finish())
+            } else {
+                tracing::subscriber::set_global_default(builder.finish())
+            };
+            installed.expect("the only subscriber in this test binary");
+            captured
+        })
+        .clone()
 }
