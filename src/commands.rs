@@ -103,7 +103,7 @@ pub async fn check(config_path: &Path, shops: &[String], json: bool) -> anyhow::
     let report = match Store::open(&state_dir, Role::OneShot) {
         Ok(store) => check_here(&config, Arc::new(store), shops).await?,
         Err(StoreError::Locked { holder, .. }) => match read_holder(&state_dir) {
-            Some((Role::Daemon, pid)) => ask_daemon(pid, &state_dir, shops).await?,
+            Some((Role::Daemon, pid)) => ask_daemon(pid, &config, shops).await?,
             _ => bail!(
                 "another tripletex-sync ({holder}) is using {}; try again when it ends",
                 state_dir.display()
@@ -156,9 +156,16 @@ async fn check_here(
     Ok(select_shops(report, shops))
 }
 
-/// Signals the daemon (SIGUSR1) and waits until status.json shows a pass of every selected shop
-/// after now.
-async fn ask_daemon(pid: u32, state_dir: &Path, shops: &[String]) -> anyhow::Result<StatusReport> {
+/// Signals the daemon (SIGUSR1) and waits until status.json shows a pass, after now, of every
+/// shop this `check` is about (all enabled shops of its configuration, or the `--shop`s).
+async fn ask_daemon(pid: u32, config: &Config, shops: &[String]) -> anyhow::Result<StatusReport> {
+    let state_dir = &config.state_dir;
+    let wanted: Vec<&str> = config
+        .shops
+        .iter()
+        .filter(|s| s.enabled && (shops.is_empty() || shops.contains(&s.name)))
+        .map(|s| s.name.as_str())
+        .collect();
     let asked = jiff::Timestamp::now();
     eprintln!(
         "tripletex-sync daemon (pid {pid}) holds {}; asking it for a pass",
@@ -168,6 +175,17 @@ async fn ask_daemon(pid: u32, state_dir: &Path, shops: &[String]) -> anyhow::Res
     let deadline = tokio::time::Instant::now() + DAEMON_PASS_TIMEOUT;
     loop {
         if let Ok(report) = StatusReport::read(state_dir) {
+            let unknown: Vec<&str> = wanted
+                .iter()
+                .copied()
+                .filter(|name| !report.shops.iter().any(|s| s.name == *name && s.enabled))
+                .collect();
+            if !unknown.is_empty() {
+                bail!(
+                    "the running daemon does not check {} (added or enabled since it last loaded its configuration): systemctl reload tripletex-sync",
+                    unknown.join(", ")
+                );
+            }
             let report = select_shops(report, shops);
             let done = report.shops.iter().filter(|s| s.enabled).all(|s| {
                 CheckKind::ALL.iter().all(|k| {
@@ -221,7 +239,8 @@ fn print_report(report: &StatusReport, json: bool) -> anyhow::Result<()> {
 /// `run`: the daemon, until SIGTERM or SIGINT; SIGHUP reloads, SIGUSR1 runs a pass now.
 pub async fn run(config_path: &Path) -> anyhow::Result<u8> {
     let config = Config::load(config_path)?;
-    let store = Arc::new(open_for_daemon(&config.state_dir).await?);
+    // Handlers first: once the lock file names our pid, `check` may send SIGUSR1, whose default
+    // action would end the process.
     let cancel = CancellationToken::new();
     let (control_tx, control_rx) = tokio::sync::mpsc::channel(8);
     let signals = tokio::spawn(forward_signals(
@@ -229,16 +248,32 @@ pub async fn run(config_path: &Path) -> anyhow::Result<u8> {
         control_tx,
         cancel.clone(),
     ));
+    let Some(store) = open_for_daemon(&config.state_dir, &cancel).await? else {
+        signals.abort();
+        return Ok(exit::OK);
+    };
     let env = Environment::from_process(system_clock());
-    let result = daemon::run(config_path, config, store, env, control_rx, cancel.clone()).await;
+    let result = daemon::run(
+        config_path,
+        config,
+        Arc::new(store),
+        env,
+        control_rx,
+        cancel.clone(),
+    )
+    .await;
     signals.abort();
     result?;
     Ok(exit::OK)
 }
 
 /// Opens the database for the daemon. A one-shot `check` holding it is waited for (a restart
-/// must not fail because an operator ran `check`); another daemon is an error.
-async fn open_for_daemon(state_dir: &Path) -> anyhow::Result<Store> {
+/// must not fail because an operator ran `check`); another daemon is an error. `None` when
+/// stopped while waiting.
+async fn open_for_daemon(
+    state_dir: &Path,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Option<Store>> {
     let deadline = tokio::time::Instant::now() + ONE_SHOT_WAIT;
     loop {
         match Store::open(state_dir, Role::Daemon) {
@@ -250,9 +285,12 @@ async fn open_for_daemon(state_dir: &Path) -> anyhow::Result<Store> {
                     event = "daemon.waiting_for_lock",
                     "a one-shot tripletex-sync holds the database; waiting for it"
                 );
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
             }
-            other => return Ok(other?),
+            other => return Ok(Some(other?)),
         }
     }
 }
@@ -344,15 +382,20 @@ pub async fn demo(seconds: u64) -> anyhow::Result<u8> {
     let scenario = Scenario::from_toml_str(DEMO_SCENARIO)?;
     let sim = Simulator::from_scenario(scenario.clone(), system_clock());
     let running = sim.start(([127, 0, 0, 1], 0).into()).await?;
-    let dir = demo_dir()?;
-    let config_path = write_demo_config(&dir, &scenario, &running.base_url())?;
+    // Removed on drop, whatever goes wrong below; declared before the store so it outlives it.
+    let dir = tempfile::Builder::new()
+        .prefix("tripletex-sync-demo-")
+        .tempdir()
+        .context("creating the demo folder")?;
+    std::fs::create_dir(dir.path().join("shops.d")).context("creating the demo folder")?;
+    let config_path = write_demo_config(dir.path(), &scenario, &running.base_url())?;
     let config = Config::load(&config_path)?;
     let store = Arc::new(Store::open(&config.state_dir, Role::Daemon)?);
     eprintln!(
         "demo: simulator on {}, {} shops, running the daemon for {seconds}s (config in {})",
         running.base_url(),
         config.shops.len(),
-        dir.display()
+        dir.path().display()
     );
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(cancel_on(stop_signals()?, cancel.clone()));
@@ -380,16 +423,9 @@ pub async fn demo(seconds: u64) -> anyhow::Result<u8> {
     ran?;
     let report = StatusReport::collect(Some(&store), &config, jiff::Timestamp::now())?;
     print!("{}", report.table());
-    drop(store);
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(exit::OK)
 }
 
-fn demo_dir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("tripletex-sync-demo-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("shops.d")).context("creating the demo folder")?;
-    Ok(dir)
-}
 /// Writes config.toml, the consumer token and one shop file + token per scenario company.
 fn write_demo_config(dir: &Path, scenario: &Scenario, base_url: &str) -> anyhow::Result<PathBuf> {
     let consumer = scenario

@@ -210,6 +210,17 @@ async fn beside_a_running_daemon_status_and_check_work_and_a_second_daemon_is_re
     let check = run(&f, &["check"]).await;
     assert_eq!(code(&check), 1, "{}", stderr(&check));
 
+    // A shop dropped into shops.d without a reload is not the daemon's yet: say so, exit 2.
+    f.add_shop("newbie", 1003, "");
+    let check = run(&f, &["check", "--shop", "newbie"]).await;
+    assert_eq!(code(&check), 2, "{}", stderr(&check));
+    assert!(
+        stderr(&check).contains("does not check newbie")
+            && stderr(&check).contains("systemctl reload"),
+        "{}",
+        stderr(&check)
+    );
+
     let pid = daemon.id().unwrap() as i32;
     // SAFETY: signalling our own child process.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
@@ -307,4 +318,26 @@ async fn demo_finds_one_healthy_one_conflicting_and_one_rejected_shop() {
     );
     assert!(row("kaffebrenneriet").contains("conflict"), "{table}");
     assert!(row("sykkelsmia").contains("key_rejected"), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_overrides_reach_every_key_and_are_validated() {
+    let f = two_shops().await;
+    let with_env = |value: &'static str| {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
+            .arg(&f.config_path)
+            .arg("validate")
+            .env("TRIPLETEX_SYNC__RATE_LIMIT__BURST", value);
+        cmd
+    };
+    let out = with_env("0").output().await.unwrap();
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("rate_limit.burst"),
+        "{}",
+        stderr(&out)
+    );
+    let out = with_env("7").output().await.unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
 }

@@ -152,16 +152,24 @@ impl Config {
                 "set it to 2 or more (7 is a good value)",
             ));
         }
-        let valid_for = Duration::from_secs(u64::from(raw.tripletex.session_valid_days) * 86_400);
-        if raw.tripletex.renew_before >= valid_for.saturating_sub(Duration::from_secs(86_400)) {
+        // A token minted late in the Oslo evening lives (days − 1) days and a bit; renewal starts
+        // renew_before plus up to a quarter of it (max 2 h) of jitter ahead; a spring-forward day
+        // is an hour short. All of that must fit, or a fresh token is due for renewal at once.
+        let renew = raw.tripletex.renew_before;
+        let renew_span =
+            renew + (renew / 4).min(Duration::from_secs(7200)) + Duration::from_secs(3600);
+        let shortest_life =
+            Duration::from_secs(u64::from(raw.tripletex.session_valid_days - 1) * 86_400);
+        if renew_span >= shortest_life {
             return Err(err(
                 "tripletex.renew_before",
                 format!(
-                    "{} would renew a fresh {}-day token at once",
-                    humantime::format_duration(raw.tripletex.renew_before),
-                    raw.tripletex.session_valid_days
+                    "{} would renew a fresh {}-day token at once (a token minted late in the evening lives only {} days)",
+                    humantime::format_duration(renew),
+                    raw.tripletex.session_valid_days,
+                    raw.tripletex.session_valid_days - 1
                 ),
-                "make it at least a day shorter than session_valid_days",
+                "make it shorter, e.g. \"1d\" with session_valid_days = 7",
             ));
         }
         if raw.tripletex.request_timeout.is_zero() {

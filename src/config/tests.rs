@@ -212,14 +212,3 @@ fn passes_must_come_more_often_than_renewals() {
         "{e}"
     );
 }
-
-#[test]
-fn environment_overrides_any_key() {
-    // SAFETY: the variable is unique to this test and only read by this test's load.
-    let f = Fixture::new(MAIN);
-    let key = "TRIPLETEX_SYNC__RATE_LIMIT__BURST";
-    unsafe { std::env::set_var(key, "17") };
-    let burst = f.load().map(|c| c.rate_limit.burst.get());
-    unsafe { std::env::remove_var(key) };
-    assert_eq!(burst, Ok(17));
-}

@@ -150,11 +150,11 @@ impl Scheduler {
             self.world = Arc::new(world);
         }
         let mut old = std::mem::take(&mut self.tasks);
-        let (mut kept, mut started) = (0, 0);
+        let mut to_start = Vec::new();
+        let mut to_stop = Vec::new();
         for (shop, token) in shops {
             match old.remove(&shop.name) {
                 Some(t) if !rebuild && t.shop == shop && same(&t.token, &token) => {
-                    kept += 1;
                     // A reload is the operator's "try again" (e.g. after switching on the
                     // Integrations add-on): a rejected shop retries now, not next interval.
                     if self.key_rejected(&shop.name) {
@@ -163,17 +163,20 @@ impl Scheduler {
                     self.tasks.insert(shop.name.clone(), t);
                 }
                 previous => {
-                    if let Some(previous) = previous {
-                        stop(previous).await;
-                    }
-                    started += 1;
-                    self.start(shop, token);
+                    to_stop.extend(previous);
+                    to_start.push((shop, token));
                 }
             }
         }
-        let removed = old.len();
-        for (_, task) in old {
-            stop(task).await;
+        let (kept, started, removed) = (self.tasks.len(), to_start.len(), old.len());
+        to_stop.extend(old.into_values());
+        // Stop them all at once, and only then start replacements: one task per shop at a time.
+        to_stop.iter().for_each(|t| t.cancel.cancel());
+        for task in to_stop {
+            let _ = task.handle.await;
+        }
+        for (shop, token) in to_start {
+            self.start(shop, token);
         }
         tracing::info!(
             event = "config.reloaded",
@@ -190,11 +193,6 @@ impl Scheduler {
             let _ = task.handle.await;
         }
     }
-}
-
-async fn stop(task: ShopTask) {
-    task.cancel.cancel();
-    let _ = task.handle.await;
 }
 
 impl ShopLoop {

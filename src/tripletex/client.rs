@@ -18,7 +18,7 @@ use url::Url;
 use super::breaker::Breaker;
 use super::model::{ApiError, ListResponse};
 use super::ratelimit::{ShopLimiter, backoff};
-use super::session::SessionSlot;
+use super::session::{SessionSlot, usable_until};
 use super::{ClientSettings, TripletexError};
 use crate::clock::SharedClock;
 
@@ -48,7 +48,7 @@ impl Tripletex {
             .gzip(true)
             .user_agent(concat!("tripletex-sync/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| TripletexError::Unavailable(e.without_url().to_string()))?;
+            .map_err(|e| TripletexError::Unavailable(transport_error(e)))?;
         Ok(Arc::new(Self {
             http,
             base_url: base_url.as_str().trim_end_matches('/').to_owned(),
@@ -157,7 +157,11 @@ impl ShopClient {
         if resp.status() == StatusCode::NOT_MODIFIED {
             return Ok(Fetched::NotModified);
         }
-        read_json(resp).await.map(Fetched::Page)
+        // A 1000-row page can take a while to arrive: shutdown must not wait for it.
+        tokio::select! {
+            _ = self.cancel.cancelled() => Err(TripletexError::Cancelled),
+            page = read_json(resp) => page.map(Fetched::Page),
+        }
     }
 
     /// Sends `call` with the shop's session, re-minting once (shared) after a 401, and taking a
@@ -203,7 +207,7 @@ impl ShopClient {
                 return Err(TripletexError::CircuitOpen);
             }
             self.limiter.acquire(&self.cancel).await?;
-            if session.is_some_and(|a| self.api.clock.now() >= a.expires_at) {
+            if session.is_some_and(|a| self.api.clock.now() >= usable_until(a.expires_at)) {
                 return Err(TripletexError::SessionExpired);
             }
             tries += 1;
@@ -237,13 +241,14 @@ impl ShopClient {
                         self.pause(wait).await?;
                         continue;
                     }
+                    self.limiter.settled();
                     if !status.is_server_error() {
                         self.breaker.success(&self.name);
                         return Ok(resp);
                     }
                     format!("HTTP {status}")
                 }
-                Err(e) => e.without_url().to_string(),
+                Err(e) => transport_error(e),
             };
             self.breaker.failure(&self.name, &failure);
             if !call.idempotent || tries >= s.max_tries {
@@ -332,6 +337,20 @@ pub(super) async fn read_json<T: DeserializeOwned>(resp: Response) -> Result<T, 
     let bytes = resp
         .bytes()
         .await
-        .map_err(|e| TripletexError::Unavailable(e.without_url().to_string()))?;
+        .map_err(|e| TripletexError::Unavailable(transport_error(e)))?;
     serde_json::from_slice(&bytes).map_err(|e| TripletexError::Decode(e.to_string()))
+}
+
+/// A reqwest error as text with its causes (timeout, refused, TLS…), never its URL: a URL can
+/// carry a session token (`DELETE /token/session/{token}`).
+fn transport_error(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

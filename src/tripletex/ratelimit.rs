@@ -43,8 +43,10 @@ struct Window {
     limit: Option<u32>,
     remaining: Option<u32>,
     reset_at: Option<Instant>,
-    /// 429s in a row, for the backoff exponent.
+    /// 429s in a row, for the backoff exponent; cleared by the first other response.
     consecutive_429: u32,
+    /// The reserve was lowered for a small server limit (logged once).
+    reserve_lowered: bool,
 }
 
 impl ShopLimiter {
@@ -92,10 +94,13 @@ impl ShopLimiter {
             w.remaining = w.limit;
             w.reset_at = None;
         }
+        let reserve = self.reserve(&mut w);
         match (w.remaining, w.reset_at) {
-            (Some(rem), Some(reset)) if rem <= self.settings.reserve => Some(reset),
-            (Some(rem), None) if rem <= self.settings.reserve => {
-                // At the reserve with no reset known: wait one backoff step rather than spend it.
+            (Some(rem), Some(reset)) if rem <= reserve => Some(reset),
+            (Some(rem), None) if rem <= reserve => {
+                // At the reserve with no reset known: wait one backoff step, then let one request
+                // through to learn the window from its headers.
+                w.remaining = None;
                 Some(now + self.settings.backoff_min)
             }
             _ => {
@@ -104,6 +109,28 @@ impl ShopLimiter {
                 }
                 None
             }
+        }
+    }
+
+    /// The configured reserve, or half the server's limit when the reserve would swallow it all:
+    /// a reserve at or above the limit would hold the shop forever.
+    fn reserve(&self, w: &mut Window) -> u32 {
+        let configured = self.settings.reserve;
+        match w.limit {
+            Some(limit) if configured >= limit => {
+                if !w.reserve_lowered {
+                    w.reserve_lowered = true;
+                    tracing::warn!(
+                        event = "rate_limit.reserve_lowered",
+                        limit,
+                        reserve = configured,
+                        using = limit / 2,
+                        "Tripletex's limit is not above rate_limit.reserve; keeping half of it in reserve instead"
+                    );
+                }
+                limit / 2
+            }
+            _ => configured,
         }
     }
 
@@ -119,7 +146,8 @@ impl ShopLimiter {
             w.limit = Some(limit.min(u64::from(u32::MAX)) as u32);
         }
         let now = Instant::now();
-        let new_reset = reset.map(|s| now + Duration::from_secs(s));
+        // `Reset` is whole seconds left; rounding is undocumented, so allow one more.
+        let new_reset = reset.map(|s| now + Duration::from_secs(s + 1));
         // Responses may arrive out of order: within one window keep the lowest count seen.
         let same_window = match (w.reset_at, new_reset) {
             (Some(old), Some(new)) => new <= old + Duration::from_secs(1),
@@ -135,9 +163,11 @@ impl ShopLimiter {
         if new_reset.is_some() {
             w.reset_at = new_reset;
         }
-        if remaining.is_some() {
-            w.consecutive_429 = 0;
-        }
+    }
+
+    /// A response other than 429 arrived: the next 429 starts the backoff afresh.
+    pub fn settled(&self) {
+        self.window.lock().expect("limiter lock").consecutive_429 = 0;
     }
 
     /// Records a 429 and says how long to wait before retrying.
@@ -214,8 +244,9 @@ mod tests {
         assert!(limiter.hold_until().is_none(), "21 > reserve: one may go");
         let until = limiter.hold_until().expect("now at the reserve");
         let wait = until - Instant::now();
+        // Reset 5 s, plus a second for Tripletex's unknown rounding.
         assert!(
-            wait > Duration::from_secs(4) && wait <= Duration::from_secs(5),
+            wait > Duration::from_secs(5) && wait <= Duration::from_secs(6),
             "{wait:?}"
         );
     }
@@ -243,11 +274,58 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_429_storm_backs_off_further_each_time_although_429s_carry_remaining() {
+        let limiter = ShopLimiter::new(settings(0));
+        for n in 1..=5 {
+            limiter.observe(&headers(0, None));
+            limiter.on_throttled();
+            assert_eq!(limiter.window.lock().unwrap().consecutive_429, n);
+            limiter.window.lock().unwrap().reset_at = None;
+        }
+        limiter.settled();
+        assert_eq!(limiter.window.lock().unwrap().consecutive_429, 0);
+    }
+
+    #[tokio::test]
+    async fn a_server_limit_below_the_reserve_lowers_the_reserve_instead_of_stalling() {
+        let limiter = ShopLimiter::new(settings(20));
+        let mut h = headers(15, Some(0));
+        h.insert("x-rate-limit-limit", HeaderValue::from(15));
+        limiter.observe(&h);
+        // Reserve becomes 15 / 2 = 7: requests go until 7 remain.
+        for _ in 0..8 {
+            assert!(limiter.hold_until().is_none());
+        }
+        assert!(limiter.hold_until().is_some());
+    }
+
+    #[tokio::test]
+    async fn reset_zero_is_not_taken_for_a_new_window() {
+        let limiter = ShopLimiter::new(settings(20));
+        limiter.observe(&headers(20, Some(0)));
+        assert!(
+            limiter.hold_until().is_some(),
+            "still the old window, at the reserve"
+        );
+    }
+
+    #[tokio::test]
+    async fn at_the_reserve_without_a_reset_one_request_goes_after_a_backoff_step() {
+        let limiter = ShopLimiter::new(settings(20));
+        limiter.observe(&headers(20, None));
+        assert!(limiter.hold_until().is_some());
+        assert!(
+            limiter.hold_until().is_none(),
+            "then one goes, to learn the window"
+        );
+    }
+
+    #[tokio::test]
     async fn a_429_after_a_known_reset_waits_for_that_reset() {
         let limiter = ShopLimiter::new(settings(0));
         limiter.observe(&headers(3, Some(2)));
         let wait = limiter.on_throttled();
-        assert!(wait > Duration::from_millis(1900), "{wait:?}");
+        assert!(wait > Duration::from_millis(2900), "{wait:?}");
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use jiff::civil::Date;
 use jiff::{Span, Timestamp};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -21,6 +22,9 @@ use super::client::{Auth, Call, ShopClient, api_error, read_json};
 use super::model::{ApiError, PostSessionTokenBody, SessionToken, WhoAmI, Wrapper};
 use super::ratelimit::{backoff, full_jitter};
 use crate::clock::{oslo_date, oslo_midnight};
+
+/// A token this close to its expiry counts as dead: Tripletex's clock may run ahead of ours.
+pub(super) const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 
 /// What may be recorded about a session: everything but the token.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +50,18 @@ impl Active {
             expires_at: self.info.expires_at,
         }
     }
+
+    /// Whether the token may still be sent at `now` (see [`EXPIRY_MARGIN`]).
+    fn alive_at(&self, now: Timestamp) -> bool {
+        now < usable_until(self.info.expires_at)
+    }
+}
+
+/// The last instant a token expiring at `expires_at` is sent.
+pub(super) fn usable_until(expires_at: Timestamp) -> Timestamp {
+    expires_at
+        .checked_sub(span(EXPIRY_MARGIN))
+        .unwrap_or(expires_at)
 }
 
 #[derive(Default)]
@@ -77,7 +93,7 @@ impl ShopClient {
         let now = self.api.clock.now();
         self.session
             .current()
-            .filter(|a| now < a.info.expires_at)
+            .filter(|a| a.alive_at(now))
             .map(|a| a.info.clone())
     }
 
@@ -91,8 +107,8 @@ impl ShopClient {
     pub(super) async fn ensure_session(&self) -> Result<Arc<Active>, TripletexError> {
         let now = self.api.clock.now();
         match self.session.current() {
-            Some(active) if now < active.info.renew_at => Ok(active),
-            Some(active) if now < active.info.expires_at => {
+            Some(active) if now < active.info.renew_at && active.alive_at(now) => Ok(active),
+            Some(active) if active.alive_at(now) => {
                 self.renew(&active).await;
                 Ok(self.session.current().unwrap_or(active))
             }
@@ -125,7 +141,7 @@ impl ShopClient {
         let _guard = self.session.mint.lock().await;
         if let Some(current) = self.session.current()
             && current.generation != generation
-            && self.api.clock.now() < current.info.expires_at
+            && current.alive_at(self.api.clock.now())
         {
             return Ok(current);
         }
@@ -173,6 +189,11 @@ impl ShopClient {
                 return;
             }
         }
+        if self.expiration_for(now) <= active.info.expires_at {
+            // A token minted now would die no later than this one (e.g. renew_before close to a
+            // whole day, late in the Oslo evening): renewing would only churn tokens.
+            return;
+        }
         let Ok(_guard) = self.session.mint.try_lock() else {
             // Another caller is minting; keep using the live token meanwhile.
             return;
@@ -219,13 +240,23 @@ impl ShopClient {
         }
     }
 
+    /// `expirationDate` for a token minted at `now`: today in Oslo + `session_valid_days`.
+    fn expiration_date(&self, now: Timestamp) -> Result<Date, TripletexError> {
+        oslo_date(now)
+            .checked_add(Span::new().days(i64::from(self.api.settings.session_valid_days)))
+            .map_err(|e| TripletexError::Decode(format!("expirationDate out of range: {e}")))
+    }
+
+    /// When a token minted at `now` would die.
+    fn expiration_for(&self, now: Timestamp) -> Timestamp {
+        self.expiration_date(now).map_or(now, oslo_midnight)
+    }
+
     /// `POST /token/session/:create`, then `GET /token/session/>whoAmI` with the new token.
     async fn mint_and_prove(&self) -> Result<Active, TripletexError> {
         let s = &self.api.settings;
         let minted_at = self.api.clock.now();
-        let expiration = oslo_date(minted_at)
-            .checked_add(Span::new().days(i64::from(s.session_valid_days)))
-            .map_err(|e| TripletexError::Decode(format!("expirationDate out of range: {e}")))?;
+        let expiration = self.expiration_date(minted_at)?;
         let body = serde_json::to_value(PostSessionTokenBody {
             consumer_token: self.api.consumer_token.expose_secret(),
             employee_token: self.employee_token.expose_secret(),
@@ -248,24 +279,21 @@ impl ShopClient {
         let token = SecretString::from(token.value.token);
         let expires_at = oslo_midnight(expiration);
 
-        let query = [("fields", "employeeId,companyId".to_owned())];
         let auth = Auth {
             token: &token,
             expires_at,
         };
-        let who = self
-            .send(&Call::get("/token/session/>whoAmI", &query), Some(auth))
-            .await?;
-        if who.status() == StatusCode::UNAUTHORIZED {
-            // The token died at once: Tripletex and we disagree about the date. Never use it.
-            return Err(TripletexError::Unauthorized);
-        }
-        if who.status() == StatusCode::FORBIDDEN {
-            return Err(TripletexError::Forbidden {
-                access: "read its own login (whoAmI)".into(),
-            });
-        }
-        let who: Wrapper<WhoAmI> = read_json(who).await?;
+        let who = match self.prove(auth).await {
+            Ok(who) => who,
+            Err(e) => {
+                // A token we will not use should not stay alive for a week; a refused or
+                // interrupted one cannot be deleted anyway.
+                if !matches!(e, TripletexError::Unauthorized | TripletexError::Cancelled) {
+                    self.delete_token(&token, auth).await;
+                }
+                return Err(e);
+            }
+        };
 
         let ahead =
             s.renew_before + full_jitter((s.renew_before / 4).min(Duration::from_secs(7200)));
@@ -280,31 +308,54 @@ impl ShopClient {
                 minted_at,
                 expires_at,
                 renew_at,
-                company_id: who.value.company_id,
-                employee_id: who.value.employee_id,
+                company_id: who.company_id,
+                employee_id: who.employee_id,
             },
         })
     }
 
+    /// `GET /token/session/>whoAmI` with a new token: it works, and for which company.
+    async fn prove(&self, auth: Auth<'_>) -> Result<WhoAmI, TripletexError> {
+        let query = [("fields", "employeeId,companyId".to_owned())];
+        let who = self
+            .send(&Call::get("/token/session/>whoAmI", &query), Some(auth))
+            .await?;
+        if who.status() == StatusCode::UNAUTHORIZED {
+            // The token died at once: Tripletex and we disagree about the date. Never use it.
+            return Err(TripletexError::Unauthorized);
+        }
+        if who.status() == StatusCode::FORBIDDEN {
+            return Err(TripletexError::Forbidden {
+                access: "read its own login (whoAmI)".into(),
+            });
+        }
+        let who: Wrapper<WhoAmI> = read_json(who).await?;
+        Ok(who.value)
+    }
+
     /// Best effort `DELETE /token/session/{token}` of a superseded token, authorised by the new one.
     async fn revoke(&self, old: &Active, fresh: &Active) {
-        if self.api.clock.now() >= old.info.expires_at {
-            return;
+        if old.alive_at(self.api.clock.now()) {
+            self.delete_token(&old.token, fresh.auth()).await;
         }
+    }
+
+    /// Best effort `DELETE /token/session/{victim}`; a token left alive expires on its own.
+    async fn delete_token(&self, victim: &SecretString, auth: Auth<'_>) {
         let call = Call {
             method: Method::DELETE,
-            segment: Some(old.token.expose_secret()),
+            segment: Some(victim.expose_secret()),
             ..Call::get("/token/session", &[])
         };
-        match self.send(&call, Some(fresh.auth())).await {
+        match self.send(&call, Some(auth)).await {
             Ok(resp) if resp.status().is_success() => {
-                tracing::debug!(event = "session.revoked", shop = %self.name, "superseded token deleted");
+                tracing::debug!(event = "session.revoked", shop = %self.name, "unused token deleted");
             }
             Ok(resp) => {
-                tracing::debug!(event = "session.revoke_failed", shop = %self.name, status = resp.status().as_u16(), "superseded token not deleted; it expires on its own");
+                tracing::debug!(event = "session.revoke_failed", shop = %self.name, status = resp.status().as_u16(), "token not deleted; it expires on its own");
             }
             Err(e) => {
-                tracing::debug!(event = "session.revoke_failed", shop = %self.name, error = %e, "superseded token not deleted; it expires on its own");
+                tracing::debug!(event = "session.revoke_failed", shop = %self.name, error = %e, "token not deleted; it expires on its own");
             }
         }
     }
