@@ -74,22 +74,7 @@ impl Fixture {
         let sim = Simulator::new(clock.clone());
         sim.add_consumer_token(CONSUMER);
         sim.set_rate_limit(100_000, Duration::from_secs(10));
-        let running = sim
-            .start(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("shops.d")).unwrap();
-        let config_path = dir.path().join("config.toml");
-        std::fs::write(&config_path, main.replace("BASE_URL", &running.base_url())).unwrap();
-        write_private(&dir.path().join("consumer-token"), CONSUMER);
-        Self {
-            dir,
-            sim,
-            clock,
-            running,
-            config_path,
-        }
+        Self::around(sim, clock, main, CONSUMER).await
     }
 
     /// A fixture around the world `scenario` describes (built at [`START`]), instead of an empty
@@ -103,6 +88,11 @@ impl Fixture {
             .cloned()
             .unwrap_or_default();
         let sim = Simulator::from_scenario(scenario, clock.clone());
+        Self::around(sim, clock, main, &consumer).await
+    }
+
+    /// Starts `sim` on 127.0.0.1:0 and writes the config folder pointing at it.
+    async fn around(sim: Simulator, clock: Arc<ManualClock>, main: &str, consumer: &str) -> Self {
         let running = sim
             .start(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
@@ -111,7 +101,7 @@ impl Fixture {
         std::fs::create_dir(dir.path().join("shops.d")).unwrap();
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, main.replace("BASE_URL", &running.base_url())).unwrap();
-        write_private(&dir.path().join("consumer-token"), &consumer);
+        write_private(&dir.path().join("consumer-token"), consumer);
         Self {
             dir,
             sim,
