@@ -30,6 +30,8 @@ pub mod exit {
 
 /// How long `check` waits for a running daemon's pass.
 const DAEMON_PASS_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long `check` waits for the running daemon to list a shop it asks about.
+const UNKNOWN_SHOP_GRACE: Duration = Duration::from_secs(5);
 /// How long `run` waits for a one-shot `check` holding the database to finish.
 const ONE_SHOT_WAIT: Duration = Duration::from_secs(300);
 
@@ -173,6 +175,7 @@ async fn ask_daemon(pid: u32, config: &Config, shops: &[String]) -> anyhow::Resu
     );
     signal_usr1(pid)?;
     let deadline = tokio::time::Instant::now() + DAEMON_PASS_TIMEOUT;
+    let unknown_until = tokio::time::Instant::now() + UNKNOWN_SHOP_GRACE;
     loop {
         if let Ok(report) = StatusReport::read(state_dir) {
             let unknown: Vec<&str> = wanted
@@ -180,19 +183,21 @@ async fn ask_daemon(pid: u32, config: &Config, shops: &[String]) -> anyhow::Resu
                 .copied()
                 .filter(|name| !report.shops.iter().any(|s| s.name == *name && s.enabled))
                 .collect();
-            if !unknown.is_empty() {
+            // A daemon that just started or reloaded rewrites status.json within moments.
+            if !unknown.is_empty() && tokio::time::Instant::now() >= unknown_until {
                 bail!(
                     "the running daemon does not check {} (added or enabled since it last loaded its configuration): systemctl reload tripletex-sync",
                     unknown.join(", ")
                 );
             }
             let report = select_shops(report, shops);
-            let done = report.shops.iter().filter(|s| s.enabled).all(|s| {
-                CheckKind::ALL.iter().all(|k| {
-                    let c = s.checks.get(*k);
-                    c.disabled || c.checked_at.is_some_and(|t| t >= asked)
-                })
-            });
+            let done = unknown.is_empty()
+                && report.shops.iter().filter(|s| s.enabled).all(|s| {
+                    CheckKind::ALL.iter().all(|k| {
+                        let c = s.checks.get(*k);
+                        c.disabled || c.checked_at.is_some_and(|t| t >= asked)
+                    })
+                });
             if done {
                 return Ok(report);
             }
@@ -321,6 +326,9 @@ async fn forward_signals(
 ) {
     loop {
         let order = tokio::select! {
+            // In this order when several are pending: a reload then a pass, so a `check` sent
+            // right after `systemctl reload` covers the new shops.
+            biased;
             _ = s.term.recv() => None,
             _ = s.int.recv() => None,
             _ = s.hup.recv() => Some(Control::Reload),
@@ -333,7 +341,9 @@ async fn forward_signals(
                 return;
             }
             Some(order) => {
-                let _ = control.send(order).await;
+                // Never block on a full queue (e.g. while waiting for the lock): SIGTERM must
+                // still be heard. A dropped repeat of a queued order changes nothing.
+                let _ = control.try_send(order);
             }
         }
     }

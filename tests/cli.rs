@@ -220,8 +220,14 @@ async fn beside_a_running_daemon_status_and_check_work_and_a_second_daemon_is_re
         "{}",
         stderr(&check)
     );
-
+    // After a reload (SIGHUP) the daemon lists it at once and checks it on request.
     let pid = daemon.id().unwrap() as i32;
+    // SAFETY: signalling our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    let check = run(&f, &["check", "--shop", "newbie"]).await;
+    assert_eq!(code(&check), 0, "{}", stderr(&check));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("newbie"));
+
     // SAFETY: signalling our own child process.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     let out = tokio::time::timeout(Duration::from_secs(20), daemon.wait_with_output())

@@ -156,8 +156,9 @@ impl Config {
         // renew_before plus up to a quarter of it (max 2 h) of jitter ahead; a spring-forward day
         // is an hour short. All of that must fit, or a fresh token is due for renewal at once.
         let renew = raw.tripletex.renew_before;
-        let renew_span =
-            renew + (renew / 4).min(Duration::from_secs(7200)) + Duration::from_secs(3600);
+        let renew_span = renew
+            .saturating_add((renew / 4).min(Duration::from_secs(7200)))
+            .saturating_add(Duration::from_secs(3600));
         let shortest_life =
             Duration::from_secs(u64::from(raw.tripletex.session_valid_days - 1) * 86_400);
         if renew_span >= shortest_life {
@@ -216,7 +217,12 @@ impl Config {
                 "e.g. \"24h\"",
             ));
         }
-        if c.interval + c.jitter >= raw.tripletex.renew_before {
+        // Tokens count as dead EXPIRY_MARGIN early, so a pass must come before that too.
+        if c.interval
+            .saturating_add(c.jitter)
+            .saturating_add(crate::tripletex::EXPIRY_MARGIN)
+            >= raw.tripletex.renew_before
+        {
             return Err(err(
                 "checks.interval",
                 format!(

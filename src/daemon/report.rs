@@ -21,12 +21,20 @@ use crate::store::{SessionState, Store};
 
 const DEBOUNCE: Duration = Duration::from_millis(200);
 
-/// Runs until every report sender is gone.
+/// What makes status.json stale.
+pub(super) enum Update {
+    /// A shop's pass was recorded.
+    Pass(PassReport),
+    /// The shop set changed (reload): `check` must see new shops listed at once.
+    Reloaded,
+}
+
+/// Runs until every update sender is gone.
 pub(super) async fn status_writer(
     store: Arc<Store>,
     config: Arc<RwLock<Config>>,
     clock: SharedClock,
-    mut reports: mpsc::UnboundedReceiver<PassReport>,
+    mut updates: mpsc::UnboundedReceiver<Update>,
     cancel: CancellationToken,
 ) {
     let mut consumer_reported = false;
@@ -45,16 +53,23 @@ pub(super) async fn status_writer(
         }
     };
     write(&store);
-    while let Some(first) = reports.recv().await {
+    while let Some(first) = updates.recv().await {
         let mut batch = vec![first];
         tokio::select! {
             _ = cancel.cancelled() => {}
             _ = tokio::time::sleep(DEBOUNCE) => {}
         }
-        while let Ok(more) = reports.try_recv() {
+        while let Ok(more) = updates.try_recv() {
             batch.push(more);
         }
-        consumer_rejection(&batch, &mut consumer_reported);
+        let passes: Vec<PassReport> = batch
+            .into_iter()
+            .filter_map(|u| match u {
+                Update::Pass(report) => Some(report),
+                Update::Reloaded => None,
+            })
+            .collect();
+        consumer_rejection(&passes, &mut consumer_reported);
         write(&store);
     }
     write(&store);

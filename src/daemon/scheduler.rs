@@ -16,9 +16,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use super::report::Update;
 use super::{Environment, ShopTokens, World, same};
 use crate::config::ShopConfig;
-use crate::pass::{self, PassReport};
+use crate::pass;
 use crate::secrets::SecretString;
 use crate::store::{SessionRecord, SessionState, Store};
 use crate::tripletex::ShopClient;
@@ -29,7 +30,7 @@ pub(super) struct Scheduler {
     env: Environment,
     store: Arc<Store>,
     gate: Arc<Semaphore>,
-    reports: mpsc::UnboundedSender<PassReport>,
+    reports: mpsc::UnboundedSender<Update>,
     cancel: CancellationToken,
     tasks: HashMap<String, ShopTask>,
 }
@@ -50,7 +51,7 @@ struct ShopLoop {
     env: Environment,
     store: Arc<Store>,
     gate: Arc<Semaphore>,
-    reports: mpsc::UnboundedSender<PassReport>,
+    reports: mpsc::UnboundedSender<Update>,
     cancel: CancellationToken,
     trigger: Arc<Notify>,
 }
@@ -60,7 +61,7 @@ impl Scheduler {
         world: World,
         env: Environment,
         store: Arc<Store>,
-        reports: mpsc::UnboundedSender<PassReport>,
+        reports: mpsc::UnboundedSender<Update>,
         cancel: CancellationToken,
     ) -> Self {
         let gate = Arc::new(Semaphore::new(world.config.rate_limit.max_concurrent_shops));
@@ -178,6 +179,7 @@ impl Scheduler {
         for (shop, token) in to_start {
             self.start(shop, token);
         }
+        let _ = self.reports.send(Update::Reloaded);
         tracing::info!(
             event = "config.reloaded",
             kept,
@@ -215,7 +217,7 @@ impl ShopLoop {
             let (shop, client, store) = (&self.shop, &self.client, &self.store);
             match pass::run(shop, client, store, &settings, &self.env.clock, pass_no).await {
                 Ok(report) => {
-                    let _ = self.reports.send(report);
+                    let _ = self.reports.send(Update::Pass(report));
                 }
                 Err(pass::PassError::Cancelled) => return,
                 Err(e) => tracing::error!(

@@ -147,7 +147,8 @@ impl ShopLimiter {
         }
         let now = Instant::now();
         // `Reset` is whole seconds left; rounding is undocumented, so allow one more.
-        let new_reset = reset.map(|s| now + Duration::from_secs(s + 1));
+        // A day caps what a broken header can make us wait.
+        let new_reset = reset.map(|s| now + Duration::from_secs(s.saturating_add(1).min(86_400)));
         // Responses may arrive out of order: within one window keep the lowest count seen.
         let same_window = match (w.reset_at, new_reset) {
             (Some(old), Some(new)) => new <= old + Duration::from_secs(1),

@@ -24,7 +24,7 @@ use super::ratelimit::{backoff, full_jitter};
 use crate::clock::{oslo_date, oslo_midnight};
 
 /// A token this close to its expiry counts as dead: Tripletex's clock may run ahead of ours.
-pub(super) const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
+pub const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 
 /// What may be recorded about a session: everything but the token.
 #[derive(Debug, Clone, PartialEq)]
@@ -286,9 +286,13 @@ impl ShopClient {
         let who = match self.prove(auth).await {
             Ok(who) => who,
             Err(e) => {
-                // A token we will not use should not stay alive for a week; a refused or
-                // interrupted one cannot be deleted anyway.
-                if !matches!(e, TripletexError::Unauthorized | TripletexError::Cancelled) {
+                // A token we will not use should not stay alive for a week. Only when Tripletex
+                // answered: when it is down or throttling, another round of retries would hold
+                // the mint lock twice as long for a token that expires anyway.
+                if matches!(
+                    e,
+                    TripletexError::Forbidden { .. } | TripletexError::Decode(_)
+                ) {
                     self.delete_token(&token, auth).await;
                 }
                 return Err(e);
