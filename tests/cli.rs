@@ -340,7 +340,8 @@ async fn environment_overrides_reach_every_key_and_are_validated() {
     let out = with_env("0").output().await.unwrap();
     assert_eq!(code(&out), 2);
     assert!(
-        stderr(&out).contains("rate_limit.burst"),
+        stderr(&out).contains("rate_limit.burst")
+            && stderr(&out).contains("environment variable TRIPLETEX_SYNC__RATE_LIMIT__BURST"),
         "{}",
         stderr(&out)
     );

@@ -124,6 +124,12 @@ impl Config {
         let raw: raw::RawConfig = read_main(path)?;
         let base = parent_dir(path);
         let err = |key: &str, problem: String, fix: &str| {
+            // An override from the environment is not in the file: say where the value came from.
+            let var = env_var_for(key);
+            let problem = match std::env::var_os(&var) {
+                Some(_) => format!("{problem} (value from environment variable {var})"),
+                None => problem,
+            };
             ConfigError::new(path, Some(key), problem, fix.to_owned())
         };
 
@@ -269,6 +275,15 @@ impl Config {
     pub fn shop(&self, name: &str) -> Option<&ShopConfig> {
         self.shops.iter().find(|s| s.name == name)
     }
+}
+
+/// The environment variable that overrides `key` (`rate_limit.burst` →
+/// `TRIPLETEX_SYNC__RATE_LIMIT__BURST`).
+fn env_var_for(key: &str) -> String {
+    format!(
+        "{ENV_PREFIX}__{}",
+        key.replace('.', "__").to_ascii_uppercase()
+    )
 }
 
 fn read_main(path: &Path) -> Result<raw::RawConfig, ConfigError> {
