@@ -169,6 +169,11 @@ async fn reload_adds_shops_keeps_sessions_refuses_bad_files_and_shutdown_is_prom
         .expect("shutdown within 5 s")
         .unwrap()
         .unwrap();
+    assert_eq!(
+        f.sim.live_sessions(),
+        0,
+        "stopped shops delete their session tokens"
+    );
     spec::assert_conforms(&f.sim.request_log());
 }
 
@@ -195,6 +200,18 @@ async fn shutdown_interrupts_a_pass_waiting_on_the_rate_limit() {
     assert!(
         f.sim.request_log().iter().all(|r| r.status != 429),
         "no request was pushed past the reserve"
+    );
+    assert!(
+        f.sim.request_log().iter().all(|r| r.method != "DELETE"),
+        "not even the session's farewell DELETE, which would have had to wait"
+    );
+    assert_eq!(
+        f.sim
+            .request_log()
+            .last()
+            .and_then(|r| r.rate_limit_remaining),
+        Some(20),
+        "the reserve is untouched"
     );
 }
 

@@ -197,8 +197,17 @@ impl Scheduler {
     }
 }
 
+/// How long a stopping shop may take to delete its session token.
+const CLOSE_WITHIN: Duration = Duration::from_secs(2);
+
 impl ShopLoop {
+    /// Passes until cancelled, then deletes the session token (nobody holds it any more).
     async fn run(self) {
+        self.passes().await;
+        self.client.close(CLOSE_WITHIN).await;
+    }
+
+    async fn passes(&self) {
         let settings = self.world.pass_settings();
         let checks = &self.world.config.checks;
         let mut wait = full_jitter(checks.jitter);

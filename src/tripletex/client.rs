@@ -86,7 +86,7 @@ pub struct ShopClient {
     pub(super) name: String,
     pub(super) employee_token: SecretString,
     pub(super) company_id: i64,
-    limiter: ShopLimiter,
+    pub(super) limiter: ShopLimiter,
     breaker: Breaker,
     pub(super) session: SessionSlot,
     pub(super) cancel: CancellationToken,
@@ -271,7 +271,7 @@ impl ShopClient {
         }
     }
 
-    fn build(
+    pub(super) fn build(
         &self,
         call: &Call<'_>,
         session: Option<&SecretString>,
@@ -343,7 +343,7 @@ pub(super) async fn read_json<T: DeserializeOwned>(resp: Response) -> Result<T, 
 
 /// A reqwest error as text with its causes (timeout, refused, TLS…), never its URL: a URL can
 /// carry a session token (`DELETE /token/session/{token}`).
-fn transport_error(e: reqwest::Error) -> String {
+pub(super) fn transport_error(e: reqwest::Error) -> String {
     let e = e.without_url();
     let mut text = e.to_string();
     let mut source = std::error::Error::source(&e);

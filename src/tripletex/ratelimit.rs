@@ -85,6 +85,11 @@ impl ShopLimiter {
         }
     }
 
+    /// Counts a request that may go right now without waiting; `false` if it would have to wait.
+    pub fn try_acquire(&self) -> bool {
+        self.gcra.check().is_ok() && self.hold_until().is_none()
+    }
+
     /// `None` when a request may go now (and it is counted); else the instant to wait for.
     fn hold_until(&self) -> Option<Instant> {
         let mut w = self.window.lock().expect("limiter lock");

@@ -18,7 +18,7 @@ use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::TripletexError;
-use super::client::{Auth, Call, ShopClient, api_error, read_json};
+use super::client::{Auth, Call, ShopClient, api_error, read_json, transport_error};
 use super::model::{ApiError, PostSessionTokenBody, SessionToken, WhoAmI, Wrapper};
 use super::ratelimit::{backoff, full_jitter};
 use crate::clock::{oslo_date, oslo_midnight};
@@ -236,6 +236,37 @@ impl ShopClient {
                     retry_in_s = wait.as_secs(),
                     "renewal failed; the current token still works until expires_at"
                 );
+            }
+        }
+    }
+
+    /// Deletes the live session token, if any, within `within`: at shutdown, or when a reload
+    /// stops the shop. One bounded request that ignores the shutdown token on purpose, and is
+    /// skipped when the limiter would make it wait; a token left alive expires on its own.
+    pub async fn close(&self, within: Duration) {
+        let Some(active) = self.session.current() else {
+            return;
+        };
+        if !active.alive_at(self.api.clock.now()) || !self.limiter.try_acquire() {
+            return;
+        }
+        let call = Call {
+            method: Method::DELETE,
+            segment: Some(active.token.expose_secret()),
+            ..Call::get("/token/session", &[])
+        };
+        let Ok(request) = self.build(&call, Some(&active.token)) else {
+            return;
+        };
+        match request.timeout(within).send().await {
+            Ok(resp) if resp.status().is_success() => {
+                tracing::debug!(event = "session.revoked", shop = %self.name, "session token deleted on stop");
+            }
+            Ok(resp) => {
+                tracing::debug!(event = "session.revoke_failed", shop = %self.name, status = resp.status().as_u16(), "token not deleted; it expires on its own");
+            }
+            Err(e) => {
+                tracing::debug!(event = "session.revoke_failed", shop = %self.name, error = %transport_error(e), "token not deleted; it expires on its own");
             }
         }
     }
