@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tripletex_sync::checks::{CheckKind, Verdict};
 use tripletex_sync::daemon::{self, Control};
+use tripletex_sync::sim::{Fault, FaultKind};
 use tripletex_sync::status::StatusReport;
 use tripletex_sync::store::{SessionState, Store};
 
@@ -240,4 +241,39 @@ async fn a_reload_retries_a_rejected_shop_at_once() {
     cancel.cancel();
     daemon.await.unwrap().unwrap();
     spec::assert_conforms(&f.sim.request_log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_more_shops_work_at_once_than_max_concurrent_shops() {
+    let f = Fixture::with_main(
+        &support::MAIN.replace("max_concurrent_shops = 8", "max_concurrent_shops = 1"),
+    )
+    .await;
+    for (name, company) in [("acme", 1001), ("bolt", 1002), ("carl", 1003)] {
+        f.add_shop(name, company, "");
+        f.sim.add_customers(company, 1, 10, false);
+    }
+    // Slow customer reads widen each pass, so overlapping passes would interleave in the log.
+    f.sim.inject(Fault {
+        kind: FaultKind::Delay(Duration::from_millis(50)),
+        path_prefix: Some("/customer".into()),
+        employee_token: None,
+        times: None,
+    });
+    let (store, _control, cancel, daemon) = start(&f);
+    until("every shop's first pass", || {
+        ["acme", "bolt", "carl"]
+            .iter()
+            .all(|shop| verdict(&store, shop).is_some())
+    })
+    .await;
+    let log = f.sim.request_log();
+    cancel.cancel();
+    daemon.await.unwrap().unwrap();
+
+    // One pass at a time: each company's requests form one unbroken run.
+    let mut runs: Vec<i64> = log.iter().filter_map(|r| r.company_id).collect();
+    runs.dedup();
+    assert_eq!(runs.len(), 3, "passes overlapped: {runs:?}");
+    spec::assert_conforms(&log);
 }

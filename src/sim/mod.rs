@@ -64,6 +64,8 @@ pub struct LoggedRequest {
     pub at: Timestamp,
     /// `None` when the caller could not be identified (so it is not rate limited).
     pub rate_limit_remaining: Option<u32>,
+    /// The company of the employee token the request used, when it is a known one.
+    pub company_id: Option<i64>,
 }
 
 /// A handle to a simulated Tripletex.
@@ -291,6 +293,7 @@ impl Simulator {
         full_path: &str,
         status: Option<u16>,
         remaining: Option<u32>,
+        company_id: Option<i64>,
     ) {
         let path = server::loggable_path(full_path);
         let status = status.unwrap_or(0);
@@ -302,6 +305,7 @@ impl Simulator {
             status,
             at: self.now(),
             rate_limit_remaining: remaining,
+            company_id,
         };
         self.lock().log.push(entry);
     }

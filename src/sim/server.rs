@@ -180,13 +180,17 @@ async fn respond(
         if_none_match: header(hyper::header::IF_NONE_MATCH),
     };
 
-    let (verdict, step) = {
+    let (verdict, step, company) = {
         let mut world = sim.lock();
         match (route, body) {
-            (None, _) => (None, Step::Reply(ApiError::not_found().into())),
-            (Some(_), Err(error)) => (None, Step::Reply(error.into())),
+            (None, _) => (None, Step::Reply(ApiError::not_found().into()), None),
+            (Some(_), Err(error)) => (None, Step::Reply(error.into()), None),
             (Some(route), Ok(_)) => {
                 let identity = api::identify(&world, &route, &request);
+                let company = identity
+                    .as_ref()
+                    .and_then(|who| world.employees.get(&who.employee_token))
+                    .map(|employee| employee.company_id);
                 let verdict = identity.as_ref().map(|who| {
                     world
                         .limiter
@@ -221,7 +225,7 @@ async fn respond(
                         }
                     }
                 };
-                (verdict, step)
+                (verdict, step, company)
             }
         }
     };
@@ -229,7 +233,13 @@ async fn respond(
     let (reply, malformed) = match step {
         Step::Reply(reply) => (reply, false),
         Step::Reset => {
-            sim.record(&request, &decoded, None, verdict.map(Verdict::remaining));
+            sim.record(
+                &request,
+                &decoded,
+                None,
+                verdict.map(Verdict::remaining),
+                company,
+            );
             return Err(SimulatedReset);
         }
         Step::Handle {
@@ -255,6 +265,7 @@ async fn respond(
         &decoded,
         Some(response.status().as_u16()),
         remaining,
+        company,
     );
     Ok(response)
 }

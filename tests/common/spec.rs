@@ -240,6 +240,7 @@ mod tests {
             status: 200,
             at: jiff::Timestamp::UNIX_EPOCH,
             rate_limit_remaining: None,
+            company_id: None,
         }
     }
 
