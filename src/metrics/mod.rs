@@ -1,0 +1,446 @@
+//! Prometheus metrics: what the daemon counts and measures, and the two ways it is read
+//! (`STATE_DIR/metrics.prom` for node_exporter's textfile collector, and an opt-in HTTP endpoint).
+//!
+//! Owns one [`Metrics`] registry per process (built with `prometheus-client`, never hand-written
+//! exposition). Invariants: labels carry only shop names (`[A-Za-z0-9_-]`), check kinds, verdicts,
+//! endpoint templates (never a path with a token in it) and status classes, so no token, token
+//! fragment or URL userinfo can reach a metric; a shop that leaves the configuration has its
+//! series removed, so a scrape never shows a shop that is gone; every update is a hash lookup and
+//! an atomic, so recording costs the same at 10 000 shops as at one.
+
+mod exposition;
+mod server;
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::checks::{CheckKind, CheckOutcome, Verdict};
+use crate::store::{SessionRecord, SessionState};
+
+pub use exposition::{METRICS_FILE, write_textfile};
+pub use server::{MetricsServer, serve};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShopLabels {
+    shop: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabels {
+    shop: String,
+    check: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerdictLabels {
+    shop: String,
+    check: &'static str,
+    verdict: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SessionLabels {
+    shop: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    shop: String,
+    endpoint: &'static str,
+    class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShopSetLabels {
+    set: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+/// Status classes of `tripletex_sync_requests_total`; `error` is a request nobody answered.
+const CLASSES: [&str; 6] = ["2xx", "3xx", "4xx", "5xx", "other", "error"];
+/// The endpoints we call, as label values: a closed set, so a path can never carry a token
+/// (`DELETE /token/session/{token}`) into a label.
+const ENDPOINTS: [&str; 6] = [
+    "customer",
+    "invoice",
+    "session_create",
+    "session_whoami",
+    "session_delete",
+    "other",
+];
+
+fn endpoint(path: &str) -> &'static str {
+    match path {
+        "/customer" => ENDPOINTS[0],
+        "/invoice" => ENDPOINTS[1],
+        "/token/session/:create" => ENDPOINTS[2],
+        "/token/session/>whoAmI" => ENDPOINTS[3],
+        p if p.starts_with("/token/session") => ENDPOINTS[4],
+        _ => ENDPOINTS[5],
+    }
+}
+
+fn register<M: Default + Clone + prometheus_client::registry::Metric>(
+    r: &mut Registry,
+    name: &str,
+    help: &str,
+) -> M {
+    let metric = M::default();
+    r.register(name, help, metric.clone());
+    metric
+}
+
+type FloatCounter = Counter<f64, AtomicU64>;
+
+const VERDICTS: [Verdict; 5] = [
+    Verdict::Ok,
+    Verdict::Warn,
+    Verdict::Conflict,
+    Verdict::Error,
+    Verdict::Unknown,
+];
+const SESSION_STATES: [SessionState; 4] = [
+    SessionState::Valid,
+    SessionState::Renewing,
+    SessionState::KeyRejected,
+    SessionState::Unknown,
+];
+
+/// Every metric the daemon exposes. Cheap to share (`Arc<Metrics>`); all updates take `&self`.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    verdict: Family<VerdictLabels, Gauge>,
+    numbers_left: Family<CheckLabels, Gauge>,
+    forecast: Family<CheckLabels, Gauge>,
+    checked_at: Family<CheckLabels, Gauge>,
+    verdict_since: Family<CheckLabels, Gauge>,
+    session_state: Family<SessionLabels, Gauge>,
+    session_expiry: Family<ShopLabels, Gauge>,
+    mints: Family<ShopLabels, Counter>,
+    requests: Family<RequestLabels, Counter>,
+    throttled: Family<ShopLabels, Counter>,
+    limiter_wait: Family<ShopLabels, FloatCounter>,
+    shops: Family<ShopSetLabels, Gauge>,
+    interval: Gauge,
+    pass_duration: Histogram,
+    passes_failed: Counter,
+    reloads: Family<ResultLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("tripletex_sync");
+        let build: Family<BuildLabels, Gauge> =
+            register(&mut r, "build_info", "The running build (always 1)");
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        // 50 ms … ~7 min: an idle pass is two requests, a full resync of a big shop minutes.
+        let pass_duration = Histogram::new(exponential_buckets(0.05, 2.0, 14));
+        r.register(
+            "pass_duration_seconds",
+            "Duration of recorded passes",
+            pass_duration.clone(),
+        );
+        Self {
+            verdict: register(
+                &mut r,
+                "check_verdict",
+                "1 for the check's current verdict, 0 for the others",
+            ),
+            numbers_left: register(
+                &mut r,
+                "check_numbers_left",
+                "Numbers left in the shop's range after its highest number in use",
+            ),
+            forecast: register(
+                &mut r,
+                "check_forecast_exhausted_timestamp_seconds",
+                "When the shop's numbers reach Tripletex's series at the recorded growth (Unix time, Oslo midnight of that day; absent without a forecast)",
+            ),
+            checked_at: register(
+                &mut r,
+                "check_completed_timestamp_seconds",
+                "When the check last completed (Unix time)",
+            ),
+            verdict_since: register(
+                &mut r,
+                "check_verdict_changed_timestamp_seconds",
+                "Since when the current verdict holds (Unix time)",
+            ),
+            session_state: register(
+                &mut r,
+                "session_state",
+                "1 for the shop's current session state, 0 for the others",
+            ),
+            session_expiry: register(
+                &mut r,
+                "session_expiry_timestamp_seconds",
+                "When the shop's live session token dies (Unix time; 00:00 Europe/Oslo)",
+            ),
+            mints: register(&mut r, "session_mints", "Session tokens minted"),
+            requests: register(
+                &mut r,
+                "requests",
+                "Requests sent to Tripletex, by endpoint and status class (error = no answer)",
+            ),
+            throttled: register(&mut r, "throttled", "429 answers from Tripletex"),
+            limiter_wait: register(
+                &mut r,
+                "rate_limit_wait_seconds",
+                "Time spent waiting for the shop's rate limiter",
+            ),
+            shops: register(
+                &mut r,
+                "shops",
+                "Shops in the configuration (set=loaded) and of those enabled (set=enabled)",
+            ),
+            interval: register(
+                &mut r,
+                "check_interval_seconds",
+                "The configured pass interval (checks.interval); staleness alerts count in it",
+            ),
+            pass_duration,
+            passes_failed: register(
+                &mut r,
+                "passes_failed",
+                "Passes that could not be recorded or panicked",
+            ),
+            reloads: register(&mut r, "config_reloads", "Configuration reloads by result"),
+            registry: r,
+        }
+    }
+
+    /// The shop set and pass interval after start or a reload; series of shops no longer
+    /// configured are removed.
+    pub fn configured(
+        &self,
+        loaded: usize,
+        enabled: usize,
+        interval: Duration,
+        removed: &[String],
+    ) {
+        self.interval
+            .set(interval.as_secs().try_into().unwrap_or(i64::MAX));
+        self.shops
+            .get_or_create(&ShopSetLabels { set: "loaded" })
+            .set(loaded as i64);
+        self.shops
+            .get_or_create(&ShopSetLabels { set: "enabled" })
+            .set(enabled as i64);
+        for shop in removed {
+            self.forget(shop);
+        }
+    }
+
+    fn forget(&self, shop: &str) {
+        let s = || shop.to_owned();
+        for kind in CheckKind::ALL {
+            let check = kind.as_str();
+            for v in VERDICTS {
+                self.verdict.remove(&VerdictLabels {
+                    shop: s(),
+                    check,
+                    verdict: v.as_str(),
+                });
+            }
+            let labels = CheckLabels { shop: s(), check };
+            self.numbers_left.remove(&labels);
+            self.forecast.remove(&labels);
+            self.checked_at.remove(&labels);
+            self.verdict_since.remove(&labels);
+        }
+        for state in SESSION_STATES {
+            self.session_state.remove(&SessionLabels {
+                shop: s(),
+                state: state.as_str(),
+            });
+        }
+        let labels = ShopLabels { shop: s() };
+        self.session_expiry.remove(&labels);
+        self.mints.remove(&labels);
+        self.throttled.remove(&labels);
+        self.limiter_wait.remove(&labels);
+        for endpoint in ENDPOINTS {
+            for class in CLASSES {
+                self.requests.remove(&RequestLabels {
+                    shop: s(),
+                    endpoint,
+                    class,
+                });
+            }
+        }
+    }
+
+    /// One recorded check: its verdict, headroom, forecast and times.
+    pub fn check(&self, shop: &str, outcome: &CheckOutcome, since: Timestamp, now: Timestamp) {
+        let check = outcome.kind.as_str();
+        for v in VERDICTS {
+            self.verdict
+                .get_or_create(&VerdictLabels {
+                    shop: shop.to_owned(),
+                    check,
+                    verdict: v.as_str(),
+                })
+                .set(i64::from(v == outcome.verdict));
+        }
+        let labels = CheckLabels {
+            shop: shop.to_owned(),
+            check,
+        };
+        let e = &outcome.evidence;
+        // An error verdict carries no evidence: keep the last known figures rather than 0.
+        if outcome.verdict != Verdict::Error {
+            match e.headroom {
+                Some(left) => {
+                    self.numbers_left.get_or_create(&labels).set(left.into());
+                }
+                None => {
+                    self.numbers_left.remove(&labels);
+                }
+            }
+            match e.forecast_exhausted_on {
+                Some(day) => {
+                    let at = crate::clock::oslo_midnight(day).as_second();
+                    self.forecast.get_or_create(&labels).set(at);
+                }
+                None => {
+                    self.forecast.remove(&labels);
+                }
+            }
+        }
+        self.checked_at.get_or_create(&labels).set(now.as_second());
+        self.verdict_since
+            .get_or_create(&labels)
+            .set(since.as_second());
+    }
+
+    /// The shop's session as recorded after a pass.
+    pub fn session(&self, shop: &str, session: &SessionRecord) {
+        for state in SESSION_STATES {
+            self.session_state
+                .get_or_create(&SessionLabels {
+                    shop: shop.to_owned(),
+                    state: state.as_str(),
+                })
+                .set(i64::from(state == session.state));
+        }
+        let labels = ShopLabels {
+            shop: shop.to_owned(),
+        };
+        match session.expires_at {
+            Some(at) => {
+                self.session_expiry
+                    .get_or_create(&labels)
+                    .set(at.as_second());
+            }
+            None => {
+                self.session_expiry.remove(&labels);
+            }
+        }
+    }
+
+    pub fn pass_recorded(&self, duration: Duration) {
+        self.pass_duration.observe(duration.as_secs_f64());
+    }
+
+    pub fn pass_failed(&self) {
+        self.passes_failed.inc();
+    }
+
+    pub fn reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.reloads.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// One request to `path` (an endpoint template such as `/customer`) that Tripletex answered
+    /// with `status` (`None`: no answer: timeout, reset, refused).
+    pub fn request(&self, shop: &str, path: &str, status: Option<u16>) {
+        let class = match status {
+            Some(200..=299) => CLASSES[0],
+            Some(300..=399) => CLASSES[1],
+            Some(400..=499) => CLASSES[2],
+            Some(500..=599) => CLASSES[3],
+            Some(_) => CLASSES[4],
+            None => CLASSES[5],
+        };
+        let endpoint = endpoint(path);
+        self.requests
+            .get_or_create(&RequestLabels {
+                shop: shop.to_owned(),
+                endpoint,
+                class,
+            })
+            .inc();
+        if status == Some(429) {
+            self.throttled
+                .get_or_create(&ShopLabels {
+                    shop: shop.to_owned(),
+                })
+                .inc();
+        }
+    }
+
+    pub fn minted(&self, shop: &str) {
+        self.mints
+            .get_or_create(&ShopLabels {
+                shop: shop.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn limiter_waited(&self, shop: &str, waited: Duration) {
+        if waited.is_zero() {
+            return;
+        }
+        self.limiter_wait
+            .get_or_create(&ShopLabels {
+                shop: shop.to_owned(),
+            })
+            .inc_by(waited.as_secs_f64());
+    }
+
+    /// The OpenMetrics exposition (what `prometheus-client` writes).
+    pub fn openmetrics(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    /// The Prometheus text format (0.0.4): what node_exporter's textfile collector and
+    /// `promtool check metrics` read.
+    pub fn prometheus_text(&self) -> String {
+        exposition::to_prometheus_text(&self.openmetrics())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,136 @@
+//! The opt-in HTTP endpoint (`[metrics] listen`): `GET /metrics` and `GET /healthz`.
+//!
+//! Invariants: only those two paths answer (anything else 404, any other method 405); `/healthz`
+//! is 200 while the daemon's health probe says the scheduler is making progress and 503 otherwise;
+//! the accept loop and every connection end with the daemon's cancellation token. Nothing a client
+//! sends is logged.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::Metrics;
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A running endpoint: where it listens, and its task.
+pub struct MetricsServer {
+    pub addr: SocketAddr,
+    pub task: JoinHandle<()>,
+}
+
+/// Binds `addr` and serves until `cancel`. `healthy` is asked on every `/healthz`.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    healthy: Arc<dyn Fn() -> bool + Send + Sync>,
+    cancel: CancellationToken,
+) -> io::Result<MetricsServer> {
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(accept_loop(listener, metrics, healthy, cancel));
+    Ok(MetricsServer { addr, task })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    healthy: Arc<dyn Fn() -> bool + Send + Sync>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let stream = tokio::select! {
+            () = cancel.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    tracing::debug!(%error, "metrics accept failed");
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_millis(50)) => continue,
+                    }
+                }
+            },
+        };
+        let (metrics, healthy, cancel) = (metrics.clone(), healthy.clone(), cancel.clone());
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let reply = respond(&metrics, healthy.as_ref(), &request);
+                async move { Ok::<_, std::convert::Infallible>(reply) }
+            });
+            let connection = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = cancel.cancelled() => connection.as_mut().graceful_shutdown(),
+            }
+        });
+    }
+}
+
+fn respond(
+    metrics: &Metrics,
+    healthy: &(dyn Fn() -> bool + Send + Sync),
+    request: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match (request.method(), request.uri().path()) {
+        (&Method::GET, "/metrics") => {
+            // Prometheus asks for OpenMetrics; curl and older scrapers get the classic format.
+            let openmetrics = request
+                .headers()
+                .get(ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("application/openmetrics-text"));
+            if openmetrics {
+                (StatusCode::OK, OPENMETRICS, metrics.openmetrics())
+            } else {
+                (StatusCode::OK, PROMETHEUS_TEXT, metrics.prometheus_text())
+            }
+        }
+        (&Method::GET, "/healthz") => {
+            if healthy() {
+                (StatusCode::OK, PROMETHEUS_TEXT, "ok\n".to_owned())
+            } else {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    PROMETHEUS_TEXT,
+                    "scheduler not making progress\n".to_owned(),
+                )
+            }
+        }
+        (_, "/metrics" | "/healthz") => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            PROMETHEUS_TEXT,
+            "GET only\n".to_owned(),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            PROMETHEUS_TEXT,
+            "/metrics or /healthz\n".to_owned(),
+        ),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}

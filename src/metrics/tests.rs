@@ -1,0 +1,323 @@
+//! The exposition parses in both formats, carries what was recorded, and forgets removed shops.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::Metrics;
+use crate::checks::{self, CheckKind, CheckOutcome, Evidence, Verdict};
+use crate::store::{SessionRecord, SessionState};
+
+fn now() -> Timestamp {
+    "2026-12-02T08:00:00Z".parse().unwrap()
+}
+
+fn conflict() -> CheckOutcome {
+    CheckOutcome {
+        kind: CheckKind::CustomerNumbers,
+        verdict: Verdict::Conflict,
+        summary: "conflict".into(),
+        fix: Some("move the series".into()),
+        evidence: Evidence {
+            headroom: Some(1234),
+            forecast_exhausted_on: Some("2026-12-12".parse().unwrap()),
+            ..Evidence::default()
+        },
+    }
+}
+
+fn recorded() -> Metrics {
+    let m = Metrics::new();
+    m.configured(2, 2, Duration::from_secs(3600), &[]);
+    m.check("acme", &conflict(), now(), now());
+    let error = checks::could_not_run(CheckKind::InvoiceNumbers, "Tripletex answered 500");
+    m.check("acme", &error, now(), now());
+    m.session(
+        "acme",
+        &SessionRecord {
+            state: SessionState::Valid,
+            expires_at: Some("2026-12-08T23:00:00Z".parse().unwrap()),
+            ..SessionRecord::default()
+        },
+    );
+    m.request("acme", "/customer", Some(200));
+    m.request("acme", "/customer", Some(429));
+    m.request("acme", "/token/session", Some(204));
+    m.request("acme", "/invoice", None);
+    m.minted("acme");
+    m.limiter_waited("acme", Duration::from_millis(1500));
+    m.check("bolt", &conflict(), now(), now());
+    m.pass_recorded(Duration::from_millis(120));
+    m.pass_failed();
+    m.reload(true);
+    m.reload(false);
+    m
+}
+
+/// A sample line's family name and its labels; panics on anything that is not a valid sample.
+fn sample(line: &str) -> (String, HashMap<String, String>, f64) {
+    let (head, value) = line.rsplit_once(' ').expect("name and value");
+    let value: f64 = value
+        .parse()
+        .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+    let (name, labels) = match head.split_once('{') {
+        Some((name, rest)) => (name, rest.strip_suffix('}').expect("closing brace")),
+        None => (head, ""),
+    };
+    assert!(
+        name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "bad metric name in {line:?}"
+    );
+    let labels = labels
+        .split(',')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.split_once('=').expect("label=value");
+            let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"'));
+            (k.to_owned(), v.expect("quoted label value").to_owned())
+        })
+        .collect();
+    (name.to_owned(), labels, value)
+}
+
+/// Every sample belongs to a family with HELP and TYPE; returns samples by name.
+fn parse(text: &str, openmetrics: bool) -> Vec<(String, HashMap<String, String>, f64)> {
+    let mut typed: HashMap<String, String> = HashMap::new();
+    let mut helped = HashSet::new();
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            typed.insert(name.to_owned(), kind.to_owned());
+        } else if let Some(rest) = line.strip_prefix("# HELP ") {
+            helped.insert(rest.split_once(' ').unwrap().0.to_owned());
+        } else if line == "# EOF" {
+            assert!(openmetrics, "# EOF in the Prometheus text format");
+        } else {
+            let s = sample(line);
+            let family = typed
+                .keys()
+                .filter(|f| s.0.starts_with(f.as_str()))
+                .max_by_key(|f| f.len())
+                .unwrap_or_else(|| panic!("sample without TYPE: {line}"));
+            assert!(helped.contains(family), "family without HELP: {family}");
+            if typed[family] == "counter" {
+                let want = if openmetrics {
+                    format!("{family}_total")
+                } else {
+                    family.clone()
+                };
+                assert_eq!(s.0, want, "counter sample named like its family");
+                assert!(s.0.ends_with("_total"));
+            }
+            samples.push(s);
+        }
+    }
+    if openmetrics {
+        assert_eq!(text.lines().last(), Some("# EOF"));
+    }
+    samples
+}
+
+fn value(
+    samples: &[(String, HashMap<String, String>, f64)],
+    name: &str,
+    want: &[(&str, &str)],
+) -> Option<f64> {
+    samples
+        .iter()
+        .find(|(n, labels, _)| {
+            n == name
+                && want
+                    .iter()
+                    .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|s| s.2)
+}
+
+#[test]
+fn both_formats_parse_and_carry_the_recorded_figures() {
+    let m = recorded();
+    for openmetrics in [true, false] {
+        let text = if openmetrics {
+            m.openmetrics()
+        } else {
+            m.prometheus_text()
+        };
+        let s = parse(&text, openmetrics);
+        let acme = [("shop", "acme"), ("check", "customer_numbers")];
+        let verdict = |v| {
+            value(
+                &s,
+                "tripletex_sync_check_verdict",
+                &[acme[0], acme[1], ("verdict", v)],
+            )
+        };
+        assert_eq!(verdict("conflict"), Some(1.0));
+        assert_eq!(verdict("ok"), Some(0.0));
+        assert_eq!(
+            value(&s, "tripletex_sync_check_numbers_left", &acme),
+            Some(1234.0)
+        );
+        // 2026-12-12 00:00 Europe/Oslo.
+        assert_eq!(
+            value(
+                &s,
+                "tripletex_sync_check_forecast_exhausted_timestamp_seconds",
+                &acme
+            ),
+            Some(1_797_030_000.0)
+        );
+        let at = now().as_second() as f64;
+        assert_eq!(
+            value(
+                &s,
+                "tripletex_sync_check_completed_timestamp_seconds",
+                &acme
+            ),
+            Some(at)
+        );
+        // An error verdict has no evidence: no headroom is invented for it.
+        let invoices = [("shop", "acme"), ("check", "invoice_numbers")];
+        assert_eq!(
+            value(&s, "tripletex_sync_check_numbers_left", &invoices),
+            None
+        );
+        assert_eq!(
+            value(
+                &s,
+                "tripletex_sync_session_state",
+                &[("shop", "acme"), ("state", "valid")]
+            ),
+            Some(1.0)
+        );
+        let req = |endpoint, class| {
+            value(
+                &s,
+                "tripletex_sync_requests_total",
+                &[("shop", "acme"), ("endpoint", endpoint), ("class", class)],
+            )
+        };
+        assert_eq!(req("customer", "2xx"), Some(1.0));
+        assert_eq!(req("customer", "4xx"), Some(1.0));
+        assert_eq!(req("session_delete", "2xx"), Some(1.0));
+        assert_eq!(req("invoice", "error"), Some(1.0));
+        assert_eq!(
+            value(&s, "tripletex_sync_throttled_total", &[("shop", "acme")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &s,
+                "tripletex_sync_session_mints_total",
+                &[("shop", "acme")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &s,
+                "tripletex_sync_rate_limit_wait_seconds_total",
+                &[("shop", "acme")]
+            ),
+            Some(1.5)
+        );
+        assert_eq!(
+            value(&s, "tripletex_sync_shops", &[("set", "enabled")]),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(&s, "tripletex_sync_pass_duration_seconds_count", &[]),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&s, "tripletex_sync_passes_failed_total", &[]),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &s,
+                "tripletex_sync_config_reloads_total",
+                &[("result", "failed")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &s,
+                "tripletex_sync_build_info",
+                &[("version", env!("CARGO_PKG_VERSION"))]
+            ),
+            Some(1.0)
+        );
+    }
+}
+
+#[test]
+fn a_removed_shop_leaves_no_series() {
+    let m = recorded();
+    m.configured(1, 1, Duration::from_secs(3600), &["acme".to_owned()]);
+    let text = m.prometheus_text();
+    assert!(!text.contains("\"acme\""), "{text}");
+    assert!(text.contains("shop=\"bolt\""));
+}
+
+#[test]
+fn a_token_in_a_path_never_becomes_a_label() {
+    let m = Metrics::new();
+    m.request("acme", "/token/session/secret-session-token", Some(204));
+    m.request("acme", "/some/new/path?token=secret", Some(200));
+    let text = m.openmetrics();
+    assert!(!text.contains("secret"), "{text}");
+    assert!(text.contains("endpoint=\"session_delete\""));
+    assert!(text.contains("endpoint=\"other\""));
+}
+
+/// `promtool check metrics` lints the textfile format where Prometheus is installed (Debian
+/// package `prometheus`); the parser above checks it everywhere.
+#[test]
+fn promtool_accepts_the_textfile_format() {
+    use std::io::Write as _;
+    let Ok(mut child) = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("promtool not installed (Debian package `prometheus`): skipped");
+        return;
+    };
+    let text = recorded().prometheus_text();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}\n{text}"
+    );
+}
+
+#[test]
+fn the_textfile_is_replaced_whole_and_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    super::write_textfile(dir.path(), "a 1\n").unwrap();
+    super::write_textfile(dir.path(), "b 2\n").unwrap();
+    let path = dir.path().join(super::METRICS_FILE);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "b 2\n");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "no temp file left: {names:?}");
+}
