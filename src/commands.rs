@@ -42,21 +42,7 @@ fn system_clock() -> SharedClock {
 /// `validate`: the configuration, every shop file and every token file, without network.
 pub fn validate(config_path: &Path) -> anyhow::Result<u8> {
     let config = Config::load(config_path)?;
-    let env = Environment::from_process(system_clock());
-    let credentials = env.credentials_dir.as_deref();
-    let mut problems = Vec::new();
-    if let Err(e) = config.tripletex.consumer_token.load_with(credentials) {
-        problems.push(e.to_string());
-    }
-    for shop in &config.shops {
-        if let Err(e) = shop.employee_token.load_with(credentials) {
-            problems.push(e.to_string());
-        }
-    }
-    if !problems.is_empty() {
-        for p in &problems {
-            eprintln!("error: {p}");
-        }
+    if !preflight(&config, true) {
         return Ok(exit::COULD_NOT_RUN);
     }
     let enabled = config.shops.iter().filter(|s| s.enabled).count();
@@ -68,6 +54,17 @@ pub fn validate(config_path: &Path) -> anyhow::Result<u8> {
         config.tripletex.base_url
     );
     Ok(exit::OK)
+}
+
+/// Checks state_dir and the tokens (of every shop, or of the enabled ones) before anything
+/// creates or locks a file in state_dir; prints each problem. False when there were any.
+fn preflight(config: &Config, all_shops: bool) -> bool {
+    let env = Environment::from_process(system_clock());
+    let problems = config.preflight(env.credentials_dir.as_deref(), all_shops);
+    for p in &problems {
+        eprintln!("error: {p}");
+    }
+    problems.is_empty()
 }
 
 /// `status`: what is recorded, per shop. Never writes, never takes the database: it reads
@@ -100,6 +97,9 @@ pub async fn check(config_path: &Path, shops: &[String], json: bool) -> anyhow::
                 config.shops_dir.display()
             );
         }
+    }
+    if !preflight(&config, false) {
+        return Ok(exit::COULD_NOT_RUN);
     }
     let state_dir = config.state_dir.clone();
     let report = match Store::open(&state_dir, Role::OneShot) {
@@ -244,6 +244,9 @@ fn print_report(report: &StatusReport, json: bool) -> anyhow::Result<()> {
 /// `run`: the daemon, until SIGTERM or SIGINT; SIGHUP reloads, SIGUSR1 runs a pass now.
 pub async fn run(config_path: &Path) -> anyhow::Result<u8> {
     let config = Config::load(config_path)?;
+    if !preflight(&config, false) {
+        return Ok(exit::COULD_NOT_RUN);
+    }
     // Handlers first: once the lock file names our pid, `check` may send SIGUSR1, whose default
     // action would end the process.
     let cancel = CancellationToken::new();
