@@ -35,6 +35,25 @@ const UNKNOWN_SHOP_GRACE: Duration = Duration::from_secs(5);
 /// How long `run` waits for a one-shot `check` holding the database to finish.
 const ONE_SHOT_WAIT: Duration = Duration::from_secs(300);
 
+/// The error and its causes on one line, each cause once: many library errors already quote
+/// their cause in their own message, and `{:#}` would print it again.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 fn system_clock() -> SharedClock {
     Arc::new(SystemClock)
 }

@@ -180,7 +180,7 @@ impl Config {
         let state_dir = state_dir::resolve_state_dir(&base, &raw.state_dir)
             .map_err(|(problem, fix)| blame.err("state_dir", problem, &fix))?;
         let shops_dir = resolve(&base, &raw.shops_dir);
-        let shops = load_shops(&shops_dir)?;
+        let shops = load_shops(&shops_dir, &blame)?;
         Ok(Self {
             source: path.to_path_buf(),
             state_dir,
@@ -271,13 +271,16 @@ fn read_shop(path: &Path) -> Result<raw::RawShop, ConfigError> {
     parse::file(path, &text.text)
 }
 
-fn load_shops(dir: &Path) -> Result<Vec<ShopConfig>, ConfigError> {
+fn load_shops(dir: &Path, blame: &Blame<'_>) -> Result<Vec<ShopConfig>, ConfigError> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
-        ConfigError::new(
-            dir,
-            Some("shops_dir"),
-            format!("cannot list the shops folder: {}", e.kind()),
-            "create the folder (it may be empty) or fix `shops_dir` in the main file",
+        blame.err(
+            "shops_dir",
+            format!(
+                "cannot list the shops folder {}: {}",
+                dir.display(),
+                e.kind()
+            ),
+            "create the folder (it may be empty) or fix `shops_dir`",
         )
     })?;
     let mut files: Vec<PathBuf> = entries
@@ -418,5 +421,9 @@ pub(crate) fn resolve(base: &Path, value: &str) -> PathBuf {
     }
 }
 
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod strict_tests;
 #[cfg(test)]
 mod tests;

@@ -129,6 +129,18 @@ fn usable(path: &Path) -> Result<(), (String, String)> {
             }
             writable(path)
         }
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && std::fs::symlink_metadata(path).is_ok() =>
+        {
+            Err((
+                format!(
+                    "{} is a symlink whose target does not exist",
+                    path.display()
+                ),
+                format!("create the folder it points to, or remove the symlink ({FIX})"),
+            ))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             // Created on first use: its parent must exist and take it.
             let parent = path.parent().unwrap_or(Path::new("/"));
@@ -252,6 +264,22 @@ mod tests {
                 .0
                 .contains("not a directory")
         );
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+        assert!(
+            usable(&dangling)
+                .unwrap_err()
+                .0
+                .contains("symlink whose target")
+        );
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            let foreign = dir.path().join("foreign");
+            std::fs::create_dir(&foreign).unwrap();
+            std::os::unix::fs::chown(&foreign, Some(65534), None).unwrap();
+            let e = usable(&foreign).unwrap_err().0;
+            assert!(e.contains("belongs to uid 65534"), "{e}");
+        }
         let link = dir.path().join("link");
         std::os::unix::fs::symlink("/etc", &link).unwrap();
         assert!(usable(&link).unwrap_err().0.contains("system folder"));

@@ -1,0 +1,594 @@
+//! Regression tests for strictness: defaults, types, ranges and their edges, environment
+//! overrides, files that are not regular files, one-line errors.
+
+use std::time::{Duration, Instant};
+
+use super::tests::{Fixture, MAIN, err};
+use super::*;
+
+/// What README calls the smallest configuration.
+const SMALLEST: &str = r#"
+state_dir = "state"
+shops_dir = "shops.d"
+[tripletex]
+consumer_token_file = "consumer-token"
+"#;
+
+/// Room for every edge: a year-long session, so long intervals and renewals fit.
+const EDGES: &str = r#"
+state_dir = "state"
+[tripletex]
+consumer_token_file = "consumer-token"
+session_valid_days = 366
+renew_before = "60d"
+[checks]
+jitter = "0s"
+full_resync = "366d"
+"#;
+
+/// `base` with `key` (dotted, at most one section) set to the TOML literal `value`.
+fn with(base: &str, key: &str, value: &str) -> String {
+    let mut table: toml::Table = toml::from_str(base).unwrap();
+    let value = toml::from_str::<toml::Table>(&format!("v = {value}")).unwrap()["v"].clone();
+    match key.split_once('.') {
+        Some((section, key)) => {
+            table
+                .entry(section)
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .unwrap()
+                .insert(key.into(), value);
+        }
+        None => {
+            table.insert(key.into(), value);
+        }
+    }
+    toml::to_string(&table).unwrap()
+}
+
+/// Every duration of an accepted config can become a jiff span (where they used to panic).
+fn fits_jiff(c: &Config) {
+    for d in [
+        c.tripletex.renew_before,
+        c.tripletex.request_timeout,
+        c.checks.interval,
+        c.checks.jitter,
+        c.checks.full_resync,
+        c.checks.invoice_window,
+        c.checks.history,
+    ] {
+        let span = jiff::Span::new().try_seconds(d.as_secs() as i64).unwrap();
+        jiff::Timestamp::now().checked_sub(span).unwrap();
+    }
+}
+
+#[test]
+fn the_smallest_config_and_shop_file_take_every_documented_default() {
+    let f = Fixture::new(SMALLEST);
+    f.write(
+        "shops.d/acme.toml",
+        "employee_token_file = \"../acme.token\"\n",
+    );
+    f.secret("acme.token", "employee");
+    let c = f.load().unwrap();
+    assert_eq!(c.tripletex.base_url.as_str(), "https://tripletex.no/v2");
+    assert_eq!(c.tripletex.session_valid_days, 7);
+    assert_eq!(c.tripletex.renew_before, Duration::from_secs(86_400));
+    assert_eq!(c.tripletex.request_timeout, Duration::from_secs(30));
+    let r = &c.rate_limit;
+    assert_eq!(
+        (
+            r.per_second.get(),
+            r.burst.get(),
+            r.reserve,
+            r.max_concurrent_shops
+        ),
+        (2, 5, 20, 32)
+    );
+    let k = &c.checks;
+    assert_eq!(
+        [
+            k.interval,
+            k.jitter,
+            k.full_resync,
+            k.invoice_window,
+            k.history
+        ],
+        [3600, 300, 86_400, 62 * 86_400, 90 * 86_400].map(Duration::from_secs)
+    );
+    assert_eq!(
+        (
+            k.policy.cluster_gap,
+            k.policy.forecast_warn_days,
+            k.policy.headroom_warn
+        ),
+        (1000, 90, 500)
+    );
+    let shop = c.shop("acme").unwrap();
+    assert!(shop.enabled && shop.company_id == 0);
+    assert!(shop.customer_numbers.is_some() && shop.invoice_numbers.is_some());
+    assert!(c.preflight(None, true).is_empty());
+    fits_jiff(&c);
+}
+
+/// (file, its text, the key, what the error must say it wants)
+const WRONG_TYPES: &[(&str, &str, &str, &str)] = &[
+    (
+        "config.toml",
+        "[rate_limit]\nper_second = 1.5",
+        "rate_limit.per_second",
+        "whole number",
+    ),
+    (
+        "config.toml",
+        "[rate_limit]\nburst = \"2\"",
+        "rate_limit.burst",
+        "whole number",
+    ),
+    (
+        "config.toml",
+        "[rate_limit]\nreserve = nan",
+        "rate_limit.reserve",
+        "whole number",
+    ),
+    (
+        "config.toml",
+        "[checks]\ncluster_gap = true",
+        "checks.cluster_gap",
+        "whole number",
+    ),
+    (
+        "config.toml",
+        "[checks]\nhistory = 90",
+        "checks.history",
+        "duration",
+    ),
+    ("config.toml", "state_dir = 123", "state_dir", "string"),
+    ("config.toml", "checks = 5", "checks", "table"),
+    (
+        "shops.d/acme.toml",
+        "company_id = 1.5",
+        "company_id",
+        "whole number",
+    ),
+    (
+        "shops.d/acme.toml",
+        "enabled = \"yes\"",
+        "enabled",
+        "true or false",
+    ),
+    (
+        "shops.d/acme.toml",
+        "enabled = 1",
+        "enabled",
+        "true or false",
+    ),
+    (
+        "shops.d/acme.toml",
+        "employee_token_file = 5",
+        "employee_token_file",
+        "string",
+    ),
+    (
+        "shops.d/acme.toml",
+        "[customer_numbers]\ntripletex_start = nan",
+        "customer_numbers.tripletex_start",
+        "whole number",
+    ),
+    (
+        "shops.d/acme.toml",
+        "[invoice_numbers]\nshop_start = -5",
+        "invoice_numbers.shop_start",
+        "whole number",
+    ),
+];
+
+#[test]
+fn each_wrong_type_is_refused_naming_file_line_key_and_type() {
+    for (file, text, key, wants) in WRONG_TYPES {
+        let f = match *file {
+            // Tables after MAIN's, top-level keys before them.
+            "config.toml" if text.starts_with('[') => Fixture::new(&format!("{MAIN}\n{text}\n")),
+            "config.toml" => Fixture::new(&format!(
+                "{text}\n{}",
+                MAIN.replace("state_dir = \"state\"", "")
+            )),
+            _ => {
+                let f = Fixture::new(MAIN);
+                f.write(file, text);
+                f
+            }
+        };
+        let e = err(&f);
+        let path = f.path(file).display().to_string();
+        let body = std::fs::read_to_string(f.path(file)).unwrap();
+        let last = text.lines().last().unwrap();
+        let line = body.lines().position(|l| l == last).unwrap() + 1;
+        assert!(e.starts_with(&format!("{path}:{line}:")), "{text}: {e}");
+        assert!(
+            e.contains(&format!("`{key}`")) && e.contains(wants),
+            "{text}: {e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+    }
+}
+
+#[test]
+fn every_key_refuses_every_other_type() {
+    let main = toml::Value::try_from(raw::RawConfig::default()).unwrap();
+    let mut keys = vec![
+        ("tripletex.consumer_token_file".to_owned(), "string"),
+        ("tripletex.consumer_token_credential".to_owned(), "string"),
+    ];
+    for (name, value) in main.as_table().unwrap() {
+        match value {
+            toml::Value::Table(t) => {
+                keys.extend(t.iter().map(|(k, v)| (format!("{name}.{k}"), v.type_str())))
+            }
+            v => keys.push((name.clone(), v.type_str())),
+        }
+    }
+    let samples = [
+        ("\"text\"", "string"),
+        ("7", "integer"),
+        ("1.5", "float"),
+        ("nan", "float"),
+        ("true", "boolean"),
+        ("[1]", "array"),
+        ("{ a = 1 }", "table"),
+        ("2026-01-01", "datetime"),
+    ];
+    for (key, kind) in &keys {
+        for (value, sample_kind) in samples {
+            if sample_kind == *kind {
+                continue;
+            }
+            let f = Fixture::new(&with(MAIN, key, value));
+            let e = err(&f);
+            assert!(e.contains(&format!("`{key}`")), "{key} = {value}: {e}");
+        }
+    }
+    let shop_keys = [
+        ("employee_token_file", "string"),
+        ("employee_token_credential", "string"),
+        ("company_id", "integer"),
+        ("enabled", "boolean"),
+        ("customer_numbers.enabled", "boolean"),
+        ("customer_numbers.shop_start", "integer"),
+        ("invoice_numbers.tripletex_start", "integer"),
+    ];
+    for (key, kind) in shop_keys {
+        for (value, sample_kind) in samples {
+            if sample_kind == kind {
+                continue;
+            }
+            let f = Fixture::new(MAIN);
+            f.write("shops.d/acme.toml", &with("", key, value));
+            let e = err(&f);
+            assert!(
+                e.contains("acme.toml") && e.contains(&format!("`{key}`")),
+                "{key} = {value}: {e}"
+            );
+        }
+    }
+}
+
+/// (key, accepted at the edge, refused just past it)
+const MAIN_EDGES: &[(&str, &str, &str)] = &[
+    ("tripletex.session_valid_days", "366", "367"),
+    ("tripletex.session_valid_days", "366", "7304485"),
+    ("tripletex.session_valid_days", "366", "1"),
+    ("tripletex.request_timeout", "\"10m\"", "\"10m 1s\""),
+    ("tripletex.request_timeout", "\"1s\"", "\"999ms\""),
+    ("rate_limit.per_second", "1000", "1001"),
+    ("rate_limit.per_second", "1", "0"),
+    ("rate_limit.burst", "1000", "1001"),
+    ("rate_limit.burst", "1", "0"),
+    ("rate_limit.reserve", "10000", "10001"),
+    ("rate_limit.reserve", "0", "10001"),
+    ("rate_limit.max_concurrent_shops", "1000", "1001"),
+    ("rate_limit.max_concurrent_shops", "1", "0"),
+    ("checks.interval", "\"30d\"", "\"30d 1s\""),
+    ("checks.interval", "\"1s\"", "\"999ms\""),
+    ("checks.full_resync", "\"366d\"", "\"367d\""),
+    ("checks.full_resync", "\"1h\"", "\"59m\""),
+    ("checks.invoice_window", "\"10y\"", "\"10y 1s\""),
+    ("checks.invoice_window", "\"10y\"", "\"30000y\""),
+    ("checks.invoice_window", "\"1d\"", "\"23h\""),
+    ("checks.history", "\"10y\"", "\"10y 1s\""),
+    ("checks.history", "\"10y\"", "\"30000y\""),
+    ("checks.history", "\"1d\"", "\"23h\""),
+    ("checks.cluster_gap", "2147483647", "2147483648"),
+    ("checks.cluster_gap", "1", "0"),
+    ("checks.forecast_warn_days", "3660", "3661"),
+    ("checks.forecast_warn_days", "0", "3661"),
+    ("checks.headroom_warn", "2147483647", "2147483648"),
+    ("checks.headroom_warn", "0", "2147483648"),
+];
+
+#[test]
+fn every_number_and_duration_has_a_range_with_tested_edges() {
+    for (key, ok, bad) in MAIN_EDGES {
+        let f = Fixture::new(&with(EDGES, key, ok));
+        let c = f
+            .load()
+            .unwrap_or_else(|e| panic!("{key} = {ok} refused: {e}"));
+        fits_jiff(&c);
+        let f = Fixture::new(&with(EDGES, key, bad));
+        let e = err(&f);
+        assert!(
+            e.contains(&format!("`{key}`")) && e.contains("out of range") && e.contains("fix:"),
+            "{key} = {bad}: {e}"
+        );
+    }
+}
+
+#[test]
+fn the_panicking_values_of_the_issue_are_refused_with_their_range() {
+    for (key, value, range) in [
+        ("checks.history", "\"30000y\"", "from 1day to 10years"),
+        (
+            "checks.invoice_window",
+            "\"30000y\"",
+            "from 1day to 10years",
+        ),
+        ("tripletex.session_valid_days", "7304485", "from 2 to 366"),
+    ] {
+        let e = err(&Fixture::new(&with(MAIN, key, value)));
+        assert!(e.contains(key) && e.contains(range), "{e}");
+    }
+}
+
+#[test]
+fn shop_numbers_have_ranges_with_tested_edges() {
+    for (text, ok) in [
+        ("company_id = 2147483647", true),
+        ("company_id = 2147483648", false),
+        ("company_id = -1", false),
+        ("[customer_numbers]\ntripletex_start = 2147483647", true),
+        ("[customer_numbers]\ntripletex_start = 2147483648", false),
+        (
+            "[customer_numbers]\nshop_start = 1\ntripletex_start = 2",
+            true,
+        ),
+        ("[customer_numbers]\nshop_start = 0", false),
+        ("[invoice_numbers]\nshop_start = 49999", true),
+        ("[invoice_numbers]\nshop_start = 50000", false),
+    ] {
+        let f = Fixture::new(MAIN);
+        f.write(
+            "shops.d/acme.toml",
+            &format!("employee_token_file = \"x\"\n{text}\n"),
+        );
+        match f.load() {
+            Ok(_) => assert!(ok, "{text} accepted"),
+            Err(e) => {
+                let e = e.to_string();
+                assert!(!ok, "{text} refused: {e}");
+                assert!(e.contains("acme.toml") && e.contains("fix:"), "{e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn toml_syntax_errors_are_one_line_with_file_line_and_column() {
+    let f = Fixture::new(&format!("{MAIN}\n[rate_limit\nburst = 5\n"));
+    let e = err(&f);
+    let lines = MAIN.lines().count() + 2;
+    let path = f.path("config.toml").display().to_string();
+    assert!(e.starts_with(&format!("{path}:{lines}:12: ")), "{e}");
+    assert!(e.contains("(fix: ") && !e.contains('\n'), "{e}");
+    let f = Fixture::new(MAIN);
+    f.write(
+        "shops.d/acme.toml",
+        "employee_token_file = \"x\"\nenabled = true\nenabled = false\n",
+    );
+    let e = err(&f);
+    assert!(
+        e.contains("acme.toml:3:1: ") && e.contains("duplicate key"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_base_url_with_user_info_is_refused_without_showing_the_password() {
+    for url in [
+        "https://user:hunter2@tripletex.no/v2",
+        "https://hunter2@tripletex.no/v2",
+    ] {
+        let e = err(&Fixture::new(&MAIN.replace("https://tripletex.no/v2", url)));
+        assert!(
+            e.contains("tripletex.base_url") && e.contains("user name or password"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+    let e = err(&Fixture::new(
+        &MAIN.replace("https://tripletex.no/v2", "ftp://u:hunter2@x/"),
+    ));
+    assert!(!e.contains("hunter2"), "{e}");
+}
+
+#[test]
+fn state_dir_must_not_be_a_system_folder() {
+    for bad in ["/", "/etc", "/var", "/tmp", "/usr/../etc", "/proc/self"] {
+        let e = err(&Fixture::new(
+            &MAIN.replace("\"state\"", &format!("{bad:?}")),
+        ));
+        assert!(
+            e.contains("`state_dir`") && e.contains("fix:"),
+            "{bad}: {e}"
+        );
+    }
+    let f = Fixture::new(&MAIN.replace("\"state\"", "\"a/../b/./state\""));
+    assert_eq!(f.load().unwrap().state_dir, f.path("b/state"));
+}
+
+#[test]
+fn preflight_checks_state_dir_and_every_token() {
+    let f = Fixture::new(&MAIN.replace("\"state\"", "\"missing/state\""));
+    f.write(
+        "shops.d/acme.toml",
+        "employee_token_file = \"../acme.token\"\n",
+    );
+    f.write(
+        "shops.d/off.toml",
+        "employee_token_file = \"../off.token\"\nenabled = false\n",
+    );
+    let c = f.load().unwrap();
+    let all: Vec<String> = c
+        .preflight(None, true)
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(all.len(), 3, "{all:?}");
+    assert!(
+        all[0].contains("`state_dir`") && all[0].contains("parent"),
+        "{all:?}"
+    );
+    assert!(
+        all[1].contains("acme.token") && all[2].contains("off.token"),
+        "{all:?}"
+    );
+    assert_eq!(
+        c.preflight(None, false).len(),
+        2,
+        "a disabled shop's token is not needed"
+    );
+}
+
+#[test]
+fn environment_overrides_take_the_type_of_their_key_and_blame_the_variable() {
+    const BURST: &str = "TRIPLETEX_SYNC__RATE_LIMIT__BURST";
+    let f = Fixture::new(MAIN);
+    let c = f
+        .load_env(&[(BURST, " 7 "), ("TRIPLETEX_SYNC__STATE_DIR", "123")])
+        .unwrap();
+    assert_eq!(c.rate_limit.burst.get(), 7);
+    assert_eq!(c.state_dir, f.path("123"));
+    let c = f
+        .load_env(&[("TRIPLETEX_SYNC__CHECKS__HISTORY", "30d")])
+        .unwrap();
+    assert_eq!(c.checks.history, Duration::from_secs(30 * 86_400));
+
+    for (var, value, says) in [
+        (BURST, "1.5", "wants a whole number"),
+        (BURST, "\"2\"", "wants a whole number"),
+        (BURST, "0", "out of range"),
+        (BURST, "99999999999", "whole number from 0 to 4294967295"),
+        (
+            "TRIPLETEX_SYNC__RATE_LIMIT__BURSTT",
+            "1",
+            "unknown field `burstt`",
+        ),
+        ("TRIPLETEX_SYNC__NOPE", "1", "unknown field `nope`"),
+        ("TRIPLETEX_SYNC__A__B__C", "1", "names no configuration key"),
+        ("TRIPLETEX_SYNC__", "1", "names no configuration key"),
+        ("TRIPLETEX_SYNC__CHECKS", "1", "is a section"),
+        ("TRIPLETEX_SYNC__CHECKS__HISTORY", "30000y", "out of range"),
+        (
+            "TRIPLETEX_SYNC__CHECKS__HISTORY",
+            "soon",
+            "expected a duration",
+        ),
+        (
+            "TRIPLETEX_SYNC__TRIPLETEX__BASE_URL",
+            "https://u:hunter2@x/v2",
+            "user name",
+        ),
+    ] {
+        let e = f.load_env(&[(var, value)]).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("environment variable {var}: ")) && e.contains(says),
+            "{var}={value}: {e}"
+        );
+        let file = f.path("config.toml").display().to_string();
+        assert!(!e.contains(&file) && !e.contains("hunter2"), "{e}");
+    }
+}
+
+#[test]
+fn shop_files_that_are_not_regular_files_are_refused_quickly() {
+    let started = Instant::now();
+    for (make, says) in special_files() {
+        let f = Fixture::new(MAIN);
+        make(&f.path("shops.d/acme.toml"));
+        let e = err(&f);
+        assert!(
+            e.contains("acme.toml") && e.contains(says) && e.contains("fix:"),
+            "{e}"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn token_files_that_are_not_regular_or_too_large_are_refused_quickly() {
+    let started = Instant::now();
+    for (make, says) in special_files() {
+        let f = Fixture::new(MAIN);
+        std::fs::remove_file(f.path("consumer-token")).unwrap();
+        make(&f.path("consumer-token"));
+        let problems = f.load().unwrap().preflight(None, true);
+        let e = problems.last().unwrap().to_string();
+        assert!(
+            e.contains("tripletex.consumer_token_file") && e.contains(says),
+            "{e}"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    let f = Fixture::new(MAIN);
+    f.secret("consumer-token", &"x".repeat(4096));
+    assert!(f.load().unwrap().preflight(None, true).is_empty());
+    f.secret("consumer-token", &"x".repeat(4097));
+    let e = f.load().unwrap().preflight(None, true)[0].to_string();
+    assert!(e.contains("larger than 4096 bytes"), "{e}");
+    f.secret("consumer-token", "one\ntwo\n");
+    let e = f.load().unwrap().preflight(None, true)[0].to_string();
+    assert!(
+        e.contains("more than one word") && !e.contains("two"),
+        "{e}"
+    );
+}
+
+type Make = fn(&Path);
+
+/// Ways a path can be something other than a regular file, and what the refusal says.
+fn special_files() -> Vec<(Make, &'static str)> {
+    vec![
+        (|p| std::fs::create_dir(p).unwrap(), "is a directory"),
+        (
+            |p| {
+                let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+                // SAFETY: a valid NUL-terminated path.
+                assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            },
+            "is a FIFO",
+        ),
+        (
+            |p| {
+                // The listener's socket file outlives it.
+                std::os::unix::net::UnixListener::bind(p).unwrap();
+            },
+            "is a socket",
+        ),
+        (
+            |p| std::os::unix::fs::symlink(p.with_extension("gone"), p).unwrap(),
+            "symlink whose target does not exist",
+        ),
+        (
+            |p| {
+                let other = p.with_extension("loop");
+                std::os::unix::fs::symlink(&other, p).unwrap();
+                std::os::unix::fs::symlink(p, other).unwrap();
+            },
+            "symlink loop",
+        ),
+        (
+            |p| std::os::unix::fs::symlink("/dev/zero", p).unwrap(),
+            "symlink to a character device",
+        ),
+    ]
+}
