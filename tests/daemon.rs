@@ -1,5 +1,7 @@
 //! The daemon in-process: passes, reload of shops.d, pass-now, shutdown.
 
+#[path = "common/capture.rs"]
+mod capture;
 #[path = "common/spec.rs"]
 #[allow(dead_code)]
 mod spec;
@@ -120,7 +122,29 @@ async fn reload_adds_shops_keeps_sessions_refuses_bad_files_and_shutdown_is_prom
         "employee_token_file = \"../x\"\nbogus = 1\n",
     )
     .unwrap();
+    let log = capture::capture_json();
+    let mark = log.mark();
     control.send(Control::Reload).await.unwrap();
+    // Operators alert on the event; its error is the one line `validate` would print.
+    let refusal = || {
+        log.since(mark)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["event"] == "config.reload_failed")
+    };
+    until("config.reload_failed", || refusal().is_some()).await;
+    let event = refusal().unwrap();
+    assert_eq!(event["level"], "ERROR", "{event}");
+    let error = event["error"].as_str().unwrap();
+    let broken = f.path("shops.d/broken.toml").display().to_string();
+    assert!(
+        error.starts_with(&format!("{broken}:2:1: ")) && error.contains("unknown field `bogus`"),
+        "{error}"
+    );
+    assert!(
+        error.ends_with(')') && error.contains(" (fix: ") && !error.contains('\n'),
+        "{error}"
+    );
 
     // Pass now (handled after the reload: orders are taken in turn): both running shops pass
     // again although the interval is an hour, and carl is still not running.
