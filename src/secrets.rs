@@ -5,7 +5,7 @@
 //! token text never reaches a log, an error message, a `Debug` string, sled or a status file;
 //! token files must not be readable by group or others; an empty file is refused, not sent; only a
 //! regular file (or a symlink to one) of at most [`MAX_TOKEN_BYTES`] is read, and reading never
-//! blocks (a FIFO or device is refused, see [`crate::config::read_regular`]).
+//! blocks (a FIFO or device is refused before it is opened).
 
 use std::path::{Path, PathBuf};
 

@@ -1,11 +1,17 @@
-//! Configuration: the main file plus one file per shop in `shops_dir`, loaded in two stages.
+//! Configuration: the main file plus one file per shop in `shops_dir`, loaded in stages.
 //!
-//! Stage one ([`raw`]) is serde with `deny_unknown_fields`; stage two ([`Config::load`]) checks
-//! meaning and resolves paths. Invariants of a [`Config`]: every relative path is resolved against
-//! the folder of the file that declared it; `base_url` is https (http only for loopback hosts, which
-//! is how the simulator is reached); every enabled number check has `shop_start < tripletex_start`;
-//! shop names are file stems of `[A-Za-z0-9_-]`. Token files are checked by [`crate::secrets`], which
-//! reports in the same one-line format ([`ConfigError`]).
+//! `file` reads only regular files, bounded and without blocking; `parse` turns TOML (and
+//! `TRIPLETEX_SYNC__…` overrides, read as their key's type) into the strictly typed `raw` structs,
+//! where every default lives; `validate` checks every number and duration against its range and
+//! the relations between them; `state_dir` holds the state_dir rules and the preflight of
+//! `validate`/`check`/`run`. Invariants of a [`Config`]: every relative path is resolved against the
+//! folder of the file that declared it and `state_dir` is absolute and not a system folder;
+//! `base_url` is https (http only for loopback hosts, which is how the simulator is reached) without
+//! user info; every value is within its documented range, so nothing accepted can overflow later;
+//! every enabled number check has `1 <= shop_start < tripletex_start <= i32::MAX`; shop names are
+//! file stems of `[A-Za-z0-9_-]`. Every refusal is one [`ConfigError`] line naming the file (with
+//! line and column for TOML errors) or the environment variable, the key and the fix; token files
+//! are checked by [`crate::secrets`] in the same format.
 
 mod file;
 mod parse;

@@ -26,6 +26,17 @@ jitter = "0s"
 full_resync = "366d"
 "#;
 
+/// Room for the lower edges: a two-day session fits a short renewal and short passes.
+const SHORT: &str = r#"
+state_dir = "state"
+[tripletex]
+consumer_token_file = "consumer-token"
+renew_before = "2h"
+[checks]
+interval = "1m"
+jitter = "0s"
+"#;
+
 /// `base` with `key` (dotted, at most one section) set to the TOML literal `value`.
 fn with(base: &str, key: &str, value: &str) -> String {
     let mut table: toml::Table = toml::from_str(base).unwrap();
@@ -509,7 +520,7 @@ fn environment_overrides_take_the_type_of_their_key_and_blame_the_variable() {
 }
 
 #[test]
-fn shop_files_that_are_not_regular_files_are_refused_quickly() {
+fn main_and_shop_files_that_are_not_regular_files_are_refused_quickly() {
     let started = Instant::now();
     for (make, says) in special_files() {
         let f = Fixture::new(MAIN);
@@ -519,6 +530,13 @@ fn shop_files_that_are_not_regular_files_are_refused_quickly() {
             e.contains("acme.toml") && e.contains(says) && e.contains("fix:"),
             "{e}"
         );
+    }
+    for (make, says) in special_files() {
+        let f = Fixture::new(MAIN);
+        std::fs::remove_file(f.path("config.toml")).unwrap();
+        make(&f.path("config.toml"));
+        let e = err(&f);
+        assert!(e.contains("config.toml") && e.contains(says), "{e}");
     }
     assert!(started.elapsed() < Duration::from_secs(10));
 }
@@ -591,4 +609,61 @@ fn special_files() -> Vec<(Make, &'static str)> {
             "symlink to a character device",
         ),
     ]
+}
+
+/// README's table of main-file keys states the defaults and the plain ranges the code applies.
+#[test]
+fn readme_states_the_defaults_and_ranges_of_the_code() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let defaults = toml::Value::try_from(raw::RawConfig::default()).unwrap();
+    let mut rows = 0;
+    for row in readme.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let [_, key, _, default, range, ..] = cells[..] else {
+            continue;
+        };
+        let key = key.trim_matches('`');
+        let mut value = Some(&defaults);
+        for part in key.split('.') {
+            value = value.and_then(|v| v.get(part));
+        }
+        let Some(value) = value else { continue };
+        rows += 1;
+        let default = default.trim_matches('`');
+        match value {
+            toml::Value::Integer(i) => assert_eq!(default, i.to_string(), "{key}"),
+            toml::Value::String(s) => match humantime::parse_duration(s) {
+                Ok(d) => assert_eq!(humantime::parse_duration(default).unwrap(), d, "{key}"),
+                Err(_) => assert_eq!(default, s, "{key}"),
+            },
+            other => panic!("{key}: {other:?}"),
+        }
+        // A plain "low–high" range is tried at both ends and one step past the upper one.
+        let Some((low, high)) = range.split_once('–') else {
+            continue;
+        };
+        let (low, high) = (low.trim(), high.trim());
+        let literal = |text: &str| match value {
+            toml::Value::Integer(_) => text.to_owned(),
+            _ => format!("{text:?}"),
+        };
+        let past = match value {
+            toml::Value::Integer(_) => match high.parse::<i64>() {
+                Ok(n) => (n + 1).to_string(),
+                Err(_) => continue,
+            },
+            _ => format!("{:?}", format!("{high} 1s")),
+        };
+        if low.starts_with('`') || high.starts_with('`') {
+            continue;
+        }
+        for (base, ok) in [(SHORT, low), (EDGES, high)] {
+            let f = Fixture::new(&with(base, key, &literal(ok)));
+            assert!(f.load().is_ok(), "{key} = {ok}: {}", err(&f));
+        }
+        let e = err(&Fixture::new(&with(EDGES, key, &past)));
+        assert!(e.contains("out of range"), "{key} = {past}: {e}");
+    }
+    assert!(rows >= 18, "README's key table was not found ({rows} rows)");
 }
