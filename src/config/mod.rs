@@ -181,7 +181,22 @@ impl Config {
             "tripletex.consumer_token_credential",
             raw.tripletex.consumer_token_credential.as_deref(),
         )
-        .map_err(|e| blame.retarget(e))?;
+        .map_err(|e| {
+            // "Both are set" names the file key; an override of either key is the one to blame.
+            let var = [
+                "tripletex.consumer_token_file",
+                "tripletex.consumer_token_credential",
+            ]
+            .iter()
+            .find_map(|k| overrides.get(*k));
+            match var {
+                Some(var) => ConfigError {
+                    origin: Origin::Env(var.clone()),
+                    ..e
+                },
+                None => e,
+            }
+        })?;
         let (tripletex, rate_limit, checks) = validate::main(&raw, &blame, consumer_token)?;
         let state_dir = state_dir::resolve_state_dir(&base, &raw.state_dir)
             .map_err(|(problem, fix)| blame.err("state_dir", problem, &fix))?;

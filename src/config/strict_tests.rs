@@ -508,6 +508,16 @@ fn environment_overrides_take_the_type_of_their_key_and_blame_the_variable() {
             "https://u:hunter2@x/v2",
             "user name",
         ),
+        (
+            "TRIPLETEX_SYNC__TRIPLETEX__CONSUMER_TOKEN_CREDENTIAL",
+            "ct",
+            "are set",
+        ),
+        (
+            "TRIPLETEX_SYNC__TRIPLETEX__CONSUMER_TOKEN_FILE",
+            " ",
+            "no token configured",
+        ),
     ] {
         let e = f.load_env(&[(var, value)]).unwrap_err().to_string();
         assert!(
