@@ -443,6 +443,8 @@ pub(crate) fn resolve(base: &Path, value: &str) -> PathBuf {
 }
 
 #[cfg(test)]
+mod input_tests;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod strict_tests;
