@@ -6,11 +6,15 @@
 //! at once; a reload that fails validation changes nothing (`config.reload_failed`), one that
 //! succeeds restarts only the shops whose file or token changed (others keep their sessions) and
 //! retries key-rejected shops at once; `status.json` is rewritten after passes (debounced) so
-//! `status` works while we hold sled.
+//! `status` works while we hold sled; a pass that panics or fails is caught, recorded as `error`
+//! and retried (`supervise`), in the daemon and in `check_once` alike.
 
+mod ask;
 mod report;
 mod scheduler;
 mod supervise;
+
+pub use ask::{AskError, await_pass};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
