@@ -479,3 +479,37 @@ async fn a_panicking_one_shot_pass_is_recorded_and_left_out() {
         bang.outcome.summary
     );
 }
+
+#[tokio::test]
+async fn an_unreadable_record_fails_one_pass_then_is_rewritten() {
+    let f = Fixture::new().await;
+    f.add_shop("acme", 1001, "");
+    f.sim.add_customers(1001, 1, 10, false);
+    let state_dir = f.config().state_dir;
+    drop(f.open_store());
+    {
+        let db = sled::open(state_dir.join("db")).unwrap();
+        db.insert("result/acme/customer_numbers", b"{not json".as_slice())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let store = f.open_store();
+    let env = f.env();
+    let once = || {
+        daemon::check_once(
+            f.config(),
+            store.clone(),
+            &env,
+            &[],
+            CancellationToken::new(),
+        )
+    };
+    assert!(once().await.unwrap().is_empty(), "the pass failed");
+    let failed = store
+        .result("acme", CheckKind::CustomerNumbers)
+        .unwrap()
+        .unwrap();
+    assert!(failed.pass_failed && failed.outcome.summary.contains("unreadable"));
+    assert_eq!(once().await.unwrap().len(), 1, "the next pass is recorded");
+    assert_eq!(verdict(&store, "acme"), Some(Verdict::Ok));
+}

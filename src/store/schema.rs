@@ -122,6 +122,33 @@ mod tests {
     }
 
     #[test]
+    fn records_read_older_and_newer_shapes() {
+        use crate::checks::{Evidence, HistoryPoint};
+        use crate::store::{SessionRecord, SessionState, SyncCursor};
+        // Older: fields missing.
+        let session: SessionRecord = serde_json::from_str(r#"{"state":"valid"}"#).unwrap();
+        assert_eq!(session.state, SessionState::Valid);
+        assert_eq!(
+            serde_json::from_str::<SyncCursor>("{}").unwrap(),
+            SyncCursor::default()
+        );
+        assert_eq!(
+            serde_json::from_str::<Evidence>("{}").unwrap(),
+            Evidence::default()
+        );
+        let point: HistoryPoint = serde_json::from_str(r#"{"at":"2026-01-01T00:00:00Z"}"#).unwrap();
+        assert_eq!(point.shop_high, None);
+        // Newer: fields and states this build does not know.
+        let session: SessionRecord =
+            serde_json::from_str(r#"{"state":"suspended","minted_at":null,"region":"eu"}"#)
+                .unwrap();
+        assert_eq!(session.state, SessionState::Unknown);
+        let evidence: Evidence =
+            serde_json::from_str(r#"{"numbers_in_use":3,"gaps":[1]}"#).unwrap();
+        assert_eq!(evidence.numbers_in_use, 3);
+    }
+
+    #[test]
     fn a_newer_schema_is_refused_and_left_untouched() {
         let dir = tempfile::tempdir().unwrap();
         {
