@@ -156,7 +156,7 @@ impl Store {
             state_dir: state_dir.to_path_buf(),
             _lock: lock,
         };
-        schema::migrate(&store.db, &state_dir.join(DB_DIR))?;
+        schema::migrate(&store.db, &db_dir)?;
         Ok(store)
     }
 
