@@ -28,7 +28,7 @@ pub enum AskError {
     /// "shop: why" for each shop whose pass failed as a whole.
     #[error("the daemon could not pass {0}")]
     PassFailed(String),
-    #[error("the daemon did not finish a pass of {pending} within {}s; latest: {latest} (see its log; tripletex-sync status)", within.as_secs())]
+    #[error("the daemon did not finish a pass of {pending} within {}; latest: {latest} (see its log; tripletex-sync status)", humantime::format_duration(*within))]
     TimedOut {
         pending: String,
         latest: String,
