@@ -24,7 +24,7 @@ use tripletex_sync::status::StatusReport;
 const BIN: &str = env!("CARGO_BIN_EXE_tripletex-sync");
 const KILLS: usize = 20;
 /// The whole test's budget; each wait below is bounded by it.
-const BUDGET: Duration = Duration::from_secs(40);
+const BUDGET: Duration = Duration::from_secs(60);
 
 /// The simulator with the demo world, slowed so passes take a good part of each second.
 async fn simulator() -> (Simulator, RunningSim) {
