@@ -30,8 +30,6 @@ pub mod exit {
 
 /// How long `check` waits for a running daemon's pass.
 const DAEMON_PASS_TIMEOUT: Duration = Duration::from_secs(300);
-/// How long `check` waits for the running daemon to list a shop it asks about.
-const UNKNOWN_SHOP_GRACE: Duration = Duration::from_secs(5);
 /// How long `run` waits for a one-shot `check` holding the database to finish.
 const ONE_SHOT_WAIT: Duration = Duration::from_secs(300);
 
@@ -193,42 +191,8 @@ async fn ask_daemon(pid: u32, config: &Config, shops: &[String]) -> anyhow::Resu
         state_dir.display()
     );
     signal_usr1(pid)?;
-    let deadline = tokio::time::Instant::now() + DAEMON_PASS_TIMEOUT;
-    let unknown_until = tokio::time::Instant::now() + UNKNOWN_SHOP_GRACE;
-    loop {
-        if let Ok(report) = StatusReport::read(state_dir) {
-            let unknown: Vec<&str> = wanted
-                .iter()
-                .copied()
-                .filter(|name| !report.shops.iter().any(|s| s.name == *name && s.enabled))
-                .collect();
-            // A daemon that just started or reloaded rewrites status.json within moments.
-            if !unknown.is_empty() && tokio::time::Instant::now() >= unknown_until {
-                bail!(
-                    "the running daemon does not check {} (added or enabled since it last loaded its configuration): systemctl reload tripletex-sync",
-                    unknown.join(", ")
-                );
-            }
-            let report = select_shops(report, shops);
-            let done = unknown.is_empty()
-                && report.shops.iter().filter(|s| s.enabled).all(|s| {
-                    CheckKind::ALL.iter().all(|k| {
-                        let c = s.checks.get(*k);
-                        c.disabled || c.checked_at.is_some_and(|t| t >= asked)
-                    })
-                });
-            if done {
-                return Ok(report);
-            }
-        }
-        if tokio::time::Instant::now() >= deadline {
-            bail!(
-                "the daemon (pid {pid}) did not finish a pass within {}s; its latest results: tripletex-sync status",
-                DAEMON_PASS_TIMEOUT.as_secs()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let report = daemon::await_pass(state_dir, &wanted, asked, DAEMON_PASS_TIMEOUT).await?;
+    Ok(select_shops(report, shops))
 }
 
 fn signal_usr1(pid: u32) -> anyhow::Result<()> {

@@ -188,7 +188,7 @@ async fn run_inner(
 
 /// One `check.verdict` event: at the level operators alert on when the verdict changed, DEBUG when
 /// it held.
-fn log_verdict(shop: &str, outcome: &CheckOutcome, before: Verdict) {
+pub(crate) fn log_verdict(shop: &str, outcome: &CheckOutcome, before: Verdict) {
     let (check, verdict, was) = (
         outcome.kind.as_str(),
         outcome.verdict.as_str(),
