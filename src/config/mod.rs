@@ -62,6 +62,8 @@ pub struct ChecksConfig {
     pub invoice_window: Duration,
     pub history: Duration,
     pub policy: Policy,
+    pub max_records: u64,
+    pub pass_deadline: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -239,6 +241,21 @@ impl Config {
                 "shorten checks.interval or lengthen tripletex.renew_before",
             ));
         }
+        if !(1000..=100_000_000).contains(&c.max_records) {
+            return Err(err(
+                "checks.max_records",
+                format!("is {}, outside 1000 ..= 100000000", c.max_records),
+                "e.g. 2000000 (the default)",
+            ));
+        }
+        if c.pass_deadline < Duration::from_secs(1) || c.pass_deadline > Duration::from_secs(86_400)
+        {
+            return Err(err(
+                "checks.pass_deadline",
+                "must be between 1s and 24h".into(),
+                "e.g. \"30m\" (the default)",
+            ));
+        }
         let checks = ChecksConfig {
             interval: c.interval,
             jitter: c.jitter,
@@ -250,6 +267,8 @@ impl Config {
                 forecast_warn_days: c.forecast_warn_days,
                 headroom_warn: c.headroom_warn,
             },
+            max_records: u64::from(c.max_records),
+            pass_deadline: c.pass_deadline,
         };
 
         let state_dir = resolve(&base, &raw.state_dir);
