@@ -102,7 +102,7 @@ pub(crate) fn endless(route: &Route, request: &Request) -> Reply {
 }
 
 /// The answer for `from=0`, whatever `from` was asked, with the envelope's `from` echoing the
-/// request: a server whose paging is broken but whose envelope looks right.
+/// request and no `fullResultSize`: a server whose paging is broken but whose envelope looks right.
 pub(crate) fn first_page_again(
     world: &mut World,
     route: &Route,
@@ -127,7 +127,14 @@ pub(crate) fn first_page_again(
     let from = asked
         .and_then(|a| a.trim().parse::<u64>().ok())
         .unwrap_or(0);
-    mutate(reply, &[Mutation::SetKey("from".into(), json!(from))])
+    // `fullResultSize` would give the game away before the repeated rows do.
+    mutate(
+        reply,
+        &[
+            Mutation::SetKey("from".into(), json!(from)),
+            Mutation::RemoveKey("fullResultSize".into()),
+        ],
+    )
 }
 
 /// A list answer of about `bytes` bytes, generated while it is sent, without a length up front;

@@ -9,6 +9,7 @@ mod common;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod answers;
 mod cost;
 mod demo;
 mod failures;
