@@ -260,4 +260,85 @@ mod tests {
         assert!(refused(&row(r#""customerNumber":1,"isInactive":false"#)).contains("`id`"));
         assert!(refused(r#"{"from":0,"count":1,"values":[7]}"#).contains("not an object"));
     }
+
+    mod props {
+        use proptest::prelude::*;
+        use serde_json::{Value, json};
+
+        use super::*;
+
+        fn leaf() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(|n| json!(n)),
+                any::<u64>().prop_map(|n| json!(n)),
+                (-1e12f64..1e12).prop_map(|x| json!(x)),
+                "[a-zA-Z0-9 -]{0,12}".prop_map(Value::String),
+                Just(json!("2026-01-05")),
+            ]
+        }
+
+        /// Rows and envelopes near the real shape: the real keys with random values.
+        fn envelope() -> impl Strategy<Value = Value> {
+            let key = prop_oneof![
+                Just("id"),
+                Just("customerNumber"),
+                Just("isInactive"),
+                Just("x")
+            ];
+            let row = prop::collection::btree_map(key, leaf(), 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.into(), v)).collect()));
+            let values = prop_oneof![
+                prop::collection::vec(prop_oneof![row, leaf()], 0..6).prop_map(Value::Array),
+                leaf(),
+            ];
+            let top = prop_oneof![
+                Just("from"),
+                Just("count"),
+                Just("fullResultSize"),
+                Just("versionDigest")
+            ];
+            (
+                prop::collection::btree_map(top, leaf(), 0..5),
+                prop::option::of(values),
+            )
+                .prop_map(|(keys, values)| {
+                    let mut m: Map<String, Value> =
+                        keys.into_iter().map(|(k, v)| (k.into(), v)).collect();
+                    if let Some(values) = values {
+                        m.insert("values".into(), values);
+                    }
+                    Value::Object(m)
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn any_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..256)) {
+                let _ = parse::<CustomerRow>("/customer", &body, ASKED);
+            }
+
+            /// Whatever is accepted is exactly what a list answer must be.
+            #[test]
+            fn an_accepted_page_is_a_believable_one(envelope in envelope(), from in 0u64..3) {
+                let asked = Asked { from, count: 1000 };
+                let body = serde_json::to_vec(&envelope).unwrap();
+                if let Ok(page) = parse::<CustomerRow>("/customer", &body, asked) {
+                    let values = envelope["values"].as_array().expect("values is a list");
+                    prop_assert_eq!(envelope["from"].as_u64(), Some(from));
+                    prop_assert_eq!(envelope["count"].as_u64(), Some(values.len() as u64));
+                    prop_assert_eq!(page.rows.len(), values.len());
+                    for (row, value) in page.rows.iter().zip(values) {
+                        prop_assert!(row.id > 0);
+                        prop_assert!(row.customer_number > 0 && row.customer_number <= i32::MAX as u32);
+                        prop_assert_eq!(value["customerNumber"].as_u64(), Some(u64::from(row.customer_number)));
+                        prop_assert!(value["isInactive"].is_boolean());
+                    }
+                }
+            }
+        }
+    }
 }

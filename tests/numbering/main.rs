@@ -15,6 +15,7 @@ mod demo;
 mod failures;
 mod history;
 mod incremental;
+mod props;
 
 use std::sync::Arc;
 use std::time::Duration;
