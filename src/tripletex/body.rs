@@ -84,3 +84,65 @@ enum Sink {
 fn gzip_error(e: std::io::Error) -> TripletexError {
     TripletexError::Decode(format!("bad gzip body: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(body: Vec<u8>, headers: &[(&str, &str)]) -> Response {
+        let mut builder = hyper::Response::builder().status(200);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        Response::from(builder.body(body).unwrap())
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_body_within_the_limit_is_read_plain_or_gzipped() {
+        let plain = read_limited(response(b"{}".to_vec(), &[]), 16)
+            .await
+            .unwrap();
+        assert_eq!(plain, b"{}");
+        let zipped = gzip(b"{\"values\":[]}");
+        let decoded = read_limited(response(zipped, &[("content-encoding", "gzip")]), 64)
+            .await
+            .unwrap();
+        assert_eq!(decoded, b"{\"values\":[]}");
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_over_the_limit_is_refused_before_reading() {
+        let resp = response(vec![b' '; 100], &[("content-length", "100")]);
+        let err = read_limited(resp, 99).await.unwrap_err();
+        assert!(
+            matches!(err, TripletexError::TooLarge { limit: 99 }),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_small_gzip_that_inflates_past_the_limit_is_refused() {
+        let bomb = gzip(&vec![b' '; 8 << 20]);
+        assert!(bomb.len() < 64 << 10, "{}", bomb.len());
+        let resp = response(bomb, &[("content-encoding", "gzip")]);
+        let err = read_limited(resp, 1 << 20).await.unwrap_err();
+        assert!(matches!(err, TripletexError::TooLarge { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "Tripletex sent an answer larger than 1 MiB; refused"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unknown_encoding_is_refused_not_guessed() {
+        let resp = response(b"{}".to_vec(), &[("content-encoding", "br")]);
+        let err = read_limited(resp, 16).await.unwrap_err();
+        assert!(err.to_string().contains("Content-Encoding"), "{err}");
+    }
+}
