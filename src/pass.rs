@@ -103,7 +103,11 @@ async fn run_inner(
 
     // A session-level failure (from connecting, or met during a sync when the live token turns
     // out refused) ends the Tripletex work of this pass: the remaining checks share it.
-    let mut session_failure = client.connect().await.err();
+    let past_deadline = || TripletexError::PassDeadline(settings.deadline);
+    let mut session_failure = match tokio::time::timeout_at(deadline, client.connect()).await {
+        Ok(connected) => connected.err(),
+        Err(_) => Some(past_deadline()),
+    };
     let mut outcomes = Vec::with_capacity(kinds.len());
     let mut changes = Vec::with_capacity(kinds.len());
     for (kind, range) in kinds {
@@ -137,7 +141,7 @@ async fn run_inner(
                 };
                 tokio::time::timeout_at(deadline, sync)
                     .await
-                    .unwrap_or(Err(SyncError::Deadline(settings.deadline)))
+                    .unwrap_or_else(|_| Err(SyncError::Tripletex(past_deadline())))
             }
         };
         let outcome = match numbers {
@@ -152,7 +156,6 @@ async fn run_inner(
                 return Err(PassError::Cancelled);
             }
             Err(SyncError::Store(e)) => return Err(e.into()),
-            Err(e @ SyncError::Deadline(_)) => checks::could_not_run(kind, &e.to_string()),
             Err(SyncError::Tripletex(e)) => {
                 let outcome = checks::could_not_run(kind, &reason(&e));
                 if is_session_failure(&e) {

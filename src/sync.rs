@@ -37,9 +37,6 @@ pub enum SyncError {
     Tripletex(#[from] TripletexError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Set by the pass, which bounds each sync by `checks.pass_deadline`.
-    #[error("the pass ran past checks.pass_deadline ({}) before this check was read", humantime::format_duration(*.0))]
-    Deadline(Duration),
 }
 
 #[derive(Debug, Clone, Copy)]

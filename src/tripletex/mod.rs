@@ -120,6 +120,9 @@ pub enum TripletexError {
     /// The shop's breaker is open; `last` is the failure that opened it, named as it was.
     #[error("Tripletex calls for this shop paused after repeated failures (last: {last})")]
     CircuitOpen { last: String },
+    /// The pass that made the call ran out of time (`checks.pass_deadline`); set by the pass.
+    #[error("the pass ran past checks.pass_deadline ({}) before this was done", humantime::format_duration(*.0))]
+    PassDeadline(Duration),
     #[error("shutting down")]
     Cancelled,
 }

@@ -232,3 +232,24 @@ async fn a_mint_answered_500_is_named_as_such_pass_after_pass() {
     }
     conforms(&f);
 }
+
+#[tokio::test]
+async fn a_mint_that_hangs_past_the_deadline_ends_the_pass_with_errors() {
+    let f = Fixture::with_main(&format!("{MAIN}pass_deadline = \"1s\"\n")).await;
+    shop_with_data(&f);
+    f.sim.inject(on(
+        "/token/session/:create",
+        FaultKind::Delay(Duration::from_secs(3)),
+    ));
+    let mut shop = Shop::open(&f, "acme");
+    let report = shop.pass(&f).await;
+    for outcome in &report.outcomes {
+        assert_eq!(outcome.verdict, Verdict::Error, "{outcome:#?}");
+        assert!(
+            outcome.summary.contains("checks.pass_deadline (1s)"),
+            "{}",
+            outcome.summary
+        );
+    }
+    assert!(shop.store.customers("acme").unwrap().is_empty());
+}
