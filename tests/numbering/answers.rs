@@ -253,3 +253,36 @@ async fn a_mint_that_hangs_past_the_deadline_ends_the_pass_with_errors() {
     }
     assert!(shop.store.customers("acme").unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn max_records_and_pass_deadline_are_checked_at_their_edges() {
+    use tripletex_sync::config::Config;
+    let f = Fixture::new().await;
+    let cases = [
+        ("max_records = 1000", None),
+        ("max_records = 100000000", None),
+        ("max_records = 999", Some("checks.max_records")),
+        ("max_records = 100000001", Some("checks.max_records")),
+        ("pass_deadline = \"1s\"", None),
+        ("pass_deadline = \"24h\"", None),
+        ("pass_deadline = \"999ms\"", Some("checks.pass_deadline")),
+        ("pass_deadline = \"25h\"", Some("checks.pass_deadline")),
+    ];
+    let main = std::fs::read_to_string(&f.config_path).unwrap();
+    for (line, refused) in cases {
+        std::fs::write(&f.config_path, format!("{main}{line}\n")).unwrap();
+        match (Config::load(&f.config_path), refused) {
+            (Ok(_), None) => {}
+            (Err(e), Some(key)) => {
+                let text = e.to_string();
+                assert!(text.contains(&format!("`{key}`")), "{line}: {text}");
+                assert!(text.contains("(fix: "), "{line}: {text}");
+            }
+            (other, _) => panic!("{line}: {other:?}"),
+        }
+    }
+    std::fs::write(&f.config_path, &main).unwrap();
+    let checks = Config::load(&f.config_path).unwrap().checks;
+    assert_eq!(checks.max_records, 2_000_000);
+    assert_eq!(checks.pass_deadline, Duration::from_secs(30 * 60));
+}
