@@ -73,6 +73,8 @@ pub struct ChecksConfig {
     pub invoice_window: Duration,
     pub history: Duration,
     pub policy: Policy,
+    pub max_records: u64,
+    pub pass_deadline: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

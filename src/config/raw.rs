@@ -96,6 +96,11 @@ pub struct RawChecks {
     pub cluster_gap: u32,
     pub forecast_warn_days: u32,
     pub headroom_warn: u32,
+    /// Most customers (or invoices) one pass reads for a shop: bounds a paging that never ends.
+    pub max_records: u32,
+    /// A pass still running after this ends with `error` for the checks it had not finished.
+    #[serde(with = "humantime_serde")]
+    pub pass_deadline: Duration,
 }
 
 impl Default for RawChecks {
@@ -109,6 +114,8 @@ impl Default for RawChecks {
             cluster_gap: 1000,
             forecast_warn_days: 90,
             headroom_warn: 500,
+            max_records: 2_000_000,
+            pass_deadline: Duration::from_secs(30 * 60),
         }
     }
 }

@@ -34,6 +34,8 @@ pub(super) const HISTORY: RangeInclusive<Duration> = DAY..=TEN_YEARS;
 pub(super) const CLUSTER_GAP: RangeInclusive<u32> = 1..=i32::MAX as u32;
 pub(super) const FORECAST_WARN_DAYS: RangeInclusive<u32> = 0..=3660;
 pub(super) const HEADROOM_WARN: RangeInclusive<u32> = 0..=i32::MAX as u32;
+pub(super) const MAX_RECORDS: RangeInclusive<u32> = 1000..=100_000_000;
+pub(super) const PASS_DEADLINE: RangeInclusive<Duration> = SECOND..=DAY;
 
 pub(super) fn main(
     raw: &RawConfig,
@@ -173,6 +175,20 @@ pub(super) fn main(
                 "e.g. 500",
             )?,
         },
+        max_records: u64::from(in_range(
+            blame,
+            "checks.max_records",
+            c.max_records,
+            MAX_RECORDS,
+            "e.g. 2000000 (the default)",
+        )?),
+        pass_deadline: duration_in(
+            blame,
+            "checks.pass_deadline",
+            c.pass_deadline,
+            PASS_DEADLINE,
+            "e.g. \"30m\" (the default)",
+        )?,
     };
     let tripletex = TripletexConfig {
         base_url,
