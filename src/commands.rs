@@ -30,10 +30,27 @@ pub mod exit {
 
 /// How long `check` waits for a running daemon's pass.
 const DAEMON_PASS_TIMEOUT: Duration = Duration::from_secs(300);
-/// How long `check` waits for the running daemon to list a shop it asks about.
-const UNKNOWN_SHOP_GRACE: Duration = Duration::from_secs(5);
 /// How long `run` waits for a one-shot `check` holding the database to finish.
 const ONE_SHOT_WAIT: Duration = Duration::from_secs(300);
+
+/// The error and its causes on one line, each cause once: many library errors already quote
+/// their cause in their own message, and `{:#}` would print it again.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
 
 fn system_clock() -> SharedClock {
     Arc::new(SystemClock)
@@ -42,21 +59,7 @@ fn system_clock() -> SharedClock {
 /// `validate`: the configuration, every shop file and every token file, without network.
 pub fn validate(config_path: &Path) -> anyhow::Result<u8> {
     let config = Config::load(config_path)?;
-    let env = Environment::from_process(system_clock());
-    let credentials = env.credentials_dir.as_deref();
-    let mut problems = Vec::new();
-    if let Err(e) = config.tripletex.consumer_token.load_with(credentials) {
-        problems.push(e.to_string());
-    }
-    for shop in &config.shops {
-        if let Err(e) = shop.employee_token.load_with(credentials) {
-            problems.push(e.to_string());
-        }
-    }
-    if !problems.is_empty() {
-        for p in &problems {
-            eprintln!("error: {p}");
-        }
+    if !preflight(&config, true) {
         return Ok(exit::COULD_NOT_RUN);
     }
     let enabled = config.shops.iter().filter(|s| s.enabled).count();
@@ -68,6 +71,17 @@ pub fn validate(config_path: &Path) -> anyhow::Result<u8> {
         config.tripletex.base_url
     );
     Ok(exit::OK)
+}
+
+/// Checks state_dir and the tokens (of every shop, or of the enabled ones) before anything
+/// creates or locks a file in state_dir; prints each problem. False when there were any.
+fn preflight(config: &Config, all_shops: bool) -> bool {
+    let env = Environment::from_process(system_clock());
+    let problems = config.preflight(env.credentials_dir.as_deref(), all_shops);
+    for p in &problems {
+        eprintln!("error: {p}");
+    }
+    problems.is_empty()
 }
 
 /// `status`: what is recorded, per shop. Never writes, never takes the database: it reads
@@ -100,6 +114,9 @@ pub async fn check(config_path: &Path, shops: &[String], json: bool) -> anyhow::
                 config.shops_dir.display()
             );
         }
+    }
+    if !preflight(&config, false) {
+        return Ok(exit::COULD_NOT_RUN);
     }
     let state_dir = config.state_dir.clone();
     let report = match Store::open(&state_dir, Role::OneShot) {
@@ -174,42 +191,8 @@ async fn ask_daemon(pid: u32, config: &Config, shops: &[String]) -> anyhow::Resu
         state_dir.display()
     );
     signal_usr1(pid)?;
-    let deadline = tokio::time::Instant::now() + DAEMON_PASS_TIMEOUT;
-    let unknown_until = tokio::time::Instant::now() + UNKNOWN_SHOP_GRACE;
-    loop {
-        if let Ok(report) = StatusReport::read(state_dir) {
-            let unknown: Vec<&str> = wanted
-                .iter()
-                .copied()
-                .filter(|name| !report.shops.iter().any(|s| s.name == *name && s.enabled))
-                .collect();
-            // A daemon that just started or reloaded rewrites status.json within moments.
-            if !unknown.is_empty() && tokio::time::Instant::now() >= unknown_until {
-                bail!(
-                    "the running daemon does not check {} (added or enabled since it last loaded its configuration): systemctl reload tripletex-sync",
-                    unknown.join(", ")
-                );
-            }
-            let report = select_shops(report, shops);
-            let done = unknown.is_empty()
-                && report.shops.iter().filter(|s| s.enabled).all(|s| {
-                    CheckKind::ALL.iter().all(|k| {
-                        let c = s.checks.get(*k);
-                        c.disabled || c.checked_at.is_some_and(|t| t >= asked)
-                    })
-                });
-            if done {
-                return Ok(report);
-            }
-        }
-        if tokio::time::Instant::now() >= deadline {
-            bail!(
-                "the daemon (pid {pid}) did not finish a pass within {}s; its latest results: tripletex-sync status",
-                DAEMON_PASS_TIMEOUT.as_secs()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let report = daemon::await_pass(state_dir, &wanted, asked, DAEMON_PASS_TIMEOUT).await?;
+    Ok(select_shops(report, shops))
 }
 
 fn signal_usr1(pid: u32) -> anyhow::Result<()> {
@@ -244,6 +227,9 @@ fn print_report(report: &StatusReport, json: bool) -> anyhow::Result<()> {
 /// `run`: the daemon, until SIGTERM or SIGINT; SIGHUP reloads, SIGUSR1 runs a pass now.
 pub async fn run(config_path: &Path) -> anyhow::Result<u8> {
     let config = Config::load(config_path)?;
+    if !preflight(&config, false) {
+        return Ok(exit::COULD_NOT_RUN);
+    }
     // Handlers first: once the lock file names our pid, `check` may send SIGUSR1, whose default
     // action would end the process.
     let cancel = CancellationToken::new();

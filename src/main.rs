@@ -94,7 +94,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", commands::one_line(&e));
             ExitCode::from(exit::COULD_NOT_RUN)
         }
     }

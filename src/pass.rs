@@ -4,7 +4,9 @@
 //! metadata) is committed to sled in one flushed batch before the pass logs or reports it; a verdict change is
 //! one log event (`check.verdict`: conflict = ERROR, warn/error = WARN, recovery = INFO), an
 //! unchanged verdict logs at DEBUG only; a key rejection is one ERROR (`session.key_rejected`) when
-//! the state changes, not one per pass.
+//! the state changes, not one per pass. A check whose data could not be read, or was not
+//! believable, is `error` with the reason, never `ok`; a pass ends by `checks.pass_deadline`,
+//! giving `error` to the checks it had not finished (their mirrors untouched).
 
 use std::time::Duration;
 
@@ -24,6 +26,8 @@ pub struct PassSettings {
     pub policy: Policy,
     /// How long verdict history is kept.
     pub history: Duration,
+    /// How long one pass may take (`checks.pass_deadline`).
+    pub deadline: Duration,
 }
 
 impl PassSettings {
@@ -33,9 +37,11 @@ impl PassSettings {
             sync: SyncSettings {
                 full_resync: c.full_resync,
                 invoice_window: c.invoice_window,
+                max_records: c.max_records,
             },
             policy: c.policy,
             history: c.history,
+            deadline: c.pass_deadline,
         }
     }
 }
@@ -82,6 +88,7 @@ async fn run_inner(
     clock: &SharedClock,
 ) -> Result<PassReport, PassError> {
     let start = clock.now();
+    let deadline = tokio::time::Instant::now() + settings.deadline;
     let name = shop.name.as_str();
     let previous = store.session(name)?.unwrap_or_default();
     let mut batch = store.batch();
@@ -96,7 +103,11 @@ async fn run_inner(
 
     // A session-level failure (from connecting, or met during a sync when the live token turns
     // out refused) ends the Tripletex work of this pass: the remaining checks share it.
-    let mut session_failure = client.connect().await.err();
+    let past_deadline = || TripletexError::PassDeadline(settings.deadline);
+    let mut session_failure = match tokio::time::timeout_at(deadline, client.connect()).await {
+        Ok(connected) => connected.err(),
+        Err(_) => Some(past_deadline()),
+    };
     let mut outcomes = Vec::with_capacity(kinds.len());
     let mut changes = Vec::with_capacity(kinds.len());
     for (kind, range) in kinds {
@@ -110,17 +121,28 @@ async fn run_inner(
             CheckKind::InvoiceNumbers => cursor.invoices_full,
         };
         let full = in_conflict || sync::full_due(last_full, &settings.sync, start);
+        let s = &settings.sync;
         let numbers = match &session_failure {
             Some(e) => Err(SyncError::Tripletex(e.clone())),
-            None => match kind {
-                CheckKind::CustomerNumbers => {
-                    sync::customers(client, store, &mut cursor, full, start, &mut batch).await
-                }
-                CheckKind::InvoiceNumbers => {
-                    let s = &settings.sync;
-                    sync::invoices(client, store, &mut cursor, full, s, start, &mut batch).await
-                }
-            },
+            None => {
+                // The sync writes to `cursor` and `batch` only once it has read everything, so
+                // dropping it at the deadline leaves both as they were.
+                let sync = async {
+                    match kind {
+                        CheckKind::CustomerNumbers => {
+                            sync::customers(client, store, &mut cursor, full, s, start, &mut batch)
+                                .await
+                        }
+                        CheckKind::InvoiceNumbers => {
+                            sync::invoices(client, store, &mut cursor, full, s, start, &mut batch)
+                                .await
+                        }
+                    }
+                };
+                tokio::time::timeout_at(deadline, sync)
+                    .await
+                    .unwrap_or_else(|_| Err(SyncError::Tripletex(past_deadline())))
+            }
         };
         let outcome = match numbers {
             Ok(numbers) => {
@@ -188,7 +210,7 @@ async fn run_inner(
 
 /// One `check.verdict` event: at the level operators alert on when the verdict changed, DEBUG when
 /// it held.
-fn log_verdict(shop: &str, outcome: &CheckOutcome, before: Verdict) {
+pub(crate) fn log_verdict(shop: &str, outcome: &CheckOutcome, before: Verdict) {
     let (check, verdict, was) = (
         outcome.kind.as_str(),
         outcome.verdict.as_str(),
@@ -229,7 +251,7 @@ fn is_session_failure(e: &TripletexError) -> bool {
         TripletexError::KeyRejected { .. }
             | TripletexError::ConsumerRejected { .. }
             | TripletexError::Unauthorized
-            | TripletexError::CircuitOpen
+            | TripletexError::CircuitOpen { .. }
     )
 }
 

@@ -3,16 +3,20 @@
 //! A token is read from a file or from a systemd credential (`$CREDENTIALS_DIRECTORY/NAME`) into a
 //! [`SecretString`] and stays one until it becomes an HTTP header or JSON body field. Invariants:
 //! token text never reaches a log, an error message, a `Debug` string, sled or a status file;
-//! token files must not be readable by group or others; an empty file is refused, not sent.
+//! token files must not be readable by group or others; an empty file is refused, not sent; only a
+//! regular file (or a symlink to one) of at most [`MAX_TOKEN_BYTES`] is read, and reading never
+//! blocks (a FIFO or device is refused before it is opened).
 
 use std::path::{Path, PathBuf};
 
 pub use secrecy::{ExposeSecret, SecretString};
 
-use crate::config::{ConfigError, resolve};
+use crate::config::{ConfigError, FileProblem, read_regular, resolve};
 
 /// Environment variable systemd sets for `LoadCredential=`.
 pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
+/// Tripletex tokens are well under 100 bytes; anything this large is the wrong file.
+pub const MAX_TOKEN_BYTES: u64 = 4096;
 
 /// Where one token is stored, and which config key said so (for error messages).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,13 +81,11 @@ impl TokenSource {
 
     /// Reads the token; `credentials_dir` stands in for `$CREDENTIALS_DIRECTORY`.
     pub fn load_with(&self, credentials_dir: Option<&Path>) -> Result<SecretString, ConfigError> {
-        let path = match &self.location {
-            Location::File(path) => {
-                self.check_permissions(path)?;
-                path.clone()
-            }
+        let (path, private) = match &self.location {
+            Location::File(path) => (path.clone(), true),
             Location::Credential(name) => match credentials_dir {
-                Some(dir) => dir.join(name),
+                // systemd makes credentials private itself (and may use ACLs for that).
+                Some(dir) => (dir.join(name), false),
                 None => {
                     return Err(self.error(
                         format!("credential {name:?} needs $CREDENTIALS_DIRECTORY, which is not set"),
@@ -94,19 +96,40 @@ impl TokenSource {
                 }
             },
         };
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            let problem = if e.kind() == std::io::ErrorKind::NotFound {
-                format!("token file {} does not exist", path.display())
-            } else {
-                format!("cannot read token file {}: {}", path.display(), e.kind())
+        let contents = read_regular(&path, MAX_TOKEN_BYTES).map_err(|problem| {
+            let fix = match problem {
+                FileProblem::Missing | FileProblem::Dangling => self.fix_hint(&path),
+                _ => format!(
+                    "replace {} with a regular file holding only the token (chmod 600)",
+                    path.display()
+                ),
             };
-            self.error(problem, self.fix_hint(&path))
+            self.error(format!("token file {} {problem}", path.display()), fix)
         })?;
-        let token = text.trim();
+        let mode = contents.mode & 0o777;
+        if private && mode & 0o077 != 0 {
+            return Err(self.error(
+                format!(
+                    "token file {} is accessible by group or others (mode {mode:o})",
+                    path.display()
+                ),
+                format!("chmod 600 {}", path.display()),
+            ));
+        }
+        let token = contents.text.trim();
         if token.is_empty() {
             return Err(self.error(
                 format!("token file {} is empty", path.display()),
                 self.fix_hint(&path),
+            ));
+        }
+        if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(self.error(
+                format!(
+                    "token file {} holds more than one word (a token has no spaces or line breaks)",
+                    path.display()
+                ),
+                format!("leave only the token in {} (chmod 600)", path.display()),
             ));
         }
         Ok(SecretString::from(token.to_owned()))
@@ -118,31 +141,6 @@ impl TokenSource {
             Location::File(p) => p.display().to_string(),
             Location::Credential(n) => format!("credential {n}"),
         }
-    }
-
-    #[cfg(unix)]
-    fn check_permissions(&self, path: &Path) -> Result<(), ConfigError> {
-        use std::os::unix::fs::PermissionsExt;
-        let Ok(meta) = std::fs::metadata(path) else {
-            // Missing files are reported by the read, with a better message.
-            return Ok(());
-        };
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(self.error(
-                format!(
-                    "token file {} is accessible by group or others (mode {mode:o})",
-                    path.display()
-                ),
-                format!("chmod 600 {}", path.display()),
-            ));
-        }
-        Ok(())
-    }
-
-    #[cfg(not(unix))]
-    fn check_permissions(&self, _path: &Path) -> Result<(), ConfigError> {
-        Ok(())
     }
 
     fn fix_hint(&self, path: &Path) -> String {

@@ -1,6 +1,8 @@
 //! What operators see: the `status --json` shape, its table form, and `STATE_DIR/status.json`.
 //!
-//! The JSON shape is a contract: fields are added, never renamed. `status.json` is written
+//! The JSON shape is a contract: fields are added, never renamed; reading takes defaults for
+//! missing fields and ignores unknown ones, so `status` reads a file another release wrote. One
+//! unreadable stored record makes that shop's entry say so; it never stops the report. `status.json` is written
 //! atomically (temp file, fsync, rename) after every pass so `status` can read it while the daemon
 //! holds the database. Nothing here ever sees a token.
 
@@ -14,17 +16,19 @@ use serde::{Deserialize, Serialize};
 use crate::checks::{self, CheckKind, Evidence, Verdict};
 use crate::clock::oslo;
 use crate::config::Config;
-use crate::store::{SessionState, Store, StoreError};
+use crate::store::{SessionRecord, SessionState, Store, StoreError};
 
 pub const STATUS_FILE: &str = "status.json";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct StatusReport {
     pub generated_at: Timestamp,
     pub shops: Vec<ShopStatus>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct ShopStatus {
     pub name: String,
     pub enabled: bool,
@@ -32,7 +36,8 @@ pub struct ShopStatus {
     pub checks: ChecksStatus,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct SessionStatus {
     pub state: SessionState,
     pub expires_at: Option<Timestamp>,
@@ -41,7 +46,8 @@ pub struct SessionStatus {
     pub detail: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct ChecksStatus {
     pub customer_numbers: CheckStatus,
     pub invoice_numbers: CheckStatus,
@@ -56,7 +62,8 @@ impl ChecksStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct CheckStatus {
     pub verdict: Verdict,
     pub summary: String,
@@ -71,6 +78,9 @@ pub struct CheckStatus {
     /// The shop file turns this check off (`enabled = false`); its verdict stays `unknown`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disabled: bool,
+    /// The shop's whole pass failed (panicked, or could not be recorded); the summary says why.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pass_failed: bool,
 }
 
 impl StatusReport {
@@ -83,8 +93,12 @@ impl StatusReport {
     ) -> Result<Self, StoreError> {
         let mut shops = Vec::with_capacity(config.shops.len());
         for shop in &config.shops {
-            let session = match store {
-                Some(store) => store.session(&shop.name)?.unwrap_or_default(),
+            let session = match store.map(|s| s.session(&shop.name)) {
+                Some(Err(e @ StoreError::Corrupt { .. })) => SessionRecord {
+                    detail: Some(e.to_string()),
+                    ..Default::default()
+                },
+                Some(read) => read?.unwrap_or_default(),
                 None => Default::default(),
             };
             let check = |kind: CheckKind, on: bool| -> Result<CheckStatus, StoreError> {
@@ -101,10 +115,12 @@ impl StatusReport {
                         fix: None,
                         evidence: None,
                         disabled: true,
+                        pass_failed: false,
                     });
                 }
-                let recorded = match store {
-                    Some(store) => store.result(&shop.name, kind)?,
+                let recorded = match store.map(|s| s.result(&shop.name, kind)) {
+                    Some(Err(e @ StoreError::Corrupt { .. })) => return Ok(unreadable(kind, &e)),
+                    Some(read) => read?,
                     None => None,
                 };
                 Ok(match recorded {
@@ -116,6 +132,7 @@ impl StatusReport {
                         fix: r.outcome.fix,
                         evidence: Some(r.outcome.evidence),
                         disabled: false,
+                        pass_failed: r.pass_failed,
                     },
                     None => {
                         let o = checks::not_yet_checked(kind);
@@ -127,6 +144,7 @@ impl StatusReport {
                             fix: None,
                             evidence: None,
                             disabled: false,
+                            pass_failed: false,
                         }
                     }
                 })
@@ -157,7 +175,20 @@ impl StatusReport {
             shops,
         })
     }
+}
 
+/// A check whose stored result cannot be read: `error` (nothing vouches for the numbers) until
+/// the next pass overwrites it.
+fn unreadable(kind: CheckKind, e: &StoreError) -> CheckStatus {
+    let o = checks::could_not_run(kind, &format!("{e} (the next pass rewrites it)"));
+    CheckStatus {
+        verdict: o.verdict,
+        summary: o.summary,
+        ..Default::default()
+    }
+}
+
+impl StatusReport {
     /// Lines this report (read from status.json) up with `config`: shops in config order, new
     /// shops as not yet checked, removed shops dropped.
     pub fn aligned_to(self, config: &Config) -> Self {

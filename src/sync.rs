@@ -4,20 +4,23 @@
 //! `count=1000` and `fields` cut to what the checks need. Later passes read customers
 //! `changedSince` the previous pass's start (minus a margin) and the trailing invoice window with
 //! `If-None-Match` on its `versionDigest`, so an idle pass costs two requests. A full resync every
-//! `checks.full_resync` catches deletions, back-dated invoices and status changes. Invariant:
-//! nothing is written to the batch unless every request of that kind succeeded, so a failed
-//! sync never leaves a half-updated mirror.
+//! `checks.full_resync` catches deletions, back-dated invoices and status changes. Invariants:
+//! nothing is written to the batch unless every request of that kind succeeded and every answer
+//! passed [`crate::tripletex::page`]'s checks, so a failed or malformed sync never leaves a
+//! half-updated (or wiped) mirror; paging always ends: at a short page, at `fullResultSize`, with
+//! an error at a page that repeats a row already read, and with an error past the page budget
+//! `checks.max_records` allows one kind in one pass.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use jiff::civil::Date;
 use jiff::{Span, Timestamp};
-use serde::de::DeserializeOwned;
 
 use crate::clock::{oslo, oslo_date};
 use crate::store::{Batch, CustomerEntry, InvoiceEntry, Store, StoreError, SyncCursor};
 use crate::tripletex::model::{CustomerRow, InvoiceRow};
+use crate::tripletex::page::Row;
 use crate::tripletex::{Fetched, ShopClient, TripletexError};
 
 pub const PAGE_SIZE: u32 = 1000;
@@ -40,6 +43,24 @@ pub enum SyncError {
 pub struct SyncSettings {
     pub full_resync: Duration,
     pub invoice_window: Duration,
+    /// Most records of one kind a pass reads (`checks.max_records`); sets the page budget.
+    pub max_records: u64,
+}
+
+/// Pages one kind may fetch in one pass: enough for `max_records` rows, plus the short last page
+/// of each of its (at most two) listings.
+struct Budget {
+    pages_left: u64,
+    max_records: u64,
+}
+
+impl Budget {
+    fn new(settings: &SyncSettings) -> Self {
+        Self {
+            pages_left: settings.max_records.div_ceil(u64::from(PAGE_SIZE)) + 2,
+            max_records: settings.max_records,
+        }
+    }
 }
 
 /// Whether a kind last fully read at `last_full` must be re-read in full now.
@@ -56,10 +77,12 @@ pub async fn customers(
     store: &Store,
     cursor: &mut SyncCursor,
     full: bool,
+    settings: &SyncSettings,
     pass_start: Timestamp,
     batch: &mut Batch,
 ) -> Result<Vec<u32>, SyncError> {
     let shop = client.name();
+    let budget = &mut Budget::new(settings);
     let mut mirror: HashMap<i64, CustomerEntry> = store.customers(shop)?.into_iter().collect();
     let fields = ("fields", "id,customerNumber,isInactive".to_owned());
     let since = cursor.customers_since.filter(|_| !full);
@@ -69,18 +92,18 @@ pub async fn customers(
                 .checked_sub(span(CHANGED_SINCE_MARGIN))
                 .unwrap_or(since);
             let query = vec![("changedSince", oslo_local(since)), fields];
-            fetch_all(client, "/customer", query, None)
+            fetch_all(client, "/customer", query, None, budget)
                 .await?
                 .into_rows()
         }
         None => {
             let active = vec![("isInactive", "false".to_owned()), fields.clone()];
             let inactive = vec![("isInactive", "true".to_owned()), fields];
-            let mut rows = fetch_all(client, "/customer", active, None)
+            let mut rows = fetch_all(client, "/customer", active, None, budget)
                 .await?
                 .into_rows();
             rows.extend(
-                fetch_all(client, "/customer", inactive, None)
+                fetch_all(client, "/customer", inactive, None, budget)
                     .await?
                     .into_rows(),
             );
@@ -89,16 +112,14 @@ pub async fn customers(
     };
     let fresh: HashMap<i64, CustomerEntry> = rows
         .into_iter()
-        .filter_map(|r| {
-            r.customer_number.map(|number| {
-                (
-                    r.id,
-                    CustomerEntry {
-                        number,
-                        inactive: r.is_inactive,
-                    },
-                )
-            })
+        .map(|r| {
+            (
+                r.id,
+                CustomerEntry {
+                    number: r.customer_number,
+                    inactive: r.is_inactive,
+                },
+            )
         })
         .collect();
     // The mirror is stored as one value per kind (see `store::mirror`): note whether anything
@@ -131,6 +152,7 @@ pub async fn invoices(
     batch: &mut Batch,
 ) -> Result<Vec<u32>, SyncError> {
     let shop = client.name();
+    let budget = &mut Budget::new(settings);
     let mut mirror: HashMap<i64, InvoiceEntry> = store.invoices(shop)?.into_iter().collect();
     let window_from = oslo_date(pass_start)
         .checked_sub(span(settings.invoice_window))
@@ -141,9 +163,15 @@ pub async fn invoices(
     // digest says nothing changed.
     let older = if full {
         Some(
-            fetch_all::<InvoiceRow>(client, "/invoice", dates(ALL_DATES.0, window_from), None)
-                .await?
-                .into_rows(),
+            fetch_all::<InvoiceRow>(
+                client,
+                "/invoice",
+                dates(ALL_DATES.0, window_from),
+                None,
+                budget,
+            )
+            .await?
+            .into_rows(),
         )
     } else {
         None
@@ -157,6 +185,7 @@ pub async fn invoices(
         "/invoice",
         dates(window_from, ALL_DATES.1),
         Some(known.unwrap_or(ASK_FOR_DIGEST)),
+        budget,
     )
     .await?;
 
@@ -166,16 +195,14 @@ pub async fn invoices(
     let mut replace = |rows: Vec<InvoiceRow>, scope: &dyn Fn(&InvoiceEntry) -> bool| {
         let fresh: HashMap<i64, InvoiceEntry> = rows
             .into_iter()
-            .filter_map(|r| {
-                r.invoice_number.map(|number| {
-                    (
-                        r.id,
-                        InvoiceEntry {
-                            number,
-                            date: r.invoice_date,
-                        },
-                    )
-                })
+            .map(|r| {
+                (
+                    r.id,
+                    InvoiceEntry {
+                        number: r.invoice_number,
+                        date: Some(r.invoice_date),
+                    },
+                )
             })
             .collect();
         let before = mirror.len();
@@ -201,34 +228,56 @@ pub async fn invoices(
 }
 
 /// Rows of every page, and the first page's `versionDigest`; `NotModified` on a 304.
-async fn fetch_all<T: DeserializeOwned>(
+async fn fetch_all<T: Row>(
     client: &ShopClient,
     path: &str,
     mut query: Vec<(&'static str, String)>,
     if_none_match: Option<&str>,
+    budget: &mut Budget,
 ) -> Result<Paged<T>, SyncError> {
+    let refuse = |reason: String| {
+        SyncError::Tripletex(TripletexError::Paging {
+            path: path.to_owned(),
+            reason,
+        })
+    };
     query.push(("sorting", "id".to_owned()));
     query.push(("count", PAGE_SIZE.to_string()));
     let mut rows = Vec::new();
+    let mut seen = HashSet::new();
     let mut digest = None;
-    let mut from = 0usize;
+    let mut from = 0u64;
     loop {
+        if budget.pages_left == 0 {
+            return Err(refuse(format!(
+                "more than {} records in one pass (checks.max_records)",
+                budget.max_records
+            )));
+        }
+        budget.pages_left -= 1;
         let mut q = query.clone();
         q.push(("from", from.to_string()));
         let tag = if from == 0 { if_none_match } else { None };
-        match client.list::<T>(path, &q, tag).await? {
+        let page = match client.list::<T>(path, &q, tag).await? {
             Fetched::NotModified => return Ok(Paged::NotModified),
-            Fetched::Page(page) => {
-                if from == 0 {
-                    digest = page.version_digest;
-                }
-                let n = page.values.len();
-                rows.extend(page.values);
-                from += n;
-                if n < PAGE_SIZE as usize {
-                    return Ok(Paged::Rows(rows, digest));
-                }
-            }
+            Fetched::Page(page) => page,
+        };
+        if from == 0 {
+            digest = page.version_digest;
+        }
+        // Sorted by id, no row can come twice: a repeat means the server ignores `from`.
+        if let Some(again) = page.rows.iter().find(|r| !seen.insert(r.id())) {
+            return Err(refuse(format!(
+                "the page at from={from} repeats row id {} already read",
+                again.id()
+            )));
+        }
+        let n = page.rows.len() as u64;
+        rows.extend(page.rows);
+        from += n;
+        // `fullResultSize` is "not exact": it ends paging only where it agrees with the rows.
+        if n < u64::from(PAGE_SIZE) || page.full_result_size == Some(from) {
+            return Ok(Paged::Rows(rows, digest));
         }
     }
 }

@@ -347,4 +347,110 @@ async fn environment_overrides_reach_every_key_and_are_validated() {
     );
     let out = with_env("7").output().await.unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // Typed as the key: a float is refused, and the variable (not config.toml) is blamed.
+    let out = with_env("1.5").output().await.unwrap();
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).starts_with("error: environment variable TRIPLETEX_SYNC__RATE_LIMIT__BURST: ")
+            && stderr(&out).contains("whole number"),
+        "{}",
+        stderr(&out)
+    );
+    let out = with_env("7")
+        .env("TRIPLETEX_SYNC__RATE_LIMIT__BURSTT", "1")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("environment variable TRIPLETEX_SYNC__RATE_LIMIT__BURSTT")
+            && err.contains("unknown field `burstt`")
+            && !err.contains(&f.config_path.display().to_string()),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_and_run_refuse_a_missing_token_before_touching_state_dir() {
+    let f = two_shops().await;
+    std::fs::remove_file(f.path("acme.token")).unwrap();
+    for command in ["check", "run"] {
+        let out = run(&f, &[command]).await;
+        assert_eq!(code(&out), 2, "{command}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("acme.toml") && err.contains("employee_token_file"),
+            "{command}: {err}"
+        );
+        assert!(
+            !f.path("state").exists(),
+            "{command} created state_dir (db/, lock) before refusing"
+        );
+    }
+    // The same with an existing state_dir: no db/, no lock file.
+    std::fs::create_dir(f.path("state")).unwrap();
+    let out = run(&f, &["check"]).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(!f.path("state/db").exists() && !f.path("state/tripletex-sync.lock").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_refuses_a_fifo_token_file_without_blocking() {
+    let f = two_shops().await;
+    let token = f.path("acme.token");
+    std::fs::remove_file(&token).unwrap();
+    let c = std::ffi::CString::new(token.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let out = tokio::time::timeout(Duration::from_secs(30), run(&f, &["validate"]))
+        .await
+        .expect("validate does not block on a FIFO");
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("employee_token_file") && err.contains("is a FIFO (named pipe)"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_errors_are_one_line_with_file_line_and_column() {
+    let f = two_shops().await;
+    let main = std::fs::read_to_string(&f.config_path).unwrap();
+    std::fs::write(
+        &f.config_path,
+        main.replace("burst = 1000", "burst = \"2\""),
+    )
+    .unwrap();
+    let out = run(&f, &["validate"]).await;
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    let line = main.lines().position(|l| l == "burst = 1000").unwrap() + 1;
+    let expected = format!(
+        "error: {}:{line}:9: `rate_limit.burst`: ",
+        f.config_path.display()
+    );
+    assert!(err.starts_with(&expected), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.trim_end().ends_with(')') && err.contains("(fix: "),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_prints_its_cause_once() {
+    let f = two_shops().await;
+    std::fs::create_dir(f.path("state")).unwrap();
+    std::fs::write(f.path("state/db"), "not a database").unwrap();
+    let out = run(&f, &["check"]).await;
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{err}"
+    );
 }

@@ -66,13 +66,19 @@ impl CheckKind {
 
 /// How bad things are. Ordered by severity in declaration order, so `max()` picks the worst;
 /// `Error` and `Unknown` rank above `Conflict` because then nothing vouches for the numbers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+///
+/// Stored and in status.json: a verdict a newer release added reads as `Unknown` (never `Ok`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Ok,
     Warn,
     Conflict,
     Error,
+    #[default]
+    #[serde(other)]
     Unknown,
 }
 
@@ -119,7 +125,9 @@ impl Default for Policy {
 }
 
 /// The shop's highest number at some earlier check; the forecast fits a line through these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Stored: missing fields take defaults, unknown ones are ignored (see `store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct HistoryPoint {
     pub at: Timestamp,
     /// `None` when the shop had no numbers yet (or the check could not run).
@@ -127,7 +135,8 @@ pub struct HistoryPoint {
 }
 
 /// A set of distinct numbers from `first` to `last` (inclusive), `count` of them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct Run {
     pub first: u32,
     pub last: u32,
@@ -145,7 +154,9 @@ impl fmt::Display for Run {
 }
 
 /// What the verdict was based on, for the dashboard and for later history points.
+/// Stored: missing fields take defaults, unknown ones are ignored (see `store`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Evidence {
     /// Distinct numbers in use (a duplicated number counts once).
     pub numbers_in_use: u32,
@@ -183,11 +194,16 @@ impl Evidence {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckOutcome {
     pub kind: CheckKind,
+    // Stored: everything but the kind may be missing from a record of another release.
+    #[serde(default)]
     pub verdict: Verdict,
     /// One human line, starting with the verdict, naming the numbers.
+    #[serde(default)]
     pub summary: String,
     /// What to do about it, in Tripletex's menu words; `None` when nothing needs doing.
+    #[serde(default)]
     pub fix: Option<String>,
+    #[serde(default)]
     pub evidence: Evidence,
 }
 

@@ -1,13 +1,23 @@
-//! Configuration: the main file plus one file per shop in `shops_dir`, loaded in two stages.
+//! Configuration: the main file plus one file per shop in `shops_dir`, loaded in stages.
 //!
-//! Stage one ([`raw`]) is serde with `deny_unknown_fields`; stage two ([`Config::load`]) checks
-//! meaning and resolves paths. Invariants of a [`Config`]: every relative path is resolved against
-//! the folder of the file that declared it; `base_url` is https (http only for loopback hosts, which
-//! is how the simulator is reached); every enabled number check has `shop_start < tripletex_start`;
-//! shop names are file stems of `[A-Za-z0-9_-]`. Token files are checked by [`crate::secrets`], which
-//! reports in the same one-line format ([`ConfigError`]).
+//! `file` reads only regular files, bounded and without blocking; `parse` turns TOML (and
+//! `TRIPLETEX_SYNC__…` overrides, read as their key's type) into the strictly typed `raw` structs,
+//! where every default lives; `validate` checks every number and duration against its range and
+//! the relations between them; `state_dir` holds the state_dir rules and the preflight of
+//! `validate`/`check`/`run`. Invariants of a [`Config`]: every relative path is resolved against the
+//! folder of the file that declared it and `state_dir` is absolute and not a system folder;
+//! `base_url` is https (http only for loopback hosts, which is how the simulator is reached) without
+//! user info; every value is within its documented range, so nothing accepted can overflow later;
+//! every enabled number check has `1 <= shop_start < tripletex_start <= i32::MAX`; shop names are
+//! file stems of `[A-Za-z0-9_-]`. Every refusal is one [`ConfigError`] line naming the file (with
+//! line and column for TOML errors) or the environment variable, the key and the fix; token files
+//! are checked by [`crate::secrets`] in the same format.
 
+mod file;
+mod parse;
 mod raw;
+mod state_dir;
+mod validate;
 
 use std::fmt;
 use std::num::NonZeroU32;
@@ -18,6 +28,7 @@ use url::Url;
 
 use crate::checks::{NumberRange, Policy};
 use crate::secrets::TokenSource;
+pub(crate) use file::{FileProblem, read_regular};
 
 /// Where the main file lives unless `--config` or `TRIPLETEX_SYNC_CONFIG` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tripletex-sync/config.toml";
@@ -62,6 +73,8 @@ pub struct ChecksConfig {
     pub invoice_window: Duration,
     pub history: Duration,
     pub policy: Policy,
+    pub max_records: u64,
+    pub pass_deadline: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -77,13 +90,26 @@ pub struct ShopConfig {
     pub invoice_numbers: Option<NumberRange>,
 }
 
-/// One refusal: the file, the key, what is wrong and how to fix it, printed as one line.
+/// One refusal: where (file and position, or environment variable), the key, what is wrong and
+/// how to fix it, printed as one line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    pub file: PathBuf,
+    pub origin: Origin,
     pub key: Option<String>,
     pub problem: String,
     pub fix: String,
+}
+
+/// Where a refused value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A file, with the 1-based line and column when the TOML parser knows them.
+    File {
+        path: PathBuf,
+        at: Option<(usize, usize)>,
+    },
+    /// An environment override (`TRIPLETEX_SYNC__…`).
+    Env(String),
 }
 
 impl ConfigError {
@@ -94,7 +120,10 @@ impl ConfigError {
         fix: impl Into<String>,
     ) -> Self {
         Self {
-            file: file.to_path_buf(),
+            origin: Origin::File {
+                path: file.to_path_buf(),
+                at: None,
+            },
             key: key.map(str::to_owned),
             problem: problem.into(),
             fix: fix.into(),
@@ -104,42 +133,48 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.file.display())?;
+        let mut line = match &self.origin {
+            Origin::File { path, at: None } => format!("{}: ", path.display()),
+            Origin::File {
+                path,
+                at: Some((l, c)),
+            } => format!("{}:{l}:{c}: ", path.display()),
+            Origin::Env(var) => format!("environment variable {var}: "),
+        };
         if let Some(key) = &self.key {
-            write!(f, "`{key}`: ")?;
+            line.push_str(&format!("`{key}`: "));
         }
-        write!(f, "{}", self.problem)?;
+        line.push_str(&self.problem);
         if !self.fix.is_empty() {
-            write!(f, " (fix: {})", self.fix)?;
+            line.push_str(&format!(" (fix: {})", self.fix));
         }
-        Ok(())
+        // One line whatever a path or a value holds: logs and alerts read lines.
+        let line: String = line
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        f.write_str(&line)
     }
 }
 
 impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// Loads the main file (with environment overrides) and every shop file; validates both.
+    /// Loads the main file (with the process's `TRIPLETEX_SYNC__…` overrides) and every shop
+    /// file; validates both.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let raw: raw::RawConfig = read_main(path)?;
-        let base = parent_dir(path);
-        let err = |key: &str, problem: String, fix: &str| {
-            // An override from the environment is not in the file: say where the value came from.
-            let var = env_var_for(key);
-            let problem = match std::env::var_os(&var) {
-                Some(_) => format!("{problem} (value from environment variable {var})"),
-                None => problem,
-            };
-            ConfigError::new(path, Some(key), problem, fix.to_owned())
-        };
+        Self::load_with_env(path, &env_overrides()?)
+    }
 
-        let base_url = parse_base_url(&raw.tripletex.base_url).map_err(|problem| {
-            err(
-                "tripletex.base_url",
-                problem,
-                "use https://tripletex.no/v2 (or https://api-test.tripletex.tech/v2); plain http only for 127.0.0.1/localhost",
-            )
-        })?;
+    /// [`Config::load`] with the overrides given as (variable, value) pairs.
+    pub fn load_with_env(path: &Path, env: &[(String, String)]) -> Result<Self, ConfigError> {
+        let text = read_main(path)?;
+        let (raw, overrides) = parse::main_file(path, &text, env)?;
+        let base = parent_dir(path);
+        let blame = Blame {
+            path,
+            overrides: &overrides,
+        };
         let consumer_token = TokenSource::from_keys(
             path,
             &base,
@@ -147,125 +182,33 @@ impl Config {
             raw.tripletex.consumer_token_file.as_deref(),
             "tripletex.consumer_token_credential",
             raw.tripletex.consumer_token_credential.as_deref(),
-        )?;
-        if raw.tripletex.session_valid_days < 2 {
-            return Err(err(
-                "tripletex.session_valid_days",
-                format!(
-                    "{} leaves no time to renew: a token dies at 00:00 Oslo time at the start of its expirationDate",
-                    raw.tripletex.session_valid_days
-                ),
-                "set it to 2 or more (7 is a good value)",
-            ));
-        }
-        // A token minted late in the Oslo evening lives (days − 1) days and a bit; renewal starts
-        // renew_before plus up to a quarter of it (max 2 h) of jitter ahead; a spring-forward day
-        // is an hour short. All of that must fit, or a fresh token is due for renewal at once.
-        let renew = raw.tripletex.renew_before;
-        let renew_span = renew
-            .saturating_add((renew / 4).min(Duration::from_secs(7200)))
-            .saturating_add(Duration::from_secs(3600));
-        let shortest_life =
-            Duration::from_secs(u64::from(raw.tripletex.session_valid_days - 1) * 86_400);
-        if renew_span >= shortest_life {
-            return Err(err(
-                "tripletex.renew_before",
-                format!(
-                    "{} would renew a fresh {}-day token at once (a token minted late in the evening lives only {} days)",
-                    humantime::format_duration(renew),
-                    raw.tripletex.session_valid_days,
-                    raw.tripletex.session_valid_days - 1
-                ),
-                "make it shorter, e.g. \"1d\" with session_valid_days = 7",
-            ));
-        }
-        if raw.tripletex.request_timeout.is_zero() {
-            return Err(err(
-                "tripletex.request_timeout",
-                "must be more than 0".into(),
-                "e.g. \"30s\"",
-            ));
-        }
-
-        let positive = |key: &str, value: u32| {
-            NonZeroU32::new(value).ok_or_else(|| err(key, "must be at least 1".into(), "e.g. 2"))
-        };
-        let rate_limit = RateLimitConfig {
-            per_second: positive("rate_limit.per_second", raw.rate_limit.per_second)?,
-            burst: positive("rate_limit.burst", raw.rate_limit.burst)?,
-            reserve: raw.rate_limit.reserve,
-            max_concurrent_shops: positive(
-                "rate_limit.max_concurrent_shops",
-                raw.rate_limit.max_concurrent_shops,
-            )?
-            .get() as usize,
-        };
-
-        let c = &raw.checks;
-        if c.interval < Duration::from_secs(1) {
-            return Err(err(
-                "checks.interval",
-                "must be at least 1s".into(),
-                "e.g. \"1h\"",
-            ));
-        }
-        if c.jitter > c.interval {
-            return Err(err(
-                "checks.jitter",
-                "is longer than checks.interval".into(),
-                "make it a fraction of the interval, e.g. \"5m\" for \"1h\"",
-            ));
-        }
-        if c.full_resync < c.interval {
-            return Err(err(
-                "checks.full_resync",
-                "is shorter than checks.interval".into(),
-                "e.g. \"24h\"",
-            ));
-        }
-        // Tokens count as dead EXPIRY_MARGIN early, so a pass must come before that too.
-        if c.interval
-            .saturating_add(c.jitter)
-            .saturating_add(crate::tripletex::EXPIRY_MARGIN)
-            >= raw.tripletex.renew_before
-        {
-            return Err(err(
-                "checks.interval",
-                format!(
-                    "interval + jitter ({}) is not shorter than tripletex.renew_before ({}): a session could expire between two passes",
-                    humantime::format_duration(c.interval + c.jitter),
-                    humantime::format_duration(raw.tripletex.renew_before)
-                ),
-                "shorten checks.interval or lengthen tripletex.renew_before",
-            ));
-        }
-        let checks = ChecksConfig {
-            interval: c.interval,
-            jitter: c.jitter,
-            full_resync: c.full_resync,
-            invoice_window: c.invoice_window,
-            history: c.history,
-            policy: Policy {
-                cluster_gap: c.cluster_gap,
-                forecast_warn_days: c.forecast_warn_days,
-                headroom_warn: c.headroom_warn,
-            },
-        };
-
-        let state_dir = resolve(&base, &raw.state_dir);
+        )
+        .map_err(|e| {
+            // "Both are set" names the file key; an override of either key is the one to blame.
+            let var = [
+                "tripletex.consumer_token_file",
+                "tripletex.consumer_token_credential",
+            ]
+            .iter()
+            .find_map(|k| overrides.get(*k));
+            match var {
+                Some(var) => ConfigError {
+                    origin: Origin::Env(var.clone()),
+                    ..e
+                },
+                None => e,
+            }
+        })?;
+        let (tripletex, rate_limit, checks) = validate::main(&raw, &blame, consumer_token)?;
+        let state_dir = state_dir::resolve_state_dir(&base, &raw.state_dir)
+            .map_err(|(problem, fix)| blame.err("state_dir", problem, &fix))?;
         let shops_dir = resolve(&base, &raw.shops_dir);
-        let shops = load_shops(&shops_dir)?;
+        let shops = load_shops(&shops_dir, &blame)?;
         Ok(Self {
             source: path.to_path_buf(),
             state_dir,
             shops_dir,
-            tripletex: TripletexConfig {
-                base_url,
-                consumer_token,
-                session_valid_days: raw.tripletex.session_valid_days,
-                renew_before: raw.tripletex.renew_before,
-                request_timeout: raw.tripletex.request_timeout,
-            },
+            tripletex,
             rate_limit,
             checks,
             shops,
@@ -277,66 +220,90 @@ impl Config {
     }
 }
 
-/// The environment variable that overrides `key` (`rate_limit.burst` →
-/// `TRIPLETEX_SYNC__RATE_LIMIT__BURST`).
-fn env_var_for(key: &str) -> String {
-    format!(
-        "{ENV_PREFIX}__{}",
-        key.replace('.', "__").to_ascii_uppercase()
-    )
+/// The process's `TRIPLETEX_SYNC__…` variables.
+fn env_overrides() -> Result<Vec<(String, String)>, ConfigError> {
+    let prefix = format!("{ENV_PREFIX}__");
+    std::env::vars_os()
+        .filter(|(k, _)| k.as_encoded_bytes().starts_with(prefix.as_bytes()))
+        .map(|(k, v)| {
+            let var = k.to_string_lossy().into_owned();
+            match v.into_string() {
+                Ok(v) => Ok((var, v)),
+                Err(_) => Err(ConfigError {
+                    origin: Origin::Env(var),
+                    key: None,
+                    problem: "is not UTF-8 text".into(),
+                    fix: "set it to plain text, or unset it".into(),
+                }),
+            }
+        })
+        .collect()
 }
 
-fn read_main(path: &Path) -> Result<raw::RawConfig, ConfigError> {
-    if !path.is_file() {
-        return Err(ConfigError::new(
-            path,
-            None,
-            "no such file",
-            "create it from config/config.toml, or point --config / TRIPLETEX_SYNC_CONFIG at it",
-        ));
+/// Who to blame for a value of the main file: the file, or the variable that overrode the key.
+pub(crate) struct Blame<'a> {
+    path: &'a Path,
+    overrides: &'a parse::Overrides,
+}
+
+impl Blame<'_> {
+    pub(crate) fn err(&self, key: &str, problem: String, fix: &str) -> ConfigError {
+        self.retarget(ConfigError::new(self.path, Some(key), problem, fix))
     }
-    config::Config::builder()
-        .add_source(config::File::from(path).format(config::FileFormat::Toml))
-        .add_source(
-            config::Environment::with_prefix(ENV_PREFIX)
-                .separator("__")
-                .try_parsing(true),
-        )
-        .build()
-        .and_then(config::Config::try_deserialize)
-        .map_err(|e| from_config_crate(path, e))
+
+    /// Points an error about a key at the variable that set it, if one did.
+    fn retarget(&self, mut e: ConfigError) -> ConfigError {
+        if let Some(var) = e.key.as_ref().and_then(|k| self.overrides.get(k)) {
+            e.origin = Origin::Env(var.clone());
+        }
+        e
+    }
+}
+
+/// The main file may be large-ish with comments, never megabytes.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+fn read_main(path: &Path) -> Result<String, ConfigError> {
+    file::read_regular(path, MAX_CONFIG_BYTES)
+        .map(|c| c.text)
+        .map_err(|problem| match problem {
+            FileProblem::Missing => ConfigError::new(
+                path,
+                None,
+                "no such file",
+                "create it from config/config.toml, or point --config / TRIPLETEX_SYNC_CONFIG at it",
+            ),
+            problem => ConfigError::new(
+                path,
+                None,
+                format!("the configuration file {problem}"),
+                "point --config / TRIPLETEX_SYNC_CONFIG at the main file (a regular TOML file)",
+            ),
+        })
 }
 
 fn read_shop(path: &Path) -> Result<raw::RawShop, ConfigError> {
-    config::Config::builder()
-        .add_source(config::File::from(path).format(config::FileFormat::Toml))
-        .build()
-        .and_then(config::Config::try_deserialize)
-        .map_err(|e| from_config_crate(path, e))
-}
-
-/// The config crate's messages name the key but also repeat the path; keep one copy.
-fn from_config_crate(path: &Path, e: config::ConfigError) -> ConfigError {
-    let text = e.to_string();
-    let shown = path.display().to_string();
-    let text = text
-        .replace(&format!(" in {shown}"), "")
-        .replace(&shown, "the file");
-    ConfigError::new(
-        path,
-        None,
-        text,
-        "see config/config.toml and config/shops.d/example.toml for every key and its type",
-    )
-}
-
-fn load_shops(dir: &Path) -> Result<Vec<ShopConfig>, ConfigError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
+    let text = file::read_regular(path, MAX_CONFIG_BYTES).map_err(|problem| {
         ConfigError::new(
-            dir,
-            Some("shops_dir"),
-            format!("cannot list the shops folder: {e}"),
-            "create the folder (it may be empty) or fix `shops_dir` in the main file",
+            path,
+            None,
+            format!("the shop file {problem}"),
+            "shops_dir holds one regular NAME.toml file per shop: replace or remove this one",
+        )
+    })?;
+    parse::file(path, &text.text)
+}
+
+fn load_shops(dir: &Path, blame: &Blame<'_>) -> Result<Vec<ShopConfig>, ConfigError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        blame.err(
+            "shops_dir",
+            format!(
+                "cannot list the shops folder {}: {}",
+                dir.display(),
+                e.kind()
+            ),
+            "create the folder (it may be empty) or fix `shops_dir`",
         )
     })?;
     let mut files: Vec<PathBuf> = entries
@@ -378,11 +345,15 @@ fn load_shop(path: &Path) -> Result<ShopConfig, ConfigError> {
         "employee_token_credential",
         raw.employee_token_credential.as_deref(),
     )?;
-    if raw.company_id < 0 {
+    if !(0..=i64::from(i32::MAX)).contains(&raw.company_id) {
         return Err(ConfigError::new(
             path,
             Some("company_id"),
-            "must be 0 (the key owner's company) or a company id",
+            format!(
+                "{} is out of range: must be 0 (the key owner's company) or a company id up to {}",
+                raw.company_id,
+                i32::MAX
+            ),
             "use 0 unless you log in as an accountant for a client company",
         ));
     }
@@ -419,6 +390,27 @@ fn numbers(
         shop_start: raw.shop_start.unwrap_or(shop_default),
         tripletex_start: raw.tripletex_start.unwrap_or(tripletex_default),
     };
+    // Tripletex's numbers are 32-bit signed integers.
+    let max = i32::MAX as u32;
+    if range.shop_start == 0 {
+        return Err(ConfigError::new(
+            path,
+            Some(&format!("{section}.shop_start")),
+            "0 is out of range: numbers start at 1",
+            format!("e.g. shop_start = {shop_default}"),
+        ));
+    }
+    if range.tripletex_start > max {
+        return Err(ConfigError::new(
+            path,
+            Some(&format!("{section}.tripletex_start")),
+            format!(
+                "{} is out of range: Tripletex's numbers go up to {max}",
+                range.tripletex_start
+            ),
+            format!("e.g. tripletex_start = {tripletex_default}"),
+        ));
+    }
     if range.shop_start >= range.tripletex_start {
         return Err(ConfigError::new(
             path,
@@ -433,38 +425,6 @@ fn numbers(
         ));
     }
     Ok(raw.enabled.then_some(range))
-}
-
-fn parse_base_url(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text.trim_end_matches('/'))
-        .map_err(|e| format!("{text:?} is not a URL: {e}"))?;
-    match url.scheme() {
-        "https" => {}
-        "http" if is_loopback(&url) => {}
-        "http" => {
-            return Err(format!(
-                "{text:?} is plain http to a non-loopback host: tokens would cross the network unencrypted"
-            ));
-        }
-        other => {
-            return Err(format!(
-                "{text:?} has scheme {other:?}; only https is allowed"
-            ));
-        }
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("{text:?} carries a query or fragment"));
-    }
-    Ok(url)
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
 }
 
 fn parent_dir(file: &Path) -> PathBuf {
@@ -484,5 +444,11 @@ pub(crate) fn resolve(base: &Path, value: &str) -> PathBuf {
     }
 }
 
+#[cfg(test)]
+mod input_tests;
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod strict_tests;
 #[cfg(test)]
 mod tests;

@@ -1,37 +1,39 @@
 //! The configuration files exactly as written: serde structs that refuse unknown keys.
 //!
-//! Nothing here is validated beyond types; `super::validate` turns these into a [`super::Config`].
-//! Defaults live here so that a shop file can be just its token line.
+//! Nothing here is validated beyond types, and types are strict (TOML's own: no string is read
+//! as a number, no float as an integer); `super::validate` checks ranges and meaning. Every
+//! default lives here, in the `Default` impls, and applies to any key left out, so a shop file can
+//! be just its token line. The structs also serialize, so the type of each key's default tells how
+//! to read an environment override of it (`super::parse`).
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RawConfig {
-    #[serde(default = "default_state_dir")]
     pub state_dir: String,
-    #[serde(default = "default_shops_dir")]
     pub shops_dir: String,
-    #[serde(default)]
     pub tripletex: RawTripletex,
-    #[serde(default)]
     pub rate_limit: RawRateLimit,
-    #[serde(default)]
     pub checks: RawChecks,
 }
 
-fn default_state_dir() -> String {
-    "/var/lib/tripletex-sync".into()
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            state_dir: "/var/lib/tripletex-sync".into(),
+            shops_dir: "shops.d".into(),
+            tripletex: RawTripletex::default(),
+            rate_limit: RawRateLimit::default(),
+            checks: RawChecks::default(),
+        }
+    }
 }
 
-fn default_shops_dir() -> String {
-    "shops.d".into()
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RawTripletex {
     pub base_url: String,
     pub consumer_token_file: Option<String>,
@@ -56,7 +58,7 @@ impl Default for RawTripletex {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawRateLimit {
     pub per_second: u32,
@@ -76,7 +78,7 @@ impl Default for RawRateLimit {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawChecks {
     #[serde(with = "humantime_serde")]
@@ -94,6 +96,11 @@ pub struct RawChecks {
     pub cluster_gap: u32,
     pub forecast_warn_days: u32,
     pub headroom_warn: u32,
+    /// Most customers (or invoices) one pass reads for a shop: bounds a paging that never ends.
+    pub max_records: u32,
+    /// A pass still running after this ends with `error` for the checks it had not finished.
+    #[serde(with = "humantime_serde")]
+    pub pass_deadline: Duration,
 }
 
 impl Default for RawChecks {
@@ -107,35 +114,41 @@ impl Default for RawChecks {
             cluster_gap: 1000,
             forecast_warn_days: 90,
             headroom_warn: 500,
+            max_records: 2_000_000,
+            pass_deadline: Duration::from_secs(30 * 60),
         }
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RawShop {
     pub employee_token_file: Option<String>,
     pub employee_token_credential: Option<String>,
-    #[serde(default)]
     pub company_id: i64,
-    #[serde(default = "yes")]
     pub enabled: bool,
-    #[serde(default)]
     pub customer_numbers: RawNumbers,
-    #[serde(default)]
     pub invoice_numbers: RawNumbers,
 }
 
-fn yes() -> bool {
-    true
+impl Default for RawShop {
+    fn default() -> Self {
+        Self {
+            employee_token_file: None,
+            employee_token_credential: None,
+            company_id: 0,
+            enabled: true,
+            customer_numbers: RawNumbers::default(),
+            invoice_numbers: RawNumbers::default(),
+        }
+    }
 }
 
 /// One numbering check. The starts are optional because their defaults differ per check
 /// ([`CUSTOMER_DEFAULTS`], [`INVOICE_DEFAULTS`]); validation fills them in.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RawNumbers {
-    #[serde(default = "yes")]
     pub enabled: bool,
     pub shop_start: Option<u32>,
     pub tripletex_start: Option<u32>,

@@ -3,12 +3,12 @@ use std::os::unix::fs::PermissionsExt;
 use super::*;
 
 /// A config folder with a main file, `shops.d/` and a private consumer token.
-struct Fixture {
-    dir: tempfile::TempDir,
+pub(super) struct Fixture {
+    pub dir: tempfile::TempDir,
 }
 
 impl Fixture {
-    fn new(main: &str) -> Self {
+    pub fn new(main: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("shops.d")).unwrap();
         let f = Self { dir };
@@ -17,23 +17,35 @@ impl Fixture {
         f
     }
 
-    fn write(&self, name: &str, text: &str) -> PathBuf {
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.dir.path().join(name);
         std::fs::write(&p, text).unwrap();
         p
     }
 
-    fn secret(&self, name: &str, text: &str) {
+    pub fn secret(&self, name: &str, text: &str) {
         let p = self.write(name, text);
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
 
-    fn load(&self) -> Result<Config, ConfigError> {
-        Config::load(&self.dir.path().join("config.toml"))
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        self.load_env(&[])
+    }
+
+    pub fn load_env(&self, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load_with_env(&self.dir.path().join("config.toml"), &env)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
     }
 }
 
-const MAIN: &str = r#"
+pub(super) const MAIN: &str = r#"
 state_dir = "state"
 [tripletex]
 base_url = "https://tripletex.no/v2"
@@ -43,7 +55,7 @@ renew_before = "1d"
 request_timeout = "30s"
 "#;
 
-fn err(f: &Fixture) -> String {
+pub(super) fn err(f: &Fixture) -> String {
     f.load().unwrap_err().to_string()
 }
 

@@ -6,10 +6,15 @@
 //! at once; a reload that fails validation changes nothing (`config.reload_failed`), one that
 //! succeeds restarts only the shops whose file or token changed (others keep their sessions) and
 //! retries key-rejected shops at once; `status.json` is rewritten after passes (debounced) so
-//! `status` works while we hold sled.
+//! `status` works while we hold sled; a pass that panics or fails is caught, recorded as `error`
+//! and retried (`supervise`), in the daemon and in `check_once` alike.
 
+mod ask;
 mod report;
 mod scheduler;
+mod supervise;
+
+pub use ask::{AskError, await_pass};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -43,6 +48,9 @@ pub struct Environment {
     pub credentials_dir: Option<PathBuf>,
     /// Adjusts HTTP tunables (tests shrink backoffs).
     pub tune: fn(&mut ClientSettings),
+    /// Runs at the start of every pass of the named shop, inside its supervision: tests make a
+    /// pass panic here; the process environment does nothing.
+    pub before_pass: fn(&str),
 }
 
 impl Environment {
@@ -52,6 +60,7 @@ impl Environment {
             credentials_dir: std::env::var_os(crate::secrets::CREDENTIALS_DIRECTORY)
                 .map(PathBuf::from),
             tune: |_| {},
+            before_pass: |_| {},
         }
     }
 }
@@ -133,17 +142,30 @@ pub async fn check_once(
             .api
             .shop(&shop.name, token, shop.company_id, cancel.clone());
         let (store, clock, gate) = (store.clone(), env.clock.clone(), gate.clone());
+        let before_pass = env.before_pass;
         tasks.spawn(async move {
             let _permit = gate.acquire_owned().await.expect("gate never closes");
-            pass::run(&shop, &client, &store, &settings, &clock, 1).await
+            let pass = supervise::CatchPanic::new(async {
+                before_pass(&shop.name);
+                pass::run(&shop, &client, &store, &settings, &clock, 1).await
+            });
+            let reason = match pass.await {
+                Ok(Ok(report)) => return Some(report),
+                Ok(Err(pass::PassError::Cancelled)) => return None,
+                Ok(Err(e)) => e.to_string(),
+                Err(panic) => panic,
+            };
+            // Recorded so status shows why, but left out of the result: callers compare counts
+            // (`check` exits 2).
+            supervise::pass_failed(&shop, &store, &clock, &reason).await;
+            None
         });
     }
     let mut reports = Vec::new();
     while let Some(joined) = tasks.join_next().await {
-        // A failed or panicked pass is left out; callers compare counts (`check` exits 2).
         match joined {
-            Ok(Ok(report)) => reports.push(report),
-            Ok(Err(e)) => tracing::error!(event = "pass.failed", error = %e, "pass not recorded"),
+            Ok(report) => reports.extend(report),
+            // Only a panic outside the pass (the gate) ends up here.
             Err(e) => tracing::error!(event = "pass.failed", error = %e, "pass task panicked"),
         }
     }

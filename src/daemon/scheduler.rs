@@ -4,7 +4,8 @@
 //! Invariants: a shop has at most one task; a task holds a permit of the shared gate while its
 //! pass runs, so at most `max_concurrent_shops` passes run at once; a reload restarts a shop only
 //! when its file or token (or the shared configuration) changed, so unchanged shops keep their
-//! sessions.
+//! sessions; a pass that panics or fails never ends its task (see `supervise`): it is recorded as
+//! `error` and retried with backoff, and pass-now still reaches the shop.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::report::Update;
+use super::supervise::{self, CatchPanic};
 use super::{Environment, ShopTokens, World, same};
 use crate::config::ShopConfig;
 use crate::pass;
@@ -212,6 +214,7 @@ impl ShopLoop {
         let checks = &self.world.config.checks;
         let mut wait = full_jitter(checks.jitter);
         let mut pass_no = 0u64;
+        let mut failures = 0u32;
         loop {
             tokio::select! {
                 _ = self.cancel.cancelled() => return,
@@ -223,21 +226,36 @@ impl ShopLoop {
                 p = self.gate.clone().acquire_owned() => p.expect("gate never closes"),
             };
             pass_no += 1;
-            let (shop, client, store) = (&self.shop, &self.client, &self.store);
-            match pass::run(shop, client, store, &settings, &self.env.clock, pass_no).await {
-                Ok(report) => {
+            let (shop, client, store, clock) =
+                (&self.shop, &self.client, &self.store, &self.env.clock);
+            let pass = CatchPanic::new(async {
+                (self.env.before_pass)(&shop.name);
+                pass::run(shop, client, store, &settings, clock, pass_no).await
+            });
+            let failure = match pass.await {
+                Ok(Ok(report)) => {
                     let _ = self.reports.send(Update::Pass(report));
+                    None
                 }
-                Err(pass::PassError::Cancelled) => return,
-                Err(e) => tracing::error!(
-                    event = "pass.failed",
-                    shop = %shop.name,
-                    error = %e,
-                    "pass not recorded"
-                ),
-            }
+                Ok(Err(pass::PassError::Cancelled)) => return,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(panic) => Some(panic),
+            };
             drop(permit);
-            wait = next_wait(checks.interval, checks.jitter);
+            wait = match failure {
+                None => {
+                    failures = 0;
+                    next_wait(checks.interval, checks.jitter)
+                }
+                Some(reason) => {
+                    failures = failures.saturating_add(1);
+                    if let Some(report) = supervise::pass_failed(shop, store, clock, &reason).await
+                    {
+                        let _ = self.reports.send(Update::Pass(report));
+                    }
+                    supervise::retry_wait(failures, checks.interval)
+                }
+            };
         }
     }
 }

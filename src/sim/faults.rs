@@ -2,7 +2,9 @@
 //!
 //! Invariants: a fault with `times = Some(n)` fires at most `n` times and then disappears; faults
 //! are tried in injection order and only the first match fires for a request, so two faults never
-//! combine on one request.
+//! combine on one request (combine [`Mutation`]s inside one [`FaultKind::Envelope`] instead).
+//! The answer-shaping kinds are carried out by `answers.rs`; the list ones (`Envelope`,
+//! `EndlessPages`, `RepeatFirstPage`) leave answers to other operations as they are.
 
 use std::time::Duration;
 
@@ -44,6 +46,42 @@ pub enum FaultKind {
     MalformedJson,
     /// 429 without `X-Rate-Limit-Reset`, like a real limit hit.
     TooManyRequests,
+    /// The real answer, then these changes to its list envelope and rows (200 lists only).
+    Envelope(Vec<Mutation>),
+    /// A full page of fresh rows at every `from`, `fullResultSize` always ahead: never ends.
+    EndlessPages,
+    /// The `from=0` page for every `from`, its envelope echoing the `from` asked for.
+    RepeatFirstPage,
+    /// 200 with a list body of about this many bytes (decoded), sent chunked; gzip'd when
+    /// `gzip`, so little goes over the wire.
+    HugeBody { bytes: u64, gzip: bool },
+}
+
+/// One change to a list answer. Row indexes wrap around the rows there are; with no rows, row
+/// changes do nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mutation {
+    /// Removes a key of the envelope (`values`, `from`, `count`, `fullResultSize`, …).
+    RemoveKey(String),
+    /// Sets a key of the envelope to this JSON.
+    SetKey(String, serde_json::Value),
+    RemoveField {
+        row: usize,
+        field: String,
+    },
+    SetField {
+        row: usize,
+        field: String,
+        value: serde_json::Value,
+    },
+    ReplaceRow {
+        row: usize,
+        value: serde_json::Value,
+    },
+    /// Appends a copy of the row.
+    DuplicateRow {
+        row: usize,
+    },
 }
 
 /// Injected faults in injection order.

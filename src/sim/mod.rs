@@ -1,13 +1,15 @@
 //! A Tripletex API v2 simulator for tests, `demo` and the `sim` command: session tokens with
 //! Oslo-midnight expiry, Basic auth, `>whoAmI`, customers and invoices with `fields`, `sorting`,
 //! paging and `versionDigest`/`If-None-Match`, per-(consumer, employee) rate limiting and
-//! injectable faults, over real HTTP.
+//! injectable faults (statuses, delays, resets, broken JSON, mutated list answers, endless or
+//! repeating paging, huge bodies), over real HTTP.
 //!
 //! Invariants: a [`Simulator`] is a cheap handle to one shared world (clones see the same data);
 //! time-based decisions (token expiry, `changed`) use the injected clock, while rate-limit windows
 //! and injected delays use real monotonic time; tokens are never logged (see `server.rs`).
 //! Production code never imports this module.
 
+mod answers;
 mod api;
 mod error;
 mod faults;
@@ -28,7 +30,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use jiff::civil::Date;
 
-pub use faults::{Fault, FaultKind};
+pub use faults::{Fault, FaultKind, Mutation};
 pub use scenario::{
     CompanySpec, CustomerSeries, EmployeeSpec, InvoiceSeries, RateLimitSpec, Scenario,
     ScenarioDate, ScenarioError,

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::server::conn::http1;
@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Simulator;
+use super::answers::{self, HugeBody};
 use super::api::{self, Reply, Request, Route};
 use super::error::ApiError;
 use super::faults::FaultKind;
@@ -33,6 +34,9 @@ use super::rawpath::RawPathFix;
 
 /// Bodies are tiny JSON objects; anything bigger is a client bug, not a load test.
 const MAX_BODY: usize = 1 << 20;
+
+/// A response body: a whole one, or one generated while it is sent.
+type SimBody = Either<Full<Bytes>, HugeBody>;
 
 /// A simulator listening in the background; dropping it stops it too.
 #[derive(Debug)]
@@ -133,17 +137,30 @@ struct SimulatedReset;
 enum Step {
     Reply(Reply),
     Reset,
+    Huge {
+        bytes: u64,
+        gzip: bool,
+    },
     Handle {
         route: Route,
         delay: Option<Duration>,
-        malformed: bool,
+        shape: Shape,
     },
+}
+
+/// How a handled request's answer is bent.
+enum Shape {
+    Normal,
+    Malformed,
+    Mutated(Vec<super::faults::Mutation>),
+    Endless,
+    FirstPageAgain,
 }
 
 async fn respond(
     sim: &Simulator,
     incoming: hyper::Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, SimulatedReset> {
+) -> Result<Response<SimBody>, SimulatedReset> {
     let request_id = sim.next_request_id();
     let (parts, body) = incoming.into_parts();
     let decoded = percent_decode(parts.uri.path());
@@ -200,29 +217,28 @@ async fn respond(
                 let step = if matches!(verdict, Some(Verdict::Limited { .. })) {
                     Step::Reply(ApiError::too_many_requests().into())
                 } else {
+                    let handle = |delay, shape| Step::Handle {
+                        route,
+                        delay,
+                        shape,
+                    };
                     match world.faults.take(&request.path, employee) {
-                        None => Step::Handle {
-                            route,
-                            delay: None,
-                            malformed: false,
-                        },
+                        None => handle(None, Shape::Normal),
                         Some(FaultKind::Status(status)) => {
                             Step::Reply(ApiError::from_status(status).into())
                         }
-                        Some(FaultKind::Delay(delay)) => Step::Handle {
-                            route,
-                            delay: Some(delay),
-                            malformed: false,
-                        },
+                        Some(FaultKind::Delay(delay)) => handle(Some(delay), Shape::Normal),
                         Some(FaultKind::ConnectionReset) => Step::Reset,
-                        Some(FaultKind::MalformedJson) => Step::Handle {
-                            route,
-                            delay: None,
-                            malformed: true,
-                        },
+                        Some(FaultKind::MalformedJson) => handle(None, Shape::Malformed),
                         Some(FaultKind::TooManyRequests) => {
                             Step::Reply(ApiError::too_many_requests().into())
                         }
+                        Some(FaultKind::Envelope(mutations)) => {
+                            handle(None, Shape::Mutated(mutations))
+                        }
+                        Some(FaultKind::EndlessPages) => handle(None, Shape::Endless),
+                        Some(FaultKind::RepeatFirstPage) => handle(None, Shape::FirstPageAgain),
+                        Some(FaultKind::HugeBody { bytes, gzip }) => Step::Huge { bytes, gzip },
                     }
                 };
                 (verdict, step, company)
@@ -242,17 +258,52 @@ async fn respond(
             );
             return Err(SimulatedReset);
         }
+        Step::Huge { bytes, gzip } => {
+            let mut response = Response::new(Either::Right(HugeBody::new(bytes, gzip)));
+            if gzip {
+                response
+                    .headers_mut()
+                    .insert("content-encoding", HeaderValue::from_static("gzip"));
+            }
+            decorate(&mut response, true, &request_id, verdict);
+            let remaining = verdict.map(Verdict::remaining);
+            sim.record(&request, &decoded, Some(200), remaining, company);
+            return Ok(response);
+        }
         Step::Handle {
             route,
             delay,
-            malformed,
+            shape,
         } => {
             if let Some(delay) = delay {
                 tokio::time::sleep(delay).await;
             }
             let now = sim.now();
-            let reply = api::handle(&mut sim.lock(), &route, &request, now);
-            (reply, malformed)
+            let mut world = sim.lock();
+            let is_list = matches!(route, Route::Customers | Route::Invoices);
+            let shape = match shape {
+                Shape::Mutated(_) | Shape::Endless | Shape::FirstPageAgain if !is_list => {
+                    Shape::Normal
+                }
+                shape => shape,
+            };
+            match shape {
+                Shape::Normal => (api::handle(&mut world, &route, &request, now), false),
+                Shape::Malformed => (api::handle(&mut world, &route, &request, now), true),
+                Shape::Mutated(mutations) => {
+                    let reply = api::handle(&mut world, &route, &request, now);
+                    (answers::mutate(reply, &mutations), false)
+                }
+                // Still authenticated: only a caller with a live session sees the endless list.
+                Shape::Endless => match api::handle(&mut world, &route, &request, now) {
+                    Reply::Json(200, _) => (answers::endless(&route, &request), false),
+                    other => (other, false),
+                },
+                Shape::FirstPageAgain => (
+                    answers::first_page_again(&mut world, &route, &request, now),
+                    false,
+                ),
+            }
         }
     };
     let response = render(reply, malformed, &request_id, verdict);
@@ -275,7 +326,7 @@ fn render(
     malformed: bool,
     request_id: &str,
     verdict: Option<Verdict>,
-) -> Response<Full<Bytes>> {
+) -> Response<SimBody> {
     let serialize = |value: &serde_json::Value| serde_json::to_vec(value).unwrap_or_default();
     let (status, mut body) = match reply {
         Reply::Json(status, value) => (status, serialize(&value)),
@@ -292,8 +343,20 @@ fn render(
         }
     }
     let has_body = !body.is_empty();
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(Either::Left(Full::new(Bytes::from(body))));
     *response.status_mut() = status;
+    decorate(&mut response, has_body, request_id, verdict);
+    response
+}
+
+/// Request id, content type and rate-limit headers.
+fn decorate(
+    response: &mut Response<SimBody>,
+    has_body: bool,
+    request_id: &str,
+    verdict: Option<Verdict>,
+) {
+    let status = response.status();
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(request_id) {
         headers.insert("x-tlx-request-id", value);
@@ -320,7 +383,6 @@ fn render(
         }
         None => {}
     }
-    response
 }
 
 /// `%3E` → `>`; an invalid escape stays as written, as most servers do.

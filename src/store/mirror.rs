@@ -25,6 +25,7 @@ pub struct InvoiceEntry {
 
 /// Where incremental sync continues from.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SyncCursor {
     /// Starts of the last full resync, per kind (one kind's failure must not skip the other's).
     pub customers_full: Option<jiff::Timestamp>,
@@ -40,13 +41,29 @@ const EPOCH: Date = Date::constant(1970, 1, 1);
 const CUSTOMER_WIDTH: usize = 13;
 const INVOICE_WIDTH: usize = 16;
 
-// Schema 1 stored one key per entry under `mirror/{shop}/customers/`; see `Store::check_schema`.
+// Before schema 2 a release stored one key per entry under `mirror/{shop}/customers/` (and
+// `invoices/`); the migration to schema 2 removes them (see `schema`).
 fn customers_key(shop: &str) -> String {
     format!("mirror/{shop}/customers")
 }
 
 fn invoices_key(shop: &str) -> String {
     format!("mirror/{shop}/invoices")
+}
+
+/// A key of the layout before schema 2: `mirror/{shop}/customers/` or `.../invoices/`, then the
+/// id as 8 bytes (which may contain `/`; shop names cannot).
+pub(super) fn is_per_entry_key(key: &[u8]) -> bool {
+    let Some(rest) = key.strip_prefix(b"mirror/") else {
+        return false;
+    };
+    let Some(slash) = rest.iter().position(|&b| b == b'/') else {
+        return false;
+    };
+    let tail = &rest[slash + 1..];
+    [&b"customers/"[..], b"invoices/"]
+        .iter()
+        .any(|kind| tail.strip_prefix(*kind).is_some_and(|id| id.len() == 8))
 }
 
 impl Store {
@@ -73,7 +90,11 @@ impl Store {
     pub fn cursor(&self, shop: &str) -> Result<SyncCursor, StoreError> {
         let key = format!("cursor/{shop}");
         Ok(match self.db.get(key.as_bytes())? {
-            Some(v) => decode(key.as_bytes(), &v)?,
+            // Without a cursor the next sync is a full one: slower, never wrong.
+            Some(v) => decode(key.as_bytes(), &v).unwrap_or_else(|e| {
+                super::skip_corrupt(&e);
+                SyncCursor::default()
+            }),
             None => SyncCursor::default(),
         })
     }

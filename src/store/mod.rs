@@ -5,12 +5,21 @@
 //! caller reports as recorded has been flushed ([`Store::commit`] and the `put_*` calls flush before
 //! returning); keys are `kind/shop/...` with shop names that cannot contain `/`; values are JSON so
 //! an operator can inspect them. The store knows keys and bytes, not HTTP.
+//!
+//! Files are private whatever the umask: `state_dir` at most 0750 (its group may read
+//! status.json, see README), `db/` 0700, the database files and the lock 0600. Opening narrows
+//! the process umask to 077 because sled creates files (snapshots) long after opening.
+//! A record that cannot be rebuilt (session, result) that fails to read is reported
+//! ([`StoreError::Corrupt`]); one whose loss only costs work (a cursor: full resync; a history
+//! point: a shorter forecast) is skipped with a `store.corrupt` warning.
 
 mod mirror;
 mod records;
+mod schema;
 
 use std::fs::File;
 use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
@@ -19,11 +28,10 @@ use serde::de::DeserializeOwned;
 
 pub use mirror::{CustomerEntry, InvoiceEntry, SyncCursor};
 pub use records::{ResultRecord, SessionRecord, SessionState};
+pub use schema::SCHEMA_VERSION;
 
 use crate::checks::{CheckKind, HistoryPoint};
 
-/// Bumped when a key or value layout changes incompatibly.
-pub const SCHEMA_VERSION: u32 = 1;
 /// sled's default cache is 1 GiB; a few MiB hold every shop's hot keys.
 const CACHE_BYTES: u64 = 4 * 1024 * 1024;
 const LOCK_FILE: &str = "tripletex-sync.lock";
@@ -40,7 +48,7 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("database in {} has schema {found}, this build uses {SCHEMA_VERSION} (fix: use a matching tripletex-sync, or move the db folder away to start afresh)", path.display())]
+    #[error("database in {} has schema {found}, newer than this build's {SCHEMA_VERSION}: it was written by a newer tripletex-sync (fix: run that release or newer; this one leaves the database untouched)", path.display())]
     Schema { path: PathBuf, found: u32 },
     #[error("sled: {0}")]
     Sled(#[from] sled::Error),
@@ -81,21 +89,38 @@ impl Store {
             path: state_dir.to_path_buf(),
             source,
         };
-        std::fs::create_dir_all(state_dir).map_err(io)?;
+        // SAFETY: umask(2) cannot fail; OR-ing only ever makes new files more private.
+        unsafe {
+            let old = libc::umask(0o077);
+            libc::umask(old | 0o077);
+        }
+        let fresh = !state_dir.exists();
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .create(state_dir)
+            .map_err(io)?;
+        if fresh {
+            // Not through the umask: the service's group reads status.json in it (README).
+            std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o750))
+                .map_err(io)?;
+        }
         if let Some(owner) = foreign_owner(state_dir).map_err(io)? {
             return Err(StoreError::NotOwner {
                 state_dir: state_dir.to_path_buf(),
                 owner,
             });
         }
+        narrow_mode(state_dir, 0o750).map_err(io)?;
         let lock_path = state_dir.join(LOCK_FILE);
         let mut lock = File::options()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(&lock_path)
             .map_err(io)?;
+        narrow_mode(&lock_path, 0o600).map_err(io)?;
         if let Err(e) = lock.try_lock() {
             return match e {
                 std::fs::TryLockError::WouldBlock => Err(StoreError::Locked {
@@ -111,47 +136,32 @@ impl Store {
         lock.set_len(0).map_err(io)?;
         writeln!(lock, "{} {}", role_name(role), std::process::id()).map_err(io)?;
 
+        let db_dir = state_dir.join(DB_DIR);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&db_dir)
+            .or_else(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Ok(()),
+                _ => Err(e),
+            })
+            .map_err(io)?;
         let db = sled::Config::new()
-            .path(state_dir.join(DB_DIR))
+            .path(&db_dir)
             .cache_capacity(CACHE_BYTES)
             .open()?;
+        // Databases written before files were made private (or under another umask).
+        make_private(&db_dir).map_err(io)?;
         let store = Self {
             db,
             state_dir: state_dir.to_path_buf(),
             _lock: lock,
         };
-        store.check_schema()?;
+        schema::migrate(&store.db, &db_dir)?;
         Ok(store)
     }
 
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
-    }
-
-    fn check_schema(&self) -> Result<(), StoreError> {
-        const KEY: &[u8] = b"meta/schema_version";
-        match self.db.get(KEY)? {
-            None => {
-                self.db.insert(KEY, &SCHEMA_VERSION.to_be_bytes())?;
-                self.db.flush()?;
-                Ok(())
-            }
-            Some(v) => {
-                let found = v
-                    .as_ref()
-                    .try_into()
-                    .map(u32::from_be_bytes)
-                    .unwrap_or(u32::MAX);
-                if found == SCHEMA_VERSION {
-                    Ok(())
-                } else {
-                    Err(StoreError::Schema {
-                        path: self.state_dir.join(DB_DIR),
-                        found,
-                    })
-                }
-            }
-        }
     }
 
     pub fn session(&self, shop: &str) -> Result<Option<SessionRecord>, StoreError> {
@@ -165,13 +175,15 @@ impl Store {
     /// The recorded history of one check, oldest first.
     pub fn history(&self, shop: &str, kind: CheckKind) -> Result<Vec<HistoryPoint>, StoreError> {
         let prefix = history_prefix(shop, kind);
-        self.db
-            .scan_prefix(prefix.as_bytes())
-            .map(|kv| {
-                let (k, v) = kv?;
-                decode(&k, &v)
-            })
-            .collect()
+        let mut points = Vec::new();
+        for kv in self.db.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = kv?;
+            match decode(&k, &v) {
+                Ok(point) => points.push(point),
+                Err(e) => skip_corrupt(&e),
+            }
+        }
+        Ok(points)
     }
 
     pub fn batch(&self) -> Batch {
@@ -241,6 +253,30 @@ impl Batch {
     }
 }
 
+/// Drops the permission bits of `path` outside `allowed` (never widens).
+fn narrow_mode(path: &Path, allowed: u32) -> std::io::Result<()> {
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o7777;
+    if mode & !allowed != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & allowed))?;
+    }
+    Ok(())
+}
+
+/// `dir` and the folders in it 0700, its files 0600 (sled nests at most one level: `blobs/`).
+fn make_private(dir: &Path) -> std::io::Result<()> {
+    narrow_mode(dir, 0o700)?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            make_private(&entry.path())?;
+        } else if kind.is_file() {
+            narrow_mode(&entry.path(), 0o600)?;
+        }
+    }
+    Ok(())
+}
+
 /// The owner of `state_dir` when that is not us. Files another user (typically root) created in
 /// the database would lock the service user out of it, so only the owner may open it.
 fn foreign_owner(state_dir: &Path) -> std::io::Result<Option<u32>> {
@@ -276,6 +312,11 @@ fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError
         key: String::from_utf8_lossy(key).into_owned(),
         source,
     })
+}
+
+/// Logs a record that is dropped because it cannot be read (see the module doc).
+fn skip_corrupt(e: &StoreError) {
+    tracing::warn!(event = "store.corrupt", error = %e, "unreadable record skipped");
 }
 
 fn role_name(role: Role) -> &'static str {

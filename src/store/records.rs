@@ -2,11 +2,15 @@
 //!
 //! They hold metadata only: a session record has no token field, so no code path can put a
 //! token into sled.
+//!
+//! They are a schema shared with other releases: every field a record may lack takes its default
+//! (`#[serde(default)]`) and unknown fields are ignored, so a record written before or after a
+//! field was added still reads. A new field must have a default that means "not known".
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::checks::{CheckOutcome, Verdict};
+use crate::checks::{CheckKind, CheckOutcome, Verdict};
 
 /// What `status` shows for a shop's session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -15,7 +19,9 @@ pub enum SessionState {
     Valid,
     Renewing,
     KeyRejected,
+    /// Also what a state added by a newer release reads as.
     #[default]
+    #[serde(other)]
     Unknown,
 }
 
@@ -32,6 +38,7 @@ impl SessionState {
 
 /// Session metadata per shop; never the token itself.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SessionRecord {
     pub state: SessionState,
     pub minted_at: Option<Timestamp>,
@@ -46,9 +53,15 @@ pub struct SessionRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultRecord {
     pub outcome: CheckOutcome,
+    #[serde(default)]
     pub checked_at: Timestamp,
     /// When the current verdict began (unchanged verdicts keep the earlier instant).
+    #[serde(default)]
     pub since: Timestamp,
+    /// The whole pass failed (it panicked or could not be recorded), not just this check: the
+    /// outcome is an `error` naming why. `check` beside the daemon exits 2 on it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pass_failed: bool,
 }
 
 impl ResultRecord {
@@ -62,6 +75,21 @@ impl ResultRecord {
             outcome,
             checked_at: now,
             since,
+            pass_failed: false,
+        }
+    }
+
+    /// The record of a pass that failed as a whole: an `error` outcome saying why.
+    pub fn pass_failed(
+        previous: Option<&ResultRecord>,
+        kind: CheckKind,
+        reason: &str,
+        now: Timestamp,
+    ) -> Self {
+        let outcome = crate::checks::could_not_run(kind, &format!("the pass failed: {reason}"));
+        Self {
+            pass_failed: true,
+            ..Self::next(previous, outcome, now)
         }
     }
 

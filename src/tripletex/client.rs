@@ -4,8 +4,11 @@
 //! the shutdown token) → header bookkeeping → status policy. Policy: 429 is retried on any method
 //! after the limiter's wait; 5xx, timeouts and connection errors are retried only for idempotent
 //! requests (the session mint counts as one: a duplicate mint is harmless), at most `max_tries`;
-//! a 401 triggers one shared re-mint and one retry, a second 401 is final. Token text exists here
-//! only while a request is built; errors are stripped of URLs, which can carry a session token.
+//! a 401 triggers one shared re-mint and one retry, a second 401 is final. Every failure is named
+//! as what it was (a 5xx says "Tripletex answered 500 …", an open circuit names the failure that
+//! opened it). Bodies are read within `max_body` ([`super::body`]) and list answers validated
+//! ([`super::page`]) before anything is returned. Token text exists here only while a request is
+//! built; errors are stripped of URLs, which can carry a session token.
 
 use std::sync::Arc;
 
@@ -15,8 +18,10 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use super::body::read_limited;
 use super::breaker::Breaker;
-use super::model::{ApiError, ListResponse};
+use super::model::ApiError;
+use super::page::{self, Asked, Page, Row};
 use super::ratelimit::{ShopLimiter, backoff};
 use super::session::{SessionSlot, usable_until};
 use super::{ClientSettings, TripletexError};
@@ -45,7 +50,7 @@ impl Tripletex {
                     .request_timeout
                     .min(std::time::Duration::from_secs(10)),
             )
-            .gzip(true)
+            // No reqwest decompression (feature off): `body` decodes gzip and counts both sizes.
             .user_agent(concat!("tripletex-sync/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| TripletexError::Unavailable(transport_error(e)))?;
@@ -92,11 +97,11 @@ pub struct ShopClient {
     pub(super) cancel: CancellationToken,
 }
 
-/// A list GET's outcome: `If-None-Match` matched (304), or a page.
+/// A list GET's outcome: `If-None-Match` matched (304), or a validated page.
 #[derive(Debug)]
 pub enum Fetched<T> {
     NotModified,
-    Page(ListResponse<T>),
+    Page(Page<T>),
 }
 
 /// A session token to authenticate with, and when it dies.
@@ -142,8 +147,9 @@ impl ShopClient {
         self.limiter.throttled_count()
     }
 
-    /// A list GET (`/customer`, `/invoice`), optionally conditional on a `versionDigest`.
-    pub async fn list<T: DeserializeOwned>(
+    /// A list GET (`/customer`, `/invoice`), optionally conditional on a `versionDigest`. The
+    /// answer is checked against the `from`/`count` in `query` ([`page::parse`]).
+    pub async fn list<T: Row>(
         &self,
         path: &str,
         query: &[(&str, String)],
@@ -158,10 +164,11 @@ impl ShopClient {
             return Ok(Fetched::NotModified);
         }
         // A 1000-row page can take a while to arrive: shutdown must not wait for it.
-        tokio::select! {
-            _ = self.cancel.cancelled() => Err(TripletexError::Cancelled),
-            page = read_json(resp) => page.map(Fetched::Page),
-        }
+        let body = tokio::select! {
+            _ = self.cancel.cancelled() => return Err(TripletexError::Cancelled),
+            body = read_limited(resp, self.api.settings.max_body) => body?,
+        };
+        page::parse(path, &body, Asked::from_query(query)).map(Fetched::Page)
     }
 
     /// Sends `call` with the shop's session, re-minting once (shared) after a 401, and taking a
@@ -203,8 +210,8 @@ impl ShopClient {
         let s = &self.api.settings;
         let (mut tries, mut throttled) = (0u32, 0u32);
         loop {
-            if !self.breaker.allow() {
-                return Err(TripletexError::CircuitOpen);
+            if let Err(last) = self.breaker.allow() {
+                return Err(TripletexError::CircuitOpen { last });
             }
             self.limiter.acquire(&self.cancel).await?;
             if session.is_some_and(|a| self.api.clock.now() >= usable_until(a.expires_at)) {
@@ -246,13 +253,19 @@ impl ShopClient {
                         self.breaker.success(&self.name);
                         return Ok(resp);
                     }
-                    format!("HTTP {status}")
+                    let body = api_error(resp).await;
+                    TripletexError::ServerError {
+                        status: status.as_u16(),
+                        code: body.code.unwrap_or_default(),
+                        message: body.message.unwrap_or_default(),
+                        tries,
+                    }
                 }
-                Err(e) => transport_error(e),
+                Err(e) => TripletexError::Unavailable(transport_error(e)),
             };
-            self.breaker.failure(&self.name, &failure);
+            self.breaker.failure(&self.name, &failure.to_string());
             if !call.idempotent || tries >= s.max_tries {
-                return Err(TripletexError::Unavailable(failure));
+                return Err(failure);
             }
             tracing::debug!(event = "http.retry", shop = %self.name, path = call.path, tries, error = %failure);
             self.pause(backoff(
@@ -283,7 +296,11 @@ impl ShopClient {
                 .map_err(|()| TripletexError::Unavailable("base URL cannot take a path".into()))?
                 .push(segment);
         }
-        let mut req = self.api.http.request(call.method.clone(), url);
+        let mut req = self
+            .api
+            .http
+            .request(call.method.clone(), url)
+            .header(reqwest::header::ACCEPT_ENCODING, "gzip");
         if !call.query.is_empty() {
             req = req.query(call.query);
         }
@@ -329,15 +346,24 @@ fn access_for(path: &str) -> String {
     }
 }
 
+/// Tripletex's `ApiError` bodies are a few hundred bytes.
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// The error body, or an empty one when it is missing, unreadable or too large.
 pub(super) async fn api_error(resp: Response) -> ApiError {
-    resp.json::<ApiError>().await.unwrap_or_default()
+    read_limited(resp, MAX_ERROR_BODY)
+        .await
+        .ok()
+        .and_then(|body| serde_json::from_slice(&body).ok())
+        .unwrap_or_default()
 }
 
-pub(super) async fn read_json<T: DeserializeOwned>(resp: Response) -> Result<T, TripletexError> {
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| TripletexError::Unavailable(transport_error(e)))?;
+/// A single-object answer (`{"value": …}`), within the body limit.
+pub(super) async fn read_json<T: DeserializeOwned>(
+    resp: Response,
+    limit: usize,
+) -> Result<T, TripletexError> {
+    let bytes = read_limited(resp, limit).await?;
     serde_json::from_slice(&bytes).map_err(|e| TripletexError::Decode(e.to_string()))
 }
 

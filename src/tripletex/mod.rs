@@ -5,15 +5,18 @@
 //! breaker. Every request sent is a valid, non-deprecated operation of Tripletex's OpenAPI spec.
 //! This module knows HTTP, not sled: callers persist what [`ShopClient::session_info`] reports.
 
+mod body;
 mod breaker;
 mod client;
 pub mod model;
+pub mod page;
 pub mod ratelimit;
 mod session;
 
 use std::time::Duration;
 
 pub use client::{Fetched, ShopClient, Tripletex};
+pub use page::Page;
 pub use ratelimit::LimitSettings;
 pub use session::{EXPIRY_MARGIN, SessionInfo};
 
@@ -36,7 +39,13 @@ pub struct ClientSettings {
     /// Consecutive transport failures that open the circuit, and how long it stays open.
     pub breaker_threshold: u32,
     pub breaker_cooldown: Duration,
+    /// Largest answer read, on the wire and decompressed ([`DEFAULT_MAX_BODY`]).
+    pub max_body: usize,
 }
+
+/// One page of 1000 rows with `fields` cut down is well under 1 MiB; 32 MiB leaves room for a
+/// Tripletex that ignores `fields`, and keeps a hostile answer from taking the process's memory.
+pub const DEFAULT_MAX_BODY: usize = 32 << 20;
 
 impl ClientSettings {
     pub fn new(config: &crate::config::Config) -> Self {
@@ -56,6 +65,7 @@ impl ClientSettings {
             max_throttled: 8,
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(60),
+            max_body: DEFAULT_MAX_BODY,
         }
     }
 }
@@ -84,16 +94,45 @@ pub enum TripletexError {
         code: i64,
         message: String,
     },
-    #[error("Tripletex unavailable: {0}")]
+    /// 5xx on the last try (every try for idempotent requests).
+    #[error("Tripletex answered {status} (code {code}): {message} (after {tries} tries)")]
+    ServerError {
+        status: u16,
+        code: i64,
+        message: String,
+        tries: u32,
+    },
+    /// No answer: connection refused or reset, timeout, TLS.
+    #[error("Tripletex unreachable: {0}")]
     Unavailable(String),
     #[error("Tripletex sent an unreadable response: {0}")]
     Decode(String),
+    /// A 200 list answer that does not say what a list answer must ([`page`]).
+    #[error("Tripletex sent an invalid answer to GET {path}: {reason}")]
+    Malformed { path: String, reason: String },
+    /// Paging that would not end: a repeated page, or more pages than the records cap allows.
+    #[error("paging GET {path} did not end: {reason}")]
+    Paging { path: String, reason: String },
+    #[error("Tripletex sent an answer larger than {}; refused", human_size(.limit))]
+    TooLarge { limit: u64 },
     #[error("Tripletex kept answering 429 ({0} times in a row)")]
     Throttled(u32),
-    #[error("circuit open after repeated connection failures")]
-    CircuitOpen,
+    /// The shop's breaker is open; `last` is the failure that opened it, named as it was.
+    #[error("Tripletex calls for this shop paused after repeated failures (last: {last})")]
+    CircuitOpen { last: String },
+    /// The pass that made the call ran out of time (`checks.pass_deadline`); set by the pass.
+    #[error("the pass ran past checks.pass_deadline ({}) before this was done", humantime::format_duration(*.0))]
+    PassDeadline(Duration),
     #[error("shutting down")]
     Cancelled,
+}
+
+fn human_size(bytes: &u64) -> String {
+    if *bytes >= 1 << 20 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{bytes} bytes")
+    }
 }
 
 impl From<Cancelled> for TripletexError {

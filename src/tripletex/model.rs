@@ -1,9 +1,13 @@
 //! Tripletex's JSON, as far as this program reads or writes it.
 //!
 //! Field names follow the OpenAPI spec (2.74). Only the fields we ask for with `fields=` are
-//! modelled; unknown fields are ignored so a newer Tripletex does not break us.
+//! modelled; unknown fields are ignored so a newer Tripletex does not break us. List rows are
+//! parsed by hand ([`Row`]) so that a missing or out-of-range number is refused, not defaulted.
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::page::{self, Row};
 
 /// `PostSessionTokenBody`: the JSON body of `POST /token/session/:create`.
 #[derive(Serialize)]
@@ -35,36 +39,64 @@ pub struct WhoAmI {
     pub company_id: Option<i64>,
 }
 
-/// The list envelope `ListResponse*`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ListResponse<T> {
-    #[serde(default)]
-    pub version_digest: Option<String>,
-    #[serde(default = "Vec::new")]
-    pub values: Vec<T>,
-}
+/// Tripletex's numbers are int32: a number above this is not one it could have sent.
+const MAX_NUMBER: i64 = i32::MAX as i64;
 
-/// A customer, as read with `fields=id,customerNumber,isInactive`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// A customer, as read with `fields=id,customerNumber,isInactive`; every field required.
+#[derive(Debug, Clone)]
 pub struct CustomerRow {
     pub id: i64,
-    #[serde(default)]
-    pub customer_number: Option<u32>,
-    #[serde(default)]
+    pub customer_number: u32,
     pub is_inactive: bool,
 }
 
-/// An invoice, as read with `fields=id,invoiceNumber,invoiceDate`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
+impl Row for CustomerRow {
+    fn parse(row: &Map<String, Value>) -> Result<Self, String> {
+        Ok(Self {
+            id: page::positive(row, "id", i64::MAX)?,
+            customer_number: number(row, "customerNumber")?,
+            is_inactive: page::boolean(row, "isInactive")?,
+        })
+    }
+
+    fn id(&self) -> i64 {
+        self.id
+    }
+}
+
+/// An invoice, as read with `fields=id,invoiceNumber,invoiceDate`; every field required.
+#[derive(Debug, Clone)]
 pub struct InvoiceRow {
     pub id: i64,
-    #[serde(default)]
-    pub invoice_number: Option<u32>,
-    #[serde(default)]
-    pub invoice_date: Option<jiff::civil::Date>,
+    pub invoice_number: u32,
+    pub invoice_date: jiff::civil::Date,
+}
+
+impl Row for InvoiceRow {
+    fn parse(row: &Map<String, Value>) -> Result<Self, String> {
+        let invoice_date = match row.get("invoiceDate") {
+            Some(Value::String(text)) => text
+                .parse()
+                .map_err(|_| format!("`invoiceDate` is {text:?}, not a date"))?,
+            Some(other) => return Err(format!("`invoiceDate` is {other}, not a date")),
+            None => return Err("`invoiceDate` is missing".into()),
+        };
+        Ok(Self {
+            id: page::positive(row, "id", i64::MAX)?,
+            invoice_number: number(row, "invoiceNumber")?,
+            invoice_date,
+        })
+    }
+
+    fn id(&self) -> i64 {
+        self.id
+    }
+}
+
+/// A customer or invoice number: a positive int32.
+fn number(row: &Map<String, Value>, name: &str) -> Result<u32, String> {
+    let n = page::positive(row, name, MAX_NUMBER)?;
+    u32::try_from(n).map_err(|_| format!("`{name}` is {n}, beyond {MAX_NUMBER}"))
 }
 
 /// `ApiError`: Tripletex's error body.

@@ -186,18 +186,23 @@ impl ShopLimiter {
         match w.reset_at.filter(|r| *r > now) {
             Some(reset) => reset - now,
             None => {
-                let exp = w.consecutive_429.saturating_sub(1).min(16);
-                let cap = self
-                    .settings
-                    .backoff_min
-                    .saturating_mul(1 << exp)
-                    .min(self.settings.backoff_max);
+                let cap = self.throttle_cap(w.consecutive_429);
                 let wait = full_jitter(cap).max(self.settings.backoff_min);
                 // Without a reset header the window is unknown; let the wait stand in for it.
                 w.reset_at = Some(now + wait);
                 wait
             }
         }
+    }
+
+    /// The most the `n`th 429 in a row (1-based) waits without a known reset: doubling from
+    /// `backoff_min` up to `backoff_max`.
+    fn throttle_cap(&self, n: u32) -> Duration {
+        let exp = n.saturating_sub(1).min(16);
+        self.settings
+            .backoff_min
+            .saturating_mul(1 << exp)
+            .min(self.settings.backoff_max)
     }
 
     /// How many 429s this shop has met.
@@ -282,12 +287,21 @@ mod tests {
     #[tokio::test]
     async fn a_429_storm_backs_off_further_each_time_although_429s_carry_remaining() {
         let limiter = ShopLimiter::new(settings(0));
+        let mut caps = Vec::new();
         for n in 1..=5 {
             limiter.observe(&headers(0, None));
-            limiter.on_throttled();
+            let wait = limiter.on_throttled();
             assert_eq!(limiter.window.lock().unwrap().consecutive_429, n);
+            let cap = limiter.throttle_cap(n);
+            assert!(
+                (Duration::from_millis(10)..=cap).contains(&wait),
+                "429 #{n}: waited {wait:?}, cap {cap:?}"
+            );
+            caps.push(cap.as_millis());
             limiter.window.lock().unwrap().reset_at = None;
         }
+        // The bound on the wait doubles with each 429 in a row, up to backoff_max.
+        assert_eq!(caps, [10, 20, 40, 80, 80]);
         limiter.settled();
         assert_eq!(limiter.window.lock().unwrap().consecutive_429, 0);
     }

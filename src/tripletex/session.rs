@@ -306,7 +306,7 @@ impl ShopClient {
         if !status.is_success() {
             return Err(mint_refused(status, api_error(resp).await));
         }
-        let token: Wrapper<SessionToken> = read_json(resp).await?;
+        let token: Wrapper<SessionToken> = read_json(resp, s.max_body).await?;
         let token = SecretString::from(token.value.token);
         let expires_at = oslo_midnight(expiration);
 
@@ -364,7 +364,7 @@ impl ShopClient {
                 access: "read its own login (whoAmI)".into(),
             });
         }
-        let who: Wrapper<WhoAmI> = read_json(who).await?;
+        let who: Wrapper<WhoAmI> = read_json(who, self.api.settings.max_body).await?;
         Ok(who.value)
     }
 

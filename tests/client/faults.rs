@@ -35,12 +35,26 @@ async fn two_503s_are_retried_and_the_get_succeeds() {
 }
 
 #[tokio::test]
-async fn a_lasting_503_gives_unavailable_after_exactly_three_tries() {
+async fn a_lasting_503_is_named_as_a_503_after_exactly_three_tries() {
     let (f, _api, client, _) = one_shop(MAIN).await;
     client.connect().await.unwrap();
     f.sim.inject(on_customers(FaultKind::Status(503), None));
     let err = ping(&client).await.unwrap_err();
-    assert!(matches!(err, TripletexError::Unavailable(_)), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            TripletexError::ServerError {
+                status: 503,
+                tries: 3,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().starts_with("Tripletex answered 503 "),
+        "{err}"
+    );
     let log = f.sim.request_log();
     assert_eq!(hits(&log, "GET", "/customer").len(), 3);
     assert_conforms(&log);
@@ -119,7 +133,11 @@ async fn open_the_breaker(
     let first = ping(client).await.unwrap_err();
     assert!(matches!(first, TripletexError::Unavailable(_)), "{first:?}");
     let second = ping(client).await.unwrap_err();
-    assert!(matches!(second, TripletexError::CircuitOpen), "{second:?}");
+    let TripletexError::CircuitOpen { last } = &second else {
+        panic!("{second:?}")
+    };
+    // Named as what it was: no answer at all, not a status.
+    assert!(last.starts_with("Tripletex unreachable: "), "{last}");
     let log = f.sim.request_log();
     assert_eq!(hits(&log, "GET", "/customer").len(), 5);
     log.len()
@@ -131,7 +149,7 @@ async fn the_breaker_opens_fails_fast_and_closes_after_the_cooldown() {
     let seen = open_the_breaker(&f, &client).await;
     for _ in 0..10 {
         let err = ping(&client).await.unwrap_err();
-        assert!(matches!(err, TripletexError::CircuitOpen), "{err:?}");
+        assert!(matches!(err, TripletexError::CircuitOpen { .. }), "{err:?}");
     }
     assert_eq!(
         f.sim.request_log().len(),
@@ -159,5 +177,49 @@ async fn a_429_on_the_half_open_trial_does_not_wedge_the_breaker() {
     // The trial meets a 429: Tripletex is reachable, so the call waits and succeeds.
     ping(&client).await.unwrap();
     ping(&client).await.unwrap();
+    assert_conforms(&f.sim.request_log());
+}
+
+#[tokio::test]
+async fn a_mint_answered_500_is_named_as_such_also_once_the_circuit_opens() {
+    let (f, _api, client, _) = one_shop(MAIN).await;
+    f.sim.inject(Fault {
+        path_prefix: Some("/token/session/:create".into()),
+        ..Fault::always(FaultKind::Status(500))
+    });
+    let first = client.connect().await.unwrap_err();
+    assert!(
+        matches!(
+            first,
+            TripletexError::ServerError {
+                status: 500,
+                code: 1000,
+                tries: 3,
+                ..
+            }
+        ),
+        "{first:?}"
+    );
+    let text = first.to_string();
+    assert!(
+        text.starts_with("Tripletex answered 500 (code 1000): "),
+        "{text}"
+    );
+    // Two more failures open the circuit (threshold 5): the refusal still names the 500.
+    let second = client.connect().await.unwrap_err();
+    let third = client.connect().await.unwrap_err();
+    for err in [&second, &third] {
+        let text = err.to_string();
+        assert!(
+            text.contains("Tripletex answered 500 (code 1000)"),
+            "{text}"
+        );
+        assert!(!text.contains("connection"), "{text}");
+    }
+    assert!(
+        matches!(third, TripletexError::CircuitOpen { .. }),
+        "{third:?}"
+    );
+    assert_eq!(creates(&f.sim.request_log()).len(), 5);
     assert_conforms(&f.sim.request_log());
 }

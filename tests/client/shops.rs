@@ -190,6 +190,17 @@ async fn no_customer_access_is_forbidden_with_a_remedy_and_spares_invoices() {
     let invoices = &report.outcomes[1];
     assert_eq!(invoices.kind, CheckKind::InvoiceNumbers);
     assert_eq!(invoices.verdict, Verdict::Ok, "{invoices:#?}");
+    // Spared means read in full: the three invoices 6000..=6002 of `two_shops`.
+    assert_eq!(invoices.evidence.numbers_in_use, 3, "{invoices:#?}");
+    assert_eq!(
+        invoices
+            .evidence
+            .shop_run
+            .as_ref()
+            .map(|r| (r.first, r.last)),
+        Some((6000, 6002)),
+        "{invoices:#?}"
+    );
     let log = f.sim.request_log();
     assert!(
         hits(&log, "GET", "/invoice")

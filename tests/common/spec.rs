@@ -2,8 +2,9 @@
 //! Tripletex OpenAPI spec (method + path template), carry that operation's required query
 //! parameters, and avoid deprecated operations unless explicitly allowed.
 //!
-//! The spec is parsed once per test binary; when the file is absent the check is skipped with a
-//! note on stderr, so the suite still runs on a machine without `/work/shared`.
+//! The spec is parsed once per test binary. When the file is absent the check fails under CI
+//! (`CI` set and not `false`/`0`), so the guarantee cannot vanish silently; elsewhere it is
+//! skipped with a note on stderr, so the suite still runs on a machine without `../shared`.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -185,8 +186,14 @@ pub fn real_spec() -> Option<&'static Spec> {
     SPEC.get_or_init(|| {
         let path = spec_path();
         let Ok(text) = std::fs::read_to_string(&path) else {
+            assert!(
+                !missing_spec_is_fatal(std::env::var_os("CI").as_deref()),
+                "spec file not found at {}: under CI the OpenAPI conformance check must run \
+                 (provide ../shared/tripletex or set TRIPLETEX_OPENAPI_SPEC)",
+                path.display()
+            );
             eprintln!(
-                "spec file not found at {}; skipping conformance check",
+                "spec file not found at {}; skipping conformance check (CI is not set)",
                 path.display()
             );
             return None;
@@ -195,6 +202,12 @@ pub fn real_spec() -> Option<&'static Spec> {
         Some(Spec::from_json(&json))
     })
     .as_ref()
+}
+
+/// Whether a missing spec fails the tests: under CI (`CI` set to anything but empty, `false`, `0`).
+fn missing_spec_is_fatal(ci: Option<&std::ffi::OsStr>) -> bool {
+    ci.and_then(std::ffi::OsStr::to_str)
+        .is_some_and(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "false" | "0"))
 }
 
 /// Panics unless every logged request is a non-deprecated operation of the spec with its
@@ -206,10 +219,6 @@ pub fn assert_conforms(log: &[LoggedRequest]) {
 /// Like [`assert_conforms`], but the listed `(METHOD, template)` operations may be deprecated.
 pub fn assert_conforms_allowing_deprecated(log: &[LoggedRequest], allowed: &[(&str, &str)]) {
     let Some(spec) = real_spec() else {
-        eprintln!(
-            "spec file not found at {}; skipping conformance check",
-            spec_path().display()
-        );
         return;
     };
     assert!(
@@ -284,6 +293,18 @@ mod tests {
         assert!(problems[2].contains("has no POST"));
         assert!(problems[3].contains("deprecated"));
         assert!(problems[4].contains("invoiceNumbr") && problems[4].contains("not declared"));
+    }
+
+    #[test]
+    fn a_missing_spec_fails_under_ci_only() {
+        use std::ffi::OsStr;
+        for ci in ["true", "1", "yes", "TRUE"] {
+            assert!(missing_spec_is_fatal(Some(OsStr::new(ci))), "{ci}");
+        }
+        for ci in ["", "false", "0", "False"] {
+            assert!(!missing_spec_is_fatal(Some(OsStr::new(ci))), "{ci}");
+        }
+        assert!(!missing_spec_is_fatal(None));
     }
 
     #[test]

@@ -61,7 +61,11 @@ async fn a_failed_invoice_sync_leaves_the_mirror_untouched_and_the_next_pass_rec
     let failed = shop.pass(&f).await;
     let i = invoices(&failed);
     assert_eq!(i.verdict, Verdict::Error, "{i:#?}");
-    assert!(i.summary.contains("500"), "{}", i.summary);
+    assert!(
+        i.summary.contains("Tripletex answered 500 (code 1000)"),
+        "{}",
+        i.summary
+    );
     assert_eq!(customers(&failed).verdict, Verdict::Ok);
     assert_eq!(customers(&failed).evidence.numbers_in_use, 51);
     let mut after = shop.store.invoices("acme").unwrap();

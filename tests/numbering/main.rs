@@ -1,7 +1,9 @@
 //! Numbering sync and verdicts against the simulator (issue: numbering sync and conflict
 //! verification): the demo world, conflicts appearing and clearing, the cost of idle, full and
 //! 100 000-row passes, `changedSince` and the invoice window, restarts, history and forecasts,
-//! disabled checks and failed syncs. Every test ends by checking every request the sync sent
+//! disabled checks and failed syncs, answers that must not be believed (issue 8: malformed lists,
+//! endless or repeating paging, huge pages, pass deadlines) and a property test over damaged
+//! answers. Every test that reaches Tripletex ends by checking every request the sync sent
 //! against the real OpenAPI spec.
 
 #[path = "../common/mod.rs"]
@@ -9,11 +11,13 @@ mod common;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod answers;
 mod cost;
 mod demo;
 mod failures;
 mod history;
 mod incremental;
+mod props;
 
 use std::sync::Arc;
 use std::time::Duration;

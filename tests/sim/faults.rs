@@ -219,3 +219,79 @@ async fn shutdown_stops_serving() {
     assert!(fresh.get(&url).send().await.is_err());
     assert_conforms(&ctx.sim.request_log());
 }
+
+#[tokio::test]
+async fn answer_shaping_faults_bend_list_answers_only() {
+    use std::io::Read as _;
+    use tripletex_sync::sim::Mutation;
+
+    let ctx = Ctx::new().await;
+    ctx.sim.add_customers(COMPANY, 1, 20, false);
+    let token = ctx.session().await;
+    let body = |response: reqwest::Response| async move { response.json::<Value>().await.unwrap() };
+
+    ctx.sim.inject(Fault {
+        times: Some(2),
+        ..Fault::always(FaultKind::Envelope(vec![
+            Mutation::RemoveKey("values".into()),
+            Mutation::SetKey("count".into(), serde_json::json!("many")),
+        ]))
+    });
+    let who = body(ctx.get(&token, "/token/session/>whoAmI").await).await;
+    assert!(who["value"].is_object(), "not a list: untouched: {who}");
+    let mutated = body(ctx.get(&token, "/customer").await).await;
+    assert!(mutated.get("values").is_none(), "{mutated}");
+    assert_eq!(mutated["count"], "many");
+
+    ctx.sim.inject(Fault {
+        times: Some(1),
+        ..Fault::always(FaultKind::EndlessPages)
+    });
+    let endless = body(ctx.get(&token, "/customer?from=5000&count=3").await).await;
+    assert_eq!(endless["from"], 5000);
+    assert_eq!(endless["count"], 3);
+    assert_eq!(endless["fullResultSize"], 5006);
+    assert_eq!(endless["values"].as_array().unwrap().len(), 3);
+
+    ctx.sim.inject(Fault {
+        times: Some(1),
+        ..Fault::always(FaultKind::RepeatFirstPage)
+    });
+    let again = body(ctx.get(&token, "/customer?from=10&count=5&fields=id").await).await;
+    let first = body(ctx.get(&token, "/customer?from=0&count=5&fields=id").await).await;
+    assert_eq!(again["from"], 10);
+    assert!(again.get("fullResultSize").is_none(), "{again}");
+    assert_eq!(again["values"], first["values"]);
+
+    for gzip in [false, true] {
+        ctx.sim.inject(Fault {
+            times: Some(1),
+            ..Fault::always(FaultKind::HugeBody {
+                bytes: 3 << 20,
+                gzip,
+            })
+        });
+        let huge = ctx.get(&token, "/customer").await;
+        assert_eq!(huge.status(), 200);
+        assert_eq!(header(&huge, "content-length"), None, "sent chunked");
+        assert_eq!(
+            header(&huge, "content-encoding"),
+            gzip.then_some("gzip"),
+            "gzip {gzip}"
+        );
+        let wire = huge.bytes().await.unwrap();
+        let mut decoded = Vec::new();
+        if gzip {
+            flate2::read::MultiGzDecoder::new(&wire[..])
+                .read_to_end(&mut decoded)
+                .unwrap();
+            assert!(wire.len() < 1 << 20, "gzip'd small: {}", wire.len());
+        } else {
+            decoded = wire.to_vec();
+        }
+        assert!(decoded.len() >= 3 << 20, "{}", decoded.len());
+        let value: Value = serde_json::from_slice(&decoded).unwrap();
+        assert_eq!(value["values"], serde_json::json!([]));
+    }
+    assert_conforms(&ctx.sim.request_log());
+}

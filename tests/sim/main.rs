@@ -1,5 +1,6 @@
 //! The simulator over real HTTP: sessions, auth, expiry at Oslo midnight, customers, invoices,
-//! fields/sorting/paging, digests, rate limiting, access problems and injected faults. Every test
+//! fields/sorting/paging, digests, rate limiting, access problems and injected faults (including
+//! the answer-shaping ones: mutated envelopes, endless paging, huge bodies). Every test
 //! ends by checking its requests against the real OpenAPI spec.
 
 #[path = "../common/mod.rs"]

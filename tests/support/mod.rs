@@ -161,6 +161,7 @@ impl Fixture {
             clock,
             credentials_dir: None,
             tune: fast,
+            before_pass: |_| {},
         }
     }
 

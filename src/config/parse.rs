@@ -1,0 +1,224 @@
+//! TOML text and environment overrides → the raw structs, with errors that point at the place:
+//! `FILE:LINE:COL: `key`: …` for the files, `environment variable NAME: `key`: …` for overrides.
+//!
+//! An override `TRIPLETEX_SYNC__SECTION__KEY` is read as the type its key has (the type of the
+//! key's default: integer, boolean or string; durations and paths are strings), checked on its
+//! own against the schema (so an error can only be that variable's), then laid over the file.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::raw::RawConfig;
+use super::{ConfigError, ENV_PREFIX, Origin};
+
+const SCHEMA_FIX: &str =
+    "see config/config.toml and config/shops.d/example.toml for every key and its type";
+
+/// Which keys an environment variable set, by dotted key (`rate_limit.burst`).
+pub(super) type Overrides = BTreeMap<String, String>;
+
+/// Parses one file's text as `T`; errors name the file, line, column and key.
+pub(super) fn file<T: DeserializeOwned>(
+    path: &std::path::Path,
+    text: &str,
+) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let origin = Origin::File {
+            path: path.to_path_buf(),
+            at: e.span().map(|span| line_col(text, span.start)),
+        };
+        from_toml(origin, &e)
+    })
+}
+
+/// The main file with every `TRIPLETEX_SYNC__…` variable of `env` laid over it.
+pub(super) fn main_file(
+    path: &std::path::Path,
+    text: &str,
+    env: &[(String, String)],
+) -> Result<(RawConfig, Overrides), ConfigError> {
+    let raw: RawConfig = file(path, text)?;
+    if env.is_empty() {
+        return Ok((raw, Overrides::new()));
+    }
+    let defaults = toml::Value::try_from(RawConfig::default()).expect("defaults serialize");
+    let mut merged: toml::Table = toml::from_str(text).expect("parsed above");
+    let mut overrides = Overrides::new();
+    for (var, value) in env {
+        let (key, value) = override_value(&defaults, var, value)?;
+        // Alone against the schema first: whatever is wrong is this variable's fault.
+        let mut alone = toml::Table::new();
+        insert(&mut alone, &key, value.clone());
+        RawConfig::deserialize(toml::Value::Table(alone))
+            .map_err(|e| from_toml(Origin::Env(var.clone()), &e))?;
+        insert(&mut merged, &key, value);
+        overrides.insert(key.join("."), var.clone());
+    }
+    let raw = RawConfig::deserialize(toml::Value::Table(merged)).map_err(|e| {
+        // Each override and the file passed alone; only their combination is left.
+        from_toml(
+            Origin::File {
+                path: path.to_path_buf(),
+                at: None,
+            },
+            &e,
+        )
+    })?;
+    Ok((raw, overrides))
+}
+
+/// The key path a variable names and its value, read as that key's type.
+fn override_value(
+    defaults: &toml::Value,
+    var: &str,
+    value: &str,
+) -> Result<(Vec<String>, toml::Value), ConfigError> {
+    let refuse = |problem: String, fix: &str| ConfigError {
+        origin: Origin::Env(var.to_owned()),
+        key: None,
+        problem,
+        fix: fix.to_owned(),
+    };
+    let key: Vec<String> = var
+        .strip_prefix(ENV_PREFIX)
+        .and_then(|rest| rest.strip_prefix("__"))
+        .map(|rest| rest.split("__").map(str::to_ascii_lowercase).collect())
+        .unwrap_or_default();
+    let unknown = || {
+        refuse(
+            "names no configuration key".into(),
+            "use TRIPLETEX_SYNC__KEY or TRIPLETEX_SYNC__SECTION__KEY for a key of the main file (e.g. TRIPLETEX_SYNC__RATE_LIMIT__BURST), or unset it",
+        )
+    };
+    if key.is_empty() || key.len() > 2 || key.iter().any(|k| k.is_empty()) {
+        return Err(unknown());
+    }
+    let mut default = Some(defaults);
+    for part in &key {
+        default = default.and_then(|d| d.get(part.as_str()));
+    }
+    let dotted = key.join(".");
+    let wants = |what: &str, example: &str| {
+        refuse(
+            format!("`{dotted}` wants {what}, found {value:?}"),
+            &format!("e.g. {var}={example}"),
+        )
+    };
+    let value = match default {
+        Some(toml::Value::Integer(_)) => value
+            .trim()
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .map_err(|_| wants("a whole number", "5"))?,
+        Some(toml::Value::Boolean(_)) => match value.trim() {
+            "true" => toml::Value::Boolean(true),
+            "false" => toml::Value::Boolean(false),
+            _ => return Err(wants("true or false", "true")),
+        },
+        Some(toml::Value::Table(_)) => {
+            return Err(refuse(
+                format!("`{dotted}` is a section, not a key"),
+                "set one key of it, e.g. TRIPLETEX_SYNC__RATE_LIMIT__BURST=10",
+            ));
+        }
+        // Strings, durations, and the optional keys (absent from the defaults); an unknown key
+        // is refused by the schema check.
+        _ => toml::Value::String(value.to_owned()),
+    };
+    Ok((key, value))
+}
+
+fn insert(table: &mut toml::Table, key: &[String], value: toml::Value) {
+    match key {
+        [last] => {
+            table.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(inner) = entry {
+                insert(inner, rest, value);
+            }
+        }
+        [] => {}
+    }
+}
+
+/// One line from a toml error: the key it was about and serde's message, in operator words.
+fn from_toml(origin: Origin, e: &toml::de::Error) -> ConfigError {
+    let mut bare = e.clone();
+    bare.set_input(None);
+    let shown = bare.to_string();
+    // Without its input, the error renders as "message\nin `a.b`\n": the only way to its key.
+    let key = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("in `")?.strip_suffix('`'))
+        .map(str::to_owned);
+    ConfigError {
+        origin,
+        key,
+        problem: plain(e.message()),
+        fix: SCHEMA_FIX.to_owned(),
+    }
+}
+
+/// serde's type names in words an operator knows.
+fn plain(message: &str) -> String {
+    let mut text = message.replace('\n', " ");
+    for (rust, words) in [
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
+        ("expected u64", "expected a whole number from 0 upwards"),
+        ("expected i64", "expected a whole number"),
+        ("expected a boolean", "expected true or false"),
+        (
+            "expected a duration",
+            "expected a duration in quotes, e.g. \"30s\"",
+        ),
+        (" as i128", ""),
+    ] {
+        text = text.replace(rust, words);
+    }
+    if let Some(i) = text.find("expected struct ") {
+        text.replace_range(i.., "expected a table ([section])");
+    }
+    text
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_one_based_lines_and_characters() {
+        assert_eq!(line_col("a = 1\nbé = x", 10), (2, 4));
+        assert_eq!(line_col("", 0), (1, 1));
+        assert_eq!(line_col("abc", 99), (1, 4));
+    }
+
+    #[test]
+    fn struct_names_and_rust_types_are_translated() {
+        assert_eq!(
+            plain("invalid type: integer `5`, expected struct RawChecks"),
+            "invalid type: integer `5`, expected a table ([section])"
+        );
+        assert_eq!(
+            plain("invalid type: string \"2\", expected u32"),
+            "invalid type: string \"2\", expected a whole number from 0 to 4294967295"
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! The real binary under SIGKILL: `run` against the simulator (in-process, 127.0.0.1:0, the demo
+//! world: one ok shop, one conflict, one rejected key) is killed at random points of its passes
+//! and restarted, again and again within a bounded budget. Every verdict status.json showed
+//! before a kill is still there after the restart (the same pass or a later one), and every start
+//! is clean: no lock error, nothing unreadable. Also: the files it writes are private under
+//! umask 022.
+
+mod support;
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use support::write_private;
+use tripletex_sync::checks::{CheckKind, Verdict};
+use tripletex_sync::clock::SystemClock;
+use tripletex_sync::sim::{DEMO_SCENARIO, Fault, FaultKind, RunningSim, Scenario, Simulator};
+use tripletex_sync::status::StatusReport;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tripletex-sync");
+const KILLS: usize = 20;
+/// The whole test's budget; each wait below is bounded by it.
+const BUDGET: Duration = Duration::from_secs(60);
+
+/// The simulator with the demo world, slowed so passes take a good part of each second.
+async fn simulator() -> (Simulator, RunningSim) {
+    let scenario = Scenario::from_toml_str(DEMO_SCENARIO).unwrap();
+    let sim = Simulator::from_scenario(scenario, Arc::new(SystemClock));
+    sim.set_rate_limit(100_000, Duration::from_secs(10));
+    for path in ["/customer", "/invoice"] {
+        sim.inject(Fault {
+            kind: FaultKind::Delay(Duration::from_millis(60)),
+            path_prefix: Some(path.into()),
+            employee_token: None,
+            times: None,
+        });
+    }
+    let running = sim.start(([127, 0, 0, 1], 0).into()).await.unwrap();
+    (sim, running)
+}
+
+/// config.toml (1 s interval), the consumer token and one shop per demo company, in `dir`.
+fn write_config(dir: &Path, base_url: &str) -> PathBuf {
+    std::fs::create_dir(dir.join("shops.d")).unwrap();
+    write_private(&dir.join("consumer-token"), "demo-consumer-token");
+    for shop in ["fjellsport", "kaffebrenneriet", "sykkelsmia"] {
+        write_private(
+            &dir.join(format!("{shop}.token")),
+            &format!("demo-key-{shop}"),
+        );
+        std::fs::write(
+            dir.join("shops.d").join(format!("{shop}.toml")),
+            format!("employee_token_file = \"../{shop}.token\"\n"),
+        )
+        .unwrap();
+    }
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "state_dir = \"state\"\nshops_dir = \"shops.d\"\n\n[tripletex]\nbase_url = \"{base_url}\"\n\
+             consumer_token_file = \"consumer-token\"\nsession_valid_days = 7\nrenew_before = \"1d\"\n\
+             request_timeout = \"5s\"\n\n[rate_limit]\nper_second = 1000\nburst = 1000\nreserve = 20\n\
+             max_concurrent_shops = 8\n\n[checks]\ninterval = \"1s\"\njitter = \"0s\"\nfull_resync = \"1h\"\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// The binary with `args`, under umask 022 (as `sudo -u … tripletex-sync` might run it).
+fn binary(config: &Path, args: &[&str], log: &Path) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("umask 022 && exec \"$0\" \"$@\"")
+        .arg(BIN)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    cmd
+}
+
+/// Per shop and check: the verdict and when it was checked.
+type Seen = HashMap<(String, CheckKind), (Verdict, Timestamp)>;
+
+fn seen(report: &StatusReport) -> Seen {
+    let mut seen = Seen::new();
+    for shop in &report.shops {
+        for kind in CheckKind::ALL {
+            let c = shop.checks.get(kind);
+            if let Some(at) = c.checked_at {
+                seen.insert((shop.name.clone(), kind), (c.verdict, at));
+            }
+        }
+    }
+    seen
+}
+
+fn kill(child: &mut Child) {
+    // SAFETY: kill(2) on our own child's pid; it has not been reaped yet (no wait before this).
+    let rc = unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    child.wait().unwrap();
+}
+
+/// What a clean start must never log.
+fn assert_clean(log: &Path) {
+    let text = std::fs::read_to_string(log).unwrap();
+    for bad in [
+        "another tripletex-sync",
+        "unreadable",
+        "store.corrupt",
+        "status.write_failed",
+        "pass.failed",
+        "panicked",
+    ] {
+        assert!(!text.contains(bad), "{bad:?} in the daemon's log:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verdicts_survive_sigkill_at_random_points_of_passes() {
+    let started = Instant::now();
+    let (sim, running) = simulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &running.base_url());
+    let state = dir.path().join("state");
+    let mut before = Seen::new();
+    let mut kills_during_a_pass = 0;
+    for round in 0..KILLS {
+        let log = dir.path().join(format!("run-{round}.log"));
+        let launched = Timestamp::now();
+        let requests_before = sim.request_log().len();
+        let mut child = binary(&config, &["run"], &log).spawn().unwrap();
+
+        // The restart's first status.json (written at start, from the database) still shows
+        // everything the killed daemon's status.json showed.
+        let after = loop {
+            assert!(started.elapsed() < BUDGET, "round {round}: no status.json");
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "round {round}: the daemon exited:\n{}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+            match StatusReport::read(&state) {
+                Ok(r) if r.generated_at >= launched => break seen(&r),
+                _ => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        };
+        for (key, (verdict, at)) in &before {
+            let now = after.get(key);
+            assert!(
+                now.is_some_and(|(v, t)| t > at || (t == at && v == verdict)),
+                "round {round}: {key:?} was {verdict:?} at {at} before the kill, now {now:?}"
+            );
+        }
+
+        // Kill it at a random point: mostly right after a random request of its passes (inside a
+        // pass), sometimes after a random time (perhaps between passes).
+        if round % 3 == 2 {
+            tokio::time::sleep(Duration::from_millis(fastrand::u64(50..1500))).await;
+        } else {
+            let nth = requests_before + fastrand::usize(1..12);
+            while sim.request_log().len() < nth {
+                assert!(started.elapsed() < BUDGET, "round {round}: no requests");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        let report = StatusReport::read(&state).unwrap();
+        let killed_at = Timestamp::now();
+        kill(&mut child);
+        // Requests take 60 ms each and follow each other within a pass: one logged in the last
+        // 100 ms means a pass was running.
+        let recent = killed_at - jiff::SignedDuration::from_millis(100);
+        if sim.request_log().iter().any(|r| r.at >= recent) {
+            kills_during_a_pass += 1;
+        }
+        assert_clean(&log);
+        before = seen(&report);
+    }
+    assert!(
+        before.len() == 6,
+        "every check of the three shops was recorded: {before:?}"
+    );
+    assert_eq!(
+        before[&("kaffebrenneriet".to_owned(), CheckKind::CustomerNumbers)].0,
+        Verdict::Conflict
+    );
+    assert!(
+        kills_during_a_pass >= KILLS / 3,
+        "only {kills_during_a_pass} of {KILLS} kills hit a pass"
+    );
+    assert!(started.elapsed() < BUDGET);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_private_under_umask_022() {
+    let (_sim, running) = simulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &running.base_url());
+    let log = dir.path().join("check.log");
+    let status = tokio::task::spawn_blocking({
+        let mut cmd = binary(&config, &["check"], &log);
+        move || cmd.status().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "one conflict, one rejected key:\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let state = dir.path().join("state");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o750, "group may reach status.json");
+    assert_eq!(mode(&state.join("status.json")), 0o640);
+    assert_eq!(mode(&state.join("tripletex-sync.lock")), 0o600);
+    assert_eq!(mode(&state.join("db")), 0o700);
+    let mut files = 0;
+    for entry in std::fs::read_dir(state.join("db")).unwrap() {
+        let path = entry.unwrap().path();
+        let want = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode(&path), want, "{}", path.display());
+        files += 1;
+    }
+    assert!(files >= 2, "sled's conf and db");
+}
