@@ -44,6 +44,8 @@ pub struct Config {
     pub tripletex: TripletexConfig,
     pub rate_limit: RateLimitConfig,
     pub checks: ChecksConfig,
+    /// Where `/metrics` and `/healthz` are served (`[metrics] listen`); `None`: not at all.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     pub shops: Vec<ShopConfig>,
 }
 
@@ -202,6 +204,7 @@ impl Config {
         let (tripletex, rate_limit, checks) = validate::main(&raw, &blame, consumer_token)?;
         let state_dir = state_dir::resolve_state_dir(&base, &raw.state_dir)
             .map_err(|(problem, fix)| blame.err("state_dir", problem, &fix))?;
+        let metrics_listen = validate::metrics_listen(&raw.metrics.listen, &blame)?;
         let shops_dir = resolve(&base, &raw.shops_dir);
         let shops = load_shops(&shops_dir, &blame)?;
         Ok(Self {
@@ -211,6 +214,7 @@ impl Config {
             tripletex,
             rate_limit,
             checks,
+            metrics_listen,
             shops,
         })
     }

@@ -18,6 +18,7 @@ pub struct RawConfig {
     pub tripletex: RawTripletex,
     pub rate_limit: RawRateLimit,
     pub checks: RawChecks,
+    pub metrics: RawMetrics,
 }
 
 impl Default for RawConfig {
@@ -28,6 +29,7 @@ impl Default for RawConfig {
             tripletex: RawTripletex::default(),
             rate_limit: RawRateLimit::default(),
             checks: RawChecks::default(),
+            metrics: RawMetrics::default(),
         }
     }
 }
@@ -167,3 +169,11 @@ impl Default for RawNumbers {
 /// (shop_start, tripletex_start) when a shop file says nothing.
 pub const CUSTOMER_DEFAULTS: (u32, u32) = (1, 100_000);
 pub const INVOICE_DEFAULTS: (u32, u32) = (6000, 50_000);
+
+/// `[metrics]`: the opt-in HTTP endpoint. An empty `listen` (the default) serves nothing;
+/// `metrics.prom` in `state_dir` is written either way.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    pub listen: String,
+}

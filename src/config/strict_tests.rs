@@ -438,3 +438,23 @@ fn readme_states_the_defaults_and_ranges_of_the_code() {
     }
     assert!(rows >= 18, "README's key table was not found ({rows} rows)");
 }
+
+#[test]
+fn metrics_listen_is_off_by_default_and_an_address_when_set() {
+    let f = Fixture::new(SHORT);
+    assert_eq!(f.load().unwrap().metrics_listen, None);
+    let f = Fixture::new(&with(SHORT, "metrics.listen", "\"127.0.0.1:9187\""));
+    assert_eq!(
+        f.load().unwrap().metrics_listen,
+        Some("127.0.0.1:9187".parse().unwrap())
+    );
+    let e = err(&Fixture::new(&with(
+        SHORT,
+        "metrics.listen",
+        "\"localhost\"",
+    )));
+    assert!(
+        e.contains("metrics.listen") && e.contains("not an address"),
+        "{e}"
+    );
+}

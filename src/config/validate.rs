@@ -316,3 +316,20 @@ mod tests {
         }
     }
 }
+
+/// `[metrics] listen`: empty for off, else an address to bind.
+pub(super) fn metrics_listen(
+    text: &str,
+    blame: &Blame<'_>,
+) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        blame.err(
+            "metrics.listen",
+            format!("{text:?} is not an address and port"),
+            "e.g. \"127.0.0.1:9187\" (keep it on loopback or a private network), or \"\" for no endpoint",
+        )
+    })
+}

@@ -213,7 +213,9 @@ impl ShopClient {
             if let Err(last) = self.breaker.allow() {
                 return Err(TripletexError::CircuitOpen { last });
             }
+            let waiting = std::time::Instant::now();
             self.limiter.acquire(&self.cancel).await?;
+            self.waited(waiting.elapsed());
             if session.is_some_and(|a| self.api.clock.now() >= usable_until(a.expires_at)) {
                 return Err(TripletexError::SessionExpired);
             }
@@ -223,6 +225,7 @@ impl ShopClient {
                 _ = self.cancel.cancelled() => return Err(TripletexError::Cancelled),
                 r = request.send() => r,
             };
+            self.answered(call.path, result.as_ref().ok().map(|r| r.status().as_u16()));
             let failure = match result {
                 Ok(resp) => {
                     self.limiter.observe(resp.headers());
@@ -246,6 +249,7 @@ impl ShopClient {
                             "429 from Tripletex; waiting before retrying"
                         );
                         self.pause(wait).await?;
+                        self.waited(wait);
                         continue;
                     }
                     self.limiter.settled();
@@ -274,6 +278,20 @@ impl ShopClient {
                 s.limits.backoff_max,
             ))
             .await?;
+        }
+    }
+
+    /// Counts one request Tripletex answered with `status` (`None`: no answer).
+    fn answered(&self, path: &str, status: Option<u16>) {
+        if let Some(m) = &self.api.settings.metrics {
+            m.request(&self.name, path, status);
+        }
+    }
+
+    /// Time held back by our limiter or a 429 before a request could go.
+    fn waited(&self, wait: std::time::Duration) {
+        if let Some(m) = &self.api.settings.metrics {
+            m.limiter_waited(&self.name, wait);
         }
     }
 

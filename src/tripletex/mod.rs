@@ -41,6 +41,8 @@ pub struct ClientSettings {
     pub breaker_cooldown: Duration,
     /// Largest answer read, on the wire and decompressed ([`DEFAULT_MAX_BODY`]).
     pub max_body: usize,
+    /// Where requests, mints and limiter waits are counted (the daemon's registry).
+    pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 /// One page of 1000 rows with `fields` cut down is well under 1 MiB; 32 MiB leaves room for a
@@ -66,6 +68,7 @@ impl ClientSettings {
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(60),
             max_body: DEFAULT_MAX_BODY,
+            metrics: None,
         }
     }
 }

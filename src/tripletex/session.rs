@@ -308,6 +308,9 @@ impl ShopClient {
         }
         let token: Wrapper<SessionToken> = read_json(resp, s.max_body).await?;
         let token = SecretString::from(token.value.token);
+        if let Some(m) = &s.metrics {
+            m.minted(&self.name);
+        }
         let expires_at = oslo_midnight(expiration);
 
         let auth = Auth {
