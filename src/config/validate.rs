@@ -295,6 +295,23 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
+/// `[metrics] listen`: empty for off, else an address to bind.
+pub(super) fn metrics_listen(
+    text: &str,
+    blame: &Blame<'_>,
+) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        blame.err(
+            "metrics.listen",
+            format!("{text:?} is not an address and port"),
+            "e.g. \"127.0.0.1:9187\" (keep it on loopback or a private network), or \"\" for no endpoint",
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,21 +332,4 @@ mod tests {
             assert!(!e.contains("s3cret"), "{e}");
         }
     }
-}
-
-/// `[metrics] listen`: empty for off, else an address to bind.
-pub(super) fn metrics_listen(
-    text: &str,
-    blame: &Blame<'_>,
-) -> Result<Option<std::net::SocketAddr>, ConfigError> {
-    if text.is_empty() {
-        return Ok(None);
-    }
-    text.parse().map(Some).map_err(|_| {
-        blame.err(
-            "metrics.listen",
-            format!("{text:?} is not an address and port"),
-            "e.g. \"127.0.0.1:9187\" (keep it on loopback or a private network), or \"\" for no endpoint",
-        )
-    })
 }
