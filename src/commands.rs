@@ -60,8 +60,12 @@ pub fn validate(config_path: &Path) -> anyhow::Result<u8> {
         return Ok(exit::COULD_NOT_RUN);
     }
     let enabled = config.shops.iter().filter(|s| s.enabled).count();
+    let shard = config
+        .shard
+        .map(|s| format!(" in shard {s}"))
+        .unwrap_or_default();
     println!(
-        "ok: {} ({} shops, {enabled} enabled; state_dir {}; Tripletex at {})",
+        "ok: {} ({} shops{shard}, {enabled} enabled; state_dir {}; Tripletex at {})",
         config.source.display(),
         config.shops.len(),
         config.state_dir.display(),
@@ -95,8 +99,14 @@ pub async fn check(config_path: &Path, shops: &[String], json: bool) -> anyhow::
     let config = Config::load(config_path)?;
     for name in shops {
         if config.shop(name).is_none_or(|s| !s.enabled) {
+            let shard = config
+                .shard
+                .map(|s| {
+                    format!("; this instance checks only shard {s}, ask the one that holds it")
+                })
+                .unwrap_or_default();
             bail!(
-                "no enabled shop named {name:?} in {} (shops are the *.toml files there)",
+                "no enabled shop named {name:?} in {} (shops are the *.toml files there{shard})",
                 config.shops_dir.display()
             );
         }

@@ -4,10 +4,12 @@
 //! meaning and resolves paths. Invariants of a [`Config`]: every relative path is resolved against
 //! the folder of the file that declared it; `base_url` is https (http only for loopback hosts, which
 //! is how the simulator is reached); every enabled number check has `shop_start < tripletex_start`;
-//! shop names are file stems of `[A-Za-z0-9_-]`. Token files are checked by [`crate::secrets`], which
+//! shop names are file stems of `[A-Za-z0-9_-]`; with `shard = "i/n"`, `shops` holds only the
+//! shops of that shard ([`shard`]). Token files are checked by [`crate::secrets`], which
 //! reports in the same one-line format ([`ConfigError`]).
 
 mod raw;
+mod shard;
 
 use std::fmt;
 use std::num::NonZeroU32;
@@ -18,6 +20,7 @@ use url::Url;
 
 use crate::checks::{NumberRange, Policy};
 use crate::secrets::TokenSource;
+pub use shard::Shard;
 
 /// Where the main file lives unless `--config` or `TRIPLETEX_SYNC_CONFIG` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tripletex-sync/config.toml";
@@ -33,6 +36,8 @@ pub struct Config {
     pub tripletex: TripletexConfig,
     pub rate_limit: RateLimitConfig,
     pub checks: ChecksConfig,
+    /// Only the shops of this shard are in `shops` (all files are still validated).
+    pub shard: Option<Shard>,
     pub shops: Vec<ShopConfig>,
 }
 
@@ -254,7 +259,18 @@ impl Config {
 
         let state_dir = resolve(&base, &raw.state_dir);
         let shops_dir = resolve(&base, &raw.shops_dir);
-        let shops = load_shops(&shops_dir)?;
+        let shard = match raw.shard.as_deref() {
+            None => None,
+            Some(text) => Some(Shard::parse(text).map_err(|problem| {
+                err(
+                    "shard",
+                    problem,
+                    "e.g. shard = \"0/3\" on the first of three instances, \"1/3\", \"2/3\" on the others",
+                )
+            })?),
+        };
+        let mut shops = load_shops(&shops_dir)?;
+        shops.retain(|s| shard.is_none_or(|shard| shard.owns(&s.name)));
         Ok(Self {
             source: path.to_path_buf(),
             state_dir,
@@ -268,6 +284,7 @@ impl Config {
             },
             rate_limit,
             checks,
+            shard,
             shops,
         })
     }

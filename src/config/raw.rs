@@ -20,6 +20,9 @@ pub struct RawConfig {
     pub rate_limit: RawRateLimit,
     #[serde(default)]
     pub checks: RawChecks,
+    /// "i/n": handle only shard i of n of the shops (see `super::shard`).
+    #[serde(default)]
+    pub shard: Option<String>,
 }
 
 fn default_state_dir() -> String {

@@ -162,6 +162,7 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<(), DaemonError> {
     let world = World::build(config, &env)?;
+    let world_shard = world.config.shard;
     let initial = world.tokens(&env)?;
     let shared_config = Arc::new(RwLock::new(world.config.clone()));
     let (reports_tx, reports_rx) = mpsc::unbounded_channel();
@@ -179,6 +180,7 @@ pub async fn run(
     tracing::info!(
         event = "daemon.started",
         shops = scheduler.len(),
+        shard = world_shard.map(|s| s.to_string()),
         state_dir = %scheduler.state_dir().display(),
         "tripletex-sync running"
     );
