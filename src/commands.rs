@@ -34,6 +34,8 @@ const DAEMON_PASS_TIMEOUT: Duration = Duration::from_secs(300);
 const UNKNOWN_SHOP_GRACE: Duration = Duration::from_secs(5);
 /// How long `run` waits for a one-shot `check` holding the database to finish.
 const ONE_SHOT_WAIT: Duration = Duration::from_secs(300);
+/// While waiting for it, each second pushes systemd's start-up deadline this far ahead.
+const START_EXTENSION_USEC: u32 = 10_000_000;
 
 fn system_clock() -> SharedClock {
     Arc::new(SystemClock)
@@ -300,6 +302,11 @@ async fn open_for_daemon(
                     event = "daemon.waiting_for_lock",
                     "a one-shot tripletex-sync holds the database; waiting for it"
                 );
+                // Keep systemd's start-up timeout (TimeoutStartSec=) a few seconds ahead of us
+                // while we wait, however long the unit allows by default.
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::ExtendTimeoutUsec(
+                    START_EXTENSION_USEC,
+                )]);
                 tokio::select! {
                     _ = cancel.cancelled() => return Ok(None),
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}

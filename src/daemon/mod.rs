@@ -6,10 +6,12 @@
 //! at once; a reload that fails validation changes nothing (`config.reload_failed`), one that
 //! succeeds restarts only the shops whose file or token changed (others keep their sessions) and
 //! retries key-rejected shops at once; `status.json` is rewritten after passes (debounced) so
-//! `status` works while we hold sled.
+//! `status` works while we hold sled; under a systemd watchdog, the control loop pings only while
+//! no pass is stuck ([`watchdog`]).
 
 mod report;
 mod scheduler;
+mod watchdog;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -186,13 +188,22 @@ pub async fn run(
     );
     report::notify_systemd(&[sd_notify::NotifyState::Ready]);
 
+    let mut watchdog = watchdog::Watchdog::from_process();
+    let mut orders_open = true;
     loop {
         let order = tokio::select! {
             _ = cancel.cancelled() => break,
-            order = control.recv() => match order {
+            // The ping comes from this loop: if it is stuck (e.g. a reload waiting on a shop that
+            // never stops), systemd hears nothing.
+            _ = watchdog.due() => {
+                let limit = watchdog::stall_limit(&scheduler.world().config.checks);
+                watchdog.beat(scheduler.heartbeat(), limit);
+                continue;
+            }
+            order = control.recv(), if orders_open => match order {
                 Some(order) => order,
-                // Nobody can send orders any more: run until cancelled.
-                None => { cancel.cancelled().await; break }
+                // Nobody can send orders any more: run (and feed the watchdog) until cancelled.
+                None => { orders_open = false; continue }
             },
         };
         match order {

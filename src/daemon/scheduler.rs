@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::report::Update;
+use super::watchdog::Heartbeat;
 use super::{Environment, ShopTokens, World, same};
 use crate::config::ShopConfig;
 use crate::pass;
@@ -33,6 +34,7 @@ pub(super) struct Scheduler {
     reports: mpsc::UnboundedSender<Update>,
     cancel: CancellationToken,
     tasks: HashMap<String, ShopTask>,
+    heartbeat: Arc<Heartbeat>,
 }
 
 struct ShopTask {
@@ -54,6 +56,7 @@ struct ShopLoop {
     reports: mpsc::UnboundedSender<Update>,
     cancel: CancellationToken,
     trigger: Arc<Notify>,
+    heartbeat: Arc<Heartbeat>,
 }
 
 impl Scheduler {
@@ -73,6 +76,7 @@ impl Scheduler {
             reports,
             cancel,
             tasks: HashMap::new(),
+            heartbeat: Arc::default(),
         }
     }
 
@@ -90,6 +94,11 @@ impl Scheduler {
 
     pub fn world(&self) -> &World {
         &self.world
+    }
+
+    /// Which shops are in a pass, since when (the watchdog's view of progress).
+    pub fn heartbeat(&self) -> &Heartbeat {
+        &self.heartbeat
     }
 
     /// Starts `shop`'s task; its first pass comes within `checks.jitter`, spreading many shops.
@@ -111,6 +120,7 @@ impl Scheduler {
             reports: self.reports.clone(),
             cancel: cancel.clone(),
             trigger: trigger.clone(),
+            heartbeat: self.heartbeat.clone(),
         };
         let handle = tokio::spawn(task.run().instrument(span));
         let name = shop.name.clone();
@@ -223,6 +233,7 @@ impl ShopLoop {
                 p = self.gate.clone().acquire_owned() => p.expect("gate never closes"),
             };
             pass_no += 1;
+            let _busy = self.heartbeat.pass_started(&self.shop.name);
             let (shop, client, store) = (&self.shop, &self.client, &self.store);
             match pass::run(shop, client, store, &settings, &self.env.clock, pass_no).await {
                 Ok(report) => {
