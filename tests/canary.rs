@@ -217,7 +217,7 @@ async fn tokens_appear_in_no_log_error_debug_output_or_file() {
 /// (the late shop mints); then SIGTERM. Returns its stdout and stderr.
 async fn run_daemon_with_reload(f: &support::Fixture) -> Vec<u8> {
     let stderr_path = f.path("daemon.log");
-    let mut daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_tripletex-sync"))
+    let daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_tripletex-sync"))
         .arg("--config")
         .arg(&f.config_path)
         .arg("run")
