@@ -113,6 +113,7 @@ pub fn init(format: LogFormat) -> Result<Output, LoggingError> {
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_writer(std::io::stderr)
+                    .with_ansi(false)
                     .json()
                     .flatten_event(true),
             )
