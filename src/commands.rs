@@ -32,6 +32,8 @@ pub mod exit {
 const DAEMON_PASS_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long `run` waits for a one-shot `check` holding the database to finish.
 const ONE_SHOT_WAIT: Duration = Duration::from_secs(300);
+/// While waiting for it, each second pushes systemd's start-up deadline this far ahead.
+const START_EXTENSION_USEC: u32 = 10_000_000;
 
 /// The error and its causes on one line, each cause once: many library errors already quote
 /// their cause in their own message, and `{:#}` would print it again.
@@ -63,8 +65,12 @@ pub fn validate(config_path: &Path) -> anyhow::Result<u8> {
         return Ok(exit::COULD_NOT_RUN);
     }
     let enabled = config.shops.iter().filter(|s| s.enabled).count();
+    let shard = config
+        .shard
+        .map(|s| format!(" in shard {s}"))
+        .unwrap_or_default();
     println!(
-        "ok: {} ({} shops, {enabled} enabled; state_dir {}; Tripletex at {})",
+        "ok: {} ({} shops{shard}, {enabled} enabled; state_dir {}; Tripletex at {})",
         config.source.display(),
         config.shops.len(),
         config.state_dir.display(),
@@ -109,8 +115,14 @@ pub async fn check(config_path: &Path, shops: &[String], json: bool) -> anyhow::
     let config = Config::load(config_path)?;
     for name in shops {
         if config.shop(name).is_none_or(|s| !s.enabled) {
+            let shard = config
+                .shard
+                .map(|s| {
+                    format!("; this instance checks only shard {s}, ask the one that holds it")
+                })
+                .unwrap_or_default();
             bail!(
-                "no enabled shop named {name:?} in {} (shops are the *.toml files there)",
+                "no enabled shop named {name:?} in {} (shops are the *.toml files there{shard})",
                 config.shops_dir.display()
             );
         }
@@ -276,6 +288,11 @@ async fn open_for_daemon(
                     event = "daemon.waiting_for_lock",
                     "a one-shot tripletex-sync holds the database; waiting for it"
                 );
+                // Keep systemd's start-up timeout (TimeoutStartSec=) a few seconds ahead of us
+                // while we wait, however long the unit allows by default.
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::ExtendTimeoutUsec(
+                    START_EXTENSION_USEC,
+                )]);
                 tokio::select! {
                     _ = cancel.cancelled() => return Ok(None),
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}

@@ -24,6 +24,9 @@ pub const STATUS_FILE: &str = "status.json";
 #[serde(default)]
 pub struct StatusReport {
     pub generated_at: Timestamp,
+    /// "i/n" when this instance handles one shard of the shops (config `shard`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     pub shops: Vec<ShopStatus>,
 }
 
@@ -172,6 +175,7 @@ impl StatusReport {
         }
         Ok(Self {
             generated_at: now,
+            shard: config.shard.map(|s| s.to_string()),
             shops,
         })
     }
@@ -206,13 +210,20 @@ impl StatusReport {
             .collect();
         Self {
             generated_at: self.generated_at,
+            shard: blank.shard,
             shops,
         }
     }
 
     /// A fixed-width table for terminals.
     pub fn table(&self) -> String {
-        let mut out = format!(
+        let mut out = match &self.shard {
+            Some(shard) => {
+                format!("shard {shard}: only this shard's shops; other instances check the rest\n")
+            }
+            None => String::new(),
+        };
+        out += &format!(
             "{:<20} {:<13} {:<17} {:<9} {:<16} {}\n",
             "SHOP", "SESSION", "CHECK", "VERDICT", "SINCE (OSLO)", "SUMMARY"
         );

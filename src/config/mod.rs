@@ -9,13 +9,15 @@
 //! `base_url` is https (http only for loopback hosts, which is how the simulator is reached) without
 //! user info; every value is within its documented range, so nothing accepted can overflow later;
 //! every enabled number check has `1 <= shop_start < tripletex_start <= i32::MAX`; shop names are
-//! file stems of `[A-Za-z0-9_-]`. Every refusal is one [`ConfigError`] line naming the file (with
+//! file stems of `[A-Za-z0-9_-]`; with `shard = "i/n"`, `shops` holds only the shops of that shard
+//! ([`shard`]). Every refusal is one [`ConfigError`] line naming the file (with
 //! line and column for TOML errors) or the environment variable, the key and the fix; token files
 //! are checked by [`crate::secrets`] in the same format.
 
 mod file;
 mod parse;
 mod raw;
+mod shard;
 mod state_dir;
 mod validate;
 
@@ -29,6 +31,7 @@ use url::Url;
 use crate::checks::{NumberRange, Policy};
 use crate::secrets::TokenSource;
 pub(crate) use file::{FileProblem, read_regular};
+pub use shard::Shard;
 
 /// Where the main file lives unless `--config` or `TRIPLETEX_SYNC_CONFIG` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tripletex-sync/config.toml";
@@ -44,6 +47,8 @@ pub struct Config {
     pub tripletex: TripletexConfig,
     pub rate_limit: RateLimitConfig,
     pub checks: ChecksConfig,
+    /// Only the shops of this shard are in `shops` (all files are still validated).
+    pub shard: Option<Shard>,
     pub shops: Vec<ShopConfig>,
 }
 
@@ -203,7 +208,18 @@ impl Config {
         let state_dir = state_dir::resolve_state_dir(&base, &raw.state_dir)
             .map_err(|(problem, fix)| blame.err("state_dir", problem, &fix))?;
         let shops_dir = resolve(&base, &raw.shops_dir);
-        let shops = load_shops(&shops_dir, &blame)?;
+        let shard = match Some(raw.shard.as_str()).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(text) => Some(Shard::parse(text).map_err(|problem| {
+                blame.err(
+                    "shard",
+                    problem,
+                    "e.g. shard = \"0/3\" on the first of three instances, \"1/3\", \"2/3\" on the others",
+                )
+            })?),
+        };
+        let mut shops = load_shops(&shops_dir, &blame)?;
+        shops.retain(|s| shard.is_none_or(|shard| shard.owns(&s.name)));
         Ok(Self {
             source: path.to_path_buf(),
             state_dir,
@@ -211,6 +227,7 @@ impl Config {
             tripletex,
             rate_limit,
             checks,
+            shard,
             shops,
         })
     }

@@ -7,12 +7,14 @@
 //! succeeds restarts only the shops whose file or token changed (others keep their sessions) and
 //! retries key-rejected shops at once; `status.json` is rewritten after passes (debounced) so
 //! `status` works while we hold sled; a pass that panics or fails is caught, recorded as `error`
-//! and retried (`supervise`), in the daemon and in `check_once` alike.
+//! and retried (`supervise`), in the daemon and in `check_once` alike; under a systemd watchdog,
+//! the control loop pings only while no pass is stuck ([`watchdog`]).
 
 mod ask;
 mod report;
 mod scheduler;
 mod supervise;
+mod watchdog;
 
 pub use ask::{AskError, await_pass};
 
@@ -184,6 +186,7 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<(), DaemonError> {
     let world = World::build(config, &env)?;
+    let world_shard = world.config.shard;
     let initial = world.tokens(&env)?;
     let shared_config = Arc::new(RwLock::new(world.config.clone()));
     let (reports_tx, reports_rx) = mpsc::unbounded_channel();
@@ -201,18 +204,28 @@ pub async fn run(
     tracing::info!(
         event = "daemon.started",
         shops = scheduler.len(),
+        shard = world_shard.map(|s| s.to_string()),
         state_dir = %scheduler.state_dir().display(),
         "tripletex-sync running"
     );
     report::notify_systemd(&[sd_notify::NotifyState::Ready]);
 
+    let mut watchdog = watchdog::Watchdog::from_process();
+    let mut orders_open = true;
     loop {
         let order = tokio::select! {
             _ = cancel.cancelled() => break,
-            order = control.recv() => match order {
+            // The ping comes from this loop: if it is stuck (e.g. a reload waiting on a shop that
+            // never stops), systemd hears nothing.
+            _ = watchdog.due() => {
+                let limit = watchdog::stall_limit(&scheduler.world().config.checks);
+                watchdog.beat(scheduler.heartbeat(), limit);
+                continue;
+            }
+            order = control.recv(), if orders_open => match order {
                 Some(order) => order,
-                // Nobody can send orders any more: run until cancelled.
-                None => { cancel.cancelled().await; break }
+                // Nobody can send orders any more: run (and feed the watchdog) until cancelled.
+                None => { orders_open = false; continue }
             },
         };
         match order {

@@ -19,6 +19,7 @@ use tracing::Instrument as _;
 
 use super::report::Update;
 use super::supervise::{self, CatchPanic};
+use super::watchdog::Heartbeat;
 use super::{Environment, ShopTokens, World, same};
 use crate::config::ShopConfig;
 use crate::pass;
@@ -35,6 +36,7 @@ pub(super) struct Scheduler {
     reports: mpsc::UnboundedSender<Update>,
     cancel: CancellationToken,
     tasks: HashMap<String, ShopTask>,
+    heartbeat: Arc<Heartbeat>,
 }
 
 struct ShopTask {
@@ -56,6 +58,7 @@ struct ShopLoop {
     reports: mpsc::UnboundedSender<Update>,
     cancel: CancellationToken,
     trigger: Arc<Notify>,
+    heartbeat: Arc<Heartbeat>,
 }
 
 impl Scheduler {
@@ -75,6 +78,7 @@ impl Scheduler {
             reports,
             cancel,
             tasks: HashMap::new(),
+            heartbeat: Arc::default(),
         }
     }
 
@@ -92,6 +96,11 @@ impl Scheduler {
 
     pub fn world(&self) -> &World {
         &self.world
+    }
+
+    /// Which shops are in a pass, since when (the watchdog's view of progress).
+    pub fn heartbeat(&self) -> &Heartbeat {
+        &self.heartbeat
     }
 
     /// Starts `shop`'s task; its first pass comes within `checks.jitter`, spreading many shops.
@@ -113,6 +122,7 @@ impl Scheduler {
             reports: self.reports.clone(),
             cancel: cancel.clone(),
             trigger: trigger.clone(),
+            heartbeat: self.heartbeat.clone(),
         };
         let handle = tokio::spawn(task.run().instrument(span));
         let name = shop.name.clone();
@@ -226,6 +236,7 @@ impl ShopLoop {
                 p = self.gate.clone().acquire_owned() => p.expect("gate never closes"),
             };
             pass_no += 1;
+            let _busy = self.heartbeat.pass_started(&self.shop.name);
             let (shop, client, store, clock) =
                 (&self.shop, &self.client, &self.store, &self.env.clock);
             let pass = CatchPanic::new(async {
