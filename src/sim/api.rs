@@ -11,6 +11,7 @@ use jiff::Timestamp;
 use serde_json::Value;
 
 use super::error::ApiError;
+use super::events::{self, EventRoute};
 use super::state::World;
 use super::{records, session};
 
@@ -58,10 +59,14 @@ pub(crate) enum Route {
     DeleteSession(String),
     Customers,
     Invoices,
+    Events(EventRoute),
 }
 
 impl Route {
     pub(crate) fn find(method: &Method, path: &str) -> Option<Route> {
+        if let Some(route) = EventRoute::find(method, path) {
+            return Some(Route::Events(route));
+        }
         let route = match (method, path) {
             (&Method::POST, "/token/session/:create") => Route::CreateSession { legacy: false },
             (&Method::PUT, "/token/session/:create") => Route::CreateSession { legacy: true },
@@ -124,6 +129,7 @@ pub(crate) fn handle(world: &mut World, route: &Route, request: &Request, now: T
             .and_then(|caller| records::customers(world, &caller, request)),
         Route::Invoices => session::authenticate(world, request, now)
             .and_then(|caller| records::invoices(world, &caller, request)),
+        Route::Events(route) => events::handle(world, route, request, now),
     };
     outcome.unwrap_or_else(Reply::Error)
 }

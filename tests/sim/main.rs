@@ -1,12 +1,14 @@
 //! The simulator over real HTTP: sessions, auth, expiry at Oslo midnight, customers, invoices,
-//! fields/sorting/paging, digests, rate limiting, access problems and injected faults. Every test
-//! ends by checking its requests against the real OpenAPI spec.
+//! fields/sorting/paging, digests, rate limiting, access problems, injected faults and webhooks.
+//! Every test ends by checking its requests against the real OpenAPI spec.
 
 #[path = "../common/mod.rs"]
 mod common;
 mod faults;
 mod lists;
+mod receiver;
 mod sessions;
+mod webhooks;
 
 use serde_json::Value;
 
