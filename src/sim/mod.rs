@@ -23,6 +23,7 @@ mod scenario;
 mod server;
 mod session;
 mod state;
+mod subscription_draft;
 mod subscriptions;
 
 use std::net::SocketAddr;

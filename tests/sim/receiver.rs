@@ -22,6 +22,8 @@ pub struct Callback {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Value,
+    /// The body as sent, for checking signatures.
+    pub raw: Bytes,
 }
 
 pub struct Receiver {
@@ -85,6 +87,7 @@ async fn serve(listener: TcpListener, received: Arc<Mutex<Vec<Callback>>>, statu
                         path: parts.uri.path().to_owned(),
                         headers: parts.headers,
                         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                        raw: bytes,
                     });
                     let mut response = Response::new(Full::new(Bytes::new()));
                     *response.status_mut() =

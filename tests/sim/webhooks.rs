@@ -5,6 +5,9 @@
 
 use std::time::Duration;
 
+use aws_lc_rs::hmac;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use jiff::civil::Date;
 use reqwest::Response;
 use serde_json::{Value, json};
@@ -317,12 +320,9 @@ async fn changes_are_delivered_with_the_auth_header_and_cut_fields() {
     )
     .await;
     let invoice_fields = "id,invoiceNumber,invoiceDate";
-    subscribe(
-        &ctx,
-        &token,
-        subscription("invoice.charged", &target, invoice_fields),
-    )
-    .await;
+    let mut signed = subscription("invoice.charged", &target, invoice_fields);
+    signed["hmacSharedSecret"] = json!(HMAC);
+    subscribe(&ctx, &token, signed).await;
 
     let id = ctx.sim.add_customer(COMPANY, 10001, false);
     ctx.sim.set_customer_number(COMPANY, id, 10002);
@@ -363,6 +363,24 @@ async fn changes_are_delivered_with_the_auth_header_and_cut_fields() {
             .iter()
             .all(|(_, outcome)| *outcome == DeliveryOutcome::Delivered(200))
     );
+
+    // Only the subscription with a shared secret signs, as the spec's `hmacSharedSecret` says.
+    assert!(
+        got[..3]
+            .iter()
+            .all(|c| !c.headers.contains_key("x-request-signature"))
+    );
+    let invoice_callback = &got[3];
+    let mut signed = invoice_callback.headers["idempotency-key"]
+        .as_bytes()
+        .to_vec();
+    signed.push(b'&');
+    signed.extend_from_slice(&invoice_callback.raw);
+    let signature = STANDARD
+        .decode(invoice_callback.headers["x-request-signature"].as_bytes())
+        .unwrap();
+    let key = hmac::Key::new(hmac::HMAC_SHA512, HMAC.as_bytes());
+    assert!(hmac::verify(&key, &signed, &signature).is_ok());
     assert_conforms(&ctx.sim.request_log());
 }
 
