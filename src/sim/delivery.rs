@@ -197,23 +197,20 @@ impl Simulator {
 
     fn enqueue(&self, world: &mut World, job: Job) {
         let book = &mut world.deliveries;
-        let outcome = if book.lose_next > 0 {
+        if book.lose_next > 0 {
             book.lose_next -= 1;
-            DeliveryOutcome::Lost
-        } else {
-            let Some(queue) = self.inner.deliveries.queue.get() else {
-                return book.record(&job, 0, DeliveryOutcome::Dropped);
-            };
-            self.inner.deliveries.pending.send_modify(|n| *n += 1);
-            match queue.try_send(job) {
-                Ok(()) => return,
-                Err(error) => {
-                    self.inner.deliveries.pending.send_modify(|n| *n -= 1);
-                    return book.record(&error.into_inner(), 0, DeliveryOutcome::Dropped);
-                }
-            }
+            return book.record(&job, 0, DeliveryOutcome::Lost);
+        }
+        let dispatcher = &self.inner.deliveries;
+        let Some(queue) = dispatcher.queue.get() else {
+            return book.record(&job, 0, DeliveryOutcome::Dropped);
         };
-        book.record(&job, 0, outcome);
+        // Counted before sending, so `deliveries_idle` cannot slip between the two.
+        dispatcher.pending.send_modify(|n| *n += 1);
+        if let Err(error) = queue.try_send(job) {
+            dispatcher.pending.send_modify(|n| *n -= 1);
+            book.record(&error.into_inner(), 0, DeliveryOutcome::Dropped);
+        }
     }
 
     /// Sends one job with retries and books the outcome.
