@@ -25,6 +25,7 @@ mod session;
 mod state;
 mod subscription_draft;
 mod subscriptions;
+mod timeline;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,6 +43,7 @@ pub use scenario::{
 };
 pub use server::RunningSim;
 pub use subscriptions::{SubscriptionInfo, SubscriptionStatus};
+pub use timeline::ChangeSpec;
 
 use crate::clock::{SharedClock, oslo_date};
 use ratelimit::RateLimiter;
@@ -111,7 +113,8 @@ impl Simulator {
         }
     }
 
-    /// Builds the world `scenario` describes; relative dates count back from today in Oslo.
+    /// Builds the world `scenario` describes; relative dates count back from today in Oslo. Its
+    /// time-line plays from [`Simulator::start`].
     pub fn from_scenario(scenario: Scenario, clock: SharedClock) -> Self {
         let sim = Self::new(clock);
         let today = oslo_date(sim.now());
@@ -145,6 +148,8 @@ impl Simulator {
                     series.per_day,
                 );
             }
+            let changes = company.changes.iter().map(|c| (company.id, c.clone()));
+            sim.lock().timeline.extend(changes);
         }
         sim
     }
@@ -304,6 +309,7 @@ impl Simulator {
     /// Binds `addr` (use `127.0.0.1:0` in tests) and serves in the background.
     pub async fn start(&self, addr: SocketAddr) -> std::io::Result<RunningSim> {
         self.start_deliveries();
+        self.start_timeline();
         RunningSim::start(self.clone(), addr).await
     }
 

@@ -17,6 +17,7 @@ use super::delivery::DeliveryBook;
 use super::faults::Faults;
 use super::ratelimit::RateLimiter;
 use super::subscriptions::Subscriptions;
+use super::timeline::ChangeSpec;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Customer {
@@ -79,6 +80,8 @@ pub(crate) struct World {
     pub(crate) subscriptions: Subscriptions,
     /// Delivery outcomes and the test knobs that shape deliveries.
     pub(crate) deliveries: DeliveryBook,
+    /// Scenario changes (company id, change) waiting for `Simulator::start`.
+    pub(crate) timeline: Vec<(i64, ChangeSpec)>,
 }
 
 impl World {
@@ -94,6 +97,7 @@ impl World {
             log: Vec::new(),
             subscriptions: Subscriptions::default(),
             deliveries: DeliveryBook::default(),
+            timeline: Vec::new(),
         }
     }
 
