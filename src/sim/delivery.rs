@@ -58,7 +58,8 @@ pub struct Delivery {
 pub enum DeliveryOutcome {
     /// The receiver answered 2xx.
     Delivered(u16),
-    /// Every attempt failed: the last non-2xx status, or `None` for a connection error or timeout.
+    /// Every attempt failed (or retrying stopped because the subscription went away or was
+    /// disabled): the last non-2xx status, or `None` for a connection error or timeout.
     Failed(Option<u16>),
     /// Lost on purpose ([`Simulator::lose_webhook_deliveries`]): never sent, counted as nothing.
     Lost,
@@ -281,7 +282,8 @@ impl Simulator {
     }
 
     /// Resolves once every queued delivery has finished (at once when none is queued); each
-    /// attempt is bounded by a timeout, so this does not hang on a silent receiver.
+    /// attempt is bounded by a timeout, so this does not hang on a silent receiver. Scenario
+    /// changes not yet due are not waited for.
     pub async fn deliveries_idle(&self) {
         let mut pending = self.inner.deliveries.pending.subscribe();
         // Fails only when the sender is gone, and `self` keeps it alive.

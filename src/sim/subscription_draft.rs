@@ -4,7 +4,8 @@
 //! Invariants: every refusal is a 422 naming the field, and no message ever echoes
 //! `authHeaderValue` or `hmacSharedSecret`; a target URL is absolute and HTTPS, except that plain
 //! `http://` to a loopback host is allowed so tests can receive callbacks; a client may set
-//! `status` only to `ACTIVE` or `DISABLED` (the `DISABLED_*` states are Tripletex's verdicts).
+//! `status` only to `ACTIVE` or `DISABLED` (the `DISABLED_*` states are Tripletex's verdicts, and
+//! `DISABLED_MISUSE` cannot be lifted by the client), or echo the current one unchanged.
 
 use std::net::IpAddr;
 
@@ -57,7 +58,18 @@ impl Draft {
                 None => Ok(selection),
             })
             .map_err(|error| ApiError::validation("fields", &error.message))?;
+        let current_status = current.map(|c| c.status);
         let status = match text(body, "status")? {
+            // Echoing the object back unchanged is fine, whatever its status.
+            Some(sent) if current_status.is_some_and(|s| s.as_str() == sent) => {
+                current_status.unwrap_or(SubscriptionStatus::Active)
+            }
+            Some("ACTIVE") if current_status == Some(SubscriptionStatus::DisabledMisuse) => {
+                return Err(ApiError::validation(
+                    "status",
+                    "Abonnementet er sperret for misbruk og kan ikke aktiveres.",
+                ));
+            }
             Some("ACTIVE") => SubscriptionStatus::Active,
             Some("DISABLED") => SubscriptionStatus::Disabled,
             Some(_) => {
@@ -66,7 +78,7 @@ impl Draft {
                     "Kan bare settes til ACTIVE eller DISABLED.",
                 ));
             }
-            None => current.map_or(SubscriptionStatus::Active, |c| c.status),
+            None => current_status.unwrap_or(SubscriptionStatus::Active),
         };
         let name = text(body, "authHeaderName")?
             .map(str::to_owned)

@@ -522,5 +522,20 @@ async fn rate_limit_disabling_and_lost_deliveries_are_injectable() {
         !ctx.sim
             .set_subscription_status(id + 100, SubscriptionStatus::Disabled)
     );
+
+    // Echoing the status unchanged is accepted; lifting DISABLED_MISUSE is not.
+    assert!(
+        ctx.sim
+            .set_subscription_status(id, SubscriptionStatus::DisabledMisuse)
+    );
+    let echo = json!({"status": "DISABLED_MISUSE", "fields": "id"});
+    let echoed = value(send(&ctx, &token, "PUT", &path, Some(echo)).await, 200).await;
+    assert_eq!(
+        (&echoed["status"], &echoed["fields"]),
+        (&json!("DISABLED_MISUSE"), &json!("id"))
+    );
+    let lift = json!({"status": "ACTIVE"});
+    let refused = send(&ctx, &token, "PUT", &path, Some(lift)).await;
+    assert_api_error(refused, 422, 18000).await;
     assert_conforms(&ctx.sim.request_log());
 }
