@@ -6,7 +6,6 @@
 mod common;
 mod faults;
 mod lists;
-mod receiver;
 mod sessions;
 mod webhooks;
 

@@ -13,8 +13,8 @@ use reqwest::Response;
 use serde_json::{Value, json};
 use tripletex_sync::sim::{DeliveryOutcome, SubscriptionStatus};
 
+use crate::common::receiver::Receiver;
 use crate::common::{COMPANY, CONSUMER, Ctx, assert_api_error, assert_conforms, token_of};
-use crate::receiver::Receiver;
 
 const SECRET: &str = "hook-s3cret-value-n3ver-shown";
 const HMAC: &str = "hmac-s3cret-n3ver-shown";
