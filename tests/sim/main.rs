@@ -7,6 +7,7 @@ mod common;
 mod faults;
 mod lists;
 mod sessions;
+mod subscriptions;
 mod webhooks;
 
 use serde_json::Value;
