@@ -77,6 +77,8 @@ pub(crate) struct DeliveryBook {
     attempts: u32,
     backoff: Duration,
     lose_next: u32,
+    /// (public prefix, local base): the reverse proxy in front of a receiver.
+    proxies: Vec<(String, String)>,
 }
 
 impl Default for DeliveryBook {
@@ -87,6 +89,7 @@ impl Default for DeliveryBook {
             attempts: DEFAULT_ATTEMPTS,
             backoff: DEFAULT_BACKOFF,
             lose_next: 0,
+            proxies: Vec::new(),
         }
     }
 }
@@ -266,7 +269,7 @@ impl Simulator {
         let world = self.lock();
         let subscription = world.subscriptions.by_id.get(&subscription_id)?;
         (subscription.status == SubscriptionStatus::Active).then(|| Target {
-            url: subscription.target_url.clone(),
+            url: world.deliveries.proxied(&subscription.target_url),
             auth_header: subscription.auth_header.clone(),
             hmac_shared_secret: subscription.hmac_shared_secret.clone(),
         })
@@ -310,6 +313,15 @@ impl Simulator {
         self.lock().deliveries.lose_next = count;
     }
 
+    /// Delivers callbacks for targets under `public_prefix` (e.g. `https://sync.example.com/tt`)
+    /// to `local_base` + the rest of the URL instead (e.g. `http://127.0.0.1:8788`), as the
+    /// operator's TLS-terminating reverse proxy would; subscriptions keep their public HTTPS URL.
+    pub fn proxy_webhooks(&self, public_prefix: &str, local_base: &str) {
+        let prefix = public_prefix.trim_end_matches('/').to_owned();
+        let base = local_base.trim_end_matches('/').to_owned();
+        self.lock().deliveries.proxies.push((prefix, base));
+    }
+
     /// Every subscription of every company, in id order, without the write-only secrets.
     pub fn webhook_subscriptions(&self) -> Vec<SubscriptionInfo> {
         let world = self.lock();
@@ -336,6 +348,18 @@ impl Simulator {
 }
 
 impl DeliveryBook {
+    /// `url` with the first matching public prefix replaced by its local base.
+    fn proxied(&self, url: &Url) -> Url {
+        self.proxies
+            .iter()
+            .find_map(|(prefix, base)| {
+                let rest = url.as_str().strip_prefix(prefix.as_str())?;
+                let whole_segment = rest.is_empty() || rest.starts_with(['/', '?']);
+                whole_segment.then(|| Url::parse(&format!("{base}{rest}")).ok())?
+            })
+            .unwrap_or_else(|| url.clone())
+    }
+
     fn record(&mut self, job: &Job, attempts: u32, outcome: DeliveryOutcome) {
         tracing::debug!(
             subscription_id = job.subscription_id,
@@ -423,6 +447,24 @@ fn signature(secret: &SecretString, idempotency_key: &str, body: &[u8]) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proxies_replace_whole_segments_only() {
+        let mut book = DeliveryBook::default();
+        book.proxies.push((
+            "https://sync.example.com/tt".into(),
+            "http://127.0.0.1:9".into(),
+        ));
+        let proxied = |url: &str| book.proxied(&Url::parse(url).unwrap()).to_string();
+        assert_eq!(
+            proxied("https://sync.example.com/tt/shop?x=1"),
+            "http://127.0.0.1:9/shop?x=1"
+        );
+        assert_eq!(
+            proxied("https://sync.example.com/ttx/shop"),
+            "https://sync.example.com/ttx/shop"
+        );
+    }
 
     #[test]
     fn signature_is_base64_hmac_sha512_of_key_and_body() {

@@ -274,3 +274,22 @@ async fn rate_limit_disabling_and_lost_deliveries_are_injectable() {
     assert_api_error(refused, 422, 18000).await;
     assert_conforms(&ctx.sim.request_log());
 }
+
+#[tokio::test]
+async fn https_targets_reach_a_loopback_receiver_through_the_proxy() {
+    let ctx = Ctx::new().await;
+    let receiver = Receiver::start().await;
+    ctx.sim
+        .proxy_webhooks("https://sync.example.com/tripletex/", &receiver.url("/in"));
+    let token = ctx.session().await;
+    let public = "https://sync.example.com/tripletex/shop-7f3a";
+    let id = subscribe(&ctx, &token, subscription("customer.create", public, "id")).await;
+    ctx.sim.add_customer(COMPANY, 10001, false);
+    idle(&ctx).await;
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].path, "/in/shop-7f3a");
+    assert_eq!(got[0].body["subscriptionId"], id);
+    assert_eq!(ctx.sim.webhook_subscriptions()[0].target_url, public);
+    assert_conforms(&ctx.sim.request_log());
+}
