@@ -12,8 +12,9 @@
 //! `.await`; a delivery is retried a few times with doubling backoff, and after
 //! `failure_limit` consecutive failed deliveries the subscription becomes
 //! `DISABLED_TOO_MANY_ERRORS`; the envelope is cut when the change happens, the target and
-//! header are read when it is sent (a `PUT` in between wins); neither tracing nor the delivery
-//! records ever see a target URL, a header or a body.
+//! header are read when it is sent (a `PUT` in between wins), and a target under a proxied public
+//! prefix goes to its local base instead; neither tracing nor the delivery records ever see a
+//! target URL, a header or a body.
 
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
