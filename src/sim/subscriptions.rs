@@ -1,5 +1,5 @@
 //! Webhook subscriptions (`/event/subscription`, its `{id}` and `list` forms): the stored
-//! subscription, its JSON, and validation of what clients send.
+//! subscription, its JSON and the operations on it.
 //!
 //! Invariants: a subscription belongs to the employee token that created it, and every route
 //! answers "not found" for another token's subscription (no cross-token or cross-company reads or
