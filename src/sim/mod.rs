@@ -1,17 +1,22 @@
 //! A Tripletex API v2 simulator for tests, `demo` and the `sim` command: session tokens with
 //! Oslo-midnight expiry, Basic auth, `>whoAmI`, customers and invoices with `fields`, `sorting`,
-//! paging and `versionDigest`/`If-None-Match`, per-(consumer, employee) rate limiting and
+//! paging and `versionDigest`/`If-None-Match`, per-(consumer, employee) rate limiting,
 //! injectable faults (statuses, delays, resets, broken JSON, mutated list answers, endless or
-//! repeating paging, huge bodies), over real HTTP.
+//! repeating paging, huge bodies), and webhooks (`/event`, `/event/subscription`, callbacks
+//! delivered when a test changes a customer or an invoice through a [`Simulator`] method), over
+//! real HTTP.
 //!
 //! Invariants: a [`Simulator`] is a cheap handle to one shared world (clones see the same data);
 //! time-based decisions (token expiry, `changed`) use the injected clock, while rate-limit windows
-//! and injected delays use real monotonic time; tokens are never logged (see `server.rs`).
+//! and injected delays use real monotonic time; tokens, subscription secrets and callback bodies
+//! are never logged (see `server.rs` and `delivery.rs`).
 //! Production code never imports this module.
 
 mod answers;
 mod api;
+mod delivery;
 mod error;
+mod events;
 mod faults;
 mod fields;
 mod ratelimit;
@@ -21,6 +26,9 @@ mod scenario;
 mod server;
 mod session;
 mod state;
+mod subscription_draft;
+mod subscriptions;
+mod timeline;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,12 +38,15 @@ use std::time::Duration;
 use jiff::Timestamp;
 use jiff::civil::Date;
 
+pub use delivery::{Delivery, DeliveryOutcome};
 pub use faults::{Fault, FaultKind, Mutation};
 pub use scenario::{
     CompanySpec, CustomerSeries, EmployeeSpec, InvoiceSeries, RateLimitSpec, Scenario,
     ScenarioDate, ScenarioError,
 };
 pub use server::RunningSim;
+pub use subscriptions::{SubscriptionInfo, SubscriptionStatus};
+pub use timeline::ChangeSpec;
 
 use crate::clock::{SharedClock, oslo_date};
 use ratelimit::RateLimiter;
@@ -82,6 +93,7 @@ struct Inner {
     /// Distinguishes request ids of simulators in one process.
     id_prefix: u32,
     requests: AtomicU64,
+    deliveries: delivery::Dispatcher,
 }
 
 impl std::fmt::Debug for Simulator {
@@ -99,11 +111,13 @@ impl Simulator {
                 world: Mutex::new(World::new(RateLimiter::new(DEFAULT_LIMIT, DEFAULT_PERIOD))),
                 id_prefix: fastrand::u32(..),
                 requests: AtomicU64::new(0),
+                deliveries: delivery::Dispatcher::default(),
             }),
         }
     }
 
-    /// Builds the world `scenario` describes; relative dates count back from today in Oslo.
+    /// Builds the world `scenario` describes; relative dates count back from today in Oslo. Its
+    /// time-line plays from [`Simulator::start`].
     pub fn from_scenario(scenario: Scenario, clock: SharedClock) -> Self {
         let sim = Self::new(clock);
         let today = oslo_date(sim.now());
@@ -137,6 +151,8 @@ impl Simulator {
                     series.per_day,
                 );
             }
+            let changes = company.changes.iter().map(|c| (company.id, c.clone()));
+            sim.lock().timeline.extend(changes);
         }
         sim
     }
@@ -192,34 +208,58 @@ impl Simulator {
                 changed: now,
             },
         );
+        self.publish(world, company_id, events::CUSTOMER_CREATE, [id]);
         id
     }
 
     /// Bumps the customer's version and `changed`, like an edit in Tripletex.
     pub fn set_customer_inactive(&self, company_id: i64, id: i64, inactive: bool) {
+        self.edit_customer(company_id, id, |customer| customer.inactive = inactive);
+    }
+
+    /// Renumbers the customer, like an edit in Tripletex.
+    pub fn set_customer_number(&self, company_id: i64, id: i64, number: u32) {
+        self.edit_customer(company_id, id, |customer| customer.number = number);
+    }
+
+    fn edit_customer(&self, company_id: i64, id: i64, edit: impl FnOnce(&mut state::Customer)) {
         let now = self.now();
         let mut world = self.lock();
         if let Some(customer) = world.company_mut(company_id).customers.get_mut(&id) {
-            customer.inactive = inactive;
+            edit(customer);
             customer.version += 1;
             customer.changed = now;
+            self.publish(world, company_id, events::CUSTOMER_UPDATE, [id]);
         }
     }
 
     pub fn remove_customer(&self, company_id: i64, id: i64) {
-        self.lock().company_mut(company_id).customers.remove(&id);
+        let mut world = self.lock();
+        if world
+            .company_mut(company_id)
+            .customers
+            .remove(&id)
+            .is_some()
+        {
+            self.publish(world, company_id, events::CUSTOMER_DELETE, [id]);
+        }
     }
 
     /// Customers numbered `first .. first + count`, all changed now.
     pub fn add_customers(&self, company_id: i64, first: u32, count: u32, inactive: bool) {
         let now = self.now();
-        self.lock()
-            .add_customers(company_id, first, count, inactive, now);
+        let mut world = self.lock();
+        let first_id = world.add_customers(company_id, first, count, inactive, now);
+        let ids = first_id..first_id + i64::from(count);
+        self.publish(world, company_id, events::CUSTOMER_CREATE, ids);
     }
 
     /// Adds one invoice; returns its id.
     pub fn add_invoice(&self, company_id: i64, number: u32, date: Date) -> i64 {
-        self.lock().add_invoices(company_id, number, 1, date, 1)
+        let mut world = self.lock();
+        let id = world.add_invoices(company_id, number, 1, date, 1);
+        self.publish(world, company_id, events::INVOICE_CHARGED, [id]);
+        id
     }
 
     /// Invoices numbered `first .. first + count`, `per_day` per day from `first_date`.
@@ -231,10 +271,13 @@ impl Simulator {
         first_date: Date,
         per_day: u32,
     ) {
-        self.lock()
-            .add_invoices(company_id, first, count, first_date, per_day);
+        let mut world = self.lock();
+        let first_id = world.add_invoices(company_id, first, count, first_date, per_day);
+        let ids = first_id..first_id + i64::from(count);
+        self.publish(world, company_id, events::INVOICE_CHARGED, ids);
     }
 
+    /// Tripletex has no event for this (invoices are credited, not deleted), so nothing is sent.
     pub fn remove_invoice(&self, company_id: i64, id: i64) {
         self.lock().company_mut(company_id).invoices.remove(&id);
     }
@@ -268,6 +311,8 @@ impl Simulator {
 
     /// Binds `addr` (use `127.0.0.1:0` in tests) and serves in the background.
     pub async fn start(&self, addr: SocketAddr) -> std::io::Result<RunningSim> {
+        self.start_deliveries();
+        self.start_timeline();
         RunningSim::start(self.clone(), addr).await
     }
 
