@@ -6,6 +6,7 @@ pub mod checks;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod files;
 pub mod pass;
 pub mod secrets;
 pub mod sim;
