@@ -1,6 +1,12 @@
 //! tripletex-sync: keeps web shops' Tripletex integrations healthy.
 //!
 //! See README.md for the data flow; each module's `//!` block says what it owns.
+//!
+//! Layers, lowest first; a module uses only those before it (a test keeps it so):
+//! `clock`, `files`, `checks`, `secrets`, `store`, `tripletex`, `sim`, `sync` know nothing of the
+//! configuration: they take plain settings and own their errors. `config` builds on them (e.g.
+//! `ClientSettings::from(&Config)`, token refusals in its one-line format); `pass`, `status` and
+//! `daemon` build on config.
 
 pub mod checks;
 pub mod clock;
@@ -14,3 +20,6 @@ pub mod status;
 pub mod store;
 pub mod sync;
 pub mod tripletex;
+
+#[cfg(test)]
+mod layers;
