@@ -7,6 +7,9 @@
 //! configuration: they take plain settings and own their errors. `config` builds on them (e.g.
 //! `ClientSettings::from(&Config)`, token refusals in its one-line format); `pass`, `status` and
 //! `daemon` build on config.
+//!
+//! `sim` (the Tripletex simulator behind `sim`, `demo` and the tests) is the cargo feature `sim`,
+//! on by default; the daemon never uses it, so a packager may build without it.
 
 pub mod checks;
 pub mod clock;
@@ -15,6 +18,7 @@ pub mod daemon;
 pub mod files;
 pub mod pass;
 pub mod secrets;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod status;
 pub mod store;

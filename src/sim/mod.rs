@@ -6,7 +6,8 @@
 //! Invariants: a [`Simulator`] is a cheap handle to one shared world (clones see the same data);
 //! time-based decisions (token expiry, `changed`) use the injected clock, while rate-limit windows
 //! and injected delays use real monotonic time; tokens are never logged (see `server.rs`).
-//! Production code never imports this module.
+//! Production code never imports this module: it is the cargo feature `sim` (on by default), and
+//! the crates only it uses (hyper's server, hyper-util, http-body-util, bytes, base64) come with it.
 
 mod api;
 mod error;
