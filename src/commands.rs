@@ -528,3 +528,24 @@ fn without_simulator(command: &str) -> anyhow::Result<u8> {
         "`{command}` needs the Tripletex simulator, which this build leaves out (fix: build with the cargo feature `sim`, on by default: cargo build --release --features sim)"
     )
 }
+
+/// Runs under `cargo test --no-default-features` (see .ci/run).
+#[cfg(all(test, not(feature = "sim")))]
+mod without_sim_tests {
+    #[tokio::test]
+    async fn demo_and_sim_name_the_missing_feature() {
+        let refusals = [
+            super::demo(1).await.unwrap_err(),
+            super::sim(([127, 0, 0, 1], 0).into(), None)
+                .await
+                .unwrap_err(),
+        ];
+        for e in refusals {
+            let line = super::one_line(&e);
+            assert!(
+                line.contains("cargo feature `sim`") && !line.contains('\n'),
+                "{line}"
+            );
+        }
+    }
+}
