@@ -5,7 +5,7 @@
 //! 2 = could not run (including a pass that could not be recorded); every other command 0 or 2.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use tripletex_sync::checks::{CheckKind, Verdict};
 use tripletex_sync::clock::{SharedClock, SystemClock};
 use tripletex_sync::config::Config;
 use tripletex_sync::daemon::{self, Control, Environment};
+#[cfg(feature = "sim")]
 use tripletex_sync::sim::{DEMO_SCENARIO, Scenario, Simulator};
 use tripletex_sync::status::StatusReport;
 use tripletex_sync::store::{Role, Store, StoreError, read_holder};
@@ -367,6 +368,7 @@ async fn cancel_on((mut term, mut int): (Signal, Signal), cancel: CancellationTo
 }
 
 /// `sim`: serve a scenario (default: the demo world) until SIGTERM/SIGINT.
+#[cfg(feature = "sim")]
 pub async fn sim(listen: SocketAddr, scenario: Option<&Path>) -> anyhow::Result<u8> {
     let scenario = match scenario {
         Some(path) => Scenario::load(path)?,
@@ -391,6 +393,7 @@ pub async fn sim(listen: SocketAddr, scenario: Option<&Path>) -> anyhow::Result<
 
 /// `demo`: the simulator's demo world, a throwaway config for its three shops, the daemon for
 /// `seconds`, then the status table.
+#[cfg(feature = "sim")]
 pub async fn demo(seconds: u64) -> anyhow::Result<u8> {
     let scenario = Scenario::from_toml_str(DEMO_SCENARIO)?;
     let sim = Simulator::from_scenario(scenario.clone(), system_clock());
@@ -440,7 +443,12 @@ pub async fn demo(seconds: u64) -> anyhow::Result<u8> {
 }
 
 /// Writes config.toml, the consumer token and one shop file + token per scenario company.
-fn write_demo_config(dir: &Path, scenario: &Scenario, base_url: &str) -> anyhow::Result<PathBuf> {
+#[cfg(feature = "sim")]
+fn write_demo_config(
+    dir: &Path,
+    scenario: &Scenario,
+    base_url: &str,
+) -> anyhow::Result<std::path::PathBuf> {
     let consumer = scenario
         .consumer_tokens
         .first()
@@ -469,6 +477,7 @@ fn write_demo_config(dir: &Path, scenario: &Scenario, base_url: &str) -> anyhow:
     Ok(path)
 }
 
+#[cfg(feature = "sim")]
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
@@ -479,4 +488,45 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
         .mode(0o600)
         .open(path)?;
     f.write_all(text.as_bytes())
+}
+
+/// `sim` in a build without the simulator (a packager's `--no-default-features`).
+#[cfg(not(feature = "sim"))]
+pub async fn sim(_listen: SocketAddr, _scenario: Option<&Path>) -> anyhow::Result<u8> {
+    without_simulator("sim")
+}
+
+/// `demo` in a build without the simulator.
+#[cfg(not(feature = "sim"))]
+pub async fn demo(_seconds: u64) -> anyhow::Result<u8> {
+    without_simulator("demo")
+}
+
+/// Exit 2 with one line naming the missing cargo feature.
+#[cfg(not(feature = "sim"))]
+fn without_simulator(command: &str) -> anyhow::Result<u8> {
+    bail!(
+        "`{command}` needs the Tripletex simulator, which this build leaves out (fix: build with the cargo feature `sim`, on by default: cargo build --release --features sim)"
+    )
+}
+
+/// Runs under `cargo test --no-default-features` (see .ci/run).
+#[cfg(all(test, not(feature = "sim")))]
+mod without_sim_tests {
+    #[tokio::test]
+    async fn demo_and_sim_name_the_missing_feature() {
+        let refusals = [
+            super::demo(1).await.unwrap_err(),
+            super::sim(([127, 0, 0, 1], 0).into(), None)
+                .await
+                .unwrap_err(),
+        ];
+        for e in refusals {
+            let line = super::one_line(&e);
+            assert!(
+                line.contains("cargo feature `sim`") && !line.contains('\n'),
+                "{line}"
+            );
+        }
+    }
 }

@@ -1,10 +1,11 @@
 //! Configuration: the main file plus one file per shop in `shops_dir`, loaded in stages.
 //!
-//! `file` reads only regular files, bounded and without blocking; `parse` turns TOML (and
-//! `TRIPLETEX_SYNC__…` overrides, read as their key's type) into the strictly typed `raw` structs,
-//! where every default lives; `validate` checks every number and duration against its range and
-//! the relations between them; `state_dir` holds the state_dir rules and the preflight of
-//! `validate`/`check`/`run`. Invariants of a [`Config`]: every relative path is resolved against the
+//! Files are read through `crate::files` (regular files only, bounded, never blocking); `parse`
+//! turns TOML (and `TRIPLETEX_SYNC__…` overrides, read as their key's type) into the strictly typed
+//! `raw` structs, where every default lives; `validate` checks every number and duration against
+//! its range and the relations between them; `state_dir` holds the state_dir rules and the
+//! preflight of `validate`/`check`/`run`; `token` turns a `*_file`/`*_credential` key pair into a
+//! [`TokenConfig`]. Invariants of a [`Config`]: every relative path is resolved against the
 //! folder of the file that declared it and `state_dir` is absolute and not a system folder;
 //! `base_url` is https (http only for loopback hosts, which is how the simulator is reached) without
 //! user info; every value is within its documented range, so nothing accepted can overflow later;
@@ -12,13 +13,17 @@
 //! file stems of `[A-Za-z0-9_-]`; with `shard = "i/n"`, `shops` holds only the shops of that shard
 //! ([`shard`]). Every refusal is one [`ConfigError`] line naming the file (with
 //! line and column for TOML errors) or the environment variable, the key and the fix; token files
-//! are checked by [`crate::secrets`] in the same format.
+//! are read by [`crate::secrets`], whose errors `token` puts in the same format.
+//!
+//! Layering: config sits above `secrets`, `tripletex`, `checks` and `files` and turns its settings
+//! into theirs (e.g. `ClientSettings::from(&Config)`); none of them imports config (a test in
+//! `crate::layers` keeps it so).
 
-mod file;
 mod parse;
 mod raw;
 mod shard;
 mod state_dir;
+mod token;
 mod validate;
 
 use std::fmt;
@@ -29,9 +34,11 @@ use std::time::Duration;
 use url::Url;
 
 use crate::checks::{NumberRange, Policy};
-use crate::secrets::TokenSource;
-pub(crate) use file::{FileProblem, read_regular};
+use crate::files::{FileProblem, read_regular};
+use crate::secrets::TokenRole;
+use crate::tripletex::{ClientSettings, LimitSettings};
 pub use shard::Shard;
+pub use token::TokenConfig;
 
 /// Where the main file lives unless `--config` or `TRIPLETEX_SYNC_CONFIG` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tripletex-sync/config.toml";
@@ -56,7 +63,7 @@ pub struct Config {
 pub struct TripletexConfig {
     /// Without a trailing slash, e.g. `https://tripletex.no/v2`.
     pub base_url: Url,
-    pub consumer_token: TokenSource,
+    pub consumer_token: TokenConfig,
     pub session_valid_days: u32,
     pub renew_before: Duration,
     pub request_timeout: Duration,
@@ -87,7 +94,7 @@ pub struct ShopConfig {
     pub name: String,
     /// The shop file, for error messages.
     pub source: PathBuf,
-    pub employee_token: TokenSource,
+    pub employee_token: TokenConfig,
     /// 0 = the key owner's own company; else an accountant client's company id.
     pub company_id: i64,
     pub enabled: bool,
@@ -164,6 +171,18 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+impl From<&Config> for ClientSettings {
+    fn from(config: &Config) -> Self {
+        let (t, r) = (&config.tripletex, &config.rate_limit);
+        ClientSettings::new(
+            t.request_timeout,
+            t.session_valid_days,
+            t.renew_before,
+            LimitSettings::new(r.per_second, r.burst, r.reserve),
+        )
+    }
+}
+
 impl Config {
     /// Loads the main file (with the process's `TRIPLETEX_SYNC__…` overrides) and every shop
     /// file; validates both.
@@ -180,7 +199,8 @@ impl Config {
             path,
             overrides: &overrides,
         };
-        let consumer_token = TokenSource::from_keys(
+        let consumer_token = TokenConfig::from_keys(
+            TokenRole::Consumer,
             path,
             &base,
             "tripletex.consumer_token_file",
@@ -281,7 +301,7 @@ impl Blame<'_> {
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 fn read_main(path: &Path) -> Result<String, ConfigError> {
-    file::read_regular(path, MAX_CONFIG_BYTES)
+    read_regular(path, MAX_CONFIG_BYTES)
         .map(|c| c.text)
         .map_err(|problem| match problem {
             FileProblem::Missing => ConfigError::new(
@@ -300,7 +320,7 @@ fn read_main(path: &Path) -> Result<String, ConfigError> {
 }
 
 fn read_shop(path: &Path) -> Result<raw::RawShop, ConfigError> {
-    let text = file::read_regular(path, MAX_CONFIG_BYTES).map_err(|problem| {
+    let text = read_regular(path, MAX_CONFIG_BYTES).map_err(|problem| {
         ConfigError::new(
             path,
             None,
@@ -354,7 +374,8 @@ fn load_shop(path: &Path) -> Result<ShopConfig, ConfigError> {
         ));
     }
     let raw = read_shop(path)?;
-    let employee_token = TokenSource::from_keys(
+    let employee_token = TokenConfig::from_keys(
+        TokenRole::Employee,
         path,
         &parent_dir(path),
         "employee_token_file",

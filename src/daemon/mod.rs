@@ -21,14 +21,13 @@ pub use ask::{AskError, await_pass};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use secrecy::ExposeSecret;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::{Config, ConfigError, ShopConfig};
 use crate::pass::{self, PassReport, PassSettings};
-use crate::secrets::SecretString;
+use crate::secrets::{SecretString, same};
 use crate::store::Store;
 use crate::tripletex::{ClientSettings, Tripletex, TripletexError};
 use scheduler::Scheduler;
@@ -88,7 +87,7 @@ impl World {
             .tripletex
             .consumer_token
             .load_with(env.credentials_dir.as_deref())?;
-        let mut settings = ClientSettings::new(&config);
+        let mut settings = ClientSettings::from(&config);
         (env.tune)(&mut settings);
         let api = Tripletex::new(
             &config.tripletex.base_url,
@@ -281,8 +280,4 @@ fn reload(
         || new_world.config.checks != c.checks
         || !same(&new_world.consumer_token, &current.consumer_token);
     Ok((new_world, shared_changed, shops))
-}
-
-fn same(a: &SecretString, b: &SecretString) -> bool {
-    a.expose_secret() == b.expose_secret()
 }

@@ -9,8 +9,10 @@
 //! Invariants: a [`Simulator`] is a cheap handle to one shared world (clones see the same data);
 //! time-based decisions (token expiry, `changed`) use the injected clock, while rate-limit windows
 //! and injected delays use real monotonic time; tokens, subscription secrets and callback bodies
-//! are never logged (see `server.rs` and `delivery.rs`).
-//! Production code never imports this module.
+//! are never logged (see `server.rs` and `delivery.rs`). Production code never imports this
+//! module: it is the cargo feature `sim` (on by default), and the crates only it uses (base64,
+//! aws-lc-rs's HMAC; tempfile for `demo`) come with it. hyper's server stays: the metrics
+//! endpoint uses it too.
 
 mod answers;
 mod api;
