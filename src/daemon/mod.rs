@@ -10,6 +10,7 @@
 
 mod report;
 mod scheduler;
+mod view;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};

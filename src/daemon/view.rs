@@ -1,0 +1,148 @@
+//! The daemon's in-memory picture of status.json: each configured shop's entry, already
+//! serialised, in config order.
+//!
+//! Invariants: a pass costs one shop's worth of work (three store reads and one serialisation of
+//! that shop), whatever the number of shops; writing the file joins the cached fragments and
+//! never reads the store; the file is the `StatusReport` shape, one shop per line; only a
+//! reload rebuilds the whole view from the store.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+
+use crate::checks::Verdict;
+use crate::config::Config;
+use crate::status::{ShopStatus, write_atomically};
+use crate::store::{Store, StoreError};
+
+pub(super) struct StatusView {
+    shops: Vec<Entry>,
+    /// Shop name → position in `shops` (and in the config it was built from).
+    index: HashMap<String, usize>,
+}
+
+struct Entry {
+    /// The shop's worst verdict, or `None` when the shop is disabled (not counted).
+    worst: Option<Verdict>,
+    json: Arc<str>,
+}
+
+/// What one write needs, detached from the view so the write can run off the async workers.
+pub(super) struct Snapshot {
+    generated_at: Timestamp,
+    shops: Vec<Arc<str>>,
+}
+
+impl StatusView {
+    /// Every configured shop as the store has it.
+    pub fn build(store: &Store, config: &Config) -> Result<Self, StoreError> {
+        let shops = config
+            .shops
+            .iter()
+            .map(|shop| ShopStatus::collect(Some(store), shop).map(|s| Entry::of(&s)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let index = config
+            .shops
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
+        Ok(Self { shops, index })
+    }
+
+    /// Re-reads `shop` after its pass was recorded; false when nothing in its entry changed.
+    /// A shop `config` no longer lists where the view has it is left to the rebuild that a
+    /// reload brings.
+    pub fn refresh(
+        &mut self,
+        store: &Store,
+        config: &Config,
+        shop: &str,
+    ) -> Result<bool, StoreError> {
+        let Some(&i) = self.index.get(shop) else {
+            return Ok(false);
+        };
+        let Some(shop) = config.shops.get(i).filter(|s| s.name == shop) else {
+            return Ok(false);
+        };
+        let entry = Entry::of(&ShopStatus::collect(Some(store), shop)?);
+        let changed = entry.json != self.shops[i].json;
+        self.shops[i] = entry;
+        Ok(changed)
+    }
+
+    pub fn snapshot(&self, generated_at: Timestamp) -> Snapshot {
+        Snapshot {
+            generated_at,
+            shops: self.shops.iter().map(|e| e.json.clone()).collect(),
+        }
+    }
+
+    /// "3 shops: 1 ok, 0 warn, 1 conflict, 1 error" (each enabled shop counted by its worst
+    /// check), for systemd's STATUS= line.
+    pub fn summary_line(&self) -> String {
+        let mut counts: HashMap<Verdict, usize> = HashMap::new();
+        for worst in self.shops.iter().filter_map(|e| e.worst) {
+            *counts.entry(worst).or_default() += 1;
+        }
+        let part = |v: Verdict| format!("{} {}", counts.get(&v).copied().unwrap_or(0), v.as_str());
+        format!(
+            "{} shops: {}, {}, {}, {}",
+            self.shops.len(),
+            part(Verdict::Ok),
+            part(Verdict::Warn),
+            part(Verdict::Conflict),
+            part(Verdict::Error)
+        )
+    }
+}
+
+impl Entry {
+    fn of(status: &ShopStatus) -> Self {
+        Self {
+            worst: status.enabled.then(|| status.worst()),
+            json: serde_json::to_string(status)
+                .expect("status serializes")
+                .into(),
+        }
+    }
+}
+
+impl Snapshot {
+    /// Replaces `STATE_DIR/status.json` (blocking: file I/O and fsync).
+    pub fn write(&self, state_dir: &Path) -> std::io::Result<()> {
+        write_atomically(state_dir, |out| {
+            // The same document `StatusReport` serialises, one shop per line.
+            let head = serde_json::to_string(&self.generated_at).map_err(std::io::Error::other)?;
+            write!(out, "{{\"generated_at\":{head},\"shops\":[")?;
+            for (i, shop) in self.shops.iter().enumerate() {
+                out.write_all(if i == 0 { b"\n" } else { b",\n" })?;
+                out.write_all(shop.as_bytes())?;
+            }
+            out.write_all(b"\n]}\n")
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::StatusReport;
+
+    #[test]
+    fn the_file_is_a_status_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let at: Timestamp = "2026-03-10T11:00:00Z".parse().unwrap();
+        let empty = Snapshot {
+            generated_at: at,
+            shops: Vec::new(),
+        };
+        empty.write(dir.path()).unwrap();
+        let read = StatusReport::read(dir.path()).unwrap();
+        assert_eq!(read.generated_at, at);
+        assert!(read.shops.is_empty());
+    }
+}
