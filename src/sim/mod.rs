@@ -263,6 +263,11 @@ impl Simulator {
         self.lock().log.clone()
     }
 
+    /// The log so far, leaving it empty (long runs count requests without keeping them all).
+    pub fn take_request_log(&self) -> Vec<LoggedRequest> {
+        std::mem::take(&mut self.lock().log)
+    }
+
     pub fn clear_request_log(&self) {
         self.lock().log.clear();
     }

@@ -313,7 +313,17 @@ pub async fn run(shops: usize, passes: &AtomicUsize) -> Figures {
             control.send(Control::PassNow).await.unwrap();
         }
         let target = base + shops * (i + 1);
+        let (mut requests, mut mints) = (0, 0);
+        let mut tally = || {
+            let log = sim.take_request_log();
+            requests += log.len();
+            mints += log
+                .iter()
+                .filter(|r| r.method == "POST" && r.path.ends_with("/token/session/:create"))
+                .count();
+        };
         let wall = loop {
+            tally();
             if passes.load(Ordering::Relaxed) >= target {
                 break phase_start.0.elapsed();
             }
@@ -324,20 +334,17 @@ pub async fn run(shops: usize, passes: &AtomicUsize) -> Figures {
                 ));
                 break phase_start.0.elapsed();
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         };
         tokio::time::sleep(SETTLE).await;
         let (cpu, sim_cpu) = (process_cpu(), sim_thread.cpu());
-        let log = sim.request_log();
+        tally();
         *slot = Phase {
             wall,
             sim_cpu: sim_cpu - phase_start.2,
             daemon_cpu: (cpu - phase_start.1).saturating_sub(sim_cpu - phase_start.2),
-            requests: log.len(),
-            mints: log
-                .iter()
-                .filter(|r| r.method == "POST" && r.path.ends_with("/token/session/:create"))
-                .count(),
+            requests,
+            mints,
         };
         if figures.failed.is_some() {
             break;
