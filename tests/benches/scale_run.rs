@@ -310,6 +310,7 @@ pub async fn run(shops: usize, passes: &AtomicUsize) -> Figures {
         if i == 1 {
             sim.clear_request_log();
             phase_start = (Instant::now(), process_cpu(), sim_thread.cpu());
+            eprintln!("scale: idle pass of {shops} shops starts");
             control.send(Control::PassNow).await.unwrap();
         }
         let target = base + shops * (i + 1);
