@@ -2,7 +2,7 @@
 //!
 //! Each N runs in a fresh child process (so peak RSS is that run's), with the simulator seeded
 //! with N shops of 50 customers and 50 invoices, and prints one row of the table in
-//! BENCHMARKS.md. Set `SCALE_DIR` to put the temporary state elsewhere than the current folder.
+//! BENCHMARKS.md. Set `SCALE_DIR` to put the temporary state elsewhere than the system's temp folder.
 
 #[path = "scale_run.rs"]
 mod scale_run;
@@ -36,7 +36,7 @@ fn main() {
     if child {
         let passes = scale_run::install_tracing();
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        let figures = runtime.block_on(scale_run::run(shops[0], &passes));
+        let figures = runtime.block_on(scale_run::run(shops[0], &passes, scale_run::SETTLE));
         println!("{}", row(&figures));
         if let Some(why) = figures.failed {
             eprintln!("run failed: {why}");

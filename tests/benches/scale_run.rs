@@ -28,9 +28,10 @@ use tripletex_sync::store::{Role, Store};
 const CONSUMER: &str = "scale-consumer-token";
 pub const CUSTOMERS: u32 = 50;
 pub const INVOICES: u32 = 50;
-/// After the last pass of a phase, how long its CPU is still counted: the status writer's
-/// rate-limited write and sled's background flush belong to the pass that caused them.
-const SETTLE: Duration = Duration::from_secs(5);
+/// After the last pass of a phase, how long the bench waits before reading the CPU clocks: the
+/// status writer's rate-limited write and sled's background flush belong to the passes that
+/// caused them.
+pub const SETTLE: Duration = Duration::from_secs(5);
 /// A phase that takes longer than this is reported as failed, not waited for.
 const PHASE_LIMIT: Duration = Duration::from_secs(1800);
 
@@ -272,10 +273,11 @@ fn world(shops: usize, dir: &Path, clock: &SharedClock) -> (Simulator, PathBuf) 
     (sim, dir.join("config.toml"))
 }
 
-/// Runs the whole scenario for `shops` shops; `passes` counts recorded passes process-wide.
-pub async fn run(shops: usize, passes: &AtomicUsize) -> Figures {
-    let dir = tempfile::tempdir_in(std::env::var_os("SCALE_DIR").unwrap_or_else(|| ".".into()))
-        .expect("temp dir");
+/// Runs the whole scenario for `shops` shops; `passes` counts recorded passes process-wide;
+/// `settle` is how long after each phase its CPU is still counted ([`SETTLE`]).
+pub async fn run(shops: usize, passes: &AtomicUsize, settle: Duration) -> Figures {
+    let parent = std::env::var_os("SCALE_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    let dir = tempfile::tempdir_in(parent).expect("temp dir");
     let clock: SharedClock = Arc::new(SystemClock);
     let (sim, config_path) = world(shops, dir.path(), &clock);
     let sim_thread = SimThread::start(sim.clone());
@@ -337,7 +339,7 @@ pub async fn run(shops: usize, passes: &AtomicUsize) -> Figures {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        tokio::time::sleep(SETTLE).await;
+        tokio::time::sleep(settle).await;
         let (cpu, sim_cpu) = (process_cpu(), sim_thread.cpu());
         tally();
         *slot = Phase {
