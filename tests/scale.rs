@@ -11,6 +11,16 @@ async fn a_small_fleet_costs_the_documented_requests() {
     const SHOPS: usize = 20;
     let passes = scale_run::install_tracing();
     let f = scale_run::run(SHOPS, &passes, Duration::ZERO).await;
+    println!(
+        "{} shops: first pass {:?} (daemon CPU {:?}, simulator {:?}), idle pass {:?} (daemon CPU {:?}, simulator {:?})",
+        f.shops,
+        f.first.wall,
+        f.first.daemon_cpu,
+        f.first.sim_cpu,
+        f.idle.wall,
+        f.idle.daemon_cpu,
+        f.idle.sim_cpu
+    );
     assert_eq!(f.failed, None);
     // First pass: the session's mint and proof plus full reads of customers and invoices.
     assert_eq!(f.first.requests, 6 * SHOPS, "{f:?}");

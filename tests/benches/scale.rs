@@ -10,6 +10,9 @@ mod scale_run;
 use std::process::Command;
 use std::time::Duration;
 
+/// How long after each phase its CPU is still counted (see `scale_run::run`).
+const SETTLE: Duration = Duration::from_secs(5);
+
 const HEADER: &str = "| shops | first pass wall / daemon CPU | idle pass wall / daemon CPU | CPU per shop-pass first / idle | sim CPU per idle shop-pass | peak RSS | requests per shop first / idle | mints per shop | status.json | state_dir | SIGTERM → exit | tokens left |\n|---|---|---|---|---|---|---|---|---|---|---|---|";
 
 fn main() {
@@ -36,7 +39,7 @@ fn main() {
     if child {
         let passes = scale_run::install_tracing();
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        let figures = runtime.block_on(scale_run::run(shops[0], &passes, scale_run::SETTLE));
+        let figures = runtime.block_on(scale_run::run(shops[0], &passes, SETTLE));
         println!("{}", row(&figures));
         if let Some(why) = figures.failed {
             eprintln!("run failed: {why}");

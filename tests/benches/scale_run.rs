@@ -28,10 +28,6 @@ use tripletex_sync::store::{Role, Store};
 const CONSUMER: &str = "scale-consumer-token";
 pub const CUSTOMERS: u32 = 50;
 pub const INVOICES: u32 = 50;
-/// After the last pass of a phase, how long the bench waits before reading the CPU clocks: the
-/// status writer's rate-limited write and sled's background flush belong to the passes that
-/// caused them.
-pub const SETTLE: Duration = Duration::from_secs(5);
 /// A phase that takes longer than this is reported as failed, not waited for.
 const PHASE_LIMIT: Duration = Duration::from_secs(1800);
 
@@ -274,7 +270,8 @@ fn world(shops: usize, dir: &Path, clock: &SharedClock) -> (Simulator, PathBuf) 
 }
 
 /// Runs the whole scenario for `shops` shops; `passes` counts recorded passes process-wide;
-/// `settle` is how long after each phase its CPU is still counted ([`SETTLE`]).
+/// `settle` is how long after each phase its CPU is still counted (the status writer's
+/// rate-limited write and sled's background flush belong to the passes that caused them).
 pub async fn run(shops: usize, passes: &AtomicUsize, settle: Duration) -> Figures {
     let parent = std::env::var_os("SCALE_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
     let dir = tempfile::tempdir_in(parent).expect("temp dir");
