@@ -1,8 +1,9 @@
 //! What operators see: the `status --json` shape, its table form, and `STATE_DIR/status.json`.
 //!
 //! The JSON shape is a contract: fields are added, never renamed. `status.json` is written
-//! atomically (temp file, fsync, rename) after every pass so `status` can read it while the daemon
-//! holds the database. Nothing here ever sees a token.
+//! atomically (buffered temp file, fsync, rename) so `status` can read it while the daemon holds
+//! the database: by `check` after its passes, and by the daemon from its per-shop view
+//! (`daemon/view.rs`, built from [`ShopStatus::collect`]). Nothing here ever sees a token.
 
 use std::fs::File;
 use std::io::{BufWriter, Write as _};

@@ -230,7 +230,8 @@ impl ShopLoop {
         let deadline = tokio::time::Instant::now() + CLOSE_WITHIN;
         let closing = async {
             let _permit = self.gate.acquire().await.expect("gate never closes");
-            self.client.close(deadline).await
+            // Boxed for the same reason as a pass.
+            Box::pin(self.client.close(deadline)).await
         };
         match tokio::time::timeout_at(deadline, closing).await {
             Ok(closed) => closed,
@@ -256,7 +257,17 @@ impl ShopLoop {
             };
             pass_no += 1;
             let (shop, client, store) = (&self.shop, &self.client, &self.store);
-            match pass::run(shop, client, store, &settings, &self.env.clock, pass_no).await {
+            // Boxed: a pass's future is kilobytes (HTTP, sled), and inline it would sit in every
+            // idle shop's task; boxed, only the passes running now hold one.
+            let pass = Box::pin(pass::run(
+                shop,
+                client,
+                store,
+                &settings,
+                &self.env.clock,
+                pass_no,
+            ));
+            match pass.await {
                 Ok(report) => {
                     let _ = self.reports.send(Update::Pass(report));
                 }
