@@ -115,16 +115,18 @@ impl Writer {
             .ok();
     }
 
-    /// Takes in one recorded pass; true when status.json is now stale.
+    /// Takes in one recorded pass; true when status.json is now stale (or a consumer-token
+    /// rejection waits to be logged, which happens with the next write).
     fn apply(&mut self, report: &PassReport) -> bool {
         self.consumer.rejected += usize::from(report.consumer_rejected);
         self.consumer.live |= report.session.state != SessionState::Unknown;
+        let unlogged = report.consumer_rejected && !self.consumer_reported;
         let Some(view) = self.view.as_mut() else {
             return true;
         };
         let config = self.config.read().expect("config lock");
         match view.refresh(&self.store, &config, &report.shop) {
-            Ok(changed) => changed,
+            Ok(changed) => changed || unlogged,
             Err(e) => {
                 tracing::warn!(event = "status.write_failed", shop = %report.shop, error = %e, "status not collected");
                 true

@@ -129,11 +129,78 @@ impl Snapshot {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
+    use crate::checks::{self, CheckKind};
     use crate::status::StatusReport;
+    use crate::store::{ResultRecord, Role};
+
+    const MAIN: &str = r#"
+state_dir = "state"
+[tripletex]
+base_url = "https://tripletex.no/v2"
+consumer_token_file = "consumer-token"
+session_valid_days = 7
+renew_before = "1d"
+request_timeout = "30s"
+"#;
+
+    /// Two shops, one of them with a check turned off.
+    fn config(dir: &Path) -> Config {
+        std::fs::create_dir_all(dir.join("shops.d")).unwrap();
+        std::fs::write(dir.join("config.toml"), MAIN).unwrap();
+        for name in ["consumer-token", "a.token", "b.token"] {
+            std::fs::write(dir.join(name), "secret").unwrap();
+            std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o600))
+                .unwrap();
+        }
+        std::fs::write(
+            dir.join("shops.d/a.toml"),
+            "employee_token_file = \"../a.token\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("shops.d/b.toml"),
+            "employee_token_file = \"../b.token\"\n[invoice_numbers]\nenabled = false\n",
+        )
+        .unwrap();
+        Config::load(&dir.join("config.toml")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_file_is_the_status_report_of_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let store = Store::open(&config.state_dir, Role::OneShot).unwrap();
+        let at: Timestamp = "2026-03-10T11:00:00Z".parse().unwrap();
+        let mut view = StatusView::build(&store, &config).unwrap();
+
+        // A pass of `a` is recorded: only its entry changes, and the file says what the store does.
+        let mut batch = store.batch();
+        for kind in CheckKind::ALL {
+            let outcome = checks::could_not_run(kind, "Tripletex is down");
+            batch.put_result("a", kind, &ResultRecord::next(None, outcome, at));
+        }
+        store.commit(batch).await.unwrap();
+        assert!(view.refresh(&store, &config, "a").unwrap());
+        assert!(!view.refresh(&store, &config, "b").unwrap());
+        assert!(!view.refresh(&store, &config, "not-configured").unwrap());
+
+        view.snapshot(at).write(store.state_dir()).unwrap();
+        let written = StatusReport::read(store.state_dir()).unwrap();
+        assert_eq!(
+            written,
+            StatusReport::collect(Some(&store), &config, at).unwrap()
+        );
+        assert_eq!(
+            view.summary_line(),
+            "2 shops: 0 ok, 0 warn, 0 conflict, 1 error"
+        );
+    }
 
     #[test]
-    fn the_file_is_a_status_report() {
+    fn an_empty_view_is_a_status_report_too() {
         let dir = tempfile::tempdir().unwrap();
         let at: Timestamp = "2026-03-10T11:00:00Z".parse().unwrap();
         let empty = Snapshot {
