@@ -12,6 +12,7 @@ fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
 
+/// Where [`crash_child_commits_then_dies_without_drop`] keeps its store; set only by the parent.
 const CRASH_DIR_ENV: &str = "TRIPLETEX_SYNC_CRASH_DIR";
 const CRASH_SHOP: &str = "crashco";
 const CRASH_MARKER: &str = "crash-child: committed, exiting without drop";
@@ -28,9 +29,17 @@ async fn crash_child_commits_then_dies_without_drop() {
         return;
     };
     let store = Store::open(std::path::Path::new(&dir), Role::Daemon).unwrap();
-    let mut batch = store.batch();
-    batch.put_result(CRASH_SHOP, CheckKind::CustomerNumbers, &crash_record());
-    store.commit(batch).await.unwrap();
+    // Many shops committing at once share flushes (group commit); each is durable when its
+    // commit returns.
+    let shops = std::iter::once(CRASH_SHOP.to_owned()).chain((0..CRASH_GROUP).map(crash_shop));
+    let commits = shops.map(|shop| {
+        let mut batch = store.batch();
+        batch.put_result(&shop, CheckKind::CustomerNumbers, &crash_record());
+        store.commit(batch)
+    });
+    for result in futures_join_all(commits).await {
+        result.unwrap();
+    }
     println!("{CRASH_MARKER}");
     // SAFETY: _exit(2) ends the process at once: no destructor runs, so sled gets no chance to
     // flush on drop and only what `commit` made durable is on disk.
@@ -85,4 +94,52 @@ fn committed_data_survives_a_crash_without_drop() {
             .unwrap(),
         Some(crash_record())
     );
+    for i in 0..CRASH_GROUP {
+        assert_eq!(
+            store
+                .result(&crash_shop(i), CheckKind::CustomerNumbers)
+                .unwrap(),
+            Some(crash_record()),
+            "{}",
+            crash_shop(i)
+        );
+    }
+}
+
+const CRASH_GROUP: usize = 32;
+
+fn crash_shop(i: usize) -> String {
+    format!("crash-group-{i}")
+}
+
+/// Polls every future on this task until all are done, so their commits overlap.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut pending: Vec<_> = futures.into_iter().map(Box::pin).map(Some).collect();
+    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all = true;
+        for (slot, out) in pending.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        *out = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => all = false,
+                }
+            }
+        }
+        if all {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    outputs
+        .into_iter()
+        .map(|o| o.expect("polled to completion"))
+        .collect()
 }

@@ -5,15 +5,18 @@
 //! every sleep, limiter wait and request selects on it); at most `max_concurrent_shops` passes run
 //! at once; a reload that fails validation changes nothing (`config.reload_failed`), one that
 //! succeeds restarts only the shops whose file or token changed (others keep their sessions) and
-//! retries key-rejected shops at once; `status.json` is rewritten after passes (debounced) so
-//! `status` works while we hold sled; a pass that panics or fails is caught, recorded as `error`
-//! and retried (`supervise`), in the daemon and in `check_once` alike; under a systemd watchdog,
-//! the control loop pings only while no pass is stuck ([`watchdog`]).
+//! retries key-rejected shops at once; `status.json` is rewritten after passes (debounced and
+//! rate-limited, from an in-memory view) so `status` works while we hold sled; a pass that panics
+//! or fails is caught, recorded as `error` and retried (`supervise`), in the daemon and in
+//! `check_once` alike; under a systemd watchdog, the control loop pings only while no pass is
+//! stuck ([`watchdog`]); on stop, every live session token is deleted that can be within the stop
+//! deadline, and the rest counted.
 
 mod ask;
 mod report;
 mod scheduler;
 mod supervise;
+mod view;
 mod watchdog;
 
 pub use ask::{AskError, await_pass};

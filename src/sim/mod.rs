@@ -63,6 +63,8 @@ const URL_BASE: &str = "tripletex-sim.invalid/v2";
 
 const DEFAULT_LIMIT: u32 = 100;
 const DEFAULT_PERIOD: Duration = Duration::from_secs(10);
+/// How long before start-up seeded customers were last changed.
+pub const SEEDED_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// One request as the simulator saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,7 +143,7 @@ impl Simulator {
                 }
             }
             for series in &company.customers {
-                sim.add_customers(company.id, series.first, series.count, series.inactive);
+                sim.seed_customers(company.id, series.first, series.count, series.inactive);
             }
             for series in &company.invoices {
                 let first_date = series.first_date.resolve(today);
@@ -256,6 +258,18 @@ impl Simulator {
         self.publish(world, company_id, events::CUSTOMER_CREATE, ids);
     }
 
+    /// Customers numbered `first .. first + count` that have existed for a while: last changed
+    /// [`SEEDED_AGE`] ago, so a `changedSince` window of a daemon started now does not see them
+    /// (a seeded world looks like production, not like a burst of edits at start-up).
+    pub fn seed_customers(&self, company_id: i64, first: u32, count: u32, inactive: bool) {
+        let now = self.now();
+        let long_ago = now
+            .checked_sub(jiff::SignedDuration::from_secs(SEEDED_AGE.as_secs() as i64))
+            .unwrap_or(now);
+        self.lock()
+            .add_customers(company_id, first, count, inactive, long_ago);
+    }
+
     /// Adds one invoice; returns its id.
     pub fn add_invoice(&self, company_id: i64, number: u32, date: Date) -> i64 {
         let mut world = self.lock();
@@ -294,6 +308,11 @@ impl Simulator {
 
     pub fn request_log(&self) -> Vec<LoggedRequest> {
         self.lock().log.clone()
+    }
+
+    /// The log so far, leaving it empty (long runs count requests without keeping them all).
+    pub fn take_request_log(&self) -> Vec<LoggedRequest> {
+        std::mem::take(&mut self.lock().log)
     }
 
     pub fn clear_request_log(&self) {

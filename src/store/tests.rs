@@ -210,7 +210,6 @@ async fn the_mirror_round_trips_as_one_value_per_kind() {
     assert!(store.customers("other").unwrap().is_empty());
 }
 
-/// Where [`crash_child_commits_then_dies_without_drop`] keeps its store; set only by the parent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_commits_all_complete() {
     let dir = tempfile::tempdir().unwrap();

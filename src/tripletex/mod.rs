@@ -18,7 +18,7 @@ use std::time::Duration;
 pub use client::{Fetched, ShopClient, Tripletex};
 pub use page::Page;
 pub use ratelimit::LimitSettings;
-pub use session::{EXPIRY_MARGIN, SessionInfo};
+pub use session::{Closed, EXPIRY_MARGIN, SessionInfo};
 
 /// Returned by every wait when the daemon is shutting down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
