@@ -5,7 +5,7 @@
 //! 2 = could not run (including a pass that could not be recorded); every other command 0 or 2.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use tripletex_sync::checks::{CheckKind, Verdict};
 use tripletex_sync::clock::{SharedClock, SystemClock};
 use tripletex_sync::config::Config;
 use tripletex_sync::daemon::{self, Control, Environment};
+#[cfg(feature = "sim")]
 use tripletex_sync::sim::{DEMO_SCENARIO, Scenario, Simulator};
 use tripletex_sync::status::StatusReport;
 use tripletex_sync::store::{Role, Store, StoreError, read_holder};
@@ -32,6 +33,8 @@ pub mod exit {
 const DAEMON_PASS_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long `run` waits for a one-shot `check` holding the database to finish.
 const ONE_SHOT_WAIT: Duration = Duration::from_secs(300);
+/// While waiting for it, each second pushes systemd's start-up deadline this far ahead.
+const START_EXTENSION_USEC: u32 = 10_000_000;
 
 /// The error and its causes on one line, each cause once: many library errors already quote
 /// their cause in their own message, and `{:#}` would print it again.
@@ -63,8 +66,12 @@ pub fn validate(config_path: &Path) -> anyhow::Result<u8> {
         return Ok(exit::COULD_NOT_RUN);
     }
     let enabled = config.shops.iter().filter(|s| s.enabled).count();
+    let shard = config
+        .shard
+        .map(|s| format!(" in shard {s}"))
+        .unwrap_or_default();
     println!(
-        "ok: {} ({} shops, {enabled} enabled; state_dir {}; Tripletex at {})",
+        "ok: {} ({} shops{shard}, {enabled} enabled; state_dir {}; Tripletex at {})",
         config.source.display(),
         config.shops.len(),
         config.state_dir.display(),
@@ -109,8 +116,14 @@ pub async fn check(config_path: &Path, shops: &[String], json: bool) -> anyhow::
     let config = Config::load(config_path)?;
     for name in shops {
         if config.shop(name).is_none_or(|s| !s.enabled) {
+            let shard = config
+                .shard
+                .map(|s| {
+                    format!("; this instance checks only shard {s}, ask the one that holds it")
+                })
+                .unwrap_or_default();
             bail!(
-                "no enabled shop named {name:?} in {} (shops are the *.toml files there)",
+                "no enabled shop named {name:?} in {} (shops are the *.toml files there{shard})",
                 config.shops_dir.display()
             );
         }
@@ -276,6 +289,11 @@ async fn open_for_daemon(
                     event = "daemon.waiting_for_lock",
                     "a one-shot tripletex-sync holds the database; waiting for it"
                 );
+                // Keep systemd's start-up timeout (TimeoutStartSec=) a few seconds ahead of us
+                // while we wait, however long the unit allows by default.
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::ExtendTimeoutUsec(
+                    START_EXTENSION_USEC,
+                )]);
                 tokio::select! {
                     _ = cancel.cancelled() => return Ok(None),
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -350,6 +368,7 @@ async fn cancel_on((mut term, mut int): (Signal, Signal), cancel: CancellationTo
 }
 
 /// `sim`: serve a scenario (default: the demo world) until SIGTERM/SIGINT.
+#[cfg(feature = "sim")]
 pub async fn sim(listen: SocketAddr, scenario: Option<&Path>) -> anyhow::Result<u8> {
     let scenario = match scenario {
         Some(path) => Scenario::load(path)?,
@@ -374,6 +393,7 @@ pub async fn sim(listen: SocketAddr, scenario: Option<&Path>) -> anyhow::Result<
 
 /// `demo`: the simulator's demo world, a throwaway config for its three shops, the daemon for
 /// `seconds`, then the status table.
+#[cfg(feature = "sim")]
 pub async fn demo(seconds: u64) -> anyhow::Result<u8> {
     let scenario = Scenario::from_toml_str(DEMO_SCENARIO)?;
     let sim = Simulator::from_scenario(scenario.clone(), system_clock());
@@ -423,7 +443,12 @@ pub async fn demo(seconds: u64) -> anyhow::Result<u8> {
 }
 
 /// Writes config.toml, the consumer token and one shop file + token per scenario company.
-fn write_demo_config(dir: &Path, scenario: &Scenario, base_url: &str) -> anyhow::Result<PathBuf> {
+#[cfg(feature = "sim")]
+fn write_demo_config(
+    dir: &Path,
+    scenario: &Scenario,
+    base_url: &str,
+) -> anyhow::Result<std::path::PathBuf> {
     let consumer = scenario
         .consumer_tokens
         .first()
@@ -452,6 +477,7 @@ fn write_demo_config(dir: &Path, scenario: &Scenario, base_url: &str) -> anyhow:
     Ok(path)
 }
 
+#[cfg(feature = "sim")]
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
@@ -462,4 +488,45 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
         .mode(0o600)
         .open(path)?;
     f.write_all(text.as_bytes())
+}
+
+/// `sim` in a build without the simulator (a packager's `--no-default-features`).
+#[cfg(not(feature = "sim"))]
+pub async fn sim(_listen: SocketAddr, _scenario: Option<&Path>) -> anyhow::Result<u8> {
+    without_simulator("sim")
+}
+
+/// `demo` in a build without the simulator.
+#[cfg(not(feature = "sim"))]
+pub async fn demo(_seconds: u64) -> anyhow::Result<u8> {
+    without_simulator("demo")
+}
+
+/// Exit 2 with one line naming the missing cargo feature.
+#[cfg(not(feature = "sim"))]
+fn without_simulator(command: &str) -> anyhow::Result<u8> {
+    bail!(
+        "`{command}` needs the Tripletex simulator, which this build leaves out (fix: build with the cargo feature `sim`, on by default: cargo build --release --features sim)"
+    )
+}
+
+/// Runs under `cargo test --no-default-features` (see .ci/run).
+#[cfg(all(test, not(feature = "sim")))]
+mod without_sim_tests {
+    #[tokio::test]
+    async fn demo_and_sim_name_the_missing_feature() {
+        let refusals = [
+            super::demo(1).await.unwrap_err(),
+            super::sim(([127, 0, 0, 1], 0).into(), None)
+                .await
+                .unwrap_err(),
+        ];
+        for e in refusals {
+            let line = super::one_line(&e);
+            assert!(
+                line.contains("cargo feature `sim`") && !line.contains('\n'),
+                "{line}"
+            );
+        }
+    }
 }

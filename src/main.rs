@@ -6,8 +6,8 @@ use std::process::ExitCode;
 mod commands;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 use tripletex_sync::config::DEFAULT_CONFIG_PATH;
+use tripletex_sync::logging::{self, LogFormat};
 
 use commands::exit;
 
@@ -19,17 +19,11 @@ struct Cli {
     /// The main configuration file.
     #[arg(long, global = true, env = "TRIPLETEX_SYNC_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
     config: PathBuf,
-    /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    /// Log format: auto = journald when stderr is the journal (under systemd), else text.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -73,7 +67,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    if let Err(e) = logging::init(cli.log_format) {
+        eprintln!("error: {e}");
+        return ExitCode::from(exit::COULD_NOT_RUN);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -97,17 +94,5 @@ fn main() -> ExitCode {
             eprintln!("error: {}", commands::one_line(&e));
             ExitCode::from(exit::COULD_NOT_RUN)
         }
-    }
-}
-
-/// Logs go to stderr (stdout is data for `--json`); `RUST_LOG` filters, default `info`.
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }

@@ -5,25 +5,40 @@
 //! token text never reaches a log, an error message, a `Debug` string, sled or a status file;
 //! token files must not be readable by group or others; an empty file is refused, not sent; only a
 //! regular file (or a symlink to one) of at most [`MAX_TOKEN_BYTES`] is read, and reading never
-//! blocks (a FIFO or device is refused before it is opened).
+//! blocks (a FIFO or device is refused before it is opened). Tokens are compared only by
+//! [`same`], in constant time. `secrecy::ExposeSecret` is used here and in `crate::tripletex`,
+//! nowhere else (a test in `crate::layers` keeps it so).
+//!
+//! Layering: this module knows nothing of the configuration. It takes a path or credential name
+//! and answers with a [`SecretsError`] (problem and fix); `config` adds which file and key
+//! declared the token.
 
 use std::path::{Path, PathBuf};
 
-pub use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
+pub use secrecy::SecretString;
 
-use crate::config::{ConfigError, FileProblem, read_regular, resolve};
+use crate::files::{FileProblem, read_regular};
 
 /// Environment variable systemd sets for `LoadCredential=`.
 pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
 /// Tripletex tokens are well under 100 bytes; anything this large is the wrong file.
 pub const MAX_TOKEN_BYTES: u64 = 4096;
 
-/// Where one token is stored, and which config key said so (for error messages).
+/// Whose token it is: decides where the fix tells the operator to get a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRole {
+    /// A shop's employee token (created in Tripletex under Employee › API access).
+    Employee,
+    /// The integration's consumer token (issued by Tripletex).
+    Consumer,
+}
+
+/// Where one token is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenSource {
     location: Location,
-    declared_in: PathBuf,
-    key: String,
+    role: TokenRole,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,105 +47,112 @@ enum Location {
     Credential(String),
 }
 
+/// Why a token could not be had. Messages name the file or credential, never the token; the
+/// `Display` text is the problem and [`SecretsError::fix`] what the operator should do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretsError {
+    #[error("{name:?} is not a credential name")]
+    BadCredentialName { name: String },
+    #[error("credential {name:?} needs $CREDENTIALS_DIRECTORY, which is not set")]
+    NoCredentialsDirectory { name: String },
+    #[error("token file {} {problem}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        problem: FileProblem,
+        role: TokenRole,
+    },
+    #[error("token file {} is accessible by group or others (mode {mode:o})", path.display())]
+    NotPrivate { path: PathBuf, mode: u32 },
+    #[error("token file {} is empty", path.display())]
+    Empty { path: PathBuf, role: TokenRole },
+    #[error(
+        "token file {} holds more than one word (a token has no spaces or line breaks)",
+        path.display()
+    )]
+    NotOneWord { path: PathBuf },
+}
+
+impl SecretsError {
+    /// The remedy, in the operator's terms.
+    pub fn fix(&self) -> String {
+        match self {
+            Self::BadCredentialName { .. } => {
+                "use the NAME from the unit's LoadCredential=NAME:PATH (no slashes)".into()
+            }
+            Self::NoCredentialsDirectory { name } => format!(
+                "run under systemd with LoadCredential={name}:/path/to/token, or use a token file"
+            ),
+            Self::Unreadable {
+                path,
+                problem: FileProblem::Missing | FileProblem::Dangling,
+                role,
+            }
+            | Self::Empty { path, role } => new_token_hint(*role, path),
+            Self::Unreadable { path, .. } => format!(
+                "replace {} with a regular file holding only the token (chmod 600)",
+                path.display()
+            ),
+            Self::NotPrivate { path, .. } => format!("chmod 600 {}", path.display()),
+            Self::NotOneWord { path } => {
+                format!("leave only the token in {} (chmod 600)", path.display())
+            }
+        }
+    }
+}
+
 impl TokenSource {
-    /// Builds the source from a `*_file` / `*_credential` key pair, of which exactly one is set.
-    pub fn from_keys(
-        declared_in: &Path,
-        base: &Path,
-        file_key: &str,
-        file: Option<&str>,
-        credential_key: &str,
-        credential: Option<&str>,
-    ) -> Result<Self, ConfigError> {
-        let (location, key) = match (file, credential) {
-            (Some(f), None) if !f.trim().is_empty() => (Location::File(resolve(base, f)), file_key),
-            (None, Some(c)) if valid_credential_name(c) => {
-                (Location::Credential(c.to_owned()), credential_key)
-            }
-            (None, Some(c)) => {
-                return Err(ConfigError::new(
-                    declared_in,
-                    Some(credential_key),
-                    format!("{c:?} is not a credential name"),
-                    "use the NAME from the unit's LoadCredential=NAME:PATH (no slashes)",
-                ));
-            }
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::new(
-                    declared_in,
-                    Some(file_key),
-                    format!("both `{file_key}` and `{credential_key}` are set"),
-                    "keep one of them",
-                ));
-            }
-            _ => {
-                return Err(ConfigError::new(
-                    declared_in,
-                    Some(file_key),
-                    "no token configured",
-                    format!("set `{file_key} = \"PATH\"` or `{credential_key} = \"NAME\"`"),
-                ));
-            }
-        };
+    /// A token in a file (an absolute path, or one relative to the working directory).
+    pub fn file(role: TokenRole, path: PathBuf) -> Self {
+        Self {
+            location: Location::File(path),
+            role,
+        }
+    }
+
+    /// A systemd credential, by the NAME of `LoadCredential=NAME:PATH`.
+    pub fn credential(role: TokenRole, name: &str) -> Result<Self, SecretsError> {
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            return Err(SecretsError::BadCredentialName {
+                name: name.to_owned(),
+            });
+        }
         Ok(Self {
-            location,
-            declared_in: declared_in.to_path_buf(),
-            key: key.to_owned(),
+            location: Location::Credential(name.to_owned()),
+            role,
         })
     }
 
     /// Reads the token; `credentials_dir` stands in for `$CREDENTIALS_DIRECTORY`.
-    pub fn load_with(&self, credentials_dir: Option<&Path>) -> Result<SecretString, ConfigError> {
+    pub fn load_with(&self, credentials_dir: Option<&Path>) -> Result<SecretString, SecretsError> {
         let (path, private) = match &self.location {
             Location::File(path) => (path.clone(), true),
             Location::Credential(name) => match credentials_dir {
                 // systemd makes credentials private itself (and may use ACLs for that).
                 Some(dir) => (dir.join(name), false),
                 None => {
-                    return Err(self.error(
-                        format!("credential {name:?} needs $CREDENTIALS_DIRECTORY, which is not set"),
-                        format!(
-                            "run under systemd with LoadCredential={name}:/path/to/token, or use a token file"
-                        ),
-                    ));
+                    return Err(SecretsError::NoCredentialsDirectory { name: name.clone() });
                 }
             },
         };
-        let contents = read_regular(&path, MAX_TOKEN_BYTES).map_err(|problem| {
-            let fix = match problem {
-                FileProblem::Missing | FileProblem::Dangling => self.fix_hint(&path),
-                _ => format!(
-                    "replace {} with a regular file holding only the token (chmod 600)",
-                    path.display()
-                ),
-            };
-            self.error(format!("token file {} {problem}", path.display()), fix)
-        })?;
+        let contents =
+            read_regular(&path, MAX_TOKEN_BYTES).map_err(|problem| SecretsError::Unreadable {
+                path: path.clone(),
+                problem,
+                role: self.role,
+            })?;
         let mode = contents.mode & 0o777;
         if private && mode & 0o077 != 0 {
-            return Err(self.error(
-                format!(
-                    "token file {} is accessible by group or others (mode {mode:o})",
-                    path.display()
-                ),
-                format!("chmod 600 {}", path.display()),
-            ));
+            return Err(SecretsError::NotPrivate { path, mode });
         }
         let token = contents.text.trim();
         if token.is_empty() {
-            return Err(self.error(
-                format!("token file {} is empty", path.display()),
-                self.fix_hint(&path),
-            ));
+            return Err(SecretsError::Empty {
+                path,
+                role: self.role,
+            });
         }
         if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(self.error(
-                format!(
-                    "token file {} holds more than one word (a token has no spaces or line breaks)",
-                    path.display()
-                ),
-                format!("leave only the token in {} (chmod 600)", path.display()),
-            ));
+            return Err(SecretsError::NotOneWord { path });
         }
         Ok(SecretString::from(token.to_owned()))
     }
@@ -142,28 +164,38 @@ impl TokenSource {
             Location::Credential(n) => format!("credential {n}"),
         }
     }
-
-    fn fix_hint(&self, path: &Path) -> String {
-        if self.key.starts_with("employee") {
-            format!(
-                "create a key in Tripletex under Employee › API access › New key (shown once), paste it into {} (chmod 600), then reload",
-                path.display()
-            )
-        } else {
-            format!(
-                "put the consumer token Tripletex issued for this integration into {} (chmod 600)",
-                path.display()
-            )
-        }
-    }
-
-    fn error(&self, problem: String, fix: String) -> ConfigError {
-        ConfigError::new(&self.declared_in, Some(&self.key), problem, fix)
-    }
 }
 
-fn valid_credential_name(name: &str) -> bool {
-    !name.is_empty() && !name.contains('/') && name != "." && name != ".."
+/// Whether two secrets are equal. The time taken depends on their lengths only (a token's length
+/// is no secret), so timing a comparison reveals nothing of either.
+pub fn same(a: &SecretString, b: &SecretString) -> bool {
+    constant_time_eq(a.expose_secret().as_bytes(), b.expose_secret().as_bytes())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    // Every byte is visited whatever differs; black_box keeps the optimizer from turning the
+    // fold back into a compare that stops at the first difference.
+    let diff = a
+        .iter()
+        .zip(b)
+        .fold(0u8, |acc, (x, y)| std::hint::black_box(acc | (x ^ y)));
+    diff == 0
+}
+
+fn new_token_hint(role: TokenRole, path: &Path) -> String {
+    match role {
+        TokenRole::Employee => format!(
+            "create a key in Tripletex under Employee › API access › New key (shown once), paste it into {} (chmod 600), then reload",
+            path.display()
+        ),
+        TokenRole::Consumer => format!(
+            "put the consumer token Tripletex issued for this integration into {} (chmod 600)",
+            path.display()
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -172,20 +204,17 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn source(dir: &Path, file: &str) -> TokenSource {
-        TokenSource::from_keys(
-            &dir.join("shops.d/acme.toml"),
-            dir,
-            "employee_token_file",
-            Some(file),
-            "employee_token_credential",
-            None,
-        )
-        .unwrap()
+        TokenSource::file(TokenRole::Employee, dir.join(file))
     }
 
     fn write(path: &Path, text: &str, mode: u32) {
         std::fs::write(path, text).unwrap();
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// Problem and fix, as config prints them.
+    fn refusal(e: &SecretsError) -> String {
+        format!("{e} (fix: {})", e.fix())
     }
 
     #[test]
@@ -200,53 +229,53 @@ mod tests {
     fn refuses_group_readable_file_with_chmod_fix() {
         let dir = tempfile::tempdir().unwrap();
         write(&dir.path().join("acme"), "CANARY-PERM", 0o640);
-        let err = source(dir.path(), "acme")
-            .load_with(None)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("employee_token_file"), "{err}");
+        let e = source(dir.path(), "acme").load_with(None).unwrap_err();
+        assert!(matches!(e, SecretsError::NotPrivate { mode: 0o640, .. }));
+        let err = refusal(&e);
         assert!(err.contains("chmod 600"), "{err}");
-        assert!(err.contains("acme.toml"), "{err}");
         assert!(!err.contains("CANARY-PERM"), "{err}");
     }
 
     #[test]
     fn refuses_missing_and_empty_files() {
         let dir = tempfile::tempdir().unwrap();
-        let err = source(dir.path(), "nope")
-            .load_with(None)
-            .unwrap_err()
-            .to_string();
+        let err = refusal(&source(dir.path(), "nope").load_with(None).unwrap_err());
         assert!(
             err.contains("does not exist") && err.contains("API access"),
             "{err}"
         );
         write(&dir.path().join("empty"), " \n", 0o600);
-        let err = source(dir.path(), "empty")
-            .load_with(None)
-            .unwrap_err()
-            .to_string();
+        let err = refusal(&source(dir.path(), "empty").load_with(None).unwrap_err());
         assert!(err.contains("is empty"), "{err}");
+        let consumer = TokenSource::file(TokenRole::Consumer, dir.path().join("nope"));
+        let err = refusal(&consumer.load_with(None).unwrap_err());
+        assert!(err.contains("consumer token Tripletex issued"), "{err}");
+    }
+
+    #[test]
+    fn refuses_a_token_with_spaces_and_a_fifo() {
+        let dir = tempfile::tempdir().unwrap();
+        write(&dir.path().join("two"), "abc def", 0o600);
+        let e = source(dir.path(), "two").load_with(None).unwrap_err();
+        assert!(matches!(e, SecretsError::NotOneWord { .. }), "{e}");
+        assert!(!refusal(&e).contains("abc"), "{e}");
+        let dir_as_token = source(dir.path(), ".").load_with(None).unwrap_err();
+        assert!(
+            refusal(&dir_as_token).contains("with a regular file"),
+            "{dir_as_token}"
+        );
     }
 
     #[test]
     fn reads_systemd_credentials_and_explains_a_missing_directory() {
         let dir = tempfile::tempdir().unwrap();
         write(&dir.path().join("acme"), "cred-token", 0o400);
-        let src = TokenSource::from_keys(
-            &dir.path().join("shops.d/acme.toml"),
-            dir.path(),
-            "employee_token_file",
-            None,
-            "employee_token_credential",
-            Some("acme"),
-        )
-        .unwrap();
+        let src = TokenSource::credential(TokenRole::Employee, "acme").unwrap();
         assert_eq!(
             src.load_with(Some(dir.path())).unwrap().expose_secret(),
             "cred-token"
         );
-        let err = src.load_with(None).unwrap_err().to_string();
+        let err = refusal(&src.load_with(None).unwrap_err());
         assert!(
             err.contains("CREDENTIALS_DIRECTORY") && err.contains("LoadCredential"),
             "{err}"
@@ -254,16 +283,22 @@ mod tests {
     }
 
     #[test]
-    fn exactly_one_key_must_be_set() {
-        let dir = Path::new("/etc/tripletex-sync");
-        let both = TokenSource::from_keys(dir, dir, "a_file", Some("x"), "a_credential", Some("y"));
-        assert!(both.unwrap_err().to_string().contains("both"));
-        let none = TokenSource::from_keys(dir, dir, "a_file", None, "a_credential", None);
-        assert!(
-            none.unwrap_err()
-                .to_string()
-                .contains("no token configured")
-        );
+    fn credential_names_have_no_slashes() {
+        for bad in ["", "a/b", ".", ".."] {
+            let e = TokenSource::credential(TokenRole::Consumer, bad).unwrap_err();
+            assert!(refusal(&e).contains("not a credential name"), "{e}");
+        }
+    }
+
+    #[test]
+    fn same_compares_whole_secrets() {
+        let s = |t: &str| SecretString::from(t.to_owned());
+        assert!(same(&s("abc-123"), &s("abc-123")));
+        assert!(same(&s(""), &s("")));
+        assert!(!same(&s("abc-123"), &s("abc-124")));
+        assert!(!same(&s("xbc-123"), &s("abc-123")));
+        assert!(!same(&s("abc-123"), &s("abc-1234")));
+        assert!(!same(&s("abc"), &s("")));
     }
 
     #[test]

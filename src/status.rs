@@ -2,11 +2,13 @@
 //!
 //! The JSON shape is a contract: fields are added, never renamed; reading takes defaults for
 //! missing fields and ignores unknown ones, so `status` reads a file another release wrote. One
-//! unreadable stored record makes that shop's entry say so; it never stops the report. `status.json` is written
-//! atomically (temp file, fsync, rename) after every pass so `status` can read it while the daemon
-//! holds the database. Nothing here ever sees a token.
+//! unreadable stored record makes that shop's entry say so; it never stops the report.
+//! `status.json` is written atomically (buffered temp file, fsync, rename) so `status` can read it while the daemon holds
+//! the database: by `check` after its passes, and by the daemon from its per-shop view
+//! (`daemon/view.rs`, built from [`ShopStatus::collect`]). Nothing here ever sees a token.
 
-use std::io::Write as _;
+use std::fs::File;
+use std::io::{BufWriter, Write as _};
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
@@ -15,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checks::{self, CheckKind, Evidence, Verdict};
 use crate::clock::oslo;
-use crate::config::Config;
+use crate::config::{Config, ShopConfig};
 use crate::store::{SessionRecord, SessionState, Store, StoreError};
 
 pub const STATUS_FILE: &str = "status.json";
@@ -24,6 +26,9 @@ pub const STATUS_FILE: &str = "status.json";
 #[serde(default)]
 pub struct StatusReport {
     pub generated_at: Timestamp,
+    /// "i/n" when this instance handles one shard of the shops (config `shard`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     pub shops: Vec<ShopStatus>,
 }
 
@@ -34,6 +39,94 @@ pub struct ShopStatus {
     pub enabled: bool,
     pub session: SessionStatus,
     pub checks: ChecksStatus,
+}
+
+impl ShopStatus {
+    /// What the store holds for `shop` (three reads, whatever the number of shops).
+    pub fn collect(store: Option<&Store>, shop: &ShopConfig) -> Result<Self, StoreError> {
+        let session = match store.map(|s| s.session(&shop.name)) {
+            Some(Err(e @ StoreError::Corrupt { .. })) => SessionRecord {
+                detail: Some(e.to_string()),
+                ..Default::default()
+            },
+            Some(read) => read?.unwrap_or_default(),
+            None => Default::default(),
+        };
+        let check = |kind: CheckKind, on: bool| -> Result<CheckStatus, StoreError> {
+            if !on {
+                return Ok(CheckStatus {
+                    verdict: Verdict::Unknown,
+                    summary: format!(
+                        "disabled (`{}.enabled = false` in {})",
+                        kind.as_str(),
+                        shop.source.display()
+                    ),
+                    checked_at: None,
+                    since: None,
+                    fix: None,
+                    evidence: None,
+                    disabled: true,
+                    pass_failed: false,
+                });
+            }
+            let recorded = match store.map(|s| s.result(&shop.name, kind)) {
+                Some(Err(e @ StoreError::Corrupt { .. })) => return Ok(unreadable(kind, &e)),
+                Some(read) => read?,
+                None => None,
+            };
+            Ok(match recorded {
+                Some(r) => CheckStatus {
+                    verdict: r.outcome.verdict,
+                    summary: r.outcome.summary,
+                    checked_at: Some(r.checked_at),
+                    since: Some(r.since),
+                    fix: r.outcome.fix,
+                    evidence: Some(r.outcome.evidence),
+                    disabled: false,
+                    pass_failed: r.pass_failed,
+                },
+                None => {
+                    let o = checks::not_yet_checked(kind);
+                    CheckStatus {
+                        verdict: o.verdict,
+                        summary: o.summary,
+                        checked_at: None,
+                        since: None,
+                        fix: None,
+                        evidence: None,
+                        disabled: false,
+                        pass_failed: false,
+                    }
+                }
+            })
+        };
+        Ok(Self {
+            name: shop.name.clone(),
+            enabled: shop.enabled,
+            session: SessionStatus {
+                state: session.state,
+                expires_at: session.expires_at,
+                company_id: session.company_id,
+                detail: session.detail,
+            },
+            checks: ChecksStatus {
+                customer_numbers: check(
+                    CheckKind::CustomerNumbers,
+                    shop.customer_numbers.is_some(),
+                )?,
+                invoice_numbers: check(CheckKind::InvoiceNumbers, shop.invoice_numbers.is_some())?,
+            },
+        })
+    }
+
+    /// The verdict the shop is counted by: its worst check.
+    pub fn worst(&self) -> Verdict {
+        CheckKind::ALL
+            .map(|k| self.checks.get(k).verdict)
+            .into_iter()
+            .max()
+            .unwrap_or(Verdict::Unknown)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -83,100 +176,6 @@ pub struct CheckStatus {
     pub pass_failed: bool,
 }
 
-impl StatusReport {
-    /// Reads what the store holds for every configured shop; without a store, nothing is
-    /// recorded yet and every shop shows `unknown`.
-    pub fn collect(
-        store: Option<&Store>,
-        config: &Config,
-        now: Timestamp,
-    ) -> Result<Self, StoreError> {
-        let mut shops = Vec::with_capacity(config.shops.len());
-        for shop in &config.shops {
-            let session = match store.map(|s| s.session(&shop.name)) {
-                Some(Err(e @ StoreError::Corrupt { .. })) => SessionRecord {
-                    detail: Some(e.to_string()),
-                    ..Default::default()
-                },
-                Some(read) => read?.unwrap_or_default(),
-                None => Default::default(),
-            };
-            let check = |kind: CheckKind, on: bool| -> Result<CheckStatus, StoreError> {
-                if !on {
-                    return Ok(CheckStatus {
-                        verdict: Verdict::Unknown,
-                        summary: format!(
-                            "disabled (`{}.enabled = false` in {})",
-                            kind.as_str(),
-                            shop.source.display()
-                        ),
-                        checked_at: None,
-                        since: None,
-                        fix: None,
-                        evidence: None,
-                        disabled: true,
-                        pass_failed: false,
-                    });
-                }
-                let recorded = match store.map(|s| s.result(&shop.name, kind)) {
-                    Some(Err(e @ StoreError::Corrupt { .. })) => return Ok(unreadable(kind, &e)),
-                    Some(read) => read?,
-                    None => None,
-                };
-                Ok(match recorded {
-                    Some(r) => CheckStatus {
-                        verdict: r.outcome.verdict,
-                        summary: r.outcome.summary,
-                        checked_at: Some(r.checked_at),
-                        since: Some(r.since),
-                        fix: r.outcome.fix,
-                        evidence: Some(r.outcome.evidence),
-                        disabled: false,
-                        pass_failed: r.pass_failed,
-                    },
-                    None => {
-                        let o = checks::not_yet_checked(kind);
-                        CheckStatus {
-                            verdict: o.verdict,
-                            summary: o.summary,
-                            checked_at: None,
-                            since: None,
-                            fix: None,
-                            evidence: None,
-                            disabled: false,
-                            pass_failed: false,
-                        }
-                    }
-                })
-            };
-            shops.push(ShopStatus {
-                name: shop.name.clone(),
-                enabled: shop.enabled,
-                session: SessionStatus {
-                    state: session.state,
-                    expires_at: session.expires_at,
-                    company_id: session.company_id,
-                    detail: session.detail,
-                },
-                checks: ChecksStatus {
-                    customer_numbers: check(
-                        CheckKind::CustomerNumbers,
-                        shop.customer_numbers.is_some(),
-                    )?,
-                    invoice_numbers: check(
-                        CheckKind::InvoiceNumbers,
-                        shop.invoice_numbers.is_some(),
-                    )?,
-                },
-            });
-        }
-        Ok(Self {
-            generated_at: now,
-            shops,
-        })
-    }
-}
-
 /// A check whose stored result cannot be read: `error` (nothing vouches for the numbers) until
 /// the next pass overwrites it.
 fn unreadable(kind: CheckKind, e: &StoreError) -> CheckStatus {
@@ -189,6 +188,25 @@ fn unreadable(kind: CheckKind, e: &StoreError) -> CheckStatus {
 }
 
 impl StatusReport {
+    /// Reads what the store holds for every configured shop; without a store, nothing is
+    /// recorded yet and every shop shows `unknown`.
+    pub fn collect(
+        store: Option<&Store>,
+        config: &Config,
+        now: Timestamp,
+    ) -> Result<Self, StoreError> {
+        let shops = config
+            .shops
+            .iter()
+            .map(|shop| ShopStatus::collect(store, shop))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            generated_at: now,
+            shard: config.shard.map(|s| s.to_string()),
+            shops,
+        })
+    }
+
     /// Lines this report (read from status.json) up with `config`: shops in config order, new
     /// shops as not yet checked, removed shops dropped.
     pub fn aligned_to(self, config: &Config) -> Self {
@@ -206,13 +224,20 @@ impl StatusReport {
             .collect();
         Self {
             generated_at: self.generated_at,
+            shard: blank.shard,
             shops,
         }
     }
 
     /// A fixed-width table for terminals.
     pub fn table(&self) -> String {
-        let mut out = format!(
+        let mut out = match &self.shard {
+            Some(shard) => {
+                format!("shard {shard}: only this shard's shops; other instances check the rest\n")
+            }
+            None => String::new(),
+        };
+        out += &format!(
             "{:<20} {:<13} {:<17} {:<9} {:<16} {}\n",
             "SHOP", "SESSION", "CHECK", "VERDICT", "SINCE (OSLO)", "SUMMARY"
         );
@@ -257,25 +282,10 @@ impl StatusReport {
 
     /// Replaces `STATE_DIR/status.json` atomically.
     pub fn write(&self, state_dir: &Path) -> std::io::Result<()> {
-        let path = Self::path(state_dir);
-        let tmp = state_dir.join(format!(".{STATUS_FILE}.tmp"));
-        // Group-readable, so operators in the service's group can run `status` (UMask=0077).
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o640)
-            .open(&tmp)?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o640))?;
-        serde_json::to_writer_pretty(&mut file, self)?;
-        file.write_all(b"\n")?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        if let Ok(dir) = std::fs::File::open(state_dir) {
-            // Best effort: the rename is already visible; this makes it durable too.
-            let _ = dir.sync_all();
-        }
-        Ok(())
+        write_atomically(state_dir, |out| {
+            serde_json::to_writer_pretty(&mut *out, self)?;
+            out.write_all(b"\n")
+        })
     }
 
     pub fn read(state_dir: &Path) -> std::io::Result<Self> {
@@ -283,3 +293,34 @@ impl StatusReport {
         serde_json::from_slice(&text).map_err(std::io::Error::other)
     }
 }
+
+/// Replaces `STATE_DIR/status.json` with what `fill` writes: into a buffered temp file, fsynced,
+/// then renamed over the old one, so a reader sees the old file or the new one, never a part.
+pub(crate) fn write_atomically(
+    state_dir: &Path,
+    fill: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let path = StatusReport::path(state_dir);
+    let tmp = state_dir.join(format!(".{STATUS_FILE}.tmp"));
+    // Group-readable, so operators in the service's group can run `status` (UMask=0077).
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o640)
+        .open(&tmp)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o640))?;
+    // serde_json writes a few bytes at a time: unbuffered, that is one syscall per token.
+    let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
+    fill(&mut out)?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    if let Ok(dir) = File::open(state_dir) {
+        // Best effort: the rename is already visible; this makes it durable too.
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+const WRITE_BUFFER: usize = 256 * 1024;

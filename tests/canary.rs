@@ -1,7 +1,9 @@
 //! The secret canary: unique consumer and employee tokens are planted, the program is driven
-//! through minting, renewal, revocation, rejections, transport faults and the CLI, and the canaries
-//! must appear in no log line (TRACE, every crate), no error message, no `Debug` output and no file
-//! the program writes. A binary of its own so its tracing subscriber can be global.
+//! through minting, renewal, revocation, rejections, transport faults, the CLI and the daemon
+//! (`run` with a SIGHUP reload and a SIGTERM shutdown), and neither the canaries nor any session
+//! token Tripletex (the simulator) minted may appear in any log line (TRACE, every crate, `log`
+//! crate records included), error message, `Debug` output or file the program writes. A binary of
+//! its own so its tracing subscriber can be global.
 
 #[path = "common/capture.rs"]
 mod capture;
@@ -15,6 +17,10 @@ use support::{Fixture, write_private};
 use tokio_util::sync::CancellationToken;
 use tripletex_sync::daemon;
 use tripletex_sync::sim::{Fault, FaultKind};
+
+/// Every session token the simulator mints is base64 of `{"tokenId":N,"token":"…"}` (as
+/// Tripletex's are), so each starts with the encoding of `{"tokenId`: finding it finds any of them.
+const SESSION_TOKEN_PREFIX: &str = "eyJ0b2tlbklk";
 
 fn canary(kind: &str) -> String {
     format!("CANARY{kind}{:016x}", fastrand::u64(..))
@@ -42,6 +48,8 @@ fn assert_clean(what: &str, text: &[u8], canaries: &[&str]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_appear_in_no_log_error_debug_output_or_file() {
     let captured = capture_trace();
+    // sled, rustls and others log through the `log` crate: route it into the captured trace.
+    tracing_log::LogTracer::init().expect("the only logger in this test binary");
 
     let (consumer, good, revoked) = (canary("C"), canary("E"), canary("R"));
     let f = Fixture::new().await;
@@ -59,7 +67,12 @@ async fn tokens_appear_in_no_log_error_debug_output_or_file() {
     }
     f.sim.add_customers(1001, 1, 50, false);
     f.sim.revoke_employee_token(&revoked);
-    let canaries = [consumer.as_str(), good.as_str(), revoked.as_str()];
+    let canaries = [
+        consumer.as_str(),
+        good.as_str(),
+        revoked.as_str(),
+        SESSION_TOKEN_PREFIX,
+    ];
     let config = f.config();
     let store = f.open_store();
     let env = f.env();
@@ -147,12 +160,30 @@ async fn tokens_appear_in_no_log_error_debug_output_or_file() {
     cli_output.extend(out.stdout);
     cli_output.extend(out.stderr);
 
+    // The daemon at TRACE: passes, a reload that adds a shop (SIGHUP), shutdown (SIGTERM).
+    let late = canary("L");
+    f.sim.add_company(1003, "late", true);
+    f.sim.add_employee_token(&late, 1003, 1);
+    write_private(&f.path("late.token"), &late);
+    cli_output.extend(run_daemon_with_reload(&f).await);
+
     let log = captured.bytes();
     assert!(
         String::from_utf8_lossy(&log).contains("session.renewed"),
         "the traced run really renewed"
     );
+    assert!(
+        String::from_utf8_lossy(&log).contains("sled::pagecache"),
+        "`log` crate records (sled's) were captured too"
+    );
+    let minted = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        r#"{"tokenId":7,"token":"x"}"#,
+    );
+    assert!(minted.starts_with(SESSION_TOKEN_PREFIX));
     assert_clean("the trace log", &log, &canaries);
+    assert_clean("the trace log", &log, &[&late]);
+    assert_clean("the daemon's output", &cli_output, &[&late]);
     assert_clean("the CLI's output and logs", &cli_output, &canaries);
     assert_clean(
         "error messages and Debug output",
@@ -164,6 +195,7 @@ async fn tokens_appear_in_no_log_error_debug_output_or_file() {
         f.path("consumer-token"),
         f.path("good.token"),
         f.path("gone.token"),
+        f.path("late.token"),
     ];
     let skip: Vec<&Path> = tokens.iter().map(|p| p.as_path()).collect();
     files_written(f.dir.path(), &skip, &mut files);
@@ -179,4 +211,63 @@ async fn tokens_appear_in_no_log_error_debug_output_or_file() {
             &canaries,
         );
     }
+}
+
+/// `run` at TRACE until its first passes are recorded; then `late.toml` appears and SIGHUP reloads
+/// (the late shop mints); then SIGTERM. Returns its stdout and stderr.
+async fn run_daemon_with_reload(f: &support::Fixture) -> Vec<u8> {
+    let stderr_path = f.path("daemon.log");
+    let daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_tripletex-sync"))
+        .arg("--config")
+        .arg(&f.config_path)
+        .arg("run")
+        .env("RUST_LOG", "trace")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = i32::try_from(daemon.id().unwrap()).unwrap();
+    let log = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let until = |what: &'static str| async move {
+        for _ in 0..1000 {
+            if log().contains(what) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the daemon never logged {what}: {}", log());
+    };
+    until("pass.done").await;
+    std::fs::write(
+        f.path("shops.d/late.toml"),
+        "employee_token_file = \"../late.token\"\n",
+    )
+    .unwrap();
+    // SAFETY: kill(2) on our own child with plain signal numbers.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    until("config.reloaded").await;
+    let late_minted = || {
+        log()
+            .lines()
+            .any(|l| l.contains("session.minted") && l.contains("shop=late"))
+    };
+    for _ in 0..1000 {
+        if late_minted() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(late_minted(), "the reload started the late shop: {}", log());
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let out = tokio::time::timeout(Duration::from_secs(30), daemon.wait_with_output())
+        .await
+        .expect("the daemon stops on SIGTERM")
+        .unwrap();
+    assert!(out.status.success(), "{:?}: {}", out.status, log());
+    let text = log();
+    assert!(text.contains("daemon.stopped"), "{text}");
+    let mut all = out.stdout;
+    all.extend(text.into_bytes());
+    all
 }

@@ -8,7 +8,12 @@ mod capture;
 mod common;
 
 use capture::capture_trace;
-use common::{CONSUMER, Ctx, EMPLOYEE, assert_api_error, assert_conforms_allowing_deprecated};
+use common::receiver::Receiver;
+use common::{
+    COMPANY, CONSUMER, Ctx, EMPLOYEE, assert_api_error, assert_conforms,
+    assert_conforms_allowing_deprecated,
+};
+use serde_json::json;
 
 #[tokio::test]
 async fn tokens_never_reach_the_trace_log() {
@@ -48,4 +53,41 @@ async fn tokens_never_reach_the_trace_log() {
         &ctx.sim.request_log(),
         &[("PUT", "/token/session/:create")],
     );
+}
+
+#[tokio::test]
+async fn webhook_secrets_never_reach_the_trace_log() {
+    let captured = capture_trace();
+    let mark = captured.mark();
+    let ctx = Ctx::new().await;
+    let receiver = Receiver::start().await;
+    let token = ctx.session().await;
+    let subscription = json!({
+        "event": "customer.create",
+        "targetUrl": receiver.url("/hook"),
+        "fields": "id,customerNumber",
+        "authHeaderName": "X-Sync-Secret",
+        "authHeaderValue": "hook-c4n4ry-value",
+        "hmacSharedSecret": "hmac-c4n4ry-secret",
+    });
+    let created = ctx
+        .http
+        .post(ctx.url("/event/subscription"))
+        .basic_auth("0", Some(&token))
+        .json(&subscription)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    ctx.sim.add_customer(COMPANY, 10001, false);
+    ctx.sim.deliveries_idle().await;
+    assert_eq!(receiver.received().len(), 1);
+    let text = captured.since(mark);
+    assert!(text.contains("sim webhook delivery"), "{text}");
+    assert!(!text.contains("c4n4ry"), "a secret leaked into:\n{text}");
+    assert!(
+        !text.contains(&token),
+        "the session token leaked into:\n{text}"
+    );
+    assert_conforms(&ctx.sim.request_log());
 }

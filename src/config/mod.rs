@@ -1,22 +1,29 @@
 //! Configuration: the main file plus one file per shop in `shops_dir`, loaded in stages.
 //!
-//! `file` reads only regular files, bounded and without blocking; `parse` turns TOML (and
-//! `TRIPLETEX_SYNC__…` overrides, read as their key's type) into the strictly typed `raw` structs,
-//! where every default lives; `validate` checks every number and duration against its range and
-//! the relations between them; `state_dir` holds the state_dir rules and the preflight of
-//! `validate`/`check`/`run`. Invariants of a [`Config`]: every relative path is resolved against the
+//! Files are read through `crate::files` (regular files only, bounded, never blocking); `parse`
+//! turns TOML (and `TRIPLETEX_SYNC__…` overrides, read as their key's type) into the strictly typed
+//! `raw` structs, where every default lives; `validate` checks every number and duration against
+//! its range and the relations between them; `state_dir` holds the state_dir rules and the
+//! preflight of `validate`/`check`/`run`; `token` turns a `*_file`/`*_credential` key pair into a
+//! [`TokenConfig`]. Invariants of a [`Config`]: every relative path is resolved against the
 //! folder of the file that declared it and `state_dir` is absolute and not a system folder;
 //! `base_url` is https (http only for loopback hosts, which is how the simulator is reached) without
 //! user info; every value is within its documented range, so nothing accepted can overflow later;
 //! every enabled number check has `1 <= shop_start < tripletex_start <= i32::MAX`; shop names are
-//! file stems of `[A-Za-z0-9_-]`. Every refusal is one [`ConfigError`] line naming the file (with
+//! file stems of `[A-Za-z0-9_-]`; with `shard = "i/n"`, `shops` holds only the shops of that shard
+//! ([`shard`]). Every refusal is one [`ConfigError`] line naming the file (with
 //! line and column for TOML errors) or the environment variable, the key and the fix; token files
-//! are checked by [`crate::secrets`] in the same format.
+//! are read by [`crate::secrets`], whose errors `token` puts in the same format.
+//!
+//! Layering: config sits above `secrets`, `tripletex`, `checks` and `files` and turns its settings
+//! into theirs (e.g. `ClientSettings::from(&Config)`); none of them imports config (a test in
+//! `crate::layers` keeps it so).
 
-mod file;
 mod parse;
 mod raw;
+mod shard;
 mod state_dir;
+mod token;
 mod validate;
 
 use std::fmt;
@@ -27,8 +34,11 @@ use std::time::Duration;
 use url::Url;
 
 use crate::checks::{NumberRange, Policy};
-use crate::secrets::TokenSource;
-pub(crate) use file::{FileProblem, read_regular};
+use crate::files::{FileProblem, read_regular};
+use crate::secrets::TokenRole;
+use crate::tripletex::{ClientSettings, LimitSettings};
+pub use shard::Shard;
+pub use token::TokenConfig;
 
 /// Where the main file lives unless `--config` or `TRIPLETEX_SYNC_CONFIG` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tripletex-sync/config.toml";
@@ -46,6 +56,8 @@ pub struct Config {
     pub checks: ChecksConfig,
     /// Where `/metrics` and `/healthz` are served (`[metrics] listen`); `None`: not at all.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Only the shops of this shard are in `shops` (all files are still validated).
+    pub shard: Option<Shard>,
     pub shops: Vec<ShopConfig>,
 }
 
@@ -53,7 +65,7 @@ pub struct Config {
 pub struct TripletexConfig {
     /// Without a trailing slash, e.g. `https://tripletex.no/v2`.
     pub base_url: Url,
-    pub consumer_token: TokenSource,
+    pub consumer_token: TokenConfig,
     pub session_valid_days: u32,
     pub renew_before: Duration,
     pub request_timeout: Duration,
@@ -84,7 +96,7 @@ pub struct ShopConfig {
     pub name: String,
     /// The shop file, for error messages.
     pub source: PathBuf,
-    pub employee_token: TokenSource,
+    pub employee_token: TokenConfig,
     /// 0 = the key owner's own company; else an accountant client's company id.
     pub company_id: i64,
     pub enabled: bool,
@@ -161,6 +173,18 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+impl From<&Config> for ClientSettings {
+    fn from(config: &Config) -> Self {
+        let (t, r) = (&config.tripletex, &config.rate_limit);
+        ClientSettings::new(
+            t.request_timeout,
+            t.session_valid_days,
+            t.renew_before,
+            LimitSettings::new(r.per_second, r.burst, r.reserve),
+        )
+    }
+}
+
 impl Config {
     /// Loads the main file (with the process's `TRIPLETEX_SYNC__…` overrides) and every shop
     /// file; validates both.
@@ -177,7 +201,8 @@ impl Config {
             path,
             overrides: &overrides,
         };
-        let consumer_token = TokenSource::from_keys(
+        let consumer_token = TokenConfig::from_keys(
+            TokenRole::Consumer,
             path,
             &base,
             "tripletex.consumer_token_file",
@@ -206,7 +231,18 @@ impl Config {
             .map_err(|(problem, fix)| blame.err("state_dir", problem, &fix))?;
         let metrics_listen = validate::metrics_listen(&raw.metrics.listen, &blame)?;
         let shops_dir = resolve(&base, &raw.shops_dir);
-        let shops = load_shops(&shops_dir, &blame)?;
+        let shard = match Some(raw.shard.as_str()).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(text) => Some(Shard::parse(text).map_err(|problem| {
+                blame.err(
+                    "shard",
+                    problem,
+                    "e.g. shard = \"0/3\" on the first of three instances, \"1/3\", \"2/3\" on the others",
+                )
+            })?),
+        };
+        let mut shops = load_shops(&shops_dir, &blame)?;
+        shops.retain(|s| shard.is_none_or(|shard| shard.owns(&s.name)));
         Ok(Self {
             source: path.to_path_buf(),
             state_dir,
@@ -215,6 +251,7 @@ impl Config {
             rate_limit,
             checks,
             metrics_listen,
+            shard,
             shops,
         })
     }
@@ -268,7 +305,7 @@ impl Blame<'_> {
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 fn read_main(path: &Path) -> Result<String, ConfigError> {
-    file::read_regular(path, MAX_CONFIG_BYTES)
+    read_regular(path, MAX_CONFIG_BYTES)
         .map(|c| c.text)
         .map_err(|problem| match problem {
             FileProblem::Missing => ConfigError::new(
@@ -287,7 +324,7 @@ fn read_main(path: &Path) -> Result<String, ConfigError> {
 }
 
 fn read_shop(path: &Path) -> Result<raw::RawShop, ConfigError> {
-    let text = file::read_regular(path, MAX_CONFIG_BYTES).map_err(|problem| {
+    let text = read_regular(path, MAX_CONFIG_BYTES).map_err(|problem| {
         ConfigError::new(
             path,
             None,
@@ -341,7 +378,8 @@ fn load_shop(path: &Path) -> Result<ShopConfig, ConfigError> {
         ));
     }
     let raw = read_shop(path)?;
-    let employee_token = TokenSource::from_keys(
+    let employee_token = TokenConfig::from_keys(
+        TokenRole::Employee,
         path,
         &parent_dir(path),
         "employee_token_file",

@@ -202,7 +202,8 @@ fn loads_or_names(f: &Fixture, blamed: &[&str]) -> Result<(), TestCaseError> {
                 prop_assert!(jiff::Timestamp::now().checked_sub(span.unwrap()).is_ok());
             }
             crate::pass::PassSettings::new(&c);
-            crate::tripletex::ClientSettings::new(&c);
+            let settings = crate::tripletex::ClientSettings::from(&c);
+            prop_assert_eq!(settings.request_timeout, c.tripletex.request_timeout);
             for e in c.preflight(None, true) {
                 let e = e.to_string();
                 prop_assert!(!e.contains('\n'), "{e}");

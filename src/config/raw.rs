@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 pub struct RawConfig {
     pub state_dir: String,
     pub shops_dir: String,
+    /// "i/n": handle only shard i of n of the shops (see `super::shard`); empty: all shops.
+    pub shard: String,
     pub tripletex: RawTripletex,
     pub rate_limit: RawRateLimit,
     pub checks: RawChecks,
@@ -26,6 +28,7 @@ impl Default for RawConfig {
         Self {
             state_dir: "/var/lib/tripletex-sync".into(),
             shops_dir: "shops.d".into(),
+            shard: String::new(),
             tripletex: RawTripletex::default(),
             rate_limit: RawRateLimit::default(),
             checks: RawChecks::default(),

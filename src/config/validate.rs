@@ -12,9 +12,8 @@ use std::time::Duration;
 use url::Url;
 
 use super::raw::RawConfig;
-use super::{Blame, ChecksConfig, ConfigError, RateLimitConfig, TripletexConfig};
+use super::{Blame, ChecksConfig, ConfigError, RateLimitConfig, TokenConfig, TripletexConfig};
 use crate::checks::Policy;
-use crate::secrets::TokenSource;
 
 const SECOND: Duration = Duration::from_secs(1);
 const DAY: Duration = Duration::from_secs(86_400);
@@ -40,7 +39,7 @@ pub(super) const PASS_DEADLINE: RangeInclusive<Duration> = SECOND..=DAY;
 pub(super) fn main(
     raw: &RawConfig,
     blame: &Blame<'_>,
-    consumer_token: TokenSource,
+    consumer_token: TokenConfig,
 ) -> Result<(TripletexConfig, RateLimitConfig, ChecksConfig), ConfigError> {
     let t = &raw.tripletex;
     let base_url = parse_base_url(&t.base_url).map_err(|problem| {

@@ -5,28 +5,32 @@
 //! every sleep, limiter wait and request selects on it); at most `max_concurrent_shops` passes run
 //! at once; a reload that fails validation changes nothing (`config.reload_failed`), one that
 //! succeeds restarts only the shops whose file or token changed (others keep their sessions) and
-//! retries key-rejected shops at once; `status.json` is rewritten after passes (debounced) so
-//! `status` works while we hold sled; a pass that panics or fails is caught, recorded as `error`
-//! and retried (`supervise`), in the daemon and in `check_once` alike.
+//! retries key-rejected shops at once; `status.json` is rewritten after passes (debounced and
+//! rate-limited, from an in-memory view) so `status` works while we hold sled; a pass that panics
+//! or fails is caught, recorded as `error` and retried (`supervise`), in the daemon and in
+//! `check_once` alike; under a systemd watchdog, the control loop pings only while no pass is
+//! stuck ([`watchdog`]); on stop, every live session token is deleted that can be within the stop
+//! deadline, and the rest counted.
 
 mod ask;
 mod report;
 mod scheduler;
 mod supervise;
+mod view;
+mod watchdog;
 
 pub use ask::{AskError, await_pass};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use secrecy::ExposeSecret;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::{Config, ConfigError, ShopConfig};
 use crate::pass::{self, PassReport, PassSettings};
-use crate::secrets::SecretString;
+use crate::secrets::{SecretString, same};
 use crate::store::Store;
 use crate::tripletex::{ClientSettings, Tripletex, TripletexError};
 use scheduler::Scheduler;
@@ -86,7 +90,7 @@ impl World {
             .tripletex
             .consumer_token
             .load_with(env.credentials_dir.as_deref())?;
-        let mut settings = ClientSettings::new(&config);
+        let mut settings = ClientSettings::from(&config);
         (env.tune)(&mut settings);
         let api = Tripletex::new(
             &config.tripletex.base_url,
@@ -184,6 +188,7 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<(), DaemonError> {
     let world = World::build(config, &env)?;
+    let world_shard = world.config.shard;
     let initial = world.tokens(&env)?;
     let shared_config = Arc::new(RwLock::new(world.config.clone()));
     let (reports_tx, reports_rx) = mpsc::unbounded_channel();
@@ -201,18 +206,28 @@ pub async fn run(
     tracing::info!(
         event = "daemon.started",
         shops = scheduler.len(),
+        shard = world_shard.map(|s| s.to_string()),
         state_dir = %scheduler.state_dir().display(),
         "tripletex-sync running"
     );
     report::notify_systemd(&[sd_notify::NotifyState::Ready]);
 
+    let mut watchdog = watchdog::Watchdog::from_process();
+    let mut orders_open = true;
     loop {
         let order = tokio::select! {
             _ = cancel.cancelled() => break,
-            order = control.recv() => match order {
+            // The ping comes from this loop: if it is stuck (e.g. a reload waiting on a shop that
+            // never stops), systemd hears nothing.
+            _ = watchdog.due() => {
+                let limit = watchdog::stall_limit(&scheduler.world().config.checks);
+                watchdog.beat(scheduler.heartbeat(), limit);
+                continue;
+            }
+            order = control.recv(), if orders_open => match order {
                 Some(order) => order,
-                // Nobody can send orders any more: run until cancelled.
-                None => { cancel.cancelled().await; break }
+                // Nobody can send orders any more: run (and feed the watchdog) until cancelled.
+                None => { orders_open = false; continue }
             },
         };
         match order {
@@ -268,8 +283,4 @@ fn reload(
         || new_world.config.checks != c.checks
         || !same(&new_world.consumer_token, &current.consumer_token);
     Ok((new_world, shared_changed, shops))
-}
-
-fn same(a: &SecretString, b: &SecretString) -> bool {
-    a.expose_secret() == b.expose_secret()
 }

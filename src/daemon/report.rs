@@ -1,25 +1,33 @@
 //! What the daemon tells the outside after passes: status.json, systemd's STATUS= line, and the
 //! one-time `consumer_token.rejected` event.
 //!
-//! Invariants: status.json is rewritten at most about every 200 ms however many passes end
-//! together, and once more after the last pass before shutdown; a rejected consumer token is
-//! logged once until some shop's mint gets past it again.
+//! Invariants: a recorded pass updates only its shop's entry of the in-memory view
+//! ([`StatusView`]); status.json is rewritten from that view (never from the whole store) when
+//! something changed, gathering passes for 200 ms and leaving at least ten times the last write's
+//! duration between writes, so big files are written seldom and the cost per pass does not grow
+//! with the number of shops; it is written once more after the last pass before shutdown; a
+//! rejected consumer token is logged once until some shop's mint gets past it again.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::checks::{CheckKind, Verdict};
+use super::view::StatusView;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::pass::PassReport;
-use crate::status::StatusReport;
 use crate::store::{SessionState, Store};
 
+/// How long passes ending together are gathered into one write.
 const DEBOUNCE: Duration = Duration::from_millis(200);
+/// Writing status.json may take at most about this share of the writer's time: a file of
+/// 100 000 shops that takes 0.4 s to write is rewritten at most every 4 s.
+const WRITE_SHARE: u32 = 10;
+/// However long a write took, the next comes within this (once something changed).
+const MAX_GAP: Duration = Duration::from_secs(30);
 
 /// What makes status.json stale.
 pub(super) enum Update {
@@ -29,7 +37,7 @@ pub(super) enum Update {
     Reloaded,
 }
 
-/// Runs until every update sender is gone.
+/// Runs until every update sender is gone, then writes the file a last time.
 pub(super) async fn status_writer(
     store: Arc<Store>,
     config: Arc<RwLock<Config>>,
@@ -37,47 +45,135 @@ pub(super) async fn status_writer(
     mut updates: mpsc::UnboundedReceiver<Update>,
     cancel: CancellationToken,
 ) {
-    let mut consumer_reported = false;
-    let write = |store: &Store| {
-        let config = config.read().expect("config lock").clone();
-        match StatusReport::collect(Some(store), &config, clock.now()) {
-            Ok(report) => {
-                if let Err(e) = report.write(store.state_dir()) {
-                    tracing::warn!(event = "status.write_failed", error = %e, "status.json not updated");
-                }
-                notify_systemd(&[sd_notify::NotifyState::Status(&summary_line(&report))]);
-            }
-            Err(e) => {
-                tracing::warn!(event = "status.write_failed", error = %e, "status not collected")
-            }
-        }
+    let mut writer = Writer {
+        store,
+        config,
+        clock,
+        view: None,
+        consumer: Rejections::default(),
+        consumer_reported: false,
     };
-    write(&store);
-    while let Some(first) = updates.recv().await {
-        let mut batch = vec![first];
+    writer.rebuild();
+    let mut next = writer.write().await;
+    // When the file must next be written; `None` while it is current.
+    let mut due: Option<Instant> = None;
+    loop {
+        let timer = async {
+            match due {
+                // Once stopping, only the last write is left: it sees everything.
+                Some(at) if !cancel.is_cancelled() => tokio::time::sleep_until(at).await,
+                _ => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = cancel.cancelled() => {}
-            _ = tokio::time::sleep(DEBOUNCE) => {}
+            update = updates.recv() => match update {
+                None => break,
+                Some(Update::Pass(report)) => {
+                    if writer.apply(&report) {
+                        due.get_or_insert(next.max(Instant::now() + DEBOUNCE));
+                    }
+                }
+                Some(Update::Reloaded) => {
+                    writer.rebuild();
+                    due = Some(Instant::now() + DEBOUNCE);
+                }
+            },
+            _ = timer => {
+                due = None;
+                next = writer.write().await;
+            }
         }
-        while let Ok(more) = updates.try_recv() {
-            batch.push(more);
-        }
-        let passes: Vec<PassReport> = batch
-            .into_iter()
-            .filter_map(|u| match u {
-                Update::Pass(report) => Some(report),
-                Update::Reloaded => None,
-            })
-            .collect();
-        consumer_rejection(&passes, &mut consumer_reported);
-        write(&store);
     }
-    write(&store);
+    writer.write().await;
+}
+
+/// The status writer's state.
+struct Writer {
+    store: Arc<Store>,
+    config: Arc<RwLock<Config>>,
+    clock: SharedClock,
+    /// `None` when it could not be read from the store (retried at the next write).
+    view: Option<StatusView>,
+    consumer: Rejections,
+    consumer_reported: bool,
+}
+
+/// Consumer-token rejections among the passes since the last write.
+#[derive(Default)]
+struct Rejections {
+    rejected: usize,
+    live: bool,
+}
+
+impl Writer {
+    fn rebuild(&mut self) {
+        let config = self.config.read().expect("config lock");
+        self.view = StatusView::build(&self.store, &config)
+            .inspect_err(|e| {
+                tracing::warn!(event = "status.write_failed", error = %e, "status not collected")
+            })
+            .ok();
+    }
+
+    /// Takes in one recorded pass; true when status.json is now stale (or a consumer-token
+    /// rejection waits to be logged, which happens with the next write).
+    fn apply(&mut self, report: &PassReport) -> bool {
+        self.consumer.rejected += usize::from(report.consumer_rejected);
+        self.consumer.live |= report.session.state != SessionState::Unknown;
+        let unlogged = report.consumer_rejected && !self.consumer_reported;
+        let Some(view) = self.view.as_mut() else {
+            return true;
+        };
+        let config = self.config.read().expect("config lock");
+        match view.refresh(&self.store, &config, &report.shop) {
+            Ok(changed) => changed || unlogged,
+            Err(e) => {
+                tracing::warn!(event = "status.write_failed", shop = %report.shop, error = %e, "status not collected");
+                true
+            }
+        }
+    }
+
+    /// Writes status.json and systemd's STATUS= line; returns when the next write may start.
+    async fn write(&mut self) -> Instant {
+        let consumer = std::mem::take(&mut self.consumer);
+        consumer_rejected(
+            consumer.rejected,
+            consumer.live,
+            &mut self.consumer_reported,
+        );
+        let started = Instant::now();
+        if self.view.is_none() {
+            self.rebuild();
+        }
+        if let Some(view) = &self.view {
+            let snapshot = view.snapshot(self.clock.now());
+            let summary = view.summary_line();
+            let state_dir = self.store.state_dir().to_path_buf();
+            let written = tokio::task::spawn_blocking(move || snapshot.write(&state_dir))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|r| r);
+            if let Err(e) = written {
+                tracing::warn!(event = "status.write_failed", error = %e, "status.json not updated");
+            }
+            notify_systemd(&[sd_notify::NotifyState::Status(&summary)]);
+        }
+        Instant::now() + (started.elapsed() * WRITE_SHARE).clamp(DEBOUNCE, MAX_GAP)
+    }
 }
 
 /// Logs `consumer_token.rejected` once for a run of rejections (not once per shop).
 pub(super) fn consumer_rejection(reports: &[PassReport], reported: &mut bool) {
     let rejected = reports.iter().filter(|r| r.consumer_rejected).count();
+    let live = reports
+        .iter()
+        .any(|r| r.session.state != SessionState::Unknown);
+    consumer_rejected(rejected, live, reported);
+}
+
+/// `rejected` passes met a rejected consumer token; `live` if any of them held a session.
+fn consumer_rejected(rejected: usize, live: bool, reported: &mut bool) {
     if rejected > 0 && !*reported {
         tracing::error!(
             event = "consumer_token.rejected",
@@ -85,35 +181,9 @@ pub(super) fn consumer_rejection(reports: &[PassReport], reported: &mut bool) {
             "Tripletex rejected the consumer token: a deployment problem, not the shops' keys; check tripletex.consumer_token_* and base_url"
         );
         *reported = true;
-    } else if rejected == 0
-        && reports
-            .iter()
-            .any(|r| r.session.state != SessionState::Unknown)
-    {
+    } else if rejected == 0 && live {
         *reported = false;
     }
-}
-
-/// "3 shops: 1 ok, 0 warn, 1 conflict, 1 error" (each shop counted by its worst check).
-fn summary_line(report: &StatusReport) -> String {
-    let mut counts: HashMap<Verdict, usize> = HashMap::new();
-    for shop in report.shops.iter().filter(|s| s.enabled) {
-        let worst = CheckKind::ALL
-            .map(|k| shop.checks.get(k).verdict)
-            .into_iter()
-            .max()
-            .unwrap_or(Verdict::Unknown);
-        *counts.entry(worst).or_default() += 1;
-    }
-    let part = |v: Verdict| format!("{} {}", counts.get(&v).copied().unwrap_or(0), v.as_str());
-    format!(
-        "{} shops: {}, {}, {}, {}",
-        report.shops.len(),
-        part(Verdict::Ok),
-        part(Verdict::Warn),
-        part(Verdict::Conflict),
-        part(Verdict::Error)
-    )
 }
 
 pub(super) fn notify_reloading() {

@@ -19,13 +19,14 @@ use tracing::Instrument as _;
 
 use super::report::Update;
 use super::supervise::{self, CatchPanic};
+use super::watchdog::Heartbeat;
 use super::{Environment, ShopTokens, World, same};
 use crate::config::ShopConfig;
 use crate::pass;
 use crate::secrets::SecretString;
 use crate::store::{SessionRecord, SessionState, Store};
-use crate::tripletex::ShopClient;
 use crate::tripletex::ratelimit::full_jitter;
+use crate::tripletex::{Closed, ShopClient};
 
 pub(super) struct Scheduler {
     world: Arc<World>,
@@ -35,6 +36,7 @@ pub(super) struct Scheduler {
     reports: mpsc::UnboundedSender<Update>,
     cancel: CancellationToken,
     tasks: HashMap<String, ShopTask>,
+    heartbeat: Arc<Heartbeat>,
 }
 
 struct ShopTask {
@@ -42,7 +44,7 @@ struct ShopTask {
     token: SecretString,
     cancel: CancellationToken,
     trigger: Arc<Notify>,
-    handle: JoinHandle<()>,
+    handle: JoinHandle<Closed>,
 }
 
 /// What one shop task owns.
@@ -56,6 +58,7 @@ struct ShopLoop {
     reports: mpsc::UnboundedSender<Update>,
     cancel: CancellationToken,
     trigger: Arc<Notify>,
+    heartbeat: Arc<Heartbeat>,
 }
 
 impl Scheduler {
@@ -75,6 +78,7 @@ impl Scheduler {
             reports,
             cancel,
             tasks: HashMap::new(),
+            heartbeat: Arc::default(),
         }
     }
 
@@ -92,6 +96,11 @@ impl Scheduler {
 
     pub fn world(&self) -> &World {
         &self.world
+    }
+
+    /// Which shops are in a pass, since when (the watchdog's view of progress).
+    pub fn heartbeat(&self) -> &Heartbeat {
+        &self.heartbeat
     }
 
     /// Starts `shop`'s task; its first pass comes within `checks.jitter`, spreading many shops.
@@ -113,6 +122,7 @@ impl Scheduler {
             reports: self.reports.clone(),
             cancel: cancel.clone(),
             trigger: trigger.clone(),
+            heartbeat: self.heartbeat.clone(),
         };
         let handle = tokio::spawn(task.run().instrument(span));
         let name = shop.name.clone();
@@ -191,22 +201,55 @@ impl Scheduler {
         );
     }
 
-    /// Waits for every task to end (the daemon's token has been cancelled).
+    /// Waits for every task to end (the daemon's token has been cancelled), and says how many
+    /// session tokens were deleted and how many are left to expire on their own.
     pub async fn shutdown(self) {
+        let (mut revoked, mut kept) = (0usize, 0usize);
         for (_, task) in self.tasks {
-            let _ = task.handle.await;
+            match task.handle.await {
+                Ok(Closed::Revoked) => revoked += 1,
+                Ok(Closed::Kept) => kept += 1,
+                Ok(Closed::NoSession) | Err(_) => {}
+            }
+        }
+        if kept > 0 {
+            tracing::warn!(
+                event = "shutdown.sessions_kept",
+                revoked,
+                kept,
+                "some session tokens could not be deleted before the stop deadline; they expire on their own"
+            );
+        } else {
+            tracing::info!(
+                event = "shutdown.sessions_revoked",
+                revoked,
+                "session tokens deleted"
+            );
         }
     }
 }
 
-/// How long a stopping shop may take to delete its session token.
-const CLOSE_WITHIN: Duration = Duration::from_secs(2);
+/// How long after its cancellation a stopping shop may take to delete its session token; what
+/// is left of systemd's stop timeout goes to the last status.json write and sled's flush.
+const CLOSE_WITHIN: Duration = Duration::from_secs(3);
 
 impl ShopLoop {
-    /// Passes until cancelled, then deletes the session token (nobody holds it any more).
-    async fn run(self) {
+    /// Passes until cancelled, then deletes the session token (nobody holds it any more). The
+    /// deletes of a stopping daemon share the gate, so at most `max_concurrent_shops` run at
+    /// once, each also paced by its shop's limiter.
+    async fn run(self) -> Closed {
         self.passes().await;
-        self.client.close(CLOSE_WITHIN).await;
+        let deadline = tokio::time::Instant::now() + CLOSE_WITHIN;
+        let closing = async {
+            let _permit = self.gate.acquire().await.expect("gate never closes");
+            // Boxed for the same reason as a pass.
+            Box::pin(self.client.close(deadline)).await
+        };
+        match tokio::time::timeout_at(deadline, closing).await {
+            Ok(closed) => closed,
+            Err(_) if self.client.session_info().is_some() => Closed::Kept,
+            Err(_) => Closed::NoSession,
+        }
     }
 
     async fn passes(&self) {
@@ -226,12 +269,15 @@ impl ShopLoop {
                 p = self.gate.clone().acquire_owned() => p.expect("gate never closes"),
             };
             pass_no += 1;
+            let _busy = self.heartbeat.pass_started(&self.shop.name);
             let (shop, client, store, clock) =
                 (&self.shop, &self.client, &self.store, &self.env.clock);
-            let pass = CatchPanic::new(async {
+            // Boxed: a pass's future is kilobytes (HTTP, sled), and inline it would sit in every
+            // idle shop's task; boxed, only the passes running now hold one.
+            let pass = Box::pin(CatchPanic::new(async {
                 (self.env.before_pass)(&shop.name);
                 pass::run(shop, client, store, &settings, clock, pass_no).await
-            });
+            }));
             let failure = match pass.await {
                 Ok(Ok(report)) => {
                     let _ = self.reports.send(Update::Pass(report));

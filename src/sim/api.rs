@@ -11,11 +11,12 @@ use jiff::Timestamp;
 use serde_json::Value;
 
 use super::error::ApiError;
+use super::events::{self, EventRoute};
 use super::state::World;
 use super::{records, session};
 
-/// What the server hands to the handlers.
-#[derive(Debug)]
+/// What the server hands to the handlers. Its `Debug` shows no query, body or header: they may
+/// carry tokens or webhook secrets.
 pub(crate) struct Request {
     pub(crate) method: Method,
     /// Decoded, relative to `/v2`, e.g. `/token/session/>whoAmI`.
@@ -24,6 +25,15 @@ pub(crate) struct Request {
     pub(crate) body: Bytes,
     pub(crate) authorization: Option<String>,
     pub(crate) if_none_match: Option<String>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Request {
@@ -58,10 +68,14 @@ pub(crate) enum Route {
     DeleteSession(String),
     Customers,
     Invoices,
+    Events(EventRoute),
 }
 
 impl Route {
     pub(crate) fn find(method: &Method, path: &str) -> Option<Route> {
+        if let Some(route) = EventRoute::find(method, path) {
+            return Some(Route::Events(route));
+        }
         let route = match (method, path) {
             (&Method::POST, "/token/session/:create") => Route::CreateSession { legacy: false },
             (&Method::PUT, "/token/session/:create") => Route::CreateSession { legacy: true },
@@ -124,6 +138,7 @@ pub(crate) fn handle(world: &mut World, route: &Route, request: &Request, now: T
             .and_then(|caller| records::customers(world, &caller, request)),
         Route::Invoices => session::authenticate(world, request, now)
             .and_then(|caller| records::invoices(world, &caller, request)),
+        Route::Events(route) => events::handle(world, route, request, now),
     };
     outcome.unwrap_or_else(Reply::Error)
 }

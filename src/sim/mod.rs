@@ -1,17 +1,24 @@
 //! A Tripletex API v2 simulator for tests, `demo` and the `sim` command: session tokens with
 //! Oslo-midnight expiry, Basic auth, `>whoAmI`, customers and invoices with `fields`, `sorting`,
-//! paging and `versionDigest`/`If-None-Match`, per-(consumer, employee) rate limiting and
+//! paging and `versionDigest`/`If-None-Match`, per-(consumer, employee) rate limiting,
 //! injectable faults (statuses, delays, resets, broken JSON, mutated list answers, endless or
-//! repeating paging, huge bodies), over real HTTP.
+//! repeating paging, huge bodies), and webhooks (`/event`, `/event/subscription`, callbacks
+//! delivered when a test changes a customer or an invoice through a [`Simulator`] method), over
+//! real HTTP.
 //!
 //! Invariants: a [`Simulator`] is a cheap handle to one shared world (clones see the same data);
 //! time-based decisions (token expiry, `changed`) use the injected clock, while rate-limit windows
-//! and injected delays use real monotonic time; tokens are never logged (see `server.rs`).
-//! Production code never imports this module.
+//! and injected delays use real monotonic time; tokens, subscription secrets and callback bodies
+//! are never logged (see `server.rs` and `delivery.rs`). Production code never imports this
+//! module: it is the cargo feature `sim` (on by default), and the crates only it uses (base64,
+//! aws-lc-rs's HMAC; tempfile for `demo`) come with it. hyper's server stays: the metrics
+//! endpoint uses it too.
 
 mod answers;
 mod api;
+mod delivery;
 mod error;
+mod events;
 mod faults;
 mod fields;
 mod ratelimit;
@@ -21,6 +28,9 @@ mod scenario;
 mod server;
 mod session;
 mod state;
+mod subscription_draft;
+mod subscriptions;
+mod timeline;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,12 +40,15 @@ use std::time::Duration;
 use jiff::Timestamp;
 use jiff::civil::Date;
 
+pub use delivery::{Delivery, DeliveryOutcome};
 pub use faults::{Fault, FaultKind, Mutation};
 pub use scenario::{
     CompanySpec, CustomerSeries, EmployeeSpec, InvoiceSeries, RateLimitSpec, Scenario,
     ScenarioDate, ScenarioError,
 };
 pub use server::RunningSim;
+pub use subscriptions::{SubscriptionInfo, SubscriptionStatus};
+pub use timeline::ChangeSpec;
 
 use crate::clock::{SharedClock, oslo_date};
 use ratelimit::RateLimiter;
@@ -50,6 +63,8 @@ const URL_BASE: &str = "tripletex-sim.invalid/v2";
 
 const DEFAULT_LIMIT: u32 = 100;
 const DEFAULT_PERIOD: Duration = Duration::from_secs(10);
+/// How long before start-up seeded customers were last changed.
+pub const SEEDED_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// One request as the simulator saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +97,7 @@ struct Inner {
     /// Distinguishes request ids of simulators in one process.
     id_prefix: u32,
     requests: AtomicU64,
+    deliveries: delivery::Dispatcher,
 }
 
 impl std::fmt::Debug for Simulator {
@@ -99,11 +115,13 @@ impl Simulator {
                 world: Mutex::new(World::new(RateLimiter::new(DEFAULT_LIMIT, DEFAULT_PERIOD))),
                 id_prefix: fastrand::u32(..),
                 requests: AtomicU64::new(0),
+                deliveries: delivery::Dispatcher::default(),
             }),
         }
     }
 
-    /// Builds the world `scenario` describes; relative dates count back from today in Oslo.
+    /// Builds the world `scenario` describes; relative dates count back from today in Oslo. Its
+    /// time-line plays from [`Simulator::start`].
     pub fn from_scenario(scenario: Scenario, clock: SharedClock) -> Self {
         let sim = Self::new(clock);
         let today = oslo_date(sim.now());
@@ -125,7 +143,7 @@ impl Simulator {
                 }
             }
             for series in &company.customers {
-                sim.add_customers(company.id, series.first, series.count, series.inactive);
+                sim.seed_customers(company.id, series.first, series.count, series.inactive);
             }
             for series in &company.invoices {
                 let first_date = series.first_date.resolve(today);
@@ -137,6 +155,8 @@ impl Simulator {
                     series.per_day,
                 );
             }
+            let changes = company.changes.iter().map(|c| (company.id, c.clone()));
+            sim.lock().timeline.extend(changes);
         }
         sim
     }
@@ -192,34 +212,70 @@ impl Simulator {
                 changed: now,
             },
         );
+        self.publish(world, company_id, events::CUSTOMER_CREATE, [id]);
         id
     }
 
     /// Bumps the customer's version and `changed`, like an edit in Tripletex.
     pub fn set_customer_inactive(&self, company_id: i64, id: i64, inactive: bool) {
+        self.edit_customer(company_id, id, |customer| customer.inactive = inactive);
+    }
+
+    /// Renumbers the customer, like an edit in Tripletex.
+    pub fn set_customer_number(&self, company_id: i64, id: i64, number: u32) {
+        self.edit_customer(company_id, id, |customer| customer.number = number);
+    }
+
+    fn edit_customer(&self, company_id: i64, id: i64, edit: impl FnOnce(&mut state::Customer)) {
         let now = self.now();
         let mut world = self.lock();
         if let Some(customer) = world.company_mut(company_id).customers.get_mut(&id) {
-            customer.inactive = inactive;
+            edit(customer);
             customer.version += 1;
             customer.changed = now;
+            self.publish(world, company_id, events::CUSTOMER_UPDATE, [id]);
         }
     }
 
     pub fn remove_customer(&self, company_id: i64, id: i64) {
-        self.lock().company_mut(company_id).customers.remove(&id);
+        let mut world = self.lock();
+        if world
+            .company_mut(company_id)
+            .customers
+            .remove(&id)
+            .is_some()
+        {
+            self.publish(world, company_id, events::CUSTOMER_DELETE, [id]);
+        }
     }
 
     /// Customers numbered `first .. first + count`, all changed now.
     pub fn add_customers(&self, company_id: i64, first: u32, count: u32, inactive: bool) {
         let now = self.now();
+        let mut world = self.lock();
+        let first_id = world.add_customers(company_id, first, count, inactive, now);
+        let ids = first_id..first_id + i64::from(count);
+        self.publish(world, company_id, events::CUSTOMER_CREATE, ids);
+    }
+
+    /// Customers numbered `first .. first + count` that have existed for a while: last changed
+    /// [`SEEDED_AGE`] ago, so a `changedSince` window of a daemon started now does not see them
+    /// (a seeded world looks like production, not like a burst of edits at start-up).
+    pub fn seed_customers(&self, company_id: i64, first: u32, count: u32, inactive: bool) {
+        let now = self.now();
+        let long_ago = now
+            .checked_sub(jiff::SignedDuration::from_secs(SEEDED_AGE.as_secs() as i64))
+            .unwrap_or(now);
         self.lock()
-            .add_customers(company_id, first, count, inactive, now);
+            .add_customers(company_id, first, count, inactive, long_ago);
     }
 
     /// Adds one invoice; returns its id.
     pub fn add_invoice(&self, company_id: i64, number: u32, date: Date) -> i64 {
-        self.lock().add_invoices(company_id, number, 1, date, 1)
+        let mut world = self.lock();
+        let id = world.add_invoices(company_id, number, 1, date, 1);
+        self.publish(world, company_id, events::INVOICE_CHARGED, [id]);
+        id
     }
 
     /// Invoices numbered `first .. first + count`, `per_day` per day from `first_date`.
@@ -231,10 +287,13 @@ impl Simulator {
         first_date: Date,
         per_day: u32,
     ) {
-        self.lock()
-            .add_invoices(company_id, first, count, first_date, per_day);
+        let mut world = self.lock();
+        let first_id = world.add_invoices(company_id, first, count, first_date, per_day);
+        let ids = first_id..first_id + i64::from(count);
+        self.publish(world, company_id, events::INVOICE_CHARGED, ids);
     }
 
+    /// Tripletex has no event for this (invoices are credited, not deleted), so nothing is sent.
     pub fn remove_invoice(&self, company_id: i64, id: i64) {
         self.lock().company_mut(company_id).invoices.remove(&id);
     }
@@ -249,6 +308,11 @@ impl Simulator {
 
     pub fn request_log(&self) -> Vec<LoggedRequest> {
         self.lock().log.clone()
+    }
+
+    /// The log so far, leaving it empty (long runs count requests without keeping them all).
+    pub fn take_request_log(&self) -> Vec<LoggedRequest> {
+        std::mem::take(&mut self.lock().log)
     }
 
     pub fn clear_request_log(&self) {
@@ -268,6 +332,8 @@ impl Simulator {
 
     /// Binds `addr` (use `127.0.0.1:0` in tests) and serves in the background.
     pub async fn start(&self, addr: SocketAddr) -> std::io::Result<RunningSim> {
+        self.start_deliveries();
+        self.start_timeline();
         RunningSim::start(self.clone(), addr).await
     }
 

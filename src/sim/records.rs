@@ -189,14 +189,17 @@ pub(crate) fn invoices(
     Ok(outcome(fields::list(items, &query)))
 }
 
-fn outcome(list: ListOutcome) -> Reply {
+pub(crate) fn outcome(list: ListOutcome) -> Reply {
     match list {
         ListOutcome::Body(body) => Reply::Json(200, body),
         ListOutcome::NotModified => Reply::Empty(304),
     }
 }
 
-fn list_query<R: Record>(request: &Request, sample: &Value) -> Result<ListQuery, ApiError> {
+pub(crate) fn list_query<R: Record>(
+    request: &Request,
+    sample: &Value,
+) -> Result<ListQuery, ApiError> {
     let fields = Selection::parse(request.param("fields"))?;
     fields.validate(sample)?;
     Ok(ListQuery {

@@ -1,5 +1,6 @@
 //! Scenario files: a TOML description of a simulated Tripletex world (rate limit, consumer
-//! tokens, companies with employee tokens, customer and invoice number series).
+//! tokens, companies with employee tokens, customer and invoice number series, and a time-line of
+//! changes to play once the simulator starts).
 //!
 //! Invariants: parsing is strict (`deny_unknown_fields` everywhere, so a typo fails loudly rather
 //! than silently simulating something else); a parsed scenario is validated (unique company ids
@@ -12,6 +13,8 @@ use std::time::Duration;
 
 use jiff::civil::Date;
 use serde::Deserialize;
+
+use super::timeline::ChangeSpec;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
@@ -66,6 +69,9 @@ pub struct CompanySpec {
     pub customers: Vec<CustomerSeries>,
     #[serde(default)]
     pub invoices: Vec<InvoiceSeries>,
+    /// Changes made after the simulator starts (see `timeline.rs`).
+    #[serde(default, rename = "change")]
+    pub changes: Vec<ChangeSpec>,
 }
 
 fn enabled() -> bool {

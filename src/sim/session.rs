@@ -148,6 +148,8 @@ fn check_integrations(world: &World, company_id: i64) -> Result<(), ApiError> {
 pub(crate) struct Caller {
     pub(crate) company_id: i64,
     pub(crate) employee_id: i64,
+    /// The id of the employee token the session came from (webhook subscriptions belong to it).
+    pub(crate) token_id: i64,
 }
 
 pub(crate) fn authenticate(
@@ -186,6 +188,7 @@ pub(crate) fn authenticate(
     Ok(Caller {
         company_id: session.company_id,
         employee_id: employee.employee_id,
+        token_id: employee.id,
     })
 }
 

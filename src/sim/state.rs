@@ -1,5 +1,6 @@
 //! The simulated world: consumer tokens, companies with their customers and invoices, employee
-//! tokens, sessions, plus the limiter, faults and request log that share its lock.
+//! tokens, sessions, webhook subscriptions, plus the limiter, faults, request log and webhook
+//! delivery book that share its lock.
 //!
 //! Invariants: ids come from one counter and are never reused; customers and invoices live in
 //! per-company `BTreeMap`s keyed by id, so the natural order is id order and bulk inserts of
@@ -12,8 +13,11 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 
 use super::LoggedRequest;
+use super::delivery::DeliveryBook;
 use super::faults::Faults;
 use super::ratelimit::RateLimiter;
+use super::subscriptions::Subscriptions;
+use super::timeline::ChangeSpec;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Customer {
@@ -72,6 +76,12 @@ pub(crate) struct World {
     pub(crate) limiter: RateLimiter,
     pub(crate) faults: Faults,
     pub(crate) log: Vec<LoggedRequest>,
+    /// Webhook subscriptions of every company and employee token.
+    pub(crate) subscriptions: Subscriptions,
+    /// Delivery outcomes and the test knobs that shape deliveries.
+    pub(crate) deliveries: DeliveryBook,
+    /// Scenario changes (company id, change) waiting for `Simulator::start`.
+    pub(crate) timeline: Vec<(i64, ChangeSpec)>,
 }
 
 impl World {
@@ -85,6 +95,9 @@ impl World {
             limiter,
             faults: Faults::default(),
             log: Vec::new(),
+            subscriptions: Subscriptions::default(),
+            deliveries: DeliveryBook::default(),
+            timeline: Vec::new(),
         }
     }
 

@@ -13,6 +13,7 @@
 //! ([`StoreError::Corrupt`]); one whose loss only costs work (a cursor: full resync; a history
 //! point: a shorter forecast) is skipped with a `store.corrupt` warning.
 
+mod group;
 mod mirror;
 mod records;
 mod schema;
@@ -68,6 +69,7 @@ pub enum Role {
 
 pub struct Store {
     db: sled::Db,
+    group: group::FlushGroup,
     state_dir: PathBuf,
     // Held for the life of the store: dropping it releases the lock.
     _lock: File,
@@ -153,6 +155,7 @@ impl Store {
         make_private(&db_dir).map_err(io)?;
         let store = Self {
             db,
+            group: group::FlushGroup::new(),
             state_dir: state_dir.to_path_buf(),
             _lock: lock,
         };
@@ -190,17 +193,12 @@ impl Store {
         Batch::default()
     }
 
-    /// Applies `batch` atomically and flushes; only then is anything in it "recorded".
+    /// Applies `batch` atomically and flushes; only then is anything in it "recorded". Commits
+    /// of many shops at once share flushes (see `group.rs`).
     pub async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         self.db.apply_batch(batch.inner)?;
-        // Not `flush_async`: in sled 0.34 concurrent `flush_async` calls can wait forever
-        // (spacejam/sled#1241, #1308), and shops commit concurrently. A blocking flush on the
-        // blocking pool is safe and keeps the runtime's workers free.
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(|e| StoreError::Sled(sled::Error::ReportableBug(e.to_string())))??;
-        Ok(())
+        let ticket = self.group.ticket();
+        self.group.flushed(ticket, &self.db).await
     }
 
     /// Removes history of `shop`/`kind` older than `cutoff` (into `batch`).

@@ -18,14 +18,16 @@ use std::time::Duration;
 pub use client::{Fetched, ShopClient, Tripletex};
 pub use page::Page;
 pub use ratelimit::LimitSettings;
-pub use session::{EXPIRY_MARGIN, SessionInfo};
+pub use session::{Closed, EXPIRY_MARGIN, SessionInfo};
 
 /// Returned by every wait when the daemon is shutting down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("shutting down")]
 pub struct Cancelled;
 
-/// Tunables of the HTTP layer that tests shrink; production uses [`ClientSettings::new`].
+/// Tunables of the HTTP layer that tests shrink; production builds them with
+/// [`ClientSettings::new`] from what the operator configures (config does, this module does not
+/// know the configuration).
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
     pub request_timeout: Duration,
@@ -50,19 +52,18 @@ pub struct ClientSettings {
 pub const DEFAULT_MAX_BODY: usize = 32 << 20;
 
 impl ClientSettings {
-    pub fn new(config: &crate::config::Config) -> Self {
-        let r = &config.rate_limit;
+    /// The configurable values, with this layer's production values for the rest.
+    pub fn new(
+        request_timeout: Duration,
+        session_valid_days: u32,
+        renew_before: Duration,
+        limits: LimitSettings,
+    ) -> Self {
         Self {
-            request_timeout: config.tripletex.request_timeout,
-            session_valid_days: config.tripletex.session_valid_days,
-            renew_before: config.tripletex.renew_before,
-            limits: LimitSettings {
-                per_second: r.per_second,
-                burst: r.burst,
-                reserve: r.reserve,
-                backoff_min: Duration::from_secs(1),
-                backoff_max: Duration::from_secs(60),
-            },
+            request_timeout,
+            session_valid_days,
+            renew_before,
+            limits,
             max_tries: 3,
             max_throttled: 8,
             breaker_threshold: 5,

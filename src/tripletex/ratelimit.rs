@@ -31,6 +31,19 @@ pub struct LimitSettings {
     pub backoff_max: Duration,
 }
 
+impl LimitSettings {
+    /// The configured pace, with production backoffs (1 s doubling up to a minute).
+    pub fn new(per_second: NonZeroU32, burst: NonZeroU32, reserve: u32) -> Self {
+        Self {
+            per_second,
+            burst,
+            reserve,
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+        }
+    }
+}
+
 pub struct ShopLimiter {
     gcra: DefaultDirectRateLimiter,
     settings: LimitSettings,

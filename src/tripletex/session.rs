@@ -16,6 +16,7 @@ use jiff::civil::Date;
 use jiff::{Span, Timestamp};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
+use tokio_util::sync::CancellationToken;
 
 use super::TripletexError;
 use super::client::{Auth, Call, ShopClient, api_error, read_json, transport_error};
@@ -55,6 +56,17 @@ impl Active {
     fn alive_at(&self, now: Timestamp) -> bool {
         now < usable_until(self.info.expires_at)
     }
+}
+
+/// What closing a shop's session came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// No live token to delete.
+    NoSession,
+    Revoked,
+    /// A live token could not be deleted (deadline, limiter, or Tripletex said no); it expires on
+    /// its own.
+    Kept,
 }
 
 /// The last instant a token expiring at `expires_at` is sent.
@@ -240,15 +252,22 @@ impl ShopClient {
         }
     }
 
-    /// Deletes the live session token, if any, within `within`: at shutdown, or when a reload
-    /// stops the shop. One bounded request that ignores the shutdown token on purpose, and is
-    /// skipped when the limiter would make it wait; a token left alive expires on its own.
-    pub async fn close(&self, within: Duration) {
+    /// Deletes the live session token, if any, by `deadline`: at shutdown, or when a reload
+    /// stops the shop. One request that ignores the shutdown token on purpose, but waits for the
+    /// shop's limiter (never past `deadline`); a token left alive expires on its own.
+    pub async fn close(&self, deadline: tokio::time::Instant) -> Closed {
         let Some(active) = self.session.current() else {
-            return;
+            return Closed::NoSession;
         };
-        if !active.alive_at(self.api.clock.now()) || !self.limiter.try_acquire() {
-            return;
+        if !active.alive_at(self.api.clock.now()) {
+            return Closed::NoSession;
+        }
+        // The shop's own cancellation has fired (that is why we close): wait on a fresh one.
+        let never = CancellationToken::new();
+        let paced = self.limiter.acquire(&never);
+        if tokio::time::timeout_at(deadline, paced).await.is_err() {
+            tracing::debug!(event = "session.revoke_failed", shop = %self.name, "no request allowed before the stop deadline; the token expires on its own");
+            return Closed::Kept;
         }
         let call = Call {
             method: Method::DELETE,
@@ -256,17 +275,21 @@ impl ShopClient {
             ..Call::get("/token/session", &[])
         };
         let Ok(request) = self.build(&call, Some(&active.token)) else {
-            return;
+            return Closed::Kept;
         };
+        let within = deadline.saturating_duration_since(tokio::time::Instant::now());
         match request.timeout(within).send().await {
             Ok(resp) if resp.status().is_success() => {
                 tracing::debug!(event = "session.revoked", shop = %self.name, "session token deleted on stop");
+                Closed::Revoked
             }
             Ok(resp) => {
                 tracing::debug!(event = "session.revoke_failed", shop = %self.name, status = resp.status().as_u16(), "token not deleted; it expires on its own");
+                Closed::Kept
             }
             Err(e) => {
                 tracing::debug!(event = "session.revoke_failed", shop = %self.name, error = %transport_error(e), "token not deleted; it expires on its own");
+                Closed::Kept
             }
         }
     }

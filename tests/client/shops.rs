@@ -137,7 +137,7 @@ async fn integrations_add_on_off_is_key_rejected() {
 async fn an_unknown_consumer_token_is_reported_as_such() {
     let (f, _, _) = two_shops().await;
     let config = f.config();
-    let mut settings = ClientSettings::new(&config);
+    let mut settings = ClientSettings::from(&config);
     support::fast(&mut settings);
     let api = Tripletex::new(
         &config.tripletex.base_url,

@@ -1,9 +1,11 @@
 //! Shared test fixtures: a simulator on 127.0.0.1:0 with a manual clock and one company, session
-//! helpers, and the spec conformance checker (`spec.rs`).
+//! helpers, the spec conformance checker (`spec.rs`) and a loopback webhook receiver
+//! (`receiver.rs`).
 
 // Each test binary that includes this module uses a different subset of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod receiver;
 pub mod spec;
 
 use std::net::SocketAddr;

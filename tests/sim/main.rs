@@ -1,13 +1,15 @@
 //! The simulator over real HTTP: sessions, auth, expiry at Oslo midnight, customers, invoices,
-//! fields/sorting/paging, digests, rate limiting, access problems and injected faults (including
-//! the answer-shaping ones: mutated envelopes, endless paging, huge bodies). Every test
-//! ends by checking its requests against the real OpenAPI spec.
+//! fields/sorting/paging, digests, rate limiting, access problems, injected faults (including
+//! the answer-shaping ones: mutated envelopes, endless paging, huge bodies) and webhooks. Every
+//! test ends by checking its requests against the real OpenAPI spec.
 
 #[path = "../common/mod.rs"]
 mod common;
 mod faults;
 mod lists;
 mod sessions;
+mod subscriptions;
+mod webhooks;
 
 use serde_json::Value;
 

@@ -124,7 +124,7 @@ impl Fixture {
     /// Like [`Fixture::api`], with another consumer token (e.g. a scenario's).
     pub fn api_with_consumer(&self, consumer: &str) -> Arc<Tripletex> {
         let config = self.config();
-        let mut settings = ClientSettings::new(&config);
+        let mut settings = ClientSettings::from(&config);
         fast(&mut settings);
         Tripletex::new(
             &config.tripletex.base_url,

@@ -1,5 +1,6 @@
 //! Reading the files an operator points us at (main file, shop files, token files): regular files
-//! only, never blocking, never unbounded.
+//! only, never blocking, never unbounded. Below `config` and `secrets`, which both read through it
+//! and phrase its [`FileProblem`]s in their own errors.
 //!
 //! A path may be a symlink to a regular file. Anything else (directory, FIFO, socket, device,
 //! dangling symlink, symlink loop) is refused with a [`FileProblem`] saying what it is, before it
@@ -14,7 +15,7 @@ use std::path::Path;
 
 /// Why a file could not be read, phrased to follow the path: "FILE is a FIFO …".
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum FileProblem {
+pub enum FileProblem {
     Missing,
     Dangling,
     Loop,
@@ -47,13 +48,13 @@ impl fmt::Display for FileProblem {
 }
 
 /// A file's text and its permission bits (from the opened descriptor).
-pub(crate) struct Contents {
+pub struct Contents {
     pub text: String,
     pub mode: u32,
 }
 
 /// Reads `path` (following symlinks) if it is a regular file of at most `max` bytes.
-pub(crate) fn read_regular(path: &Path, max: u64) -> Result<Contents, FileProblem> {
+pub fn read_regular(path: &Path, max: u64) -> Result<Contents, FileProblem> {
     let via_symlink = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
     let meta = std::fs::metadata(path).map_err(|e| io_problem(&e, via_symlink))?;
     regular(&meta, via_symlink)?;

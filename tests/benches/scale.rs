@@ -1,0 +1,87 @@
+//! `cargo bench --bench scale -- --shops 1000 [--shops 10000 …]`: what N shops cost the daemon.
+//!
+//! Each N runs in a fresh child process (so peak RSS is that run's), with the simulator seeded
+//! with N shops of 50 customers and 50 invoices, and prints one row of the table in
+//! BENCHMARKS.md. Set `SCALE_DIR` to put the temporary state elsewhere than the system's temp folder.
+
+#[path = "scale_run.rs"]
+mod scale_run;
+
+use std::process::Command;
+use std::time::Duration;
+
+/// How long after each phase its CPU is still counted (see `scale_run::run`).
+const SETTLE: Duration = Duration::from_secs(5);
+
+const HEADER: &str = "| shops | first pass wall / daemon CPU | idle pass wall / daemon CPU | CPU per shop-pass first / idle | sim CPU per idle shop-pass | peak RSS | requests per shop first / idle | mints per shop | status.json | state_dir | SIGTERM → exit | tokens left |\n|---|---|---|---|---|---|---|---|---|---|---|---|";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut shops = Vec::new();
+    let mut child = false;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--shops" => shops.extend(
+                it.next()
+                    .expect("--shops N")
+                    .split(',')
+                    .map(|n| n.parse::<usize>().expect("--shops takes a number")),
+            ),
+            "--child" => child = true,
+            // cargo bench passes `--bench`; nothing else is understood.
+            _ => {}
+        }
+    }
+    if shops.is_empty() {
+        shops.push(1000);
+    }
+    if child {
+        let passes = scale_run::install_tracing();
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let figures = runtime.block_on(scale_run::run(shops[0], &passes, SETTLE));
+        println!("{}", row(&figures));
+        if let Some(why) = figures.failed {
+            eprintln!("run failed: {why}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    println!("{HEADER}");
+    let me = std::env::current_exe().expect("own path");
+    for n in shops {
+        let status = Command::new(&me)
+            .args(["--child", "--shops", &n.to_string()])
+            .status()
+            .expect("run child");
+        if !status.success() {
+            eprintln!("{n} shops: run failed ({status})");
+        }
+    }
+}
+
+fn row(f: &scale_run::Figures) -> String {
+    let n = f.shops.max(1) as f64;
+    let secs = |d: Duration| format!("{:.1} s", d.as_secs_f64());
+    let per = |d: Duration| format!("{:.0} µs", d.as_secs_f64() * 1e6 / n);
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
+    format!(
+        "| {} | {} / {} | {} / {} | {} / {} | {} | {} | {:.2} / {:.2} | {:.2} | {} | {} | {} | {} |",
+        f.shops,
+        secs(f.first.wall),
+        secs(f.first.daemon_cpu),
+        secs(f.idle.wall),
+        secs(f.idle.daemon_cpu),
+        per(f.first.daemon_cpu),
+        per(f.idle.daemon_cpu),
+        per(f.idle.sim_cpu),
+        mib(f.peak_rss),
+        f.first.requests as f64 / n,
+        f.idle.requests as f64 / n,
+        (f.first.mints + f.idle.mints) as f64 / n,
+        mib(f.status_bytes),
+        mib(f.state_bytes),
+        secs(f.shutdown),
+        f.sessions_left,
+    )
+}
