@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::checks::{NumberRange, Policy};
+use crate::checks::{CheckKind, NumberRange, PerKind, Policy};
 use crate::secrets::TokenSource;
 pub(crate) use file::{FileProblem, read_regular};
 
@@ -86,8 +86,8 @@ pub struct ShopConfig {
     /// 0 = the key owner's own company; else an accountant client's company id.
     pub company_id: i64,
     pub enabled: bool,
-    pub customer_numbers: Option<NumberRange>,
-    pub invoice_numbers: Option<NumberRange>,
+    /// Each check kind's range; `None` where the shop file turns the check off.
+    pub checks: PerKind<Option<NumberRange>>,
 }
 
 /// One refusal: where (file and position, or environment variable), the key, what is wrong and
@@ -357,35 +357,26 @@ fn load_shop(path: &Path) -> Result<ShopConfig, ConfigError> {
             "use 0 unless you log in as an accountant for a client company",
         ));
     }
-    let customer_numbers = numbers(
-        path,
-        "customer_numbers",
-        &raw.customer_numbers,
-        raw::CUSTOMER_DEFAULTS,
-    )?;
-    let invoice_numbers = numbers(
-        path,
-        "invoice_numbers",
-        &raw.invoice_numbers,
-        raw::INVOICE_DEFAULTS,
-    )?;
+    let checks = PerKind::try_from_fn(|kind| numbers(path, kind, &raw.checks[kind]))?;
     Ok(ShopConfig {
         name,
         source: path.to_path_buf(),
         employee_token,
         company_id: raw.company_id,
         enabled: raw.enabled,
-        customer_numbers,
-        invoice_numbers,
+        checks,
     })
 }
 
+/// The `[key]` table of a check kind, with the kind's defaults filled in.
 fn numbers(
     path: &Path,
-    section: &str,
+    kind: CheckKind,
     raw: &raw::RawNumbers,
-    (shop_default, tripletex_default): (u32, u32),
 ) -> Result<Option<NumberRange>, ConfigError> {
+    let section = kind.as_str();
+    let defaults = kind.spec().defaults;
+    let (shop_default, tripletex_default) = (defaults.shop_start, defaults.tripletex_start);
     let range = NumberRange {
         shop_start: raw.shop_start.unwrap_or(shop_default),
         tripletex_start: raw.tripletex_start.unwrap_or(tripletex_default),
