@@ -25,7 +25,7 @@ use super::page::{self, Asked, Page};
 use super::ratelimit::{ShopLimiter, backoff};
 use super::session::{SessionSlot, usable_until};
 use super::{ClientSettings, TripletexError};
-use crate::checks::KindSpec;
+use crate::checks::{CheckKind, KindSpec};
 use crate::clock::SharedClock;
 
 /// What all shops share: the pooled HTTP client, the consumer token, the clock and the settings.
@@ -341,11 +341,20 @@ async fn check(resp: Response, path: &str) -> Result<Response, TripletexError> {
 
 /// The access a 403 on `path` says the key lacks, in words an operator can act on.
 fn access_for(path: &str) -> String {
-    match path.trim_start_matches('/').split('/').next() {
-        Some("customer") => "read customers".into(),
-        Some("invoice") => "read invoices".into(),
-        Some("token") => "read its own login (whoAmI)".into(),
-        _ => format!("use {path}"),
+    let segment = path
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    if segment == "token" {
+        return "read its own login (whoAmI)".into();
+    }
+    let kind = CheckKind::ALL
+        .into_iter()
+        .find(|k| k.spec().list.path.trim_start_matches('/') == segment);
+    match kind {
+        Some(kind) => kind.spec().list.access.into(),
+        None => format!("use {path}"),
     }
 }
 

@@ -19,6 +19,7 @@ pub static SPEC: KindSpec = KindSpec {
         reads: Reads::ChangedSince {
             full: &[&[("isInactive", "false")], &[("isInactive", "true")]],
         },
+        access: "read customers",
     },
     tail: Tail::Flag("isInactive"),
     mirror: "customers",

@@ -21,6 +21,7 @@ pub static SPEC: KindSpec = KindSpec {
             from: "invoiceDateFrom",
             to: "invoiceDateTo",
         },
+        access: "read invoices",
     },
     tail: Tail::Date("invoiceDate"),
     mirror: "invoices",

@@ -58,6 +58,8 @@ pub struct Listing {
     /// The row field holding the number (a positive int32).
     pub number_field: &'static str,
     pub reads: Reads,
+    /// What a 403 on `path` says the key may not do, in words an operator can act on.
+    pub access: &'static str,
 }
 
 /// How a full read gets every record, and how a pass between full reads learns what changed.
@@ -325,7 +327,7 @@ mod tests {
                     assert!(s.cursor.window_from.is_some() && s.cursor.digest.is_some());
                 }
             }
-            assert!(!(s.advice.move_series)(7).is_empty());
+            assert!(!(s.advice.move_series)(7).is_empty() && !s.list.access.is_empty());
         }
         let mut stored: Vec<&str> = CheckKind::ALL
             .iter()
