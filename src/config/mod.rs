@@ -375,8 +375,10 @@ fn numbers(
     raw: &raw::RawNumbers,
 ) -> Result<Option<NumberRange>, ConfigError> {
     let section = kind.as_str();
-    let defaults = kind.spec().defaults;
-    let (shop_default, tripletex_default) = (defaults.shop_start, defaults.tripletex_start);
+    let NumberRange {
+        shop_start: shop_default,
+        tripletex_start: tripletex_default,
+    } = kind.spec().defaults;
     let range = NumberRange {
         shop_start: raw.shop_start.unwrap_or(shop_default),
         tripletex_start: raw.tripletex_start.unwrap_or(tripletex_default),
