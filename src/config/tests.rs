@@ -112,6 +112,20 @@ fn unknown_keys_are_refused_naming_file_and_key() {
 }
 
 #[test]
+fn an_unknown_shop_key_is_refused_at_its_place_naming_every_kind_table() {
+    let f = Fixture::new(MAIN);
+    f.write(
+        "shops.d/acme.toml",
+        "employee_token_file = \"x\"\ncompany = 5\n",
+    );
+    let e = err(&f);
+    assert!(e.contains("acme.toml:2:1: unknown field `company`"), "{e}");
+    for kind in CheckKind::ALL {
+        assert!(e.contains(&format!("`{kind}`")), "{kind}: {e}");
+    }
+}
+
+#[test]
 fn wrong_types_are_refused() {
     let f = Fixture::new(&MAIN.replace("session_valid_days = 7", "session_valid_days = \"seven\""));
     let e = err(&f);
