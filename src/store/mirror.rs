@@ -21,7 +21,7 @@ use crate::checks::{CheckKind, KindSpec};
 /// Where incremental sync continues from, per kind (one kind's failure must not skip another's).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(try_from = "Map<String, Value>")]
-pub struct SyncCursor(pub PerKind<KindCursor>);
+pub struct SyncCursor(PerKind<KindCursor>);
 
 /// One kind's part of the [`SyncCursor`]; which fields a kind uses follows its `Reads`.
 #[derive(Debug, Clone, Default, PartialEq)]
