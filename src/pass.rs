@@ -93,13 +93,11 @@ async fn run_inner(
     let previous = store.session(name)?.unwrap_or_default();
     let mut batch = store.batch();
     let mut cursor = store.cursor(name)?;
-    let kinds: Vec<(CheckKind, checks::NumberRange)> = [
-        (CheckKind::CustomerNumbers, shop.customer_numbers),
-        (CheckKind::InvoiceNumbers, shop.invoice_numbers),
-    ]
-    .into_iter()
-    .filter_map(|(k, r)| r.map(|r| (k, r)))
-    .collect();
+    let kinds: Vec<(CheckKind, checks::NumberRange)> = shop
+        .checks
+        .iter()
+        .filter_map(|(k, r)| r.map(|r| (k, r)))
+        .collect();
 
     // A session-level failure (from connecting, or met during a sync when the live token turns
     // out refused) ends the Tripletex work of this pass: the remaining checks share it.
@@ -116,29 +114,18 @@ async fn run_inner(
         // cannot see deletions, and a fixed conflict should clear at the next pass.
         let in_conflict =
             last_result.as_ref().map(ResultRecord::verdict) == Some(Verdict::Conflict);
-        let last_full = match kind {
-            CheckKind::CustomerNumbers => cursor.customers_full,
-            CheckKind::InvoiceNumbers => cursor.invoices_full,
+        let last_full = cursor.of(kind).full;
+        let job = sync::Job {
+            kind,
+            full: in_conflict || sync::full_due(last_full, &settings.sync, start),
+            pass_start: start,
         };
-        let full = in_conflict || sync::full_due(last_full, &settings.sync, start);
-        let s = &settings.sync;
         let numbers = match &session_failure {
             Some(e) => Err(SyncError::Tripletex(e.clone())),
             None => {
                 // The sync writes to `cursor` and `batch` only once it has read everything, so
                 // dropping it at the deadline leaves both as they were.
-                let sync = async {
-                    match kind {
-                        CheckKind::CustomerNumbers => {
-                            sync::customers(client, store, &mut cursor, full, s, start, &mut batch)
-                                .await
-                        }
-                        CheckKind::InvoiceNumbers => {
-                            sync::invoices(client, store, &mut cursor, full, s, start, &mut batch)
-                                .await
-                        }
-                    }
-                };
+                let sync = sync::run(client, store, job, &settings.sync, &mut cursor, &mut batch);
                 tokio::time::timeout_at(deadline, sync)
                     .await
                     .unwrap_or_else(|_| Err(SyncError::Tripletex(past_deadline())))

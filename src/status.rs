@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::checks::{self, CheckKind, Evidence, Verdict};
+use crate::checks::{self, CheckKind, Evidence, PerKind, Verdict};
 use crate::clock::oslo;
 use crate::config::{Config, ShopConfig};
 use crate::store::{SessionRecord, SessionState, Store, StoreError};
@@ -109,13 +109,7 @@ impl ShopStatus {
                 company_id: session.company_id,
                 detail: session.detail,
             },
-            checks: ChecksStatus {
-                customer_numbers: check(
-                    CheckKind::CustomerNumbers,
-                    shop.customer_numbers.is_some(),
-                )?,
-                invoice_numbers: check(CheckKind::InvoiceNumbers, shop.invoice_numbers.is_some())?,
-            },
+            checks: ChecksStatus::try_from_fn(|kind| check(kind, shop.checks[kind].is_some()))?,
         })
     }
 
@@ -139,19 +133,12 @@ pub struct SessionStatus {
     pub detail: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(default)]
-pub struct ChecksStatus {
-    pub customer_numbers: CheckStatus,
-    pub invoice_numbers: CheckStatus,
-}
+/// `{"customer_numbers": {…}, "invoice_numbers": {…}}`: one entry per check kind, in kind order.
+pub type ChecksStatus = PerKind<CheckStatus>;
 
 impl ChecksStatus {
     pub fn get(&self, kind: CheckKind) -> &CheckStatus {
-        match kind {
-            CheckKind::CustomerNumbers => &self.customer_numbers,
-            CheckKind::InvoiceNumbers => &self.invoice_numbers,
-        }
+        &self[kind]
     }
 }
 

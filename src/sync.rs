@@ -1,15 +1,16 @@
-//! Keeps each shop's mirror of numbers in use current, cheaply.
+//! Keeps each shop's mirror of numbers in use current, cheaply, for every check kind alike.
 //!
-//! A full sync pages through every customer (active and inactive) and every invoice with
-//! `count=1000` and `fields` cut to what the checks need. Later passes read customers
-//! `changedSince` the previous pass's start (minus a margin) and the trailing invoice window with
-//! `If-None-Match` on its `versionDigest`, so an idle pass costs two requests. A full resync every
-//! `checks.full_resync` catches deletions, back-dated invoices and status changes. Invariants:
-//! nothing is written to the batch unless every request of that kind succeeded and every answer
-//! passed [`crate::tripletex::page`]'s checks, so a failed or malformed sync never leaves a
-//! half-updated (or wiped) mirror; paging always ends: at a short page, at `fullResultSize`, with
-//! an error at a page that repeats a row already read, and with an error past the page budget
-//! `checks.max_records` allows one kind in one pass.
+//! A full sync pages through every record of a kind with `count=1000` and `fields` cut to what the
+//! checks need (the kind's spec says which listings cover everything: customers active and
+//! inactive, invoices by date). Between full syncs a pass reads what its kind's `Reads` allows:
+//! customers `changedSince` the previous pass's start (minus a margin), the trailing invoice
+//! window with `If-None-Match` on its `versionDigest`, so an idle pass costs one request per kind.
+//! A full resync every `checks.full_resync` catches deletions, back-dated invoices and status
+//! changes. Invariants: nothing is written to the batch or the cursor unless every request of
+//! that kind succeeded and every answer passed [`crate::tripletex::page`]'s checks, so a failed or
+//! malformed sync never leaves a half-updated (or wiped) mirror; paging always ends: at a short
+//! page, at `fullResultSize`, with an error at a page that repeats a row already read, and with an
+//! error past the page budget `checks.max_records` allows one kind in one pass.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -17,16 +18,17 @@ use std::time::Duration;
 use jiff::civil::Date;
 use jiff::{Span, Timestamp};
 
+use crate::checks::kinds::{Entry, Reads};
+use crate::checks::{CheckKind, KindSpec};
 use crate::clock::{oslo, oslo_date};
-use crate::store::{Batch, CustomerEntry, InvoiceEntry, Store, StoreError, SyncCursor};
-use crate::tripletex::model::{CustomerRow, InvoiceRow};
-use crate::tripletex::page::Row;
+use crate::store::{Batch, KindCursor, Store, StoreError, SyncCursor};
+use crate::tripletex::model::Record;
 use crate::tripletex::{Fetched, ShopClient, TripletexError};
 
 pub const PAGE_SIZE: u32 = 1000;
 /// `changedSince` reaches back this far before the previous pass's start: clocks differ.
 const CHANGED_SINCE_MARGIN: Duration = Duration::from_secs(10 * 60);
-/// Invoice dates no invoice precedes and none reaches.
+/// Dates no dated record precedes and none reaches.
 const ALL_DATES: (Date, Date) = (Date::constant(1970, 1, 1), Date::constant(2100, 1, 1));
 /// Any non-empty `If-None-Match` makes Tripletex compute a `versionDigest`.
 const ASK_FOR_DIGEST: &str = "tripletex-sync";
@@ -42,22 +44,29 @@ pub enum SyncError {
 #[derive(Debug, Clone, Copy)]
 pub struct SyncSettings {
     pub full_resync: Duration,
+    /// The trailing date window a [`Reads::DateWindow`] kind re-reads every pass
+    /// (`checks.invoice_window`).
     pub invoice_window: Duration,
     /// Most records of one kind a pass reads (`checks.max_records`); sets the page budget.
     pub max_records: u64,
 }
 
 /// Pages one kind may fetch in one pass: enough for `max_records` rows, plus the short last page
-/// of each of its (at most two) listings.
+/// of each of its listings (a full read of a [`Reads::ChangedSince`] kind makes one per filter, a
+/// [`Reads::DateWindow`] kind at most two).
 struct Budget {
     pages_left: u64,
     max_records: u64,
 }
 
 impl Budget {
-    fn new(settings: &SyncSettings) -> Self {
+    fn new(settings: &SyncSettings, spec: &KindSpec) -> Self {
+        let listings = match spec.list.reads {
+            Reads::ChangedSince { full } => full.len().max(1) as u64,
+            Reads::DateWindow { .. } => 2,
+        };
         Self {
-            pages_left: settings.max_records.div_ceil(u64::from(PAGE_SIZE)) + 2,
+            pages_left: settings.max_records.div_ceil(u64::from(PAGE_SIZE)) + listings,
             max_records: settings.max_records,
         }
     }
@@ -71,170 +80,190 @@ pub fn full_due(last_full: Option<Timestamp>, settings: &SyncSettings, now: Time
     }
 }
 
-/// Syncs customers (everything when `full`); returns every customer number in use afterwards.
-pub async fn customers(
+/// What one kind's sync in a pass is asked to do.
+#[derive(Debug, Clone, Copy)]
+pub struct Job {
+    pub kind: CheckKind,
+    /// Read everything, not just what changed.
+    pub full: bool,
+    pub pass_start: Timestamp,
+}
+
+/// Syncs the mirror of `job.kind`; returns every number of that kind in use afterwards.
+pub async fn run(
     client: &ShopClient,
     store: &Store,
-    cursor: &mut SyncCursor,
-    full: bool,
+    job: Job,
     settings: &SyncSettings,
-    pass_start: Timestamp,
+    cursor: &mut SyncCursor,
     batch: &mut Batch,
 ) -> Result<Vec<u32>, SyncError> {
     let shop = client.name();
-    let budget = &mut Budget::new(settings);
-    let mut mirror: HashMap<i64, CustomerEntry> = store.customers(shop)?.into_iter().collect();
-    let fields = ("fields", "id,customerNumber,isInactive".to_owned());
-    let since = cursor.customers_since.filter(|_| !full);
-    let rows: Vec<CustomerRow> = match since {
-        Some(since) => {
-            let since = since
-                .checked_sub(span(CHANGED_SINCE_MARGIN))
-                .unwrap_or(since);
-            let query = vec![("changedSince", oslo_local(since)), fields];
-            fetch_all(client, "/customer", query, None, budget)
+    let spec = job.kind.spec();
+    let mut mirror: HashMap<i64, Entry> = store.mirror(shop, job.kind)?.into_iter().collect();
+    let mut read = Reader {
+        client,
+        spec,
+        budget: Budget::new(settings, spec),
+        job,
+    };
+    let cursor = cursor.of_mut(job.kind);
+    // The mirror is stored as one value per kind (see `store::mirror`): the readers say whether
+    // anything changed, so it is rewritten once, instead of one sled write per row.
+    let changed = match spec.list.reads {
+        Reads::ChangedSince { full } => read.changed_since(full, &mut mirror, cursor).await?,
+        Reads::DateWindow { from, to } => {
+            let window = settings.invoice_window;
+            read.date_window((from, to), window, &mut mirror, cursor)
                 .await?
-                .into_rows()
-        }
-        None => {
-            let active = vec![("isInactive", "false".to_owned()), fields.clone()];
-            let inactive = vec![("isInactive", "true".to_owned()), fields];
-            let mut rows = fetch_all(client, "/customer", active, None, budget)
-                .await?
-                .into_rows();
-            rows.extend(
-                fetch_all(client, "/customer", inactive, None, budget)
-                    .await?
-                    .into_rows(),
-            );
-            rows
         }
     };
-    let fresh: HashMap<i64, CustomerEntry> = rows
-        .into_iter()
-        .map(|r| {
-            (
-                r.id,
-                CustomerEntry {
-                    number: r.customer_number,
-                    inactive: r.is_inactive,
-                },
-            )
-        })
-        .collect();
-    // The mirror is stored as one value per kind (see `store::mirror`): note whether anything
-    // changed and rewrite it once, instead of one sled write per row.
-    let mut changed = false;
-    if since.is_none() {
-        let before = mirror.len();
-        mirror.retain(|id, _| fresh.contains_key(id));
-        changed |= mirror.len() != before;
-        cursor.customers_full = Some(pass_start);
+    if changed {
+        batch.put_mirror(shop, job.kind, &mirror);
     }
+    Ok(mirror.values().map(|e| e.number).collect())
+}
+
+/// Reads one kind's records for one pass.
+struct Reader<'a> {
+    client: &'a ShopClient,
+    spec: &'static KindSpec,
+    budget: Budget,
+    job: Job,
+}
+
+impl Reader<'_> {
+    /// [`Reads::ChangedSince`]: every listing of `filters` on a full read, else what changed.
+    async fn changed_since(
+        &mut self,
+        filters: &[&[(&'static str, &'static str)]],
+        mirror: &mut HashMap<i64, Entry>,
+        cursor: &mut KindCursor,
+    ) -> Result<bool, SyncError> {
+        let fields = ("fields", self.spec.list.fields.to_owned());
+        let since = cursor.since.filter(|_| !self.job.full);
+        let rows = match since {
+            Some(since) => {
+                let since = since
+                    .checked_sub(span(CHANGED_SINCE_MARGIN))
+                    .unwrap_or(since);
+                let query = vec![("changedSince", oslo_local(since)), fields];
+                self.fetch_all(query, None).await?.into_rows()
+            }
+            None => {
+                let mut rows = Vec::new();
+                for filter in filters {
+                    let mut query: Vec<_> =
+                        filter.iter().map(|&(k, v)| (k, v.to_owned())).collect();
+                    query.push(fields.clone());
+                    rows.extend(self.fetch_all(query, None).await?.into_rows());
+                }
+                rows
+            }
+        };
+        // A full read replaces every record; changes only add or update.
+        let changed = merge(mirror, rows, |_| since.is_none());
+        if since.is_none() {
+            cursor.full = Some(self.job.pass_start);
+        }
+        cursor.since = Some(self.job.pass_start);
+        Ok(changed)
+    }
+
+    /// [`Reads::DateWindow`]: older dates only on a full read; the trailing `window` every pass,
+    /// unless its digest says nothing changed.
+    async fn date_window(
+        &mut self,
+        (from, to): (&'static str, &'static str),
+        window: Duration,
+        mirror: &mut HashMap<i64, Entry>,
+        cursor: &mut KindCursor,
+    ) -> Result<bool, SyncError> {
+        let window_from = oslo_date(self.job.pass_start)
+            .checked_sub(span(window))
+            .unwrap_or(ALL_DATES.0)
+            .max(ALL_DATES.0);
+        let fields = self.spec.list.fields;
+        let dates = |first: Date, last: Date| {
+            vec![
+                (from, first.to_string()),
+                (to, last.to_string()),
+                ("fields", fields.to_owned()),
+            ]
+        };
+        let older = if self.job.full {
+            let query = dates(ALL_DATES.0, window_from);
+            Some(self.fetch_all(query, None).await?.into_rows())
+        } else {
+            None
+        };
+        let known = cursor
+            .digest
+            .as_deref()
+            .filter(|_| !self.job.full && cursor.window_from == Some(window_from));
+        let recent = self
+            .fetch_all(
+                dates(window_from, ALL_DATES.1),
+                Some(known.unwrap_or(ASK_FOR_DIGEST)),
+            )
+            .await?;
+
+        let in_window = |e: &Entry| e.date().is_none_or(|d| d >= window_from);
+        let mut changed = false;
+        if let Some(older) = older {
+            changed |= merge(mirror, older, |e| !in_window(e));
+            cursor.full = Some(self.job.pass_start);
+        }
+        if let Some((rows, digest)) = recent.into_page() {
+            changed |= merge(mirror, rows, in_window);
+            cursor.window_from = Some(window_from);
+            cursor.digest = digest;
+        }
+        Ok(changed)
+    }
+
+    /// [`fetch_all`] of this kind within this pass's budget.
+    async fn fetch_all(
+        &mut self,
+        query: Vec<(&'static str, String)>,
+        if_none_match: Option<&str>,
+    ) -> Result<Paged, SyncError> {
+        fetch_all(
+            self.client,
+            self.spec,
+            query,
+            if_none_match,
+            &mut self.budget,
+        )
+        .await
+    }
+}
+
+/// Replaces the mirror's records that `scope` covers with `rows`; whether anything changed.
+fn merge(
+    mirror: &mut HashMap<i64, Entry>,
+    rows: Vec<Record>,
+    scope: impl Fn(&Entry) -> bool,
+) -> bool {
+    let fresh: HashMap<i64, Entry> = rows.into_iter().map(|r| (r.id, r.entry)).collect();
+    let before = mirror.len();
+    mirror.retain(|id, e| !scope(e) || fresh.contains_key(id));
+    let mut changed = mirror.len() != before;
     for (id, entry) in fresh {
         changed |= mirror.insert(id, entry) != Some(entry);
     }
-    if changed {
-        batch.put_customers(shop, &mirror);
-    }
-    cursor.customers_since = Some(pass_start);
-    Ok(mirror.values().map(|e| e.number).collect())
-}
-
-/// Syncs invoices (everything when `full`); returns every invoice number in use afterwards.
-pub async fn invoices(
-    client: &ShopClient,
-    store: &Store,
-    cursor: &mut SyncCursor,
-    full: bool,
-    settings: &SyncSettings,
-    pass_start: Timestamp,
-    batch: &mut Batch,
-) -> Result<Vec<u32>, SyncError> {
-    let shop = client.name();
-    let budget = &mut Budget::new(settings);
-    let mut mirror: HashMap<i64, InvoiceEntry> = store.invoices(shop)?.into_iter().collect();
-    let window_from = oslo_date(pass_start)
-        .checked_sub(span(settings.invoice_window))
-        .unwrap_or(ALL_DATES.0)
-        .max(ALL_DATES.0);
-
-    // Older invoices are read only on a full sync; the window is read on every pass, unless its
-    // digest says nothing changed.
-    let older = if full {
-        Some(
-            fetch_all::<InvoiceRow>(
-                client,
-                "/invoice",
-                dates(ALL_DATES.0, window_from),
-                None,
-                budget,
-            )
-            .await?
-            .into_rows(),
-        )
-    } else {
-        None
-    };
-    let known = cursor
-        .invoice_digest
-        .as_deref()
-        .filter(|_| !full && cursor.invoice_window_from == Some(window_from));
-    let window = fetch_all::<InvoiceRow>(
-        client,
-        "/invoice",
-        dates(window_from, ALL_DATES.1),
-        Some(known.unwrap_or(ASK_FOR_DIGEST)),
-        budget,
-    )
-    .await?;
-
-    let in_window = |e: &InvoiceEntry| e.date.is_none_or(|d| d >= window_from);
-    // As for customers: one rewrite of the stored mirror if anything changed.
-    let mut changed = false;
-    let mut replace = |rows: Vec<InvoiceRow>, scope: &dyn Fn(&InvoiceEntry) -> bool| {
-        let fresh: HashMap<i64, InvoiceEntry> = rows
-            .into_iter()
-            .map(|r| {
-                (
-                    r.id,
-                    InvoiceEntry {
-                        number: r.invoice_number,
-                        date: Some(r.invoice_date),
-                    },
-                )
-            })
-            .collect();
-        let before = mirror.len();
-        mirror.retain(|id, e| !scope(e) || fresh.contains_key(id));
-        changed |= mirror.len() != before;
-        for (id, entry) in fresh {
-            changed |= mirror.insert(id, entry) != Some(entry);
-        }
-    };
-    if let Some(older) = older {
-        replace(older, &|e| !in_window(e));
-        cursor.invoices_full = Some(pass_start);
-    }
-    if let Some((rows, digest)) = window.into_page() {
-        replace(rows, &in_window);
-        cursor.invoice_window_from = Some(window_from);
-        cursor.invoice_digest = digest;
-    }
-    if changed {
-        batch.put_invoices(shop, &mirror);
-    }
-    Ok(mirror.values().map(|e| e.number).collect())
+    changed
 }
 
 /// Rows of every page, and the first page's `versionDigest`; `NotModified` on a 304.
-async fn fetch_all<T: Row>(
+async fn fetch_all(
     client: &ShopClient,
-    path: &str,
+    kind: &KindSpec,
     mut query: Vec<(&'static str, String)>,
     if_none_match: Option<&str>,
     budget: &mut Budget,
-) -> Result<Paged<T>, SyncError> {
+) -> Result<Paged, SyncError> {
+    let path = kind.list.path;
     let refuse = |reason: String| {
         SyncError::Tripletex(TripletexError::Paging {
             path: path.to_owned(),
@@ -258,7 +287,7 @@ async fn fetch_all<T: Row>(
         let mut q = query.clone();
         q.push(("from", from.to_string()));
         let tag = if from == 0 { if_none_match } else { None };
-        let page = match client.list::<T>(path, &q, tag).await? {
+        let page = match client.list(kind, &q, tag).await? {
             Fetched::NotModified => return Ok(Paged::NotModified),
             Fetched::Page(page) => page,
         };
@@ -266,10 +295,10 @@ async fn fetch_all<T: Row>(
             digest = page.version_digest;
         }
         // Sorted by id, no row can come twice: a repeat means the server ignores `from`.
-        if let Some(again) = page.rows.iter().find(|r| !seen.insert(r.id())) {
+        if let Some(again) = page.rows.iter().find(|r| !seen.insert(r.id)) {
             return Err(refuse(format!(
                 "the page at from={from} repeats row id {} already read",
-                again.id()
+                again.id
             )));
         }
         let n = page.rows.len() as u64;
@@ -282,13 +311,13 @@ async fn fetch_all<T: Row>(
     }
 }
 
-enum Paged<T> {
+enum Paged {
     NotModified,
-    Rows(Vec<T>, Option<String>),
+    Rows(Vec<Record>, Option<String>),
 }
 
-impl<T> Paged<T> {
-    fn into_page(self) -> Option<(Vec<T>, Option<String>)> {
+impl Paged {
+    fn into_page(self) -> Option<(Vec<Record>, Option<String>)> {
         match self {
             Self::NotModified => None,
             Self::Rows(rows, digest) => Some((rows, digest)),
@@ -296,17 +325,9 @@ impl<T> Paged<T> {
     }
 
     /// For requests sent without `If-None-Match`, which cannot be answered with 304.
-    fn into_rows(self) -> Vec<T> {
+    fn into_rows(self) -> Vec<Record> {
         self.into_page().map(|(r, _)| r).unwrap_or_default()
     }
-}
-
-fn dates(from: Date, to: Date) -> Vec<(&'static str, String)> {
-    vec![
-        ("invoiceDateFrom", from.to_string()),
-        ("invoiceDateTo", to.to_string()),
-        ("fields", "id,invoiceNumber,invoiceDate".to_owned()),
-    ]
 }
 
 /// `changedSince` as Oslo local time, `YYYY-MM-DDTHH:MM:SS`: Tripletex is a Norwegian server.

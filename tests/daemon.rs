@@ -336,7 +336,7 @@ fn check_of(report: &StatusReport, shop: &str) -> CheckStatus {
         .shops
         .iter()
         .find(|s| s.name == shop)
-        .map(|s| s.checks.customer_numbers.clone())
+        .map(|s| s.checks.get(CheckKind::CustomerNumbers).clone())
         .unwrap_or_default()
 }
 

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use tripletex_sync::checks::CheckKind::{CustomerNumbers, InvoiceNumbers};
 use tripletex_sync::checks::{CheckKind, Verdict};
 use tripletex_sync::config::Config;
 use tripletex_sync::status::StatusReport;
@@ -58,8 +59,8 @@ fn verdicts(report: &StatusReport) -> Vec<(String, Verdict, Verdict)> {
         .map(|s| {
             (
                 s.name.clone(),
-                s.checks.customer_numbers.verdict,
-                s.checks.invoice_numbers.verdict,
+                s.checks.get(CustomerNumbers).verdict,
+                s.checks.get(InvoiceNumbers).verdict,
             )
         })
         .collect()
@@ -91,8 +92,20 @@ fn a_release_1_database_opens_and_reads_back_its_verdicts() {
         store.session("sykkelsmia").unwrap().unwrap().state,
         SessionState::KeyRejected
     );
-    assert!(!store.customers("fjellsport").unwrap().is_empty());
-    assert!(store.cursor("fjellsport").unwrap().customers_full.is_some());
+    assert!(
+        !store
+            .mirror("fjellsport", CustomerNumbers)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .cursor("fjellsport")
+            .unwrap()
+            .of(CustomerNumbers)
+            .full
+            .is_some()
+    );
     let report = StatusReport::collect(Some(&store), &config, jiff::Timestamp::now()).unwrap();
     assert_eq!(verdicts(&report), release_1_verdicts());
 
@@ -161,7 +174,7 @@ fn newer_and_unreadable_records_never_stop_status_for_other_shops() {
             ("sykkelsmia".into(), Verdict::Error, Verdict::Error),
         ]
     );
-    let unreadable = &report.shops[1].checks.customer_numbers.summary;
+    let unreadable = &report.shops[1].checks.get(CustomerNumbers).summary;
     assert!(
         unreadable.contains("result/kaffebrenneriet/customer_numbers is unreadable"),
         "{unreadable}"

@@ -1,8 +1,8 @@
 //! Numbering-conflict checks: are the shop's and Tripletex's number series going to collide?
 //!
-//! Owns the verdict for customer and invoice numbers. A web shop numbers its own customers and
-//! invoices upwards from `shop_start`; Tripletex's own series must start at `tripletex_start` so
-//! the two never meet. Tripletex's API exposes neither setting, so everything here is inferred
+//! Owns the verdict for each number series ([`kinds`]: customer and invoice numbers). A web shop
+//! numbers its own customers and invoices upwards from `shop_start`; Tripletex's own series must
+//! start at `tripletex_start` so the two never meet. Tripletex's API exposes neither setting, so everything here is inferred
 //! from the numbers in use: S = [shop_start, tripletex_start) is the shop's range, T =
 //! [tripletex_start, ∞) Tripletex's.
 //!
@@ -15,6 +15,7 @@
 //! - Dates are Oslo calendar dates ([`crate::clock::oslo_date`]), as Tripletex users see them.
 
 mod forecast;
+pub mod kinds;
 mod runs;
 
 use std::fmt;
@@ -24,45 +25,7 @@ use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::oslo_date;
-
-/// Which number series a check looks at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CheckKind {
-    CustomerNumbers,
-    InvoiceNumbers,
-}
-
-impl CheckKind {
-    pub const ALL: [CheckKind; 2] = [CheckKind::CustomerNumbers, CheckKind::InvoiceNumbers];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CheckKind::CustomerNumbers => "customer_numbers",
-            CheckKind::InvoiceNumbers => "invoice_numbers",
-        }
-    }
-
-    fn noun(self) -> &'static str {
-        match self {
-            CheckKind::CustomerNumbers => "customer numbers",
-            CheckKind::InvoiceNumbers => "invoice numbers",
-        }
-    }
-
-    /// The fix that puts Tripletex's own series where it belongs, in Tripletex's menu words.
-    fn move_series(self, to: u32) -> String {
-        match self {
-            CheckKind::CustomerNumbers => {
-                format!("In Tripletex: Customer › Settings › set customer number to {to}.")
-            }
-            CheckKind::InvoiceNumbers => format!(
-                "In Tripletex: Accounting › Accounting settings › Voucher types/number sequences › \
-                 start the invoice series at {to}."
-            ),
-        }
-    }
-}
+pub use kinds::{CheckKind, KindSpec, PerKind};
 
 /// How bad things are. Ordered by severity in declaration order, so `max()` picks the worst;
 /// `Error` and `Unknown` rank above `Conflict` because then nothing vouches for the numbers.
@@ -248,52 +211,103 @@ pub fn evaluate(
             ),
         );
     }
-    let a = runs::analyse(numbers, range, policy.cluster_gap);
-    let shop_high = a.shop.map(|r| r.last);
-    let headroom = range.tripletex_start - shop_high.map_or(range.shop_start, |h| h + 1);
-
-    let fitted = shop_high.and_then(|high| {
-        let past = history
-            .iter()
-            .filter_map(|p| p.shop_high.map(|h| (p.at, h)));
-        forecast::fit(past.chain([(now, high)]), now, high, range.tripletex_start)
-    });
-    let reaches_at = fitted.and_then(|f| f.reaches_target_at);
-
-    let evidence = Evidence {
-        numbers_in_use: a.distinct,
-        shop_run: a.shop,
-        foreign_runs_in_shop_range: a.foreign.clone(),
-        below_shop_start: a.below,
-        duplicates: a.duplicates.clone(),
-        tripletex_run: a.tripletex,
-        headroom: Some(headroom),
-        forecast_exhausted_on: reaches_at.map(oslo_date),
-        growth_per_day: fitted.map(|f| f.growth_per_day),
+    let facts = Facts::gather(numbers, range, policy, history, now);
+    let evidence = facts.evidence();
+    let (verdict, summary, fix) = if let Some((problems, fixes)) = conflicts(kind.spec(), &facts) {
+        let summary = format!("conflict: {}", problems.join("; "));
+        (Verdict::Conflict, summary, Some(fixes.join(" ")))
+    } else if let Some((problems, fix)) = warnings(&facts, policy, now) {
+        (
+            Verdict::Warn,
+            format!("warn: {}", problems.join("; ")),
+            Some(fix),
+        )
+    } else {
+        (Verdict::Ok, all_clear(&facts), None)
     };
-    let shop_desc = match a.shop {
-        Some(r) => format!("shop's run {r}"),
-        None => "the shop has no numbers yet".to_owned(),
-    };
-    let ts = range.tripletex_start;
+    CheckOutcome {
+        kind,
+        verdict,
+        summary,
+        fix,
+        evidence,
+    }
+}
 
+/// What the rules look at: the runs in the numbers, the headroom left and the forecast.
+struct Facts {
+    range: NumberRange,
+    runs: runs::Analysis,
+    /// Numbers left in S after the shop's highest.
+    headroom: u32,
+    fitted: Option<forecast::Forecast>,
+    /// "shop's run 1–800", or that the shop has none yet.
+    shop_desc: String,
+}
+
+impl Facts {
+    fn gather(
+        numbers: &[u32],
+        range: NumberRange,
+        policy: &Policy,
+        history: &[HistoryPoint],
+        now: Timestamp,
+    ) -> Self {
+        let runs = runs::analyse(numbers, range, policy.cluster_gap);
+        let shop_high = runs.shop.map(|r| r.last);
+        let headroom = range.tripletex_start - shop_high.map_or(range.shop_start, |h| h + 1);
+        let fitted = shop_high.and_then(|high| {
+            let past = history
+                .iter()
+                .filter_map(|p| p.shop_high.map(|h| (p.at, h)));
+            forecast::fit(past.chain([(now, high)]), now, high, range.tripletex_start)
+        });
+        let shop_desc = match runs.shop {
+            Some(r) => format!("shop's run {r}"),
+            None => "the shop has no numbers yet".to_owned(),
+        };
+        Self {
+            range,
+            runs,
+            headroom,
+            fitted,
+            shop_desc,
+        }
+    }
+
+    fn reaches_at(&self) -> Option<Timestamp> {
+        self.fitted.and_then(|f| f.reaches_target_at)
+    }
+
+    fn evidence(&self) -> Evidence {
+        let a = &self.runs;
+        Evidence {
+            numbers_in_use: a.distinct,
+            shop_run: a.shop,
+            foreign_runs_in_shop_range: a.foreign.clone(),
+            below_shop_start: a.below,
+            duplicates: a.duplicates.clone(),
+            tripletex_run: a.tripletex,
+            headroom: Some(self.headroom),
+            forecast_exhausted_on: self.reaches_at().map(oslo_date),
+            growth_per_day: self.fitted.map(|f| f.growth_per_day),
+        }
+    }
+}
+
+/// The conflict rules: the problems found and the fixes for them, or `None` when none fires.
+fn conflicts(spec: &KindSpec, f: &Facts) -> Option<(Vec<String>, Vec<String>)> {
+    let (a, shop_desc, ts) = (&f.runs, &f.shop_desc, f.range.tripletex_start);
     let mut problems = Vec::new();
     let mut fixes = Vec::new();
     if let Some(below) = a.below {
         problems.push(format!(
             "{} {below} lie below the shop's start at {}, so Tripletex's own series will run \
              into the shop's ({shop_desc})",
-            kind.noun(),
-            range.shop_start
+            spec.noun, f.range.shop_start
         ));
     }
     if !a.foreign.is_empty() {
-        let listed = a
-            .foreign
-            .iter()
-            .map(Run::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
         let more = a.foreign_total as usize - a.foreign.len();
         let more = if more > 0 {
             format!(" and {more} more")
@@ -301,122 +315,102 @@ pub fn evaluate(
             String::new()
         };
         problems.push(format!(
-            "Tripletex's own series found inside the shop's range at {listed}{more} ({shop_desc})"
+            "Tripletex's own series found inside the shop's range at {}{more} ({shop_desc})",
+            listed(&a.foreign)
         ));
     }
     if a.below.is_some() || !a.foreign.is_empty() {
-        fixes.push(kind.move_series(ts));
-        let clashing = a.below.iter().chain(&a.foreign);
-        for run in clashing {
-            fixes.push(match kind {
-                CheckKind::CustomerNumbers => format!(
-                    "Then renumber or deactivate customers {run} so they leave the shop's range."
-                ),
-                CheckKind::InvoiceNumbers if a.below == Some(*run) => format!(
-                    "Invoices {run} may keep their numbers; only new invoices need the new series."
-                ),
-                CheckKind::InvoiceNumbers => format!(
-                    "Invoices {run} sit where the shop's series is heading; agree with the \
-                     accountant how to handle them (issued invoices cannot just be renumbered)."
-                ),
-            });
+        fixes.push((spec.advice.move_series)(ts));
+        for run in a.below.iter().chain(&a.foreign) {
+            fixes.push((spec.advice.clashing)(*run, a.below == Some(*run)));
         }
     }
-    if headroom == 0 {
+    if f.headroom == 0 {
         problems.push(format!(
             "the {shop_desc} has used every number below {ts}, the range is exhausted"
         ));
         fixes.push(format!(
             "The shop's range is used up: move Tripletex's series further up and let the shop \
              continue above every number Tripletex has used, or renumber the shop's {}.",
-            kind.noun()
+            spec.noun
         ));
     }
     if !a.duplicates.is_empty() {
-        let numbers = if a.duplicates.len() == 1 {
+        let word = if a.duplicates.len() == 1 {
             "number"
         } else {
             "numbers"
         };
-        let listed = a
-            .duplicates
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
+        let listed = listed(&a.duplicates);
         let of = if a.duplicate_total as usize > a.duplicates.len() {
             format!(" ({} in all)", a.duplicate_total)
         } else {
             String::new()
         };
-        problems.push(format!("{} used more than once: {listed}{of}", kind.noun()));
-        fixes.push(match kind {
-            CheckKind::CustomerNumbers => {
-                format!("Renumber or merge the customers sharing {numbers} {listed}.")
-            }
-            CheckKind::InvoiceNumbers => format!(
-                "Find the invoices sharing {numbers} {listed} and agree with the accountant how \
-                 to correct them."
-            ),
-        });
+        problems.push(format!("{} used more than once: {listed}{of}", spec.noun));
+        fixes.push((spec.advice.duplicates)(word, &listed));
     }
-    if !problems.is_empty() {
-        return CheckOutcome {
-            kind,
-            verdict: Verdict::Conflict,
-            summary: format!("conflict: {}", problems.join("; ")),
-            fix: Some(fixes.join(" ")),
-            evidence,
-        };
-    }
+    (!problems.is_empty()).then_some((problems, fixes))
+}
 
-    let date = evidence.forecast_exhausted_on;
-    let soon = reaches_at.is_some_and(|at| {
+/// The warning rules (little headroom, exhaustion forecast soon): the problems and the fix, or
+/// `None` when none fires.
+fn warnings(f: &Facts, policy: &Policy, now: Timestamp) -> Option<(Vec<String>, String)> {
+    let (headroom, ts, shop_desc) = (f.headroom, f.range.tripletex_start, &f.shop_desc);
+    let date = f.reaches_at().map(oslo_date);
+    let soon = f.reaches_at().is_some_and(|at| {
         at.duration_since(now).as_secs() <= i64::from(policy.forecast_warn_days) * 86_400
     });
+    let mut problems = Vec::new();
     if headroom < policy.headroom_warn {
         problems.push(format!(
             "only {headroom} numbers left before {ts} ({shop_desc})"
         ));
     }
-    if let (true, Some(date), Some(f)) = (soon, date, fitted) {
+    if let (true, Some(date), Some(fit)) = (soon, date, f.fitted) {
         problems.push(format!(
             "at {:.1} a day the {shop_desc} reaches {ts} around {date}",
-            f.growth_per_day
+            fit.growth_per_day
         ));
     }
-    if !problems.is_empty() {
-        let before = match date {
-            Some(date) => format!("before {date}"),
-            None => format!("before the last {headroom} numbers are used"),
-        };
-        return CheckOutcome {
-            kind,
-            verdict: Verdict::Warn,
-            summary: format!("warn: {}", problems.join("; ")),
-            fix: Some(format!(
-                "Move Tripletex's series further up (and tripletex_start with it) or plan a \
-                 renumbering {before}."
-            )),
-            evidence,
-        };
+    if problems.is_empty() {
+        return None;
     }
+    let before = match date {
+        Some(date) => format!("before {date}"),
+        None => format!("before the last {headroom} numbers are used"),
+    };
+    let fix = format!(
+        "Move Tripletex's series further up (and tripletex_start with it) or plan a \
+         renumbering {before}."
+    );
+    Some((problems, fix))
+}
 
-    let seen = match a.tripletex {
+/// The `ok` summary: the shop's run, what is left, the outlook and Tripletex's own series.
+fn all_clear(f: &Facts) -> String {
+    let ts = f.range.tripletex_start;
+    let seen = match f.runs.tripletex {
         Some(r) => format!("Tripletex's own series seen at {r}"),
         None => format!("Tripletex's own series not seen yet (no numbers ≥ {ts})"),
     };
-    let outlook = match date {
+    let outlook = match f.reaches_at().map(oslo_date) {
         Some(date) => format!(", reaching {ts} around {date}"),
         None => String::new(),
     };
-    CheckOutcome {
-        kind,
-        verdict: Verdict::Ok,
-        summary: format!("ok: {shop_desc}, {headroom} numbers left before {ts}{outlook}; {seen}"),
-        fix: None,
-        evidence,
-    }
+    format!(
+        "ok: {}, {} numbers left before {ts}{outlook}; {seen}",
+        f.shop_desc, f.headroom
+    )
+}
+
+/// "1–5, 9, 12–14": items joined for a summary.
+fn listed<T: fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(T::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

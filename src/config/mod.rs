@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::checks::{NumberRange, Policy};
+use crate::checks::{CheckKind, NumberRange, PerKind, Policy};
 use crate::files::{FileProblem, read_regular};
 use crate::secrets::TokenRole;
 use crate::tripletex::{ClientSettings, LimitSettings};
@@ -100,8 +100,8 @@ pub struct ShopConfig {
     /// 0 = the key owner's own company; else an accountant client's company id.
     pub company_id: i64,
     pub enabled: bool,
-    pub customer_numbers: Option<NumberRange>,
-    pub invoice_numbers: Option<NumberRange>,
+    /// Each check kind's range; `None` where the shop file turns the check off.
+    pub checks: PerKind<Option<NumberRange>>,
 }
 
 /// One refusal: where (file and position, or environment variable), the key, what is wrong and
@@ -399,35 +399,28 @@ fn load_shop(path: &Path) -> Result<ShopConfig, ConfigError> {
             "use 0 unless you log in as an accountant for a client company",
         ));
     }
-    let customer_numbers = numbers(
-        path,
-        "customer_numbers",
-        &raw.customer_numbers,
-        raw::CUSTOMER_DEFAULTS,
-    )?;
-    let invoice_numbers = numbers(
-        path,
-        "invoice_numbers",
-        &raw.invoice_numbers,
-        raw::INVOICE_DEFAULTS,
-    )?;
+    let checks = PerKind::try_from_fn(|kind| numbers(path, kind, &raw.checks[kind]))?;
     Ok(ShopConfig {
         name,
         source: path.to_path_buf(),
         employee_token,
         company_id: raw.company_id,
         enabled: raw.enabled,
-        customer_numbers,
-        invoice_numbers,
+        checks,
     })
 }
 
+/// The `[key]` table of a check kind, with the kind's defaults filled in.
 fn numbers(
     path: &Path,
-    section: &str,
+    kind: CheckKind,
     raw: &raw::RawNumbers,
-    (shop_default, tripletex_default): (u32, u32),
 ) -> Result<Option<NumberRange>, ConfigError> {
+    let section = kind.as_str();
+    let NumberRange {
+        shop_start: shop_default,
+        tripletex_start: tripletex_default,
+    } = kind.spec().defaults;
     let range = NumberRange {
         shop_start: raw.shop_start.unwrap_or(shop_default),
         tripletex_start: raw.tripletex_start.unwrap_or(tripletex_default),

@@ -1,14 +1,21 @@
 //! The configuration files exactly as written: serde structs that refuse unknown keys.
 //!
 //! Nothing here is validated beyond types, and types are strict (TOML's own: no string is read
-//! as a number, no float as an integer); `super::validate` checks ranges and meaning. Every
+//! as a number, no float as an integer); `super::validate` (the main file) and `super::load_shop`
+//! (a shop file) check ranges and meaning. Every
 //! default lives here, in the `Default` impls, and applies to any key left out, so a shop file can
-//! be just its token line. The structs also serialize, so the type of each key's default tells how
-//! to read an environment override of it (`super::parse`).
+//! be just its token line; only a check kind's `shop_start`/`tripletex_start` defaults live in its
+//! spec (`crate::checks::kinds`). The main file's structs also serialize, so the type of each
+//! key's default tells how to read an environment override of it (`super::parse`).
 
+use std::fmt;
+use std::sync::OnceLock;
 use std::time::Duration;
 
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
+
+use crate::checks::{CheckKind, PerKind};
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -125,15 +132,16 @@ impl Default for RawChecks {
     }
 }
 
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
+/// A shop file. Read by hand (not derived) because its tables are the check kinds': one
+/// `[key]` table per kind, as strict as the derived structs (unknown keys refused, every key
+/// optional).
+#[derive(Debug)]
 pub struct RawShop {
     pub employee_token_file: Option<String>,
     pub employee_token_credential: Option<String>,
     pub company_id: i64,
     pub enabled: bool,
-    pub customer_numbers: RawNumbers,
-    pub invoice_numbers: RawNumbers,
+    pub checks: PerKind<RawNumbers>,
 }
 
 impl Default for RawShop {
@@ -143,14 +151,83 @@ impl Default for RawShop {
             employee_token_credential: None,
             company_id: 0,
             enabled: true,
-            customer_numbers: RawNumbers::default(),
-            invoice_numbers: RawNumbers::default(),
+            checks: PerKind::default(),
         }
     }
 }
 
-/// One numbering check. The starts are optional because their defaults differ per check
-/// ([`CUSTOMER_DEFAULTS`], [`INVOICE_DEFAULTS`]); validation fills them in.
+/// A key of a shop file: its own, or a check kind's table.
+#[derive(Clone, Copy)]
+enum ShopKey {
+    TokenFile,
+    TokenCredential,
+    CompanyId,
+    Enabled,
+    Kind(CheckKind),
+}
+
+const OWN_KEYS: [(&str, ShopKey); 4] = [
+    ("employee_token_file", ShopKey::TokenFile),
+    ("employee_token_credential", ShopKey::TokenCredential),
+    ("company_id", ShopKey::CompanyId),
+    ("enabled", ShopKey::Enabled),
+];
+
+/// Every key a shop file may have, for the error about one it may not.
+fn shop_keys() -> &'static [&'static str] {
+    static KEYS: OnceLock<Vec<&'static str>> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let own = OWN_KEYS.iter().map(|(key, _)| *key);
+        own.chain(CheckKind::ALL.iter().map(|k| k.as_str()))
+            .collect()
+    })
+}
+
+impl<'de> Deserialize<'de> for ShopKey {
+    /// Refuses an unknown key while it is read, so the error points at it.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let key = String::deserialize(d)?;
+        OWN_KEYS
+            .iter()
+            .find(|(own, _)| *own == key)
+            .map(|(_, k)| *k)
+            .or_else(|| CheckKind::from_key(&key).map(ShopKey::Kind))
+            .ok_or_else(|| de::Error::unknown_field(&key, shop_keys()))
+    }
+}
+
+impl<'de> Deserialize<'de> for RawShop {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Shop;
+        impl<'de> Visitor<'de> for Shop {
+            type Value = RawShop;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("struct RawShop")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawShop, A::Error> {
+                let mut shop = RawShop::default();
+                while let Some(key) = map.next_key::<ShopKey>()? {
+                    match key {
+                        ShopKey::TokenFile => shop.employee_token_file = map.next_value()?,
+                        ShopKey::TokenCredential => {
+                            shop.employee_token_credential = map.next_value()?;
+                        }
+                        ShopKey::CompanyId => shop.company_id = map.next_value()?,
+                        ShopKey::Enabled => shop.enabled = map.next_value()?,
+                        ShopKey::Kind(kind) => shop.checks[kind] = map.next_value()?,
+                    }
+                }
+                Ok(shop)
+            }
+        }
+        d.deserialize_struct("RawShop", shop_keys(), Shop)
+    }
+}
+
+/// One numbering check. The starts are optional because their defaults differ per check kind
+/// (its spec's `defaults`); validation fills them in.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawNumbers {
@@ -168,10 +245,6 @@ impl Default for RawNumbers {
         }
     }
 }
-
-/// (shop_start, tripletex_start) when a shop file says nothing.
-pub const CUSTOMER_DEFAULTS: (u32, u32) = (1, 100_000);
-pub const INVOICE_DEFAULTS: (u32, u32) = (6000, 50_000);
 
 /// `[metrics]`: the opt-in HTTP endpoint. An empty `listen` (the default) serves nothing;
 /// `metrics.prom` in `state_dir` is written either way.

@@ -117,7 +117,7 @@ fn the_smallest_config_and_shop_file_take_every_documented_default() {
     );
     let shop = c.shop("acme").unwrap();
     assert!(shop.enabled && shop.company_id == 0);
-    assert!(shop.customer_numbers.is_some() && shop.invoice_numbers.is_some());
+    assert!(shop.checks.iter().all(|(_, range)| range.is_some()));
     assert!(c.preflight(None, true).is_empty());
     fits_jiff(&c);
 }

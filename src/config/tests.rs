@@ -74,14 +74,14 @@ fn a_minimal_shop_file_takes_the_seed_defaults() {
     assert!(shop.enabled);
     assert_eq!(shop.company_id, 0);
     assert_eq!(
-        shop.customer_numbers,
+        shop.checks[CheckKind::CustomerNumbers],
         Some(NumberRange {
             shop_start: 1,
             tripletex_start: 100_000
         })
     );
     assert_eq!(
-        shop.invoice_numbers,
+        shop.checks[CheckKind::InvoiceNumbers],
         Some(NumberRange {
             shop_start: 6000,
             tripletex_start: 50_000
@@ -109,6 +109,20 @@ fn unknown_keys_are_refused_naming_file_and_key() {
     );
     let e = err(&f);
     assert!(e.contains("acme.toml") && e.contains("company"), "{e}");
+}
+
+#[test]
+fn an_unknown_shop_key_is_refused_at_its_place_naming_every_kind_table() {
+    let f = Fixture::new(MAIN);
+    f.write(
+        "shops.d/acme.toml",
+        "employee_token_file = \"x\"\ncompany = 5\n",
+    );
+    let e = err(&f);
+    assert!(e.contains("acme.toml:2:1: unknown field `company`"), "{e}");
+    for kind in CheckKind::ALL {
+        assert!(e.contains(&format!("`{kind}`")), "{kind}: {e}");
+    }
 }
 
 #[test]
@@ -143,7 +157,10 @@ fn a_disabled_check_is_none() {
         "shops.d/acme.toml",
         "employee_token_file = \"x\"\n[invoice_numbers]\nenabled = false\n",
     );
-    assert_eq!(f.load().unwrap().shops[0].invoice_numbers, None);
+    assert_eq!(
+        f.load().unwrap().shops[0].checks[CheckKind::InvoiceNumbers],
+        None
+    );
 }
 
 #[test]

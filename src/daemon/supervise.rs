@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::checks::{CheckKind, Verdict};
+use crate::checks::Verdict;
 use crate::clock::SharedClock;
 use crate::config::ShopConfig;
 use crate::pass::{self, PassReport};
@@ -94,11 +94,7 @@ async fn record(
     let mut batch = store.batch();
     let mut outcomes = Vec::new();
     let mut before = Vec::new();
-    let kinds = [
-        (CheckKind::CustomerNumbers, shop.customer_numbers.is_some()),
-        (CheckKind::InvoiceNumbers, shop.invoice_numbers.is_some()),
-    ];
-    for (kind, _) in kinds.into_iter().filter(|(_, on)| *on) {
+    for (kind, _) in shop.checks.iter().filter(|(_, range)| range.is_some()) {
         // An unreadable previous result is what may have failed the pass: overwrite it.
         let previous = store.result(name, kind).ok().flatten();
         let record = ResultRecord::pass_failed(previous.as_ref(), kind, reason, now);

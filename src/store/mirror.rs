@@ -1,58 +1,134 @@
-//! The mirror: per shop, every customer and invoice number in use, keyed by Tripletex id.
+//! The mirror: per shop and check kind, every number in use, keyed by Tripletex id; and the sync
+//! cursor that says where the next sync of each kind continues from.
 //!
-//! Keyed by id (not number) so that a number used twice shows up as two entries. Each shop's
-//! customers and invoices are one value each (100 000 entries per shop stay one small read and
-//! one write, not 100 000 sled operations): fixed-width records sorted by id, customers `id i64 BE,
-//! number u32 BE, inactive u8`; invoices `id i64 BE, number u32 BE, date as i32 BE days since
-//! 1970-01-01 (i32::MIN = none)`. A sync replaces a kind's whole value, and only when it changed.
+//! Keyed by id (not number) so that a number used twice shows up as two entries. A shop's mirror
+//! of one kind is one value under `mirror/{shop}/{spec.mirror}` (100 000 entries stay one small
+//! read and one write, not 100 000 sled operations): fixed-width records sorted by id, `id i64 BE,
+//! number u32 BE`, then the kind's tail: a flag as one byte (0/1), a date as i32 BE days since
+//! 1970-01-01 (i32::MIN = none). So customers (`isInactive`) take 13 bytes, invoices
+//! (`invoiceDate`) 16. A sync replaces a kind's whole value, and only when it changed. The cursor
+//! is one JSON object per shop whose field names each kind's spec gives (`CursorKeys`).
 
+use jiff::Timestamp;
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use super::{Batch, Store, StoreError, decode};
+use crate::checks::kinds::{CursorKeys, Entry, PerKind, Tail, TailValue};
+use crate::checks::{CheckKind, KindSpec};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CustomerEntry {
-    pub number: u32,
-    pub inactive: bool,
+/// Where incremental sync continues from, per kind (one kind's failure must not skip another's).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(try_from = "Map<String, Value>")]
+pub struct SyncCursor(PerKind<KindCursor>);
+
+/// One kind's part of the [`SyncCursor`]; which fields a kind uses follows its `Reads`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KindCursor {
+    /// Start of the last full read.
+    pub full: Option<Timestamp>,
+    /// Start of the last pass that read changes; the next asks for `changedSince` before it.
+    pub since: Option<Timestamp>,
+    /// The trailing date window last read, and the `versionDigest` of its first page.
+    pub window_from: Option<Date>,
+    pub digest: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InvoiceEntry {
-    pub number: u32,
-    pub date: Option<Date>,
+impl SyncCursor {
+    pub fn of(&self, kind: CheckKind) -> &KindCursor {
+        &self.0[kind]
+    }
+
+    pub fn of_mut(&mut self, kind: CheckKind) -> &mut KindCursor {
+        &mut self.0[kind]
+    }
 }
 
-/// Where incremental sync continues from.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SyncCursor {
-    /// Starts of the last full resync, per kind (one kind's failure must not skip the other's).
-    pub customers_full: Option<jiff::Timestamp>,
-    pub invoices_full: Option<jiff::Timestamp>,
-    /// Start of the last pass that read customers; the next asks for `changedSince` before it.
-    pub customers_since: Option<jiff::Timestamp>,
-    /// The trailing invoice window last read, and the `versionDigest` of its first page.
-    pub invoice_window_from: Option<Date>,
-    pub invoice_digest: Option<String>,
+/// The fields of one kind's cursor as (stored name, value), in the order they are written.
+fn cursor_fields(keys: &CursorKeys) -> [(Option<&'static str>, CursorField); 4] {
+    [
+        (Some(keys.full), CursorField::Full),
+        (keys.since, CursorField::Since),
+        (keys.window_from, CursorField::WindowFrom),
+        (keys.digest, CursorField::Digest),
+    ]
+}
+
+#[derive(Clone, Copy)]
+enum CursorField {
+    Full,
+    Since,
+    WindowFrom,
+    Digest,
+}
+
+impl Serialize for SyncCursor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = s.serialize_map(None)?;
+        // Field by field across the kinds: the order releases before kinds were data wrote.
+        for field in 0..4 {
+            for (kind, c) in self.0.iter() {
+                let (Some(name), which) = cursor_fields(&kind.spec().cursor)[field] else {
+                    continue;
+                };
+                match which {
+                    CursorField::Full => map.serialize_entry(name, &c.full)?,
+                    CursorField::Since => map.serialize_entry(name, &c.since)?,
+                    CursorField::WindowFrom => map.serialize_entry(name, &c.window_from)?,
+                    CursorField::Digest => map.serialize_entry(name, &c.digest)?,
+                }
+            }
+        }
+        map.end()
+    }
+}
+
+impl TryFrom<Map<String, Value>> for SyncCursor {
+    type Error = serde_json::Error;
+
+    /// Missing fields take their default, unknown ones are ignored; a field of the wrong type
+    /// makes the whole cursor unreadable (and so a full resync).
+    fn try_from(mut map: Map<String, Value>) -> Result<Self, Self::Error> {
+        PerKind::try_from_fn(|kind| {
+            let mut c = KindCursor::default();
+            for (name, which) in cursor_fields(&kind.spec().cursor) {
+                let Some(value) = name.and_then(|n| map.remove(n)) else {
+                    continue;
+                };
+                match which {
+                    CursorField::Full => c.full = serde_json::from_value(value)?,
+                    CursorField::Since => c.since = serde_json::from_value(value)?,
+                    CursorField::WindowFrom => c.window_from = serde_json::from_value(value)?,
+                    CursorField::Digest => c.digest = serde_json::from_value(value)?,
+                }
+            }
+            Ok(c)
+        })
+        .map(SyncCursor)
+    }
 }
 
 const EPOCH: Date = Date::constant(1970, 1, 1);
-const CUSTOMER_WIDTH: usize = 13;
-const INVOICE_WIDTH: usize = 16;
+/// Bytes of the id and the number, before the tail.
+const HEAD: usize = 12;
 
-// Before schema 2 a release stored one key per entry under `mirror/{shop}/customers/` (and
-// `invoices/`); the migration to schema 2 removes them (see `schema`).
-fn customers_key(shop: &str) -> String {
-    format!("mirror/{shop}/customers")
+fn tail_width(tail: Tail) -> usize {
+    match tail {
+        Tail::Flag(_) => 1,
+        Tail::Date(_) => 4,
+    }
 }
 
-fn invoices_key(shop: &str) -> String {
-    format!("mirror/{shop}/invoices")
+// Before schema 2 a release stored one key per entry under `mirror/{shop}/{spec.mirror}/`; the
+// migration to schema 2 removes them (see `schema`).
+fn mirror_key(shop: &str, spec: &KindSpec) -> String {
+    format!("mirror/{shop}/{}", spec.mirror)
 }
 
-/// A key of the layout before schema 2: `mirror/{shop}/customers/` or `.../invoices/`, then the
-/// id as 8 bytes (which may contain `/`; shop names cannot).
+/// A key of the layout before schema 2: `mirror/{shop}/{spec.mirror}/`, then the id as 8 bytes
+/// (which may contain `/`; shop names cannot).
 pub(super) fn is_per_entry_key(key: &[u8]) -> bool {
     let Some(rest) = key.strip_prefix(b"mirror/") else {
         return false;
@@ -61,27 +137,21 @@ pub(super) fn is_per_entry_key(key: &[u8]) -> bool {
         return false;
     };
     let tail = &rest[slash + 1..];
-    [&b"customers/"[..], b"invoices/"]
-        .iter()
-        .any(|kind| tail.strip_prefix(*kind).is_some_and(|id| id.len() == 8))
+    CheckKind::ALL.iter().any(|kind| {
+        tail.strip_prefix(kind.spec().mirror.as_bytes())
+            .and_then(|t| t.strip_prefix(b"/"))
+            .is_some_and(|id| id.len() == 8)
+    })
 }
 
 impl Store {
-    pub fn customers(&self, shop: &str) -> Result<Vec<(i64, CustomerEntry)>, StoreError> {
-        Ok(match self.db.get(customers_key(shop).as_bytes())? {
+    /// The shop's mirror of `kind`, sorted by id.
+    pub fn mirror(&self, shop: &str, kind: CheckKind) -> Result<Vec<(i64, Entry)>, StoreError> {
+        let spec = kind.spec();
+        Ok(match self.db.get(mirror_key(shop, spec).as_bytes())? {
             Some(v) => v
-                .chunks_exact(CUSTOMER_WIDTH)
-                .filter_map(decode_customer)
-                .collect(),
-            None => Vec::new(),
-        })
-    }
-
-    pub fn invoices(&self, shop: &str) -> Result<Vec<(i64, InvoiceEntry)>, StoreError> {
-        Ok(match self.db.get(invoices_key(shop).as_bytes())? {
-            Some(v) => v
-                .chunks_exact(INVOICE_WIDTH)
-                .filter_map(decode_invoice)
+                .chunks_exact(HEAD + tail_width(spec.tail))
+                .filter_map(|record| decode_entry(record, spec.tail))
                 .collect(),
             None => Vec::new(),
         })
@@ -101,42 +171,34 @@ impl Store {
 }
 
 impl Batch {
-    /// Replaces the shop's whole customer mirror with `entries` (any order).
-    pub fn put_customers<'a>(
+    /// Replaces the shop's whole mirror of `kind` with `entries` (any order).
+    pub fn put_mirror<'a>(
         &mut self,
         shop: &str,
-        entries: impl IntoIterator<Item = (&'a i64, &'a CustomerEntry)>,
+        kind: CheckKind,
+        entries: impl IntoIterator<Item = (&'a i64, &'a Entry)>,
     ) {
-        let mut entries: Vec<_> = entries.into_iter().collect();
-        entries.sort_unstable_by_key(|(id, _)| **id);
-        let mut v = Vec::with_capacity(entries.len() * CUSTOMER_WIDTH);
-        for (id, entry) in entries {
+        let spec = kind.spec();
+        let mut sorted: Vec<_> = entries.into_iter().collect();
+        sorted.sort_unstable_by_key(|(id, _)| **id);
+        let mut v = Vec::with_capacity(sorted.len() * (HEAD + tail_width(spec.tail)));
+        for (id, entry) in sorted {
             v.extend_from_slice(&id.to_be_bytes());
             v.extend_from_slice(&entry.number.to_be_bytes());
-            v.push(u8::from(entry.inactive));
+            match (spec.tail, entry.tail) {
+                (Tail::Flag(_), TailValue::Flag(flag)) => v.push(u8::from(flag)),
+                (Tail::Date(_), TailValue::Date(date)) => {
+                    let days = date
+                        .and_then(|d| EPOCH.until(d).ok())
+                        .map_or(i32::MIN, |s| s.get_days());
+                    v.extend_from_slice(&days.to_be_bytes());
+                }
+                // An entry of another tail cannot come from this kind's rows; the width stays.
+                (Tail::Flag(_), _) => v.push(0),
+                (Tail::Date(_), _) => v.extend_from_slice(&i32::MIN.to_be_bytes()),
+            }
         }
-        self.inner.insert(customers_key(shop).into_bytes(), v);
-    }
-
-    /// Replaces the shop's whole invoice mirror with `entries` (any order).
-    pub fn put_invoices<'a>(
-        &mut self,
-        shop: &str,
-        entries: impl IntoIterator<Item = (&'a i64, &'a InvoiceEntry)>,
-    ) {
-        let mut entries: Vec<_> = entries.into_iter().collect();
-        entries.sort_unstable_by_key(|(id, _)| **id);
-        let mut v = Vec::with_capacity(entries.len() * INVOICE_WIDTH);
-        for (id, entry) in entries {
-            let days = entry
-                .date
-                .and_then(|d| EPOCH.until(d).ok())
-                .map_or(i32::MIN, |s| s.get_days());
-            v.extend_from_slice(&id.to_be_bytes());
-            v.extend_from_slice(&entry.number.to_be_bytes());
-            v.extend_from_slice(&days.to_be_bytes());
-        }
-        self.inner.insert(invoices_key(shop).into_bytes(), v);
+        self.inner.insert(mirror_key(shop, spec).into_bytes(), v);
     }
 
     pub fn put_cursor(&mut self, shop: &str, cursor: &SyncCursor) {
@@ -144,28 +206,23 @@ impl Batch {
     }
 }
 
-fn decode_customer(v: &[u8]) -> Option<(i64, CustomerEntry)> {
+fn decode_entry(v: &[u8], tail: Tail) -> Option<(i64, Entry)> {
     let id = i64::from_be_bytes(v.get(..8)?.try_into().ok()?);
-    let number = u32::from_be_bytes(v.get(8..12)?.try_into().ok()?);
-    Some((
-        id,
-        CustomerEntry {
-            number,
-            inactive: *v.get(12)? != 0,
-        },
-    ))
-}
-
-fn decode_invoice(v: &[u8]) -> Option<(i64, InvoiceEntry)> {
-    let id = i64::from_be_bytes(v.get(..8)?.try_into().ok()?);
-    let number = u32::from_be_bytes(v.get(8..12)?.try_into().ok()?);
-    let days = i32::from_be_bytes(v.get(12..16)?.try_into().ok()?);
-    let date = (days != i32::MIN)
-        .then(|| {
-            EPOCH
-                .checked_add(jiff::Span::new().days(i64::from(days)))
-                .ok()
-        })
-        .flatten();
-    Some((id, InvoiceEntry { number, date }))
+    let number = u32::from_be_bytes(v.get(8..HEAD)?.try_into().ok()?);
+    let tail = match tail {
+        Tail::Flag(_) => TailValue::Flag(*v.get(HEAD)? != 0),
+        Tail::Date(_) => {
+            let days = i32::from_be_bytes(v.get(HEAD..HEAD + 4)?.try_into().ok()?);
+            TailValue::Date(
+                (days != i32::MIN)
+                    .then(|| {
+                        EPOCH
+                            .checked_add(jiff::Span::new().days(i64::from(days)))
+                            .ok()
+                    })
+                    .flatten(),
+            )
+        }
+    };
+    Some((id, Entry { number, tail }))
 }

@@ -2,9 +2,11 @@
 //!
 //! Invariants: one process holds the database at a time, enforced by an OS file lock taken before
 //! sled opens (a second opener fails at once with [`StoreError::Locked`], never hangs); anything a
-//! caller reports as recorded has been flushed ([`Store::commit`] and the `put_*` calls flush before
-//! returning); keys are `kind/shop/...` with shop names that cannot contain `/`; values are JSON so
-//! an operator can inspect them. The store knows keys and bytes, not HTTP.
+//! caller reports as recorded has been flushed (the `put_*` calls only add to a [`Batch`];
+//! [`Store::commit`] applies it atomically and flushes before returning); keys are
+//! `record/shop/...` with shop names that cannot contain `/`, and a check kind's part of a key is
+//! its spec's `key` or `mirror` name; values are JSON so an operator can inspect them, except the
+//! mirrors (fixed-width binary, see `mirror`). The store knows keys and bytes, not HTTP.
 //!
 //! Files are private whatever the umask: `state_dir` at most 0750 (its group may read
 //! status.json, see README), `db/` 0700, the database files and the lock 0600. Opening narrows
@@ -27,7 +29,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use mirror::{CustomerEntry, InvoiceEntry, SyncCursor};
+pub use mirror::{KindCursor, SyncCursor};
 pub use records::{ResultRecord, SessionRecord, SessionState};
 pub use schema::SCHEMA_VERSION;
 

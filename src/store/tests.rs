@@ -1,4 +1,5 @@
 use super::*;
+use crate::checks::kinds::{Entry, TailValue};
 use crate::checks::{self, CheckKind, Verdict};
 
 fn ts(s: &str) -> Timestamp {
@@ -169,11 +170,11 @@ async fn the_mirror_round_trips_as_one_value_per_kind() {
     use jiff::civil::Date;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), Role::OneShot).unwrap();
-    let customers: std::collections::HashMap<i64, CustomerEntry> = (0..3000i64)
+    let customers: std::collections::HashMap<i64, Entry> = (0..3000i64)
         .map(|id| {
-            let entry = CustomerEntry {
+            let entry = Entry {
                 number: (id % 1500) as u32,
-                inactive: id % 7 == 0,
+                tail: TailValue::Flag(id % 7 == 0),
             };
             (id * 13, entry)
         })
@@ -181,24 +182,25 @@ async fn the_mirror_round_trips_as_one_value_per_kind() {
     let invoices = [
         (
             5i64,
-            InvoiceEntry {
+            Entry {
                 number: 6000,
-                date: Some(Date::constant(2026, 3, 1)),
+                tail: TailValue::Date(Some(Date::constant(2026, 3, 1))),
             },
         ),
         (
             -2,
-            InvoiceEntry {
+            Entry {
                 number: 6001,
-                date: None,
+                tail: TailValue::Date(None),
             },
         ),
     ];
+    let (c, i) = (CheckKind::CustomerNumbers, CheckKind::InvoiceNumbers);
     let mut batch = store.batch();
-    batch.put_customers("acme", &customers);
-    batch.put_invoices("acme", invoices.iter().map(|(id, e)| (id, e)));
+    batch.put_mirror("acme", c, &customers);
+    batch.put_mirror("acme", i, invoices.iter().map(|(id, e)| (id, e)));
     store.commit(batch).await.unwrap();
-    let read = store.customers("acme").unwrap();
+    let read = store.mirror("acme", c).unwrap();
     assert_eq!(read.len(), 3000);
     assert!(read.windows(2).all(|w| w[0].0 < w[1].0), "sorted by id");
     assert_eq!(
@@ -206,8 +208,47 @@ async fn the_mirror_round_trips_as_one_value_per_kind() {
             .collect::<std::collections::HashMap<_, _>>(),
         customers
     );
-    assert_eq!(store.invoices("acme").unwrap(), [invoices[1], invoices[0]]);
-    assert!(store.customers("other").unwrap().is_empty());
+    assert_eq!(store.mirror("acme", i).unwrap(), [invoices[1], invoices[0]]);
+    assert!(store.mirror("other", c).unwrap().is_empty());
+}
+
+/// The bytes under `mirror/…` and `cursor/…` are what every release since schema 1 reads.
+#[tokio::test]
+async fn the_mirror_and_cursor_encodings_are_unchanged() {
+    use jiff::civil::Date;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Role::OneShot).unwrap();
+    let customer = Entry {
+        number: 0x0102_0304,
+        tail: TailValue::Flag(true),
+    };
+    let invoice = Entry {
+        number: 6000,
+        tail: TailValue::Date(Some(Date::constant(1970, 1, 3))),
+    };
+    let mut cursor = SyncCursor::default();
+    cursor.of_mut(CheckKind::CustomerNumbers).full = Some(ts("2026-03-01T00:00:00Z"));
+    cursor.of_mut(CheckKind::InvoiceNumbers).digest = Some("d1".into());
+    let mut batch = store.batch();
+    batch.put_mirror("acme", CheckKind::CustomerNumbers, [(&7i64, &customer)]);
+    batch.put_mirror("acme", CheckKind::InvoiceNumbers, [(&-1i64, &invoice)]);
+    batch.put_cursor("acme", &cursor);
+    store.commit(batch).await.unwrap();
+    let raw = |key: &str| store.db.get(key).unwrap().unwrap().to_vec();
+    assert_eq!(
+        raw("mirror/acme/customers"),
+        [0, 0, 0, 0, 0, 0, 0, 7, 1, 2, 3, 4, 1]
+    );
+    let mut invoice_bytes = (-1i64).to_be_bytes().to_vec();
+    invoice_bytes.extend(6000u32.to_be_bytes());
+    invoice_bytes.extend(2i32.to_be_bytes());
+    assert_eq!(raw("mirror/acme/invoices"), invoice_bytes);
+    assert_eq!(
+        String::from_utf8(raw("cursor/acme")).unwrap(),
+        r#"{"customers_full":"2026-03-01T00:00:00Z","invoices_full":null,"customers_since":null,"invoice_window_from":null,"invoice_digest":"d1"}"#
+    );
+    // A cursor of a release before kinds were data reads back field for field.
+    assert_eq!(store.cursor("acme").unwrap(), cursor);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

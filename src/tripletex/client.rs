@@ -20,11 +20,12 @@ use url::Url;
 
 use super::body::read_limited;
 use super::breaker::Breaker;
-use super::model::ApiError;
-use super::page::{self, Asked, Page, Row};
+use super::model::{ApiError, Record};
+use super::page::{self, Asked, Page};
 use super::ratelimit::{ShopLimiter, backoff};
 use super::session::{SessionSlot, usable_until};
 use super::{ClientSettings, TripletexError};
+use crate::checks::{CheckKind, KindSpec};
 use crate::clock::SharedClock;
 
 /// What all shops share: the pooled HTTP client, the consumer token, the clock and the settings.
@@ -147,14 +148,16 @@ impl ShopClient {
         self.limiter.throttled_count()
     }
 
-    /// A list GET (`/customer`, `/invoice`), optionally conditional on a `versionDigest`. The
-    /// answer is checked against the `from`/`count` in `query` ([`page::parse`]).
-    pub async fn list<T: Row>(
+    /// A list GET of a check kind's records (`/customer`, `/invoice`), optionally conditional
+    /// on a `versionDigest`. The answer is checked against the `from`/`count` in `query` and the
+    /// kind's fields ([`page::parse`]).
+    pub async fn list(
         &self,
-        path: &str,
+        kind: &KindSpec,
         query: &[(&str, String)],
         if_none_match: Option<&str>,
-    ) -> Result<Fetched<T>, TripletexError> {
+    ) -> Result<Fetched<Record>, TripletexError> {
+        let path = kind.list.path;
         let call = Call {
             if_none_match,
             ..Call::get(path, query)
@@ -168,7 +171,7 @@ impl ShopClient {
             _ = self.cancel.cancelled() => return Err(TripletexError::Cancelled),
             body = read_limited(resp, self.api.settings.max_body) => body?,
         };
-        page::parse(path, &body, Asked::from_query(query)).map(Fetched::Page)
+        page::parse(path, &body, Asked::from_query(query), kind).map(Fetched::Page)
     }
 
     /// Sends `call` with the shop's session, re-minting once (shared) after a 401, and taking a
@@ -356,11 +359,20 @@ async fn check(resp: Response, path: &str) -> Result<Response, TripletexError> {
 
 /// The access a 403 on `path` says the key lacks, in words an operator can act on.
 fn access_for(path: &str) -> String {
-    match path.trim_start_matches('/').split('/').next() {
-        Some("customer") => "read customers".into(),
-        Some("invoice") => "read invoices".into(),
-        Some("token") => "read its own login (whoAmI)".into(),
-        _ => format!("use {path}"),
+    let segment = path
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    if segment == "token" {
+        return "read its own login (whoAmI)".into();
+    }
+    let kind = CheckKind::ALL
+        .into_iter()
+        .find(|k| k.spec().list.path.trim_start_matches('/') == segment);
+    match kind {
+        Some(kind) => kind.spec().list.access.into(),
+        None => format!("use {path}"),
     }
 }
 

@@ -2,12 +2,15 @@
 //!
 //! Field names follow the OpenAPI spec (2.74). Only the fields we ask for with `fields=` are
 //! modelled; unknown fields are ignored so a newer Tripletex does not break us. List rows are
-//! parsed by hand ([`Row`]) so that a missing or out-of-range number is refused, not defaulted.
+//! parsed by hand ([`Record::parse`], driven by the check kind's spec) so that a missing or
+//! out-of-range number is refused, not defaulted.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::page::{self, Row};
+use super::page;
+use crate::checks::KindSpec;
+use crate::checks::kinds::{Entry, Tail, TailValue};
 
 /// `PostSessionTokenBody`: the JSON body of `POST /token/session/:create`.
 #[derive(Serialize)]
@@ -42,61 +45,44 @@ pub struct WhoAmI {
 /// Tripletex's numbers are int32: a number above this is not one it could have sent.
 const MAX_NUMBER: i64 = i32::MAX as i64;
 
-/// A customer, as read with `fields=id,customerNumber,isInactive`; every field required.
+/// A row of a check kind's list, as read with its spec's `fields`; every field required.
 #[derive(Debug, Clone)]
-pub struct CustomerRow {
+pub struct Record {
     pub id: i64,
-    pub customer_number: u32,
-    pub is_inactive: bool,
+    pub entry: Entry,
 }
 
-impl Row for CustomerRow {
-    fn parse(row: &Map<String, Value>) -> Result<Self, String> {
-        Ok(Self {
-            id: page::positive(row, "id", i64::MAX)?,
-            customer_number: number(row, "customerNumber")?,
-            is_inactive: page::boolean(row, "isInactive")?,
-        })
-    }
-
-    fn id(&self) -> i64 {
-        self.id
-    }
-}
-
-/// An invoice, as read with `fields=id,invoiceNumber,invoiceDate`; every field required.
-#[derive(Debug, Clone)]
-pub struct InvoiceRow {
-    pub id: i64,
-    pub invoice_number: u32,
-    pub invoice_date: jiff::civil::Date,
-}
-
-impl Row for InvoiceRow {
-    fn parse(row: &Map<String, Value>) -> Result<Self, String> {
-        let invoice_date = match row.get("invoiceDate") {
-            Some(Value::String(text)) => text
-                .parse()
-                .map_err(|_| format!("`invoiceDate` is {text:?}, not a date"))?,
-            Some(other) => return Err(format!("`invoiceDate` is {other}, not a date")),
-            None => return Err("`invoiceDate` is missing".into()),
+impl Record {
+    /// Reads `row` as a record of the kind `spec` describes, refusing what does not fit.
+    pub fn parse(spec: &KindSpec, row: &Map<String, Value>) -> Result<Self, String> {
+        let id = page::positive(row, "id", i64::MAX)?;
+        let number = number(row, spec.list.number_field)?;
+        let tail = match spec.tail {
+            Tail::Flag(field) => TailValue::Flag(page::boolean(row, field)?),
+            Tail::Date(field) => TailValue::Date(Some(date(row, field)?)),
         };
         Ok(Self {
-            id: page::positive(row, "id", i64::MAX)?,
-            invoice_number: number(row, "invoiceNumber")?,
-            invoice_date,
+            id,
+            entry: Entry { number, tail },
         })
-    }
-
-    fn id(&self) -> i64 {
-        self.id
     }
 }
 
-/// A customer or invoice number: a positive int32.
+/// A number of a check kind: a positive int32.
 fn number(row: &Map<String, Value>, name: &str) -> Result<u32, String> {
     let n = page::positive(row, name, MAX_NUMBER)?;
     u32::try_from(n).map_err(|_| format!("`{name}` is {n}, beyond {MAX_NUMBER}"))
+}
+
+/// A required `YYYY-MM-DD` field.
+fn date(row: &Map<String, Value>, name: &str) -> Result<jiff::civil::Date, String> {
+    match row.get(name) {
+        Some(Value::String(text)) => text
+            .parse()
+            .map_err(|_| format!("`{name}` is {text:?}, not a date")),
+        Some(other) => Err(format!("`{name}` is {other}, not a date")),
+        None => Err(format!("`{name}` is missing")),
+    }
 }
 
 /// `ApiError`: Tripletex's error body.

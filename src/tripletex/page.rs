@@ -3,7 +3,7 @@
 //! Invariants: a [`Page`] exists only when `values` is a list of objects, `from` is the offset
 //! asked for, `count` is the number of rows and at most the count asked for, `fullResultSize`
 //! (when sent) is a non-negative integer not below `from + count`, `versionDigest` is a string or
-//! null, and every row parsed as its [`Row`] type. Anything else is
+//! null, and every row parsed as a [`Record`] of the kind asked for. Anything else is
 //! [`TripletexError::Malformed`] naming the first problem, so a check can never read "no numbers
 //! in use" out of an answer that did not say so.
 
@@ -11,6 +11,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::TripletexError;
+use super::model::Record;
+use crate::checks::KindSpec;
 
 /// One validated page of a list.
 #[derive(Debug)]
@@ -20,12 +22,6 @@ pub struct Page<T> {
     /// to believe rows exist that were not sent.
     pub full_result_size: Option<u64>,
     pub version_digest: Option<String>,
-}
-
-/// A row type of a list answer: parsed field by field, refusing what does not fit.
-pub trait Row: Sized {
-    fn parse(row: &Map<String, Value>) -> Result<Self, String>;
-    fn id(&self) -> i64;
 }
 
 /// The `from` and `count` a list request asked for.
@@ -68,8 +64,13 @@ struct Envelope {
     values: Option<Value>,
 }
 
-/// Parses and checks one list answer to `path`.
-pub fn parse<T: Row>(path: &str, body: &[u8], asked: Asked) -> Result<Page<T>, TripletexError> {
+/// Parses and checks one list answer to `path`, whose rows are records of `kind`.
+pub fn parse(
+    path: &str,
+    body: &[u8],
+    asked: Asked,
+    kind: &KindSpec,
+) -> Result<Page<Record>, TripletexError> {
     let malformed = |reason: String| TripletexError::Malformed {
         path: path.to_owned(),
         reason,
@@ -131,7 +132,7 @@ pub fn parse<T: Row>(path: &str, body: &[u8], asked: Asked) -> Result<Page<T>, T
         .iter()
         .enumerate()
         .map(|(i, value)| match value {
-            Value::Object(row) => T::parse(row).map_err(|why| {
+            Value::Object(row) => Record::parse(kind, row).map_err(|why| {
                 let at = from + i as u64;
                 match row.get("id") {
                     Some(id) => format!("row {at} (id {id}): {why}"),
@@ -144,7 +145,7 @@ pub fn parse<T: Row>(path: &str, body: &[u8], asked: Asked) -> Result<Page<T>, T
                 kind_of(other)
             )),
         })
-        .collect::<Result<Vec<T>, String>>()
+        .collect::<Result<Vec<Record>, String>>()
         .map_err(malformed)?;
     Ok(Page {
         rows,
@@ -198,15 +199,19 @@ fn kind_of(value: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tripletex::model::CustomerRow;
+    use crate::checks::CheckKind;
 
     const ASKED: Asked = Asked {
         from: 0,
         count: 1000,
     };
 
-    fn customers(body: &str) -> Result<Page<CustomerRow>, TripletexError> {
-        parse("/customer", body.as_bytes(), ASKED)
+    fn customers(body: &str) -> Result<Page<Record>, TripletexError> {
+        parse("/customer", body.as_bytes(), ASKED, customer_kind())
+    }
+
+    fn customer_kind() -> &'static KindSpec {
+        CheckKind::CustomerNumbers.spec()
     }
 
     fn refused(body: &str) -> String {
@@ -224,7 +229,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(page.rows.len(), 1);
-        assert_eq!(page.rows[0].customer_number, 12);
+        assert_eq!(page.rows[0].entry.number, 12);
         assert_eq!(page.full_result_size, Some(1));
     }
 
@@ -318,7 +323,7 @@ mod tests {
 
             #[test]
             fn any_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..256)) {
-                let _ = parse::<CustomerRow>("/customer", &body, ASKED);
+                let _ = parse("/customer", &body, ASKED, customer_kind());
             }
 
             /// Whatever is accepted is exactly what a list answer must be.
@@ -326,15 +331,16 @@ mod tests {
             fn an_accepted_page_is_a_believable_one(envelope in envelope(), from in 0u64..3) {
                 let asked = Asked { from, count: 1000 };
                 let body = serde_json::to_vec(&envelope).unwrap();
-                if let Ok(page) = parse::<CustomerRow>("/customer", &body, asked) {
+                if let Ok(page) = parse("/customer", &body, asked, customer_kind()) {
                     let values = envelope["values"].as_array().expect("values is a list");
                     prop_assert_eq!(envelope["from"].as_u64(), Some(from));
                     prop_assert_eq!(envelope["count"].as_u64(), Some(values.len() as u64));
                     prop_assert_eq!(page.rows.len(), values.len());
                     for (row, value) in page.rows.iter().zip(values) {
                         prop_assert!(row.id > 0);
-                        prop_assert!(row.customer_number > 0 && row.customer_number <= i32::MAX as u32);
-                        prop_assert_eq!(value["customerNumber"].as_u64(), Some(u64::from(row.customer_number)));
+                        let number = row.entry.number;
+                        prop_assert!(number > 0 && number <= i32::MAX as u32);
+                        prop_assert_eq!(value["customerNumber"].as_u64(), Some(u64::from(number)));
                         prop_assert!(value["isInactive"].is_boolean());
                     }
                 }

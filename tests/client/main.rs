@@ -16,8 +16,9 @@ mod shops;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
+use tripletex_sync::checks::CheckKind;
 use tripletex_sync::sim::LoggedRequest;
-use tripletex_sync::tripletex::model::CustomerRow;
+use tripletex_sync::tripletex::model::Record;
 use tripletex_sync::tripletex::{Fetched, ShopClient, Tripletex, TripletexError};
 
 use support::Fixture;
@@ -35,12 +36,14 @@ pub async fn one_shop(main: &str) -> (Fixture, Arc<Tripletex>, ShopClient, Strin
 }
 
 /// The cheapest data request: one customer.
-pub async fn ping(client: &ShopClient) -> Result<Fetched<CustomerRow>, TripletexError> {
+pub async fn ping(client: &ShopClient) -> Result<Fetched<Record>, TripletexError> {
     let query = [
         ("fields", "id,customerNumber,isInactive".to_owned()),
         ("count", "1".to_owned()),
     ];
-    client.list::<CustomerRow>("/customer", &query, None).await
+    client
+        .list(CheckKind::CustomerNumbers.spec(), &query, None)
+        .await
 }
 
 /// Requests in `log` with this method whose path ends with `suffix`.

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use serde_json::json;
+use tripletex_sync::checks::CheckKind::{CustomerNumbers, InvoiceNumbers};
 use tripletex_sync::checks::Verdict;
 use tripletex_sync::sim::{Fault, FaultKind, Mutation};
 
@@ -42,7 +43,7 @@ async fn no_values_on_a_shop_in_conflict_is_an_error_keeps_the_mirror_and_the_co
     f.clock.advance(HOUR);
     f.sim.add_customer(1001, 12_345, false);
     assert_eq!(customers(&shop.pass(&f).await).verdict, Verdict::Conflict);
-    let mirror = sorted(shop.store.customers("acme").unwrap());
+    let mirror = sorted(shop.store.mirror("acme", CustomerNumbers).unwrap());
     let cursor = shop.store.cursor("acme").unwrap();
 
     // Tripletex answers 200 without `values`.
@@ -56,10 +57,19 @@ async fn no_values_on_a_shop_in_conflict_is_an_error_keeps_the_mirror_and_the_co
     assert_eq!(c.verdict, Verdict::Error, "{c:#?}");
     assert!(c.summary.contains("no `values`"), "{}", c.summary);
     assert_eq!(invoices(&report).verdict, Verdict::Ok);
-    assert_eq!(sorted(shop.store.customers("acme").unwrap()), mirror);
+    assert_eq!(
+        sorted(shop.store.mirror("acme", CustomerNumbers).unwrap()),
+        mirror
+    );
     let after = shop.store.cursor("acme").unwrap();
-    assert_eq!(after.customers_since, cursor.customers_since);
-    assert_eq!(after.customers_full, cursor.customers_full);
+    assert_eq!(
+        after.of(CustomerNumbers).since,
+        cursor.of(CustomerNumbers).since
+    );
+    assert_eq!(
+        after.of(CustomerNumbers).full,
+        cursor.of(CustomerNumbers).full
+    );
 
     // Tripletex answers properly again: the next (cheap) pass still reports the conflict.
     f.clock.advance(HOUR);
@@ -77,7 +87,7 @@ async fn endless_paging_ends_the_pass_with_an_error_within_the_page_budget() {
     shop_with_data(&f);
     let mut shop = Shop::open(&f, "acme");
     assert_eq!(customers(&shop.pass(&f).await).verdict, Verdict::Ok);
-    let mirror = sorted(shop.store.customers("acme").unwrap());
+    let mirror = sorted(shop.store.mirror("acme", CustomerNumbers).unwrap());
 
     // A full resync against a server that always answers 1000 fresh rows and "more to come".
     f.clock.advance(DAY + HOUR);
@@ -101,7 +111,10 @@ async fn endless_paging_ends_the_pass_with_an_error_within_the_page_budget() {
         .filter(|r| r.path.ends_with("/customer"))
         .collect();
     assert_eq!(reads.len(), 7, "{}", describe(&reads));
-    assert_eq!(sorted(shop.store.customers("acme").unwrap()), mirror);
+    assert_eq!(
+        sorted(shop.store.mirror("acme", CustomerNumbers).unwrap()),
+        mirror
+    );
     conforms(&f);
 }
 
@@ -120,7 +133,12 @@ async fn a_server_that_ignores_from_is_refused_at_the_first_repeated_row() {
         "{}",
         c.summary
     );
-    assert!(shop.store.customers("acme").unwrap().is_empty());
+    assert!(
+        shop.store
+            .mirror("acme", CustomerNumbers)
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
         f.data_requests().len(),
         2 + 2,
@@ -135,7 +153,7 @@ async fn a_100_mb_page_is_refused_plain_or_gzipped() {
     shop_with_data(&f);
     let mut shop = Shop::open(&f, "acme");
     assert_eq!(customers(&shop.pass(&f).await).verdict, Verdict::Ok);
-    let mirror = sorted(shop.store.customers("acme").unwrap());
+    let mirror = sorted(shop.store.mirror("acme", CustomerNumbers).unwrap());
     for gzip in [false, true] {
         f.clock.advance(DAY + HOUR);
         f.sim.inject(Fault {
@@ -156,7 +174,10 @@ async fn a_100_mb_page_is_refused_plain_or_gzipped() {
             "gzip {gzip}: {}",
             c.summary
         );
-        assert_eq!(sorted(shop.store.customers("acme").unwrap()), mirror);
+        assert_eq!(
+            sorted(shop.store.mirror("acme", CustomerNumbers).unwrap()),
+            mirror
+        );
     }
     conforms(&f);
 }
@@ -167,7 +188,7 @@ async fn a_pass_past_its_deadline_gives_error_to_the_checks_not_finished() {
     shop_with_data(&f);
     let mut shop = Shop::open(&f, "acme");
     assert_eq!(invoices(&shop.pass(&f).await).verdict, Verdict::Ok);
-    let mirror = sorted(shop.store.invoices("acme").unwrap());
+    let mirror = sorted(shop.store.mirror("acme", InvoiceNumbers).unwrap());
     f.clock.advance(HOUR);
     f.sim.add_invoice(1001, 6020, today(&f));
     f.sim
@@ -181,7 +202,10 @@ async fn a_pass_past_its_deadline_gives_error_to_the_checks_not_finished() {
         "{}",
         i.summary
     );
-    assert_eq!(sorted(shop.store.invoices("acme").unwrap()), mirror);
+    assert_eq!(
+        sorted(shop.store.mirror("acme", InvoiceNumbers).unwrap()),
+        mirror
+    );
     conforms(&f);
 }
 
@@ -251,7 +275,12 @@ async fn a_mint_that_hangs_past_the_deadline_ends_the_pass_with_errors() {
             outcome.summary
         );
     }
-    assert!(shop.store.customers("acme").unwrap().is_empty());
+    assert!(
+        shop.store
+            .mirror("acme", CustomerNumbers)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! Disabled checks and failed syncs.
 
+use tripletex_sync::checks::CheckKind::InvoiceNumbers;
 use tripletex_sync::checks::{CheckKind, Verdict};
 use tripletex_sync::sim::{Fault, FaultKind};
 
@@ -44,7 +45,7 @@ async fn a_failed_invoice_sync_leaves_the_mirror_untouched_and_the_next_pass_rec
     let mut shop = Shop::open(&f, "acme");
     let first = shop.pass(&f).await;
     assert_eq!(invoices(&first).verdict, Verdict::Ok);
-    let mirror = shop.store.invoices("acme").unwrap();
+    let mirror = shop.store.mirror("acme", InvoiceNumbers).unwrap();
     let cursor = shop.store.cursor("acme").unwrap();
     assert_eq!(mirror.len(), 100);
 
@@ -68,15 +69,24 @@ async fn a_failed_invoice_sync_leaves_the_mirror_untouched_and_the_next_pass_rec
     );
     assert_eq!(customers(&failed).verdict, Verdict::Ok);
     assert_eq!(customers(&failed).evidence.numbers_in_use, 51);
-    let mut after = shop.store.invoices("acme").unwrap();
+    let mut after = shop.store.mirror("acme", InvoiceNumbers).unwrap();
     let mut before = mirror.clone();
     after.sort_by_key(|(id, _)| *id);
     before.sort_by_key(|(id, _)| *id);
     assert_eq!(after, before, "the mirror is untouched");
     let cursor_after = shop.store.cursor("acme").unwrap();
-    assert_eq!(cursor_after.invoice_digest, cursor.invoice_digest);
-    assert_eq!(cursor_after.invoice_window_from, cursor.invoice_window_from);
-    assert_eq!(cursor_after.invoices_full, cursor.invoices_full);
+    assert_eq!(
+        cursor_after.of(InvoiceNumbers).digest,
+        cursor.of(InvoiceNumbers).digest
+    );
+    assert_eq!(
+        cursor_after.of(InvoiceNumbers).window_from,
+        cursor.of(InvoiceNumbers).window_from
+    );
+    assert_eq!(
+        cursor_after.of(InvoiceNumbers).full,
+        cursor.of(InvoiceNumbers).full
+    );
 
     f.clock.advance(HOUR);
     f.sim.clear_faults();
@@ -84,7 +94,10 @@ async fn a_failed_invoice_sync_leaves_the_mirror_untouched_and_the_next_pass_rec
     let i = invoices(&recovered);
     assert_eq!(i.verdict, Verdict::Ok, "{i:#?}");
     assert_eq!(i.evidence.numbers_in_use, 101);
-    assert_eq!(shop.store.invoices("acme").unwrap().len(), 101);
+    assert_eq!(
+        shop.store.mirror("acme", InvoiceNumbers).unwrap().len(),
+        101
+    );
     // Only the requests that reached the handlers are checked against the spec; the 500s were
     // sent with valid queries too.
     conforms(&f);

@@ -10,6 +10,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value, json};
+use tripletex_sync::checks::CheckKind::{CustomerNumbers, InvoiceNumbers};
 use tripletex_sync::checks::{CheckKind, Verdict};
 use tripletex_sync::sim::{Fault, FaultKind, Mutation};
 
@@ -149,8 +150,8 @@ fn a_damaged_list_answer_is_an_error_never_ok_and_never_touches_the_mirror() {
     });
     let shop = RefCell::new(shop);
     let mirrors = |shop: &Shop| {
-        let mut c = shop.store.customers("acme").unwrap();
-        let mut i = shop.store.invoices("acme").unwrap();
+        let mut c = shop.store.mirror("acme", CustomerNumbers).unwrap();
+        let mut i = shop.store.mirror("acme", InvoiceNumbers).unwrap();
         c.sort_by_key(|(id, _)| *id);
         i.sort_by_key(|(id, _)| *id);
         (c, i)

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
+use tripletex_sync::checks::CheckKind;
 use tripletex_sync::clock::{ManualClock, SharedClock};
 use tripletex_sync::config::Config;
 use tripletex_sync::daemon::Environment;
@@ -209,12 +210,14 @@ impl Fixture {
         self.clock.now()
     }
 
-    /// Requests to `/customer` and `/invoice` (the sync's cost), from the simulator's log.
+    /// Requests to the check kinds' endpoints (`/customer`, `/invoice`: the sync's cost), from
+    /// the simulator's log.
     pub fn data_requests(&self) -> Vec<LoggedRequest> {
+        let paths = CheckKind::ALL.map(|k| k.spec().list.path);
         self.sim
             .request_log()
             .into_iter()
-            .filter(|r| r.path.ends_with("/customer") || r.path.ends_with("/invoice"))
+            .filter(|r| paths.iter().any(|p| r.path.ends_with(p)))
             .collect()
     }
 }
