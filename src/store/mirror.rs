@@ -68,7 +68,11 @@ pub(super) fn is_per_entry_key(key: &[u8]) -> bool {
 
 impl Store {
     pub fn customers(&self, shop: &str) -> Result<Vec<(i64, CustomerEntry)>, StoreError> {
-        Ok(match self.db.get(customers_key(shop).as_bytes())? {
+        let value = self
+            .db
+            .get(customers_key(shop).as_bytes())
+            .map_err(self.sled())?;
+        Ok(match value {
             Some(v) => v
                 .chunks_exact(CUSTOMER_WIDTH)
                 .filter_map(decode_customer)
@@ -78,7 +82,11 @@ impl Store {
     }
 
     pub fn invoices(&self, shop: &str) -> Result<Vec<(i64, InvoiceEntry)>, StoreError> {
-        Ok(match self.db.get(invoices_key(shop).as_bytes())? {
+        let value = self
+            .db
+            .get(invoices_key(shop).as_bytes())
+            .map_err(self.sled())?;
+        Ok(match value {
             Some(v) => v
                 .chunks_exact(INVOICE_WIDTH)
                 .filter_map(decode_invoice)
@@ -89,7 +97,7 @@ impl Store {
 
     pub fn cursor(&self, shop: &str) -> Result<SyncCursor, StoreError> {
         let key = format!("cursor/{shop}");
-        Ok(match self.db.get(key.as_bytes())? {
+        Ok(match self.db.get(key.as_bytes()).map_err(self.sled())? {
             // Without a cursor the next sync is a full one: slower, never wrong.
             Some(v) => decode(key.as_bytes(), &v).unwrap_or_else(|e| {
                 super::skip_corrupt(&e);
