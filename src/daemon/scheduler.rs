@@ -5,7 +5,9 @@
 //! pass runs, so at most `max_concurrent_shops` passes run at once; a reload restarts a shop only
 //! when its file or token (or the shared configuration) changed, so unchanged shops keep their
 //! sessions; a pass that panics or fails never ends its task (see `supervise`): it is recorded as
-//! `error` and retried with backoff, and pass-now still reaches the shop.
+//! `error` and retried with backoff, and pass-now still reaches the shop. A panic can leave the
+//! shop's client half-updated (a poisoned lock in its limiter, breaker or session slot), so the
+//! task builds a fresh client after one: the retry never inherits the panic.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -48,7 +50,7 @@ struct ShopTask {
 /// What one shop task owns.
 struct ShopLoop {
     shop: ShopConfig,
-    client: ShopClient,
+    token: SecretString,
     world: Arc<World>,
     env: Environment,
     store: Arc<Store>,
@@ -98,14 +100,10 @@ impl Scheduler {
     pub fn start(&mut self, shop: ShopConfig, token: SecretString) {
         let cancel = self.cancel.child_token();
         let trigger = Arc::new(Notify::new());
-        let client =
-            self.world
-                .api
-                .shop(&shop.name, token.clone(), shop.company_id, cancel.clone());
         let span = tracing::info_span!("shop", shop = %shop.name);
         let task = ShopLoop {
             shop: shop.clone(),
-            client,
+            token: token.clone(),
             world: self.world.clone(),
             env: self.env.clone(),
             store: self.store.clone(),
@@ -205,11 +203,23 @@ const CLOSE_WITHIN: Duration = Duration::from_secs(2);
 impl ShopLoop {
     /// Passes until cancelled, then deletes the session token (nobody holds it any more).
     async fn run(self) {
-        self.passes().await;
-        self.client.close(CLOSE_WITHIN).await;
+        let client = self.passes().await;
+        close(client).await;
     }
 
-    async fn passes(&self) {
+    fn new_client(&self) -> ShopClient {
+        let shop = &self.shop;
+        self.world.api.shop(
+            &shop.name,
+            self.token.clone(),
+            shop.company_id,
+            self.cancel.clone(),
+        )
+    }
+
+    /// Runs passes until cancelled; returns the client in use then.
+    async fn passes(&self) -> ShopClient {
+        let mut client = self.new_client();
         let settings = self.world.pass_settings();
         let checks = &self.world.config.checks;
         let mut wait = full_jitter(checks.jitter);
@@ -217,29 +227,31 @@ impl ShopLoop {
         let mut failures = 0u32;
         loop {
             tokio::select! {
-                _ = self.cancel.cancelled() => return,
+                _ = self.cancel.cancelled() => return client,
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.trigger.notified() => {}
             }
             let permit = tokio::select! {
-                _ = self.cancel.cancelled() => return,
+                _ = self.cancel.cancelled() => return client,
                 p = self.gate.clone().acquire_owned() => p.expect("gate never closes"),
             };
             pass_no += 1;
-            let (shop, client, store, clock) =
-                (&self.shop, &self.client, &self.store, &self.env.clock);
+            let (shop, store, clock) = (&self.shop, &self.store, &self.env.clock);
             let pass = CatchPanic::new(async {
                 (self.env.before_pass)(&shop.name);
-                pass::run(shop, client, store, &settings, clock, pass_no).await
+                pass::run(shop, &client, store, &settings, clock, pass_no).await
             });
             let failure = match pass.await {
                 Ok(Ok(report)) => {
                     let _ = self.reports.send(Update::Pass(report));
                     None
                 }
-                Ok(Err(pass::PassError::Cancelled)) => return,
+                Ok(Err(pass::PassError::Cancelled)) => return client,
                 Ok(Err(e)) => Some(e.to_string()),
-                Err(panic) => Some(panic),
+                Err(panic) => {
+                    close(std::mem::replace(&mut client, self.new_client())).await;
+                    Some(panic)
+                }
             };
             drop(permit);
             wait = match failure {
@@ -257,6 +269,14 @@ impl ShopLoop {
                 }
             };
         }
+    }
+}
+
+/// Deletes `client`'s session token, if it can. A client a panic left behind may panic again
+/// here (a poisoned lock): that only means the token is left to expire on its own.
+async fn close(client: ShopClient) {
+    if let Err(panic) = CatchPanic::new(client.close(CLOSE_WITHIN)).await {
+        tracing::debug!(event = "session.revoke_failed", shop = %client.name(), error = %panic, "token not deleted; it expires on its own");
     }
 }
 
