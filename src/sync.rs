@@ -189,6 +189,14 @@ pub async fn invoices(
     )
     .await?;
 
+    if known.is_none() && matches!(window, Paged::NotModified) {
+        // Our placeholder tag matches no digest Tripletex ever sent: a 304 to it is not an answer.
+        return Err(SyncError::Tripletex(TripletexError::Malformed {
+            path: "/invoice".to_owned(),
+            reason: "Tripletex answered 304 Not Modified to an If-None-Match it never sent"
+                .to_owned(),
+        }));
+    }
     let in_window = |e: &InvoiceEntry| e.date.is_none_or(|d| d >= window_from);
     // As for customers: one rewrite of the stored mirror if anything changed.
     let mut changed = false;
