@@ -1,4 +1,5 @@
-//! A global TRACE-level tracing subscriber (every crate) whose output tests can read back.
+//! A global TRACE-level tracing subscriber (every crate, `log` records included) whose output
+//! tests can read back.
 //!
 //! Global because thread-local subscribers miss events whose callsite interest another test cached
 //! first. A test binary installs one, once: [`capture_trace`] (text) or [`capture_json`] (one JSON
@@ -61,10 +62,13 @@ fn install(json: bool) -> Captured {
             let builder = tracing_subscriber::fmt()
                 .with_max_level(tracing::Level::TRACE)
                 .with_writer(move || writer.clone());
+            // `try_init`, as the binary's `init`: it also routes the `log` crate (reqwest,
+            // rustls) into tracing (`LogTracer`), so what those crates log is captured too.
+            use tracing_subscriber::util::SubscriberInitExt as _;
             let installed = if json {
-                tracing::subscriber::set_global_default(builder.json().flatten_event(true).finish())
+                builder.json().flatten_event(true).finish().try_init()
             } else {
-                tracing::subscriber::set_global_default(builder.finish())
+                builder.finish().try_init()
             };
             installed.expect("the only subscriber in this test binary");
             captured
