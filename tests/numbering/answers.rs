@@ -345,3 +345,33 @@ async fn a_304_to_the_placeholder_digest_is_an_error() {
     assert!(c.summary.contains("6020"), "{}", c.summary);
     conforms(&f);
 }
+
+/// An empty first page that says it is not empty (`fullResultSize` > 0) is no answer: a shop in
+/// conflict must not read as "no numbers yet".
+#[tokio::test]
+async fn an_empty_first_page_that_claims_rows_is_an_error() {
+    let f = Fixture::new().await;
+    shop_with_data(&f);
+    f.sim.add_customer(1001, 12_345, false);
+    let mut shop = Shop::open(&f, "acme");
+    assert_eq!(customers(&shop.pass(&f).await).verdict, Verdict::Conflict);
+    let mirror = sorted(shop.store.customers("acme").unwrap());
+
+    f.clock.advance(DAY + HOUR);
+    f.sim.inject(on(
+        "/customer",
+        FaultKind::Envelope(vec![
+            Mutation::SetKey("values".into(), json!([])),
+            Mutation::SetKey("count".into(), json!(0)),
+        ]),
+    ));
+    let c = customers(&shop.pass(&f).await).clone();
+    assert_eq!(c.verdict, Verdict::Error, "{c:#?}");
+    assert!(
+        c.summary.contains("no rows although fullResultSize says"),
+        "{}",
+        c.summary
+    );
+    assert_eq!(sorted(shop.store.customers("acme").unwrap()), mirror);
+    conforms(&f);
+}
