@@ -107,7 +107,8 @@ pub struct ApiError {
     pub status: Option<u16>,
     #[serde(default)]
     pub code: Option<i64>,
-    #[serde(default)]
+    /// One line of at most [`MAX_MESSAGE`] characters: it goes into errors, logs and status.
+    #[serde(default, deserialize_with = "one_line")]
     pub message: Option<String>,
     #[serde(default)]
     pub request_id: Option<String>,
@@ -116,10 +117,57 @@ pub struct ApiError {
     pub validation_messages: Option<Vec<ValidationMessage>>,
 }
 
+/// Longest `message` kept from an error body; Tripletex's are one short sentence.
+pub const MAX_MESSAGE: usize = 300;
+
+fn one_line<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let message: Option<String> = Option::deserialize(d)?;
+    Ok(message.map(|m| {
+        let mut line: String = m
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(MAX_MESSAGE)
+            .collect();
+        if m.chars().nth(MAX_MESSAGE).is_some() {
+            line.push('…');
+        }
+        line
+    }))
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ValidationMessage {
     #[serde(default)]
     pub field: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_line")]
     pub message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_message_is_kept_as_one_short_line() {
+        let long = format!("first\nsecond\r\u{1b}[31m{}", "x".repeat(5000));
+        let body = serde_json::json!({ "status": 500, "message": long });
+        let e: ApiError = serde_json::from_value(body).unwrap();
+        let message = e.message.unwrap();
+        assert!(!message.chars().any(char::is_control), "{message:?}");
+        assert!(message.starts_with("first second  [31mxx"), "{message:?}");
+        assert_eq!(message.chars().count(), MAX_MESSAGE + 1);
+        let e: ApiError = serde_json::from_str(r#"{"message":"short"}"#).unwrap();
+        assert_eq!(e.message.as_deref(), Some("short"));
+        let e: ApiError = serde_json::from_str(r#"{"message":null}"#).unwrap();
+        assert_eq!(e.message, None);
+        let e: ApiError = serde_json::from_str(
+            r#"{"validationMessages":[{"message":"a
+b"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            e.validation_messages.unwrap()[0].message.as_deref(),
+            Some("a b")
+        );
+    }
 }
