@@ -160,11 +160,8 @@ mod tests {
         assert_eq!(e.message.as_deref(), Some("short"));
         let e: ApiError = serde_json::from_str(r#"{"message":null}"#).unwrap();
         assert_eq!(e.message, None);
-        let e: ApiError = serde_json::from_str(
-            r#"{"validationMessages":[{"message":"a
-b"}]}"#,
-        )
-        .unwrap();
+        let e: ApiError =
+            serde_json::from_str(r#"{"validationMessages":[{"message":"a\nb"}]}"#).unwrap();
         assert_eq!(
             e.validation_messages.unwrap()[0].message.as_deref(),
             Some("a b")
