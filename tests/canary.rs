@@ -1,8 +1,7 @@
 //! The secret canary: unique consumer and employee tokens are planted, the program is driven
-//! through minting, renewal, revocation, rejections, transport faults, the CLI and the daemon (a
-//! reload and a shutdown), and the canaries, and every session token Tripletex issued, must appear
-//! in no log line (TRACE, every crate, `log` records included), no error message, no `Debug`
-//! output and no file the program writes. A binary of its own so its tracing subscriber can be global.
+//! through minting, renewal, revocation, rejections, transport faults and the CLI, and the canaries
+//! must appear in no log line (TRACE, every crate), no error message, no `Debug` output and no file
+//! the program writes. A binary of its own so its tracing subscriber can be global.
 
 #[path = "common/capture.rs"]
 mod capture;
@@ -147,34 +146,8 @@ async fn tokens_appear_in_no_log_error_debug_output_or_file() {
     );
     cli_output.extend(out.stdout);
     cli_output.extend(out.stderr);
-    cli_output.extend(run_reload_and_stop(&f, bin).await);
-
-    // Every session token Tripletex issued is a canary too, in the form sent (Basic auth) as well.
-    let sessions: Vec<String> = f
-        .sim
-        .minted_session_tokens()
-        .into_iter()
-        .flat_map(|t| {
-            use base64::Engine as _;
-            let basic = base64::engine::general_purpose::STANDARD.encode(format!("0:{t}"));
-            [t, basic]
-        })
-        .collect();
-    assert!(
-        sessions.len() >= 8,
-        "sessions were minted: {}",
-        sessions.len()
-    );
-    let canaries: Vec<&str> = canaries
-        .into_iter()
-        .chain(sessions.iter().map(String::as_str))
-        .collect();
 
     let log = captured.bytes();
-    assert!(
-        String::from_utf8_lossy(&log).contains("sled::pagecache"),
-        "`log` crate records (sled, rustls) reach the capture"
-    );
     assert!(
         String::from_utf8_lossy(&log).contains("session.renewed"),
         "the traced run really renewed"
@@ -206,66 +179,4 @@ async fn tokens_appear_in_no_log_error_debug_output_or_file() {
             &canaries,
         );
     }
-}
-
-/// The daemon binary at TRACE: a pass, a reload that adds a shop, a shutdown that deletes the
-/// session tokens. Returns its output.
-async fn run_reload_and_stop(f: &Fixture, bin: &str) -> Vec<u8> {
-    let log_path = f.path("run.log");
-    let daemon = tokio::process::Command::new(bin)
-        .arg("--config")
-        .arg(&f.config_path)
-        .arg("run")
-        .env("RUST_LOG", "trace")
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let listed = |names: &[&str]| {
-        tripletex_sync::status::StatusReport::read(&f.path("state")).is_ok_and(|r| {
-            names.iter().all(|n| {
-                r.shops
-                    .iter()
-                    .any(|s| s.name == *n && s.checks.customer_numbers.checked_at.is_some())
-            })
-        })
-    };
-    let pid = daemon.id().unwrap() as i32;
-    // Signals are handled once it passes: wait for its own mint.
-    let logged =
-        |what: &str| String::from_utf8_lossy(&std::fs::read(&log_path).unwrap()).contains(what);
-    until(|| logged("session.minted")).await;
-    std::fs::write(
-        f.path("shops.d/late.toml"),
-        "employee_token_file = \"../good.token\"\n",
-    )
-    .unwrap();
-    // SAFETY: signalling our own child process.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
-    until(|| listed(&["good", "late"])).await;
-    // SAFETY: signalling our own child process.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let out = tokio::time::timeout(Duration::from_secs(20), daemon.wait_with_output())
-        .await
-        .expect("the daemon stops on SIGTERM")
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    let log = std::fs::read(&log_path).unwrap();
-    std::fs::remove_file(&log_path).unwrap();
-    let text = String::from_utf8_lossy(&log);
-    for event in ["config.reloaded", "session.revoked", "daemon.stopped"] {
-        assert!(text.contains(event), "the run got as far as {event}");
-    }
-    log
-}
-
-/// Polls `cond` every 50 ms for up to 30 s.
-async fn until(mut cond: impl FnMut() -> bool) {
-    for _ in 0..600 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("condition not met within 30 s");
 }

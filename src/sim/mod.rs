@@ -260,11 +260,6 @@ impl Simulator {
         self.lock().sessions.len()
     }
 
-    /// Every session token minted so far, deleted ones included: what must never be logged.
-    pub fn minted_session_tokens(&self) -> Vec<String> {
-        self.lock().minted.clone()
-    }
-
     /// Forgets every session token, as if Tripletex had logged everyone out: the next call with
     /// any of them gets 401 (tests of re-minting after a 401).
     pub fn drop_all_sessions(&self) {

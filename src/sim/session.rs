@@ -96,7 +96,6 @@ pub(crate) fn create(
     check_integrations(world, company_id)?;
     let id = world.next_id();
     let token = mint_token(id);
-    world.minted.push(token.clone());
     world.sessions.insert(
         token.clone(),
         Session {

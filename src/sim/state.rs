@@ -69,8 +69,6 @@ pub(crate) struct World {
     pub(crate) employees: HashMap<String, EmployeeToken>,
     /// Session token → session.
     pub(crate) sessions: HashMap<String, Session>,
-    /// Every session token ever minted, deleted ones included (for the secret canaries).
-    pub(crate) minted: Vec<String>,
     pub(crate) limiter: RateLimiter,
     pub(crate) faults: Faults,
     pub(crate) log: Vec<LoggedRequest>,
@@ -84,7 +82,6 @@ impl World {
             companies: BTreeMap::new(),
             employees: HashMap::new(),
             sessions: HashMap::new(),
-            minted: Vec::new(),
             limiter,
             faults: Faults::default(),
             log: Vec::new(),

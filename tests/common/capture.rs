@@ -1,5 +1,4 @@
-//! A global TRACE-level tracing subscriber (every crate, `log` records included) whose output
-//! tests can read back.
+//! A global TRACE-level tracing subscriber (every crate) whose output tests can read back.
 //!
 //! Global because thread-local subscribers miss events whose callsite interest another test cached
 //! first. A test binary installs one, once: [`capture_trace`] (text) or [`capture_json`] (one JSON
@@ -62,13 +61,10 @@ fn install(json: bool) -> Captured {
             let builder = tracing_subscriber::fmt()
                 .with_max_level(tracing::Level::TRACE)
                 .with_writer(move || writer.clone());
-            // `try_init`, as the binary's `init`: it also routes the `log` crate (reqwest,
-            // rustls) into tracing (`LogTracer`), so what those crates log is captured too.
-            use tracing_subscriber::util::SubscriberInitExt as _;
             let installed = if json {
-                builder.json().flatten_event(true).finish().try_init()
+                tracing::subscriber::set_global_default(builder.json().flatten_event(true).finish())
             } else {
-                builder.finish().try_init()
+                tracing::subscriber::set_global_default(builder.finish())
             };
             installed.expect("the only subscriber in this test binary");
             captured
