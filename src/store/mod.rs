@@ -399,4 +399,6 @@ pub fn read_holder(state_dir: &Path) -> Option<(Role, u32)> {
 }
 
 #[cfg(test)]
+mod error_tests;
+#[cfg(test)]
 mod tests;
