@@ -60,8 +60,15 @@ pub struct PassReport {
 pub enum PassError {
     #[error("shutting down")]
     Cancelled,
+    /// Prints its cause (one line) and has no `source()`, so a chain never repeats it.
     #[error("recording the pass failed: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for PassError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
 }
 
 /// Runs one pass of `shop` and records it.

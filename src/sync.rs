@@ -10,7 +10,9 @@
 //! that kind succeeded and every answer passed [`crate::tripletex::page`]'s checks, so a failed or
 //! malformed sync never leaves a half-updated (or wiped) mirror; paging always ends: at a short
 //! page, at `fullResultSize`, with an error at a page that repeats a row already read, and with an
-//! error past the page budget `checks.max_records` allows one kind in one pass.
+//! error past the page budget `checks.max_records` allows one kind in one pass. Nothing reads as
+//! "no rows" unless Tripletex said so: a 304 counts only as the answer to a digest it sent, and an
+//! empty first page whose `fullResultSize` claims rows is an error.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -207,6 +209,14 @@ impl Reader<'_> {
                 Some(known.unwrap_or(ASK_FOR_DIGEST)),
             )
             .await?;
+        if known.is_none() && matches!(recent, Paged::NotModified) {
+            // Our placeholder tag matches no digest Tripletex ever sent: a 304 to it is not an answer.
+            return Err(SyncError::Tripletex(TripletexError::Malformed {
+                path: self.spec.list.path.to_owned(),
+                reason: "Tripletex answered 304 Not Modified to an If-None-Match it never sent"
+                    .to_owned(),
+            }));
+        }
 
         let in_window = |e: &Entry| e.date().is_none_or(|d| d >= window_from);
         let mut changed = false;
@@ -302,6 +312,15 @@ async fn fetch_all(
             )));
         }
         let n = page.rows.len() as u64;
+        // `fullResultSize` is "not exact", but an empty list it says is not empty is no answer.
+        if from == 0
+            && n == 0
+            && let Some(total) = page.full_result_size.filter(|t| *t > 0)
+        {
+            return Err(refuse(format!(
+                "the first page has no rows although fullResultSize says {total}"
+            )));
+        }
         rows.extend(page.rows);
         from += n;
         // `fullResultSize` is "not exact": it ends paging only where it agrees with the rows.

@@ -453,4 +453,67 @@ async fn an_error_prints_its_cause_once() {
         1,
         "{err}"
     );
+    assert!(
+        err.contains(&format!("database {}", f.path("state/db").display()))
+            && err.contains("(fix: move it away"),
+        "names the file and the fix: {err}"
+    );
+}
+
+/// `check` beside a daemon whose pass of a shop failed (here: panicked) names the shop and the
+/// reason and exits 2 at once. The "daemon" is this test holding the lock, with a stand-in
+/// process to receive SIGUSR1, and the status.json such a daemon writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_beside_a_daemon_whose_shop_failed_names_it_and_exits_2() {
+    use tripletex_sync::checks::{CheckKind, Verdict};
+    use tripletex_sync::status::StatusReport;
+    use tripletex_sync::store::{Role, Store};
+
+    let f = two_shops().await;
+    let config = f.config();
+    let _held = Store::open(&config.state_dir, Role::Daemon).unwrap();
+    let mut stand_in = Command::new("sleep")
+        .arg("30")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = stand_in.id().unwrap();
+    std::fs::write(
+        config.state_dir.join("tripletex-sync.lock"),
+        format!("daemon {pid}\n"),
+    )
+    .unwrap();
+    // The retry the pass-now triggers failed too (recorded after `check` asked).
+    let mut report = StatusReport::collect(None, &config, f.now()).unwrap();
+    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+    for shop in &mut report.shops {
+        for kind in CheckKind::ALL {
+            let check = &mut shop.checks[kind];
+            check.checked_at = Some(later);
+            check.verdict = Verdict::Ok;
+            if shop.name == "clash" {
+                check.verdict = Verdict::Error;
+                check.pass_failed = true;
+                check.summary = "error: the pass failed: panicked: bad row".to_owned();
+            }
+        }
+    }
+    report.write(&config.state_dir).unwrap();
+
+    let out = tokio::time::timeout(Duration::from_secs(20), run(&f, &["check"]))
+        .await
+        .expect("check does not wait out its timeout");
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("the daemon could not pass clash: error: the pass failed: panicked: bad row"),
+        "{err}"
+    );
+    assert!(!err.contains("acme:"), "{err}");
+    let got_usr1 = tokio::time::timeout(Duration::from_secs(5), stand_in.wait())
+        .await
+        .expect("the stand-in got SIGUSR1")
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt as _;
+    assert_eq!(got_usr1.signal(), Some(libc::SIGUSR1));
 }

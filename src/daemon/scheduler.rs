@@ -5,7 +5,9 @@
 //! pass runs, so at most `max_concurrent_shops` passes run at once; a reload restarts a shop only
 //! when its file or token (or the shared configuration) changed, so unchanged shops keep their
 //! sessions; a pass that panics or fails never ends its task (see `supervise`): it is recorded as
-//! `error` and retried with backoff, and pass-now still reaches the shop.
+//! `error` and retried with backoff, and pass-now still reaches the shop. A panic can leave the
+//! shop's client half-updated (a poisoned lock in its limiter, breaker or session slot), so the
+//! task builds a fresh client after one: the retry never inherits the panic.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -50,7 +52,7 @@ struct ShopTask {
 /// What one shop task owns.
 struct ShopLoop {
     shop: ShopConfig,
-    client: ShopClient,
+    token: SecretString,
     world: Arc<World>,
     env: Environment,
     store: Arc<Store>,
@@ -107,14 +109,10 @@ impl Scheduler {
     pub fn start(&mut self, shop: ShopConfig, token: SecretString) {
         let cancel = self.cancel.child_token();
         let trigger = Arc::new(Notify::new());
-        let client =
-            self.world
-                .api
-                .shop(&shop.name, token.clone(), shop.company_id, cancel.clone());
         let span = tracing::info_span!("shop", shop = %shop.name);
         let task = ShopLoop {
             shop: shop.clone(),
-            client,
+            token: token.clone(),
             world: self.world.clone(),
             env: self.env.clone(),
             store: self.store.clone(),
@@ -238,21 +236,33 @@ impl ShopLoop {
     /// deletes of a stopping daemon share the gate, so at most `max_concurrent_shops` run at
     /// once, each also paced by its shop's limiter.
     async fn run(self) -> Closed {
-        self.passes().await;
+        let client = self.passes().await;
         let deadline = tokio::time::Instant::now() + CLOSE_WITHIN;
         let closing = async {
             let _permit = self.gate.acquire().await.expect("gate never closes");
             // Boxed for the same reason as a pass.
-            Box::pin(self.client.close(deadline)).await
+            Box::pin(client.close(deadline)).await
         };
         match tokio::time::timeout_at(deadline, closing).await {
             Ok(closed) => closed,
-            Err(_) if self.client.session_info().is_some() => Closed::Kept,
+            Err(_) if client.session_info().is_some() => Closed::Kept,
             Err(_) => Closed::NoSession,
         }
     }
 
-    async fn passes(&self) {
+    fn new_client(&self) -> ShopClient {
+        let shop = &self.shop;
+        self.world.api.shop(
+            &shop.name,
+            self.token.clone(),
+            shop.company_id,
+            self.cancel.clone(),
+        )
+    }
+
+    /// Runs passes until cancelled; returns the client in use then.
+    async fn passes(&self) -> ShopClient {
+        let mut client = self.new_client();
         let settings = self.world.pass_settings();
         let checks = &self.world.config.checks;
         let mut wait = full_jitter(checks.jitter);
@@ -260,32 +270,34 @@ impl ShopLoop {
         let mut failures = 0u32;
         loop {
             tokio::select! {
-                _ = self.cancel.cancelled() => return,
+                _ = self.cancel.cancelled() => return client,
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.trigger.notified() => {}
             }
             let permit = tokio::select! {
-                _ = self.cancel.cancelled() => return,
+                _ = self.cancel.cancelled() => return client,
                 p = self.gate.clone().acquire_owned() => p.expect("gate never closes"),
             };
             pass_no += 1;
             let _busy = self.heartbeat.pass_started(&self.shop.name);
-            let (shop, client, store, clock) =
-                (&self.shop, &self.client, &self.store, &self.env.clock);
+            let (shop, store, clock) = (&self.shop, &self.store, &self.env.clock);
             // Boxed: a pass's future is kilobytes (HTTP, sled), and inline it would sit in every
             // idle shop's task; boxed, only the passes running now hold one.
             let pass = Box::pin(CatchPanic::new(async {
                 (self.env.before_pass)(&shop.name);
-                pass::run(shop, client, store, &settings, clock, pass_no).await
+                pass::run(shop, &client, store, &settings, clock, pass_no).await
             }));
             let failure = match pass.await {
                 Ok(Ok(report)) => {
                     let _ = self.reports.send(Update::Pass(report));
                     None
                 }
-                Ok(Err(pass::PassError::Cancelled)) => return,
+                Ok(Err(pass::PassError::Cancelled)) => return client,
                 Ok(Err(e)) => Some(e.to_string()),
-                Err(panic) => Some(panic),
+                Err(panic) => {
+                    close_after_panic(std::mem::replace(&mut client, self.new_client())).await;
+                    Some(panic)
+                }
             };
             drop(permit);
             wait = match failure {
@@ -303,6 +315,15 @@ impl ShopLoop {
                 }
             };
         }
+    }
+}
+
+/// Deletes the session token of a client a pass panicked in, if it can. It may panic again here
+/// (a poisoned lock): that only means the token is left to expire on its own.
+async fn close_after_panic(client: ShopClient) {
+    let deadline = tokio::time::Instant::now() + CLOSE_WITHIN;
+    if let Err(panic) = CatchPanic::new(client.close(deadline)).await {
+        tracing::debug!(event = "session.revoke_failed", shop = %client.name(), error = %panic, "token not deleted; it expires on its own");
     }
 }
 

@@ -10,8 +10,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::sync::watch;
 
-use super::StoreError;
-
 pub(super) struct FlushGroup {
     /// Commits applied so far; a commit's ticket is its position in this count.
     applied: AtomicU64,
@@ -37,7 +35,7 @@ impl FlushGroup {
 
     /// Returns once a flush that started after `ticket` was taken has succeeded, running it when
     /// nobody else is.
-    pub async fn flushed(&self, ticket: u64, db: &sled::Db) -> Result<(), StoreError> {
+    pub async fn flushed(&self, ticket: u64, db: &sled::Db) -> Result<(), sled::Error> {
         let mut seen = self.flushed.subscribe();
         loop {
             if *seen.borrow_and_update() >= ticket {
@@ -57,8 +55,8 @@ impl FlushGroup {
             let db = db.clone();
             let result = tokio::task::spawn_blocking(move || db.flush())
                 .await
-                .map_err(|e| StoreError::Sled(sled::Error::ReportableBug(e.to_string())))
-                .and_then(|r| r.map_err(StoreError::from));
+                .map_err(|e| sled::Error::ReportableBug(e.to_string()))
+                .and_then(|r| r);
             if result.is_ok() {
                 self.flushed.send_modify(|f| *f = (*f).max(target));
             }

@@ -148,18 +148,24 @@ impl Store {
     /// The shop's mirror of `kind`, sorted by id.
     pub fn mirror(&self, shop: &str, kind: CheckKind) -> Result<Vec<(i64, Entry)>, StoreError> {
         let spec = kind.spec();
-        Ok(match self.db.get(mirror_key(shop, spec).as_bytes())? {
-            Some(v) => v
-                .chunks_exact(HEAD + tail_width(spec.tail))
-                .filter_map(|record| decode_entry(record, spec.tail))
-                .collect(),
-            None => Vec::new(),
-        })
+        Ok(
+            match self
+                .db
+                .get(mirror_key(shop, spec).as_bytes())
+                .map_err(self.sled())?
+            {
+                Some(v) => v
+                    .chunks_exact(HEAD + tail_width(spec.tail))
+                    .filter_map(|record| decode_entry(record, spec.tail))
+                    .collect(),
+                None => Vec::new(),
+            },
+        )
     }
 
     pub fn cursor(&self, shop: &str) -> Result<SyncCursor, StoreError> {
         let key = format!("cursor/{shop}");
-        Ok(match self.db.get(key.as_bytes())? {
+        Ok(match self.db.get(key.as_bytes()).map_err(self.sled())? {
             // Without a cursor the next sync is a full one: slower, never wrong.
             Some(v) => decode(key.as_bytes(), &v).unwrap_or_else(|e| {
                 super::skip_corrupt(&e);

@@ -40,26 +40,62 @@ const CACHE_BYTES: u64 = 4 * 1024 * 1024;
 const LOCK_FILE: &str = "tripletex-sync.lock";
 const DB_DIR: &str = "db";
 
+/// Every variant prints as one line naming the file and the fix, with its cause in that line;
+/// none has a `source()`, so an error chain (`{:#}`, `one_line`) never repeats the cause.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("another tripletex-sync is running on {} ({holder})", state_dir.display())]
     Locked { state_dir: PathBuf, holder: String },
     #[error("{} belongs to uid {owner}, not to this user (fix: run as the service user, e.g. `sudo -u tripletex-sync tripletex-sync …`)", state_dir.display())]
     NotOwner { state_dir: PathBuf, owner: u32 },
-    #[error("cannot use state_dir {}: {source} (fix: create it and make it writable by the service user)", path.display())]
+    /// `path` is the file or folder in state_dir that could not be used.
+    #[error("cannot use {}: {cause} (fix: {})", path.display(), io_fix(cause.kind()))]
     StateDir {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("database in {} has schema {found}, newer than this build's {SCHEMA_VERSION}: it was written by a newer tripletex-sync (fix: run that release or newer; this one leaves the database untouched)", path.display())]
     Schema { path: PathBuf, found: u32 },
-    #[error("sled: {0}")]
-    Sled(#[from] sled::Error),
-    #[error("stored value under {key} is unreadable: {source}")]
+    /// `path` is the database folder.
+    #[error("database {}: {} (fix: {})", path.display(), sled_cause(cause), sled_fix(cause))]
+    Sled { path: PathBuf, cause: sled::Error },
+    #[error("stored value under {key} is unreadable: {cause}")]
     Corrupt {
         key: String,
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
+}
+
+fn io_fix(kind: std::io::ErrorKind) -> &'static str {
+    use std::io::ErrorKind as K;
+    match kind {
+        K::PermissionDenied | K::ReadOnlyFilesystem => {
+            "make state_dir and everything in it owned and writable by the service user, e.g. `chown -R tripletex-sync: STATE_DIR`"
+        }
+        K::NotADirectory | K::IsADirectory | K::AlreadyExists | K::NotFound => {
+            "move it away: state_dir holds only tripletex-sync's own files, which it creates"
+        }
+        K::StorageFull | K::QuotaExceeded => "free space on that file system",
+        _ => "make state_dir a local folder the service user owns and can write",
+    }
+}
+
+/// sled's own text, without its `IO error: ` prefix.
+fn sled_cause(cause: &sled::Error) -> String {
+    match cause {
+        sled::Error::Io(e) => e.to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn sled_fix(cause: &sled::Error) -> &'static str {
+    match cause {
+        sled::Error::Io(e) => io_fix(e.kind()),
+        sled::Error::Corruption { .. } | sled::Error::Unsupported(_) => {
+            "stop tripletex-sync and move the db folder away; the next pass re-reads every number from Tripletex (verdict history starts again)"
+        }
+        _ => "restart tripletex-sync; if it happens again, move the db folder away",
+    }
 }
 
 /// Who holds the lock, written into the lock file so `check` and `status` can find the daemon.
@@ -89,9 +125,9 @@ impl Store {
     /// Opens (creating if needed) the database in `state_dir`, failing at once if another process
     /// holds it.
     pub fn open(state_dir: &Path, role: Role) -> Result<Self, StoreError> {
-        let io = |source| StoreError::StateDir {
+        let io = |cause| StoreError::StateDir {
             path: state_dir.to_path_buf(),
-            source,
+            cause,
         };
         // SAFETY: umask(2) cannot fail; OR-ing only ever makes new files more private.
         unsafe {
@@ -116,6 +152,10 @@ impl Store {
         }
         narrow_mode(state_dir, 0o750).map_err(io)?;
         let lock_path = state_dir.join(LOCK_FILE);
+        let lock_io = |cause| StoreError::StateDir {
+            path: lock_path.clone(),
+            cause,
+        };
         let mut lock = File::options()
             .read(true)
             .write(true)
@@ -123,8 +163,8 @@ impl Store {
             .truncate(false)
             .mode(0o600)
             .open(&lock_path)
-            .map_err(io)?;
-        narrow_mode(&lock_path, 0o600).map_err(io)?;
+            .map_err(lock_io)?;
+        narrow_mode(&lock_path, 0o600).map_err(lock_io)?;
         if let Err(e) = lock.try_lock() {
             return match e {
                 std::fs::TryLockError::WouldBlock => Err(StoreError::Locked {
@@ -134,13 +174,17 @@ impl Store {
                         |(role, pid)| format!("{} pid {pid}", role_name(role)),
                     ),
                 }),
-                std::fs::TryLockError::Error(e) => Err(io(e)),
+                std::fs::TryLockError::Error(e) => Err(lock_io(e)),
             };
         }
-        lock.set_len(0).map_err(io)?;
-        writeln!(lock, "{} {}", role_name(role), std::process::id()).map_err(io)?;
+        lock.set_len(0).map_err(lock_io)?;
+        writeln!(lock, "{} {}", role_name(role), std::process::id()).map_err(lock_io)?;
 
         let db_dir = state_dir.join(DB_DIR);
+        let db_io = |cause| StoreError::StateDir {
+            path: db_dir.clone(),
+            cause,
+        };
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&db_dir)
@@ -148,13 +192,14 @@ impl Store {
                 std::io::ErrorKind::AlreadyExists => Ok(()),
                 _ => Err(e),
             })
-            .map_err(io)?;
+            .map_err(db_io)?;
         let db = sled::Config::new()
             .path(&db_dir)
             .cache_capacity(CACHE_BYTES)
-            .open()?;
+            .open()
+            .map_err(sled_at(&db_dir))?;
         // Databases written before files were made private (or under another umask).
-        make_private(&db_dir).map_err(io)?;
+        make_private(&db_dir).map_err(db_io)?;
         let store = Self {
             db,
             group: group::FlushGroup::new(),
@@ -167,6 +212,11 @@ impl Store {
 
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
+    }
+
+    /// Names the database folder in a sled error.
+    fn sled(&self) -> impl Fn(sled::Error) -> StoreError + use<> {
+        sled_at(&self.state_dir.join(DB_DIR))
     }
 
     pub fn session(&self, shop: &str) -> Result<Option<SessionRecord>, StoreError> {
@@ -182,7 +232,7 @@ impl Store {
         let prefix = history_prefix(shop, kind);
         let mut points = Vec::new();
         for kv in self.db.scan_prefix(prefix.as_bytes()) {
-            let (k, v) = kv?;
+            let (k, v) = kv.map_err(self.sled())?;
             match decode(&k, &v) {
                 Ok(point) => points.push(point),
                 Err(e) => skip_corrupt(&e),
@@ -198,9 +248,12 @@ impl Store {
     /// Applies `batch` atomically and flushes; only then is anything in it "recorded". Commits
     /// of many shops at once share flushes (see `group.rs`).
     pub async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
-        self.db.apply_batch(batch.inner)?;
+        self.db.apply_batch(batch.inner).map_err(self.sled())?;
         let ticket = self.group.ticket();
-        self.group.flushed(ticket, &self.db).await
+        self.group
+            .flushed(ticket, &self.db)
+            .await
+            .map_err(self.sled())
     }
 
     /// Removes history of `shop`/`kind` older than `cutoff` (into `batch`).
@@ -214,7 +267,7 @@ impl Store {
         let prefix = history_prefix(shop, kind);
         let end = history_key(shop, kind, cutoff);
         for kv in self.db.range(prefix.as_bytes().to_vec()..end) {
-            let (k, _) = kv?;
+            let (k, _) = kv.map_err(self.sled())?;
             batch.inner.remove(k);
         }
         Ok(())
@@ -222,7 +275,8 @@ impl Store {
 
     fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
         self.db
-            .get(key.as_bytes())?
+            .get(key.as_bytes())
+            .map_err(self.sled())?
             .map(|v| decode(key.as_bytes(), &v))
             .transpose()
     }
@@ -307,10 +361,18 @@ fn history_key(shop: &str, kind: CheckKind, at: Timestamp) -> Vec<u8> {
     key
 }
 
+fn sled_at(db_dir: &Path) -> impl Fn(sled::Error) -> StoreError + use<> {
+    let path = db_dir.to_path_buf();
+    move |cause| StoreError::Sled {
+        path: path.clone(),
+        cause,
+    }
+}
+
 fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(value).map_err(|source| StoreError::Corrupt {
+    serde_json::from_slice(value).map_err(|cause| StoreError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
-        source,
+        cause,
     })
 }
 
@@ -338,5 +400,7 @@ pub fn read_holder(state_dir: &Path) -> Option<(Role, u32)> {
     Some((role, pid.parse().ok()?))
 }
 
+#[cfg(test)]
+mod error_tests;
 #[cfg(test)]
 mod tests;

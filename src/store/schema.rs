@@ -19,7 +19,8 @@ const KEY: &[u8] = b"meta/schema_version";
 
 /// Brings `db` to [`SCHEMA_VERSION`], or refuses a newer one.
 pub(super) fn migrate(db: &sled::Db, path: &std::path::Path) -> Result<(), StoreError> {
-    let found = match db.get(KEY)? {
+    let sled = super::sled_at(path);
+    let found = match db.get(KEY).map_err(&sled)? {
         Some(v) => v
             .as_ref()
             .try_into()
@@ -35,14 +36,14 @@ pub(super) fn migrate(db: &sled::Db, path: &std::path::Path) -> Result<(), Store
             found,
         });
     }
-    if found == SCHEMA_VERSION && db.get(KEY)?.is_some() {
+    if found == SCHEMA_VERSION && db.get(KEY).map_err(&sled)?.is_some() {
         return Ok(());
     }
     let mut batch = sled::Batch::default();
     if found < 2 {
         let mut removed = 0usize;
         for key in db.scan_prefix(b"mirror/").keys() {
-            let key = key?;
+            let key = key.map_err(&sled)?;
             if mirror::is_per_entry_key(&key) {
                 batch.remove(key);
                 removed += 1;
@@ -59,8 +60,8 @@ pub(super) fn migrate(db: &sled::Db, path: &std::path::Path) -> Result<(), Store
         }
     }
     batch.insert(KEY, &SCHEMA_VERSION.to_be_bytes());
-    db.apply_batch(batch)?;
-    db.flush()?;
+    db.apply_batch(batch).map_err(&sled)?;
+    db.flush().map_err(&sled)?;
     Ok(())
 }
 

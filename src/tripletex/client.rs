@@ -98,7 +98,8 @@ pub struct ShopClient {
     pub(super) cancel: CancellationToken,
 }
 
-/// A list GET's outcome: `If-None-Match` matched (304), or a validated page.
+/// A list GET's outcome: `If-None-Match` matched (304; without `If-None-Match` a 304 is an
+/// error), or a validated page.
 #[derive(Debug)]
 pub enum Fetched<T> {
     NotModified,
@@ -164,7 +165,17 @@ impl ShopClient {
         };
         let resp = self.authed(&call).await?;
         if resp.status() == StatusCode::NOT_MODIFIED {
-            return Ok(Fetched::NotModified);
+            // Only `If-None-Match` makes "not modified" mean anything: to any other request it
+            // says nothing about the rows, and must not read as "no rows".
+            return match if_none_match {
+                Some(_) => Ok(Fetched::NotModified),
+                None => Err(TripletexError::Malformed {
+                    path: path.to_owned(),
+                    reason:
+                        "Tripletex answered 304 Not Modified to a request without If-None-Match"
+                            .to_owned(),
+                }),
+            };
         }
         // A 1000-row page can take a while to arrive: shutdown must not wait for it.
         let body = tokio::select! {

@@ -93,7 +93,8 @@ pub struct ApiError {
     pub status: Option<u16>,
     #[serde(default)]
     pub code: Option<i64>,
-    #[serde(default)]
+    /// One line of at most [`MAX_MESSAGE`] characters: it goes into errors, logs and status.
+    #[serde(default, deserialize_with = "one_line")]
     pub message: Option<String>,
     #[serde(default)]
     pub request_id: Option<String>,
@@ -102,10 +103,110 @@ pub struct ApiError {
     pub validation_messages: Option<Vec<ValidationMessage>>,
 }
 
+impl ApiError {
+    /// Replaces every occurrence of the `secrets` in its messages.
+    pub fn redact(&mut self, secrets: &[&str]) {
+        let messages = self.message.iter_mut().chain(
+            self.validation_messages
+                .iter_mut()
+                .flatten()
+                .filter_map(|m| m.message.as_mut()),
+        );
+        for message in messages {
+            for secret in secrets.iter().filter(|s| !s.is_empty()) {
+                if message.contains(secret) {
+                    *message = message.replace(secret, "<redacted>");
+                }
+                // A message cut at `MAX_MESSAGE` may end in the start of a secret.
+                if let Some(kept) = message.strip_suffix('…') {
+                    let cut = (4..=secret.len().min(kept.len()))
+                        .rev()
+                        .find(|&n| secret.is_char_boundary(n) && kept.ends_with(&secret[..n]));
+                    if let Some(n) = cut {
+                        *message = format!("{}<redacted>…", &kept[..kept.len() - n]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Longest `message` kept from an error body; Tripletex's are one short sentence.
+pub const MAX_MESSAGE: usize = 300;
+
+fn one_line<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let message: Option<String> = Option::deserialize(d)?;
+    Ok(message.map(|m| {
+        let mut line: String = m
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(MAX_MESSAGE)
+            .collect();
+        if m.chars().nth(MAX_MESSAGE).is_some() {
+            line.push('…');
+        }
+        line
+    }))
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ValidationMessage {
     #[serde(default)]
     pub field: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_line")]
     pub message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_message_is_kept_as_one_short_line() {
+        let long = format!("first\nsecond\r\u{1b}[31m{}", "x".repeat(5000));
+        let body = serde_json::json!({ "status": 500, "message": long });
+        let e: ApiError = serde_json::from_value(body).unwrap();
+        let message = e.message.unwrap();
+        assert!(!message.chars().any(char::is_control), "{message:?}");
+        assert!(message.starts_with("first second  [31mxx"), "{message:?}");
+        assert_eq!(message.chars().count(), MAX_MESSAGE + 1);
+        let e: ApiError = serde_json::from_str(r#"{"message":"short"}"#).unwrap();
+        assert_eq!(e.message.as_deref(), Some("short"));
+        let e: ApiError = serde_json::from_str(r#"{"message":null}"#).unwrap();
+        assert_eq!(e.message, None);
+        let e: ApiError =
+            serde_json::from_str(r#"{"validationMessages":[{"message":"a\nb"}]}"#).unwrap();
+        assert_eq!(
+            e.validation_messages.unwrap()[0].message.as_deref(),
+            Some("a b")
+        );
+    }
+
+    #[test]
+    fn a_refusal_quoting_a_token_is_redacted() {
+        let mut e: ApiError = serde_json::from_str(
+            r#"{"message":"token SECRET-1 is invalid","validationMessages":[{"field":"arg:employeeToken","message":"SECRET-2 unknown (SECRET-2)"}]}"#,
+        )
+        .unwrap();
+        e.redact(&["SECRET-1", "SECRET-2", ""]);
+        assert_eq!(e.message.as_deref(), Some("token <redacted> is invalid"));
+        let v = &e.validation_messages.unwrap()[0];
+        assert_eq!(
+            v.message.as_deref(),
+            Some("<redacted> unknown (<redacted>)")
+        );
+        assert_eq!(v.field.as_deref(), Some("arg:employeeToken"));
+        // Cut off in the middle of the token.
+        let quoted = format!(
+            "{{\"message\":\"{}SECRET-1 and more\"}}",
+            "x".repeat(MAX_MESSAGE - 5)
+        );
+        let mut e: ApiError = serde_json::from_str(&quoted).unwrap();
+        e.redact(&["SECRET-1"]);
+        let message = e.message.unwrap();
+        assert!(
+            message.ends_with("x<redacted>…") && !message.contains("SECR"),
+            "{message}"
+        );
+    }
 }

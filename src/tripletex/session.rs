@@ -327,7 +327,14 @@ impl ShopClient {
         drop(body);
         let status = resp.status();
         if !status.is_success() {
-            return Err(mint_refused(status, api_error(resp).await));
+            // The mint is the one request whose body holds the long-lived tokens: an answer
+            // that quotes them back must not carry them into errors, logs or status.json.
+            let mut refusal = api_error(resp).await;
+            refusal.redact(&[
+                self.api.consumer_token.expose_secret(),
+                self.employee_token.expose_secret(),
+            ]);
+            return Err(mint_refused(status, refusal));
         }
         let token: Wrapper<SessionToken> = read_json(resp, s.max_body).await?;
         let token = SecretString::from(token.value.token);

@@ -1,5 +1,5 @@
 //! Answers from Tripletex that must not be believed: a list without `values`, paging that never
-//! ends or repeats itself, a huge page, a pass past its deadline. Each is an `error` for the check
+//! ends or repeats itself, a huge page, a pass past its deadline, a 304 nobody asked for. Each is an `error` for the check
 //! it hit, never `ok`, and leaves that kind's mirror as it was.
 
 use std::time::Duration;
@@ -314,4 +314,102 @@ async fn max_records_and_pass_deadline_are_checked_at_their_edges() {
     let checks = Config::load(&f.config_path).unwrap().checks;
     assert_eq!(checks.max_records, 2_000_000);
     assert_eq!(checks.pass_deadline, Duration::from_secs(30 * 60));
+}
+
+/// A 304 is an answer to `If-None-Match` only: to a full resync (sent without one) it says
+/// nothing about the numbers in use, and must not read as "no customers".
+#[tokio::test]
+async fn a_304_to_a_request_without_if_none_match_is_an_error_not_an_empty_list() {
+    let f = Fixture::new().await;
+    shop_with_data(&f);
+    f.sim.add_customer(1001, 12_345, false);
+    let mut shop = Shop::open(&f, "acme");
+    assert_eq!(customers(&shop.pass(&f).await).verdict, Verdict::Conflict);
+    let mirror = sorted(shop.store.mirror("acme", CustomerNumbers).unwrap());
+    let invoice_mirror = sorted(shop.store.mirror("acme", InvoiceNumbers).unwrap());
+
+    // The daily full resync of both kinds, answered 304 throughout.
+    f.clock.advance(DAY + HOUR);
+    f.sim.inject(on("/customer", FaultKind::Status(304)));
+    f.sim.inject(on("/invoice", FaultKind::Status(304)));
+    let report = shop.pass(&f).await;
+    for c in [customers(&report), invoices(&report)] {
+        assert_eq!(c.verdict, Verdict::Error, "{c:#?}");
+        assert!(
+            c.summary.contains("304") && c.summary.contains("If-None-Match"),
+            "{}",
+            c.summary
+        );
+    }
+    assert_eq!(
+        sorted(shop.store.mirror("acme", CustomerNumbers).unwrap()),
+        mirror
+    );
+    assert_eq!(
+        sorted(shop.store.mirror("acme", InvoiceNumbers).unwrap()),
+        invoice_mirror
+    );
+
+    f.clock.advance(HOUR);
+    f.sim.clear_faults();
+    let c = customers(&shop.pass(&f).await).clone();
+    assert_eq!(c.verdict, Verdict::Conflict, "{c:#?}");
+    conforms(&f);
+}
+
+/// The window is asked with a placeholder `If-None-Match` when no digest is known (here: a new
+/// day moved the window): a 304 to it cannot mean "unchanged".
+#[tokio::test]
+async fn a_304_to_the_placeholder_digest_is_an_error() {
+    let f = Fixture::new().await;
+    shop_with_data(&f);
+    let mut shop = Shop::open(&f, "acme");
+    assert_eq!(invoices(&shop.pass(&f).await).verdict, Verdict::Ok);
+    // Next day (the window moves, so its digest is unknown), before the full resync is due.
+    f.clock.advance(HOUR * 13);
+    f.sim.add_invoice(1001, 6020, today(&f));
+    f.sim.inject(Fault {
+        times: Some(1),
+        ..on("/invoice", FaultKind::Status(304))
+    });
+    let c = invoices(&shop.pass(&f).await).clone();
+    assert_eq!(c.verdict, Verdict::Error, "{c:#?}");
+    assert!(c.summary.contains("never sent"), "{}", c.summary);
+    let c = invoices(&shop.pass(&f).await).clone();
+    assert_eq!(c.verdict, Verdict::Ok, "{c:#?}");
+    assert!(c.summary.contains("6020"), "{}", c.summary);
+    conforms(&f);
+}
+
+/// An empty first page that says it is not empty (`fullResultSize` > 0) is no answer: a shop in
+/// conflict must not read as "no numbers yet".
+#[tokio::test]
+async fn an_empty_first_page_that_claims_rows_is_an_error() {
+    let f = Fixture::new().await;
+    shop_with_data(&f);
+    f.sim.add_customer(1001, 12_345, false);
+    let mut shop = Shop::open(&f, "acme");
+    assert_eq!(customers(&shop.pass(&f).await).verdict, Verdict::Conflict);
+    let mirror = sorted(shop.store.mirror("acme", CustomerNumbers).unwrap());
+
+    f.clock.advance(DAY + HOUR);
+    f.sim.inject(on(
+        "/customer",
+        FaultKind::Envelope(vec![
+            Mutation::SetKey("values".into(), json!([])),
+            Mutation::SetKey("count".into(), json!(0)),
+        ]),
+    ));
+    let c = customers(&shop.pass(&f).await).clone();
+    assert_eq!(c.verdict, Verdict::Error, "{c:#?}");
+    assert!(
+        c.summary.contains("no rows although fullResultSize says"),
+        "{}",
+        c.summary
+    );
+    assert_eq!(
+        sorted(shop.store.mirror("acme", CustomerNumbers).unwrap()),
+        mirror
+    );
+    conforms(&f);
 }

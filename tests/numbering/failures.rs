@@ -18,6 +18,8 @@ async fn a_disabled_invoice_check_sends_no_invoice_requests() {
         let report = shop.pass(&f).await;
         assert_eq!(report.outcomes.len(), 1, "{report:#?}");
         assert_eq!(customers(&report).verdict, Verdict::Ok);
+        // The customer check still saw every number in use.
+        assert_eq!(customers(&report).evidence.numbers_in_use, 50);
         f.clock.advance(25 * HOUR);
     }
     let log = f.sim.request_log();
