@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use support::{Fixture, write_private};
+use support::{Fixture, until, write_private};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tripletex_sync::checks::{CheckKind, Verdict};
@@ -20,17 +20,6 @@ use tripletex_sync::daemon::{self, Control};
 use tripletex_sync::sim::{Fault, FaultKind};
 use tripletex_sync::status::{CheckStatus, StatusReport};
 use tripletex_sync::store::{SessionState, Store};
-
-/// Waits (polling every 20 ms, up to 20 s) for the daemon to record what `cond` looks for.
-async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..1000 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 type Running = tokio::task::JoinHandle<Result<(), daemon::DaemonError>>;
 

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::{Config, ConfigError, ShopConfig};
+use crate::metrics::Metrics;
 use crate::pass::{self, PassReport, PassSettings};
 use crate::secrets::{SecretString, same};
 use crate::store::Store;
@@ -55,6 +56,8 @@ pub struct Environment {
     /// Runs at the start of every pass of the named shop, inside its supervision: tests make a
     /// pass panic here; the process environment does nothing.
     pub before_pass: fn(&str),
+    /// Where the daemon counts and measures (exposed as metrics.prom and `[metrics] listen`).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Environment {
@@ -65,12 +68,20 @@ impl Environment {
                 .map(PathBuf::from),
             tune: |_| {},
             before_pass: |_| {},
+            metrics: Arc::new(Metrics::new()),
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
+    #[error(
+        "cannot serve metrics on {addr} ([metrics] listen): {error} (fix: pick a free address and port, or \"\" for no endpoint)"
+    )]
+    Metrics {
+        addr: std::net::SocketAddr,
+        error: String,
+    },
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
@@ -91,6 +102,7 @@ impl World {
             .consumer_token
             .load_with(env.credentials_dir.as_deref())?;
         let mut settings = ClientSettings::from(&config);
+        settings.metrics = Some(env.metrics.clone());
         (env.tune)(&mut settings);
         let api = Tripletex::new(
             &config.tripletex.base_url,
@@ -196,13 +208,37 @@ pub async fn run(
         store.clone(),
         shared_config.clone(),
         env.clock.clone(),
+        env.metrics.clone(),
         reports_rx,
         cancel.clone(),
     ));
+    let metrics = env.metrics.clone();
+    configured(&metrics, &world.config, &[]);
+    let listen = world.config.metrics_listen;
     let mut scheduler = Scheduler::new(world, env, store, reports_tx, cancel.clone());
     for (shop, token) in initial {
         scheduler.start(shop, token);
     }
+    let health = Arc::new(watchdog::Health::default());
+    let mut health_ticks = match listen {
+        Some(addr) => {
+            let probe = health.clone();
+            let server = crate::metrics::serve(
+                addr,
+                metrics.clone(),
+                Arc::new(move || probe.healthy()),
+                cancel.clone(),
+            )
+            .await
+            .map_err(|e| DaemonError::Metrics {
+                addr,
+                error: e.to_string(),
+            })?;
+            tracing::info!(event = "metrics.listening", addr = %server.addr, "serving /metrics and /healthz");
+            Some(tokio::time::interval(watchdog::HEALTH_TICK))
+        }
+        None => None,
+    };
     tracing::info!(
         event = "daemon.started",
         shops = scheduler.len(),
@@ -224,6 +260,12 @@ pub async fn run(
                 watchdog.beat(scheduler.heartbeat(), limit);
                 continue;
             }
+            // Like the watchdog, /healthz hears from this loop, so a wedged loop goes unhealthy.
+            _ = tick(&mut health_ticks) => {
+                let limit = watchdog::stall_limit(&scheduler.world().config.checks);
+                health.record(scheduler.heartbeat(), limit);
+                continue;
+            }
             order = control.recv(), if orders_open => match order {
                 Some(order) => order,
                 // Nobody can send orders any more: run (and feed the watchdog) until cancelled.
@@ -235,12 +277,25 @@ pub async fn run(
             Control::Reload => {
                 report::notify_reloading();
                 match reload(config_path, scheduler.env(), scheduler.world()) {
-                    Err(e) => tracing::error!(
-                        event = "config.reload_failed",
-                        error = %e,
-                        "reload refused; keeping the running configuration"
-                    ),
+                    Err(e) => {
+                        metrics.reload(false);
+                        tracing::error!(
+                            event = "config.reload_failed",
+                            error = %e,
+                            "reload refused; keeping the running configuration"
+                        )
+                    }
                     Ok((world, rebuild, shops)) => {
+                        metrics.reload(true);
+                        let removed: Vec<String> = scheduler
+                            .world()
+                            .config
+                            .shops
+                            .iter()
+                            .filter(|old| world.config.shop(&old.name).is_none())
+                            .map(|old| old.name.clone())
+                            .collect();
+                        configured(&metrics, &world.config, &removed);
                         // Status lists the new shop set even when the shared parts are unchanged.
                         *shared_config.write().expect("config lock") = world.config.clone();
                         scheduler.apply(world, rebuild, shops).await;
@@ -256,6 +311,22 @@ pub async fn run(
     let _ = writer.await;
     tracing::info!(event = "daemon.stopped", "tripletex-sync stopped");
     Ok(())
+}
+
+/// Resolves at the next health tick; never while `/healthz` is not served.
+async fn tick(ticks: &mut Option<tokio::time::Interval>) {
+    match ticks {
+        Some(ticks) => {
+            ticks.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The shop set and interval of `config` in the metrics; `removed` shops lose their series.
+fn configured(metrics: &Metrics, config: &Config, removed: &[String]) {
+    let enabled = config.shops.iter().filter(|s| s.enabled).count();
+    metrics.configured(config.shops.len(), enabled, config.checks.interval, removed);
 }
 
 /// Enabled shops with their loaded employee tokens.

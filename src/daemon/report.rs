@@ -1,5 +1,5 @@
-//! What the daemon tells the outside after passes: status.json, systemd's STATUS= line, and the
-//! one-time `consumer_token.rejected` event.
+//! What the daemon tells the outside after passes: status.json, metrics.prom (and the metrics'
+//! per-shop series), systemd's STATUS= line, and the one-time `consumer_token.rejected` event.
 //!
 //! Invariants: a recorded pass updates only its shop's entry of the in-memory view
 //! ([`StatusView`]); status.json is rewritten from that view (never from the whole store) when
@@ -16,9 +16,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::view::StatusView;
+use crate::checks::CheckKind;
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::metrics::{CheckState, Metrics};
 use crate::pass::PassReport;
+use crate::status::ShopStatus;
 use crate::store::{SessionState, Store};
 
 /// How long passes ending together are gathered into one write.
@@ -42,6 +45,7 @@ pub(super) async fn status_writer(
     store: Arc<Store>,
     config: Arc<RwLock<Config>>,
     clock: SharedClock,
+    metrics: Arc<Metrics>,
     mut updates: mpsc::UnboundedReceiver<Update>,
     cancel: CancellationToken,
 ) {
@@ -49,6 +53,7 @@ pub(super) async fn status_writer(
         store,
         config,
         clock,
+        metrics,
         view: None,
         consumer: Rejections::default(),
         consumer_reported: false,
@@ -92,6 +97,7 @@ struct Writer {
     store: Arc<Store>,
     config: Arc<RwLock<Config>>,
     clock: SharedClock,
+    metrics: Arc<Metrics>,
     /// `None` when it could not be read from the store (retried at the next write).
     view: Option<StatusView>,
     consumer: Rejections,
@@ -108,7 +114,8 @@ struct Rejections {
 impl Writer {
     fn rebuild(&mut self) {
         let config = self.config.read().expect("config lock");
-        self.view = StatusView::build(&self.store, &config)
+        let metrics = &self.metrics;
+        self.view = StatusView::build(&self.store, &config, |s| observe(metrics, s))
             .inspect_err(|e| {
                 tracing::warn!(event = "status.write_failed", error = %e, "status not collected")
             })
@@ -125,7 +132,8 @@ impl Writer {
             return true;
         };
         let config = self.config.read().expect("config lock");
-        match view.refresh(&self.store, &config, &report.shop) {
+        let metrics = &self.metrics;
+        match view.refresh(&self.store, &config, &report.shop, |s| observe(metrics, s)) {
             Ok(changed) => changed || unlogged,
             Err(e) => {
                 tracing::warn!(event = "status.write_failed", shop = %report.shop, error = %e, "status not collected");
@@ -150,16 +158,40 @@ impl Writer {
             let snapshot = view.snapshot(self.clock.now());
             let summary = view.summary_line();
             let state_dir = self.store.state_dir().to_path_buf();
-            let written = tokio::task::spawn_blocking(move || snapshot.write(&state_dir))
-                .await
-                .map_err(std::io::Error::other)
-                .and_then(|r| r);
+            // Rendered here, written with status.json: both are views of the same passes.
+            let metrics = self.metrics.prometheus_text();
+            let written = tokio::task::spawn_blocking(move || {
+                snapshot.write(&state_dir)?;
+                crate::metrics::write_textfile(&state_dir, &metrics)
+            })
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r);
             if let Err(e) = written {
-                tracing::warn!(event = "status.write_failed", error = %e, "status.json not updated");
+                tracing::warn!(event = "status.write_failed", error = %e, "status.json or metrics.prom not updated");
             }
             notify_systemd(&[sd_notify::NotifyState::Status(&summary)]);
         }
         Instant::now() + (started.elapsed() * WRITE_SHARE).clamp(DEBOUNCE, MAX_GAP)
+    }
+}
+
+/// Feeds one shop's recorded status into the metrics: they show what status.json shows.
+fn observe(metrics: &Metrics, status: &ShopStatus) {
+    metrics.session(
+        &status.name,
+        status.session.state,
+        status.session.expires_at,
+    );
+    for kind in CheckKind::ALL {
+        let c = status.checks.get(kind);
+        let state = CheckState {
+            verdict: c.verdict,
+            evidence: c.evidence.as_ref(),
+            checked_at: c.checked_at,
+            since: c.since,
+        };
+        metrics.check(&status.name, kind, (!c.disabled).then_some(&state));
     }
 }
 

@@ -287,8 +287,10 @@ impl ShopLoop {
                 (self.env.before_pass)(&shop.name);
                 pass::run(shop, &client, store, &settings, clock, pass_no).await
             }));
+            let started = std::time::Instant::now();
             let failure = match pass.await {
                 Ok(Ok(report)) => {
+                    self.env.metrics.pass_recorded(started.elapsed());
                     let _ = self.reports.send(Update::Pass(report));
                     None
                 }
@@ -307,6 +309,7 @@ impl ShopLoop {
                 }
                 Some(reason) => {
                     failures = failures.saturating_add(1);
+                    self.env.metrics.pass_failed();
                     if let Some(report) = supervise::pass_failed(shop, store, clock, &reason).await
                     {
                         let _ = self.reports.send(Update::Pass(report));

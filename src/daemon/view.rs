@@ -40,12 +40,21 @@ pub(super) struct Snapshot {
 }
 
 impl StatusView {
-    /// Every configured shop as the store has it.
-    pub fn build(store: &Store, config: &Config) -> Result<Self, StoreError> {
+    /// Every configured shop as the store has it; `observe` sees each shop's status.
+    pub fn build(
+        store: &Store,
+        config: &Config,
+        mut observe: impl FnMut(&ShopStatus),
+    ) -> Result<Self, StoreError> {
         let shops = config
             .shops
             .iter()
-            .map(|shop| ShopStatus::collect(Some(store), shop).map(|s| Entry::of(&s)))
+            .map(|shop| {
+                ShopStatus::collect(Some(store), shop).map(|s| {
+                    observe(&s);
+                    Entry::of(&s)
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let index = config
             .shops
@@ -68,6 +77,7 @@ impl StatusView {
         store: &Store,
         config: &Config,
         shop: &str,
+        observe: impl FnOnce(&ShopStatus),
     ) -> Result<bool, StoreError> {
         let Some(&i) = self.index.get(shop) else {
             return Ok(false);
@@ -75,7 +85,9 @@ impl StatusView {
         let Some(shop) = config.shops.get(i).filter(|s| s.name == shop) else {
             return Ok(false);
         };
-        let entry = Entry::of(&ShopStatus::collect(Some(store), shop)?);
+        let status = ShopStatus::collect(Some(store), shop)?;
+        observe(&status);
+        let entry = Entry::of(&status);
         let changed = entry.json != self.shops[i].json;
         self.shops[i] = entry;
         Ok(changed)
@@ -187,7 +199,7 @@ request_timeout = "30s"
         let config = config(dir.path());
         let store = Store::open(&config.state_dir, Role::OneShot).unwrap();
         let at: Timestamp = "2026-03-10T11:00:00Z".parse().unwrap();
-        let mut view = StatusView::build(&store, &config).unwrap();
+        let mut view = StatusView::build(&store, &config, |_| {}).unwrap();
 
         // A pass of `a` is recorded: only its entry changes, and the file says what the store does.
         let mut batch = store.batch();
@@ -196,9 +208,13 @@ request_timeout = "30s"
             batch.put_result("a", kind, &ResultRecord::next(None, outcome, at));
         }
         store.commit(batch).await.unwrap();
-        assert!(view.refresh(&store, &config, "a").unwrap());
-        assert!(!view.refresh(&store, &config, "b").unwrap());
-        assert!(!view.refresh(&store, &config, "not-configured").unwrap());
+        assert!(view.refresh(&store, &config, "a", |_| {}).unwrap());
+        assert!(!view.refresh(&store, &config, "b", |_| {}).unwrap());
+        assert!(
+            !view
+                .refresh(&store, &config, "not-configured", |_| {})
+                .unwrap()
+        );
 
         view.snapshot(at).write(store.state_dir()).unwrap();
         let written = StatusReport::read(store.state_dir()).unwrap();

@@ -39,7 +39,7 @@ impl Heartbeat {
     }
 
     /// Shops whose pass has run longer than `limit`, sorted.
-    fn stalled(&self, limit: Duration) -> Vec<String> {
+    pub fn stalled(&self, limit: Duration) -> Vec<String> {
         let now = Instant::now();
         let mut shops: Vec<String> = self
             .lock()
@@ -71,6 +71,31 @@ pub(super) fn stall_limit(checks: &ChecksConfig) -> Duration {
         .interval
         .saturating_add(checks.jitter)
         .saturating_mul(2)
+}
+
+/// How often the control loop refreshes [`Health`] while `/healthz` is served.
+pub(super) const HEALTH_TICK: Duration = Duration::from_secs(1);
+
+/// What `/healthz` answers: refreshed by the control loop itself, so a wedged loop goes stale
+/// (unhealthy after three missed ticks) just as a stalled pass does.
+#[derive(Default)]
+pub(super) struct Health {
+    last: Mutex<Option<(Instant, bool)>>,
+}
+
+impl Health {
+    pub fn record(&self, heartbeat: &Heartbeat, limit: Duration) {
+        let progressing = heartbeat.stalled(limit).is_empty();
+        *self.lock() = Some((Instant::now(), progressing));
+    }
+
+    pub fn healthy(&self) -> bool {
+        matches!(*self.lock(), Some((at, true)) if at.elapsed() < HEALTH_TICK * 3)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Instant, bool)>> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// The pinging side, driven by the control loop.

@@ -22,8 +22,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::checks::{CheckKind, CheckOutcome, Verdict};
-use crate::store::{SessionRecord, SessionState};
+use crate::checks::{CheckKind, Evidence, Verdict};
+use crate::store::SessionState;
 
 pub use exposition::{METRICS_FILE, write_textfile};
 pub use server::{MetricsServer, serve};
@@ -106,6 +106,28 @@ fn register<M: Default + Clone + prometheus_client::registry::Metric>(
     let metric = M::default();
     r.register(name, help, metric.clone());
     metric
+}
+
+/// What [`Metrics::check`] needs of a recorded check.
+pub struct CheckState<'a> {
+    pub verdict: Verdict,
+    pub evidence: Option<&'a Evidence>,
+    pub checked_at: Option<Timestamp>,
+    pub since: Option<Timestamp>,
+}
+
+fn set_or_remove<L>(family: &Family<L, Gauge>, labels: &L, value: Option<i64>)
+where
+    L: Clone + std::hash::Hash + Eq,
+{
+    match value {
+        Some(v) => {
+            family.get_or_create(labels).set(v);
+        }
+        None => {
+            family.remove(labels);
+        }
+    }
 }
 
 type FloatCounter = Counter<f64, AtomicU64>;
@@ -263,19 +285,7 @@ impl Metrics {
     fn forget(&self, shop: &str) {
         let s = || shop.to_owned();
         for kind in CheckKind::ALL {
-            let check = kind.as_str();
-            for v in VERDICTS {
-                self.verdict.remove(&VerdictLabels {
-                    shop: s(),
-                    check,
-                    verdict: v.as_str(),
-                });
-            }
-            let labels = CheckLabels { shop: s(), check };
-            self.numbers_left.remove(&labels);
-            self.forecast.remove(&labels);
-            self.checked_at.remove(&labels);
-            self.verdict_since.remove(&labels);
+            self.forget_check(shop, kind);
         }
         for state in SESSION_STATES {
             self.session_state.remove(&SessionLabels {
@@ -299,9 +309,18 @@ impl Metrics {
         }
     }
 
-    /// One recorded check: its verdict, headroom, forecast and times.
-    pub fn check(&self, shop: &str, outcome: &CheckOutcome, since: Timestamp, now: Timestamp) {
-        let check = outcome.kind.as_str();
+    /// One check as recorded: its verdict, headroom, forecast and times. `None` for a check the
+    /// shop file turns off (its series are removed).
+    pub fn check(&self, shop: &str, kind: CheckKind, state: Option<&CheckState<'_>>) {
+        let check = kind.as_str();
+        let labels = CheckLabels {
+            shop: shop.to_owned(),
+            check,
+        };
+        let Some(state) = state else {
+            self.forget_check(shop, kind);
+            return;
+        };
         for v in VERDICTS {
             self.verdict
                 .get_or_create(&VerdictLabels {
@@ -309,62 +328,58 @@ impl Metrics {
                     check,
                     verdict: v.as_str(),
                 })
-                .set(i64::from(v == outcome.verdict));
+                .set(i64::from(v == state.verdict));
+        }
+        // An error verdict carries no evidence: keep the last known figures rather than 0.
+        if let Some(e) = state.evidence.filter(|_| state.verdict != Verdict::Error) {
+            set_or_remove(&self.numbers_left, &labels, e.headroom.map(i64::from));
+            let forecast = e
+                .forecast_exhausted_on
+                .map(|day| crate::clock::oslo_midnight(day).as_second());
+            set_or_remove(&self.forecast, &labels, forecast);
+        }
+        let seconds = |t: Option<Timestamp>| t.map(|t| t.as_second());
+        set_or_remove(&self.checked_at, &labels, seconds(state.checked_at));
+        set_or_remove(&self.verdict_since, &labels, seconds(state.since));
+    }
+
+    fn forget_check(&self, shop: &str, kind: CheckKind) {
+        let check = kind.as_str();
+        for v in VERDICTS {
+            self.verdict.remove(&VerdictLabels {
+                shop: shop.to_owned(),
+                check,
+                verdict: v.as_str(),
+            });
         }
         let labels = CheckLabels {
             shop: shop.to_owned(),
             check,
         };
-        let e = &outcome.evidence;
-        // An error verdict carries no evidence: keep the last known figures rather than 0.
-        if outcome.verdict != Verdict::Error {
-            match e.headroom {
-                Some(left) => {
-                    self.numbers_left.get_or_create(&labels).set(left.into());
-                }
-                None => {
-                    self.numbers_left.remove(&labels);
-                }
-            }
-            match e.forecast_exhausted_on {
-                Some(day) => {
-                    let at = crate::clock::oslo_midnight(day).as_second();
-                    self.forecast.get_or_create(&labels).set(at);
-                }
-                None => {
-                    self.forecast.remove(&labels);
-                }
-            }
-        }
-        self.checked_at.get_or_create(&labels).set(now.as_second());
-        self.verdict_since
-            .get_or_create(&labels)
-            .set(since.as_second());
+        self.numbers_left.remove(&labels);
+        self.forecast.remove(&labels);
+        self.checked_at.remove(&labels);
+        self.verdict_since.remove(&labels);
     }
 
-    /// The shop's session as recorded after a pass.
-    pub fn session(&self, shop: &str, session: &SessionRecord) {
-        for state in SESSION_STATES {
+    /// The shop's session as recorded.
+    pub fn session(&self, shop: &str, state: SessionState, expires_at: Option<Timestamp>) {
+        for s in SESSION_STATES {
             self.session_state
                 .get_or_create(&SessionLabels {
                     shop: shop.to_owned(),
-                    state: state.as_str(),
+                    state: s.as_str(),
                 })
-                .set(i64::from(state == session.state));
+                .set(i64::from(s == state));
         }
         let labels = ShopLabels {
             shop: shop.to_owned(),
         };
-        match session.expires_at {
-            Some(at) => {
-                self.session_expiry
-                    .get_or_create(&labels)
-                    .set(at.as_second());
-            }
-            None => {
-                self.session_expiry.remove(&labels);
-            }
-        }
+        set_or_remove(
+            &self.session_expiry,
+            &labels,
+            expires_at.map(|t| t.as_second()),
+        );
     }
 
     pub fn pass_recorded(&self, duration: Duration) {

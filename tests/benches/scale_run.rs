@@ -293,6 +293,7 @@ pub async fn run(shops: usize, passes: &AtomicUsize, settle: Duration) -> Figure
         credentials_dir: None,
         tune: |_| {},
         before_pass: |_| {},
+        metrics: Default::default(),
     };
     let cancel = CancellationToken::new();
     let (control, control_rx) = mpsc::channel(4);

@@ -163,6 +163,7 @@ impl Fixture {
             credentials_dir: None,
             tune: fast,
             before_pass: |_| {},
+            metrics: Default::default(),
         }
     }
 
@@ -225,4 +226,15 @@ impl Fixture {
 pub fn write_private(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// Waits (polling every 20 ms, up to 20 s) for the daemon to record what `cond` looks for.
+pub async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
 }
