@@ -1,4 +1,5 @@
-//! The daemon in-process: passes, reload of shops.d, pass-now, shutdown, supervision of a
+//! The daemon in-process: passes, reload of shops.d, pass-now (every shop, or one), the start-up
+//! wait for a one-shot holder of the database, shutdown, supervision of a
 //! panicking shop, and what `check` beside it waits for.
 
 #[path = "common/capture.rs"]
@@ -195,6 +196,54 @@ async fn reload_adds_shops_keeps_sessions_refuses_bad_files_and_shutdown_is_prom
         "stopped shops delete their session tokens"
     );
     spec::assert_conforms(&f.sim.request_log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_waits_for_a_one_shot_holder_stops_while_waiting_and_refuses_a_daemon() {
+    let f = Fixture::new().await;
+    f.add_shop("acme", 1001, "");
+    f.sim.add_customers(1001, 1, 10, false);
+    let serve = |stop: &CancellationToken| {
+        let (control, orders) = daemon::control::channel(stop.clone());
+        let (path, config, env) = (f.config_path.clone(), f.config(), f.env());
+        let task = tokio::spawn(async move { daemon::serve(&path, config, env, orders).await });
+        (control, task)
+    };
+    let one_shot = f.open_store();
+    let state_dir = one_shot.state_dir().to_path_buf();
+
+    // Stopped while a one-shot `check` holds the database: ends without having run.
+    let (control, task) = serve(&CancellationToken::new());
+    control.send(Control::Stop);
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("stops while waiting")
+        .unwrap()
+        .unwrap();
+    assert!(StatusReport::read(&state_dir).is_err(), "nothing ran");
+
+    // The one-shot ends: the waiting daemon takes the database and runs.
+    let stop = CancellationToken::new();
+    let (_control, task) = serve(&stop);
+    drop(one_shot);
+    until("the daemon's first pass", || {
+        StatusReport::read(&state_dir)
+            .is_ok_and(|r| r.shops[0].checks.get(CheckKind::CustomerNumbers).verdict == Verdict::Ok)
+    })
+    .await;
+    stop.cancel();
+    task.await.unwrap().unwrap();
+
+    // Another daemon is not waited for.
+    let other = Store::open(&state_dir, tripletex_sync::store::Role::Daemon).unwrap();
+    let (_control, task) = serve(&CancellationToken::new());
+    let err = tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("refused at once")
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, daemon::DaemonError::Store(_)), "{err}");
+    drop(other);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
