@@ -3,7 +3,8 @@
 //! Everything that decides by time (session expiry at Oslo midnight, renewal, forecasts,
 //! `changedSince` windows, the simulator's token checks) reads it from a [`Clock`], so tests move
 //! time instead of waiting for it. Calendar questions are answered in Europe/Oslo with the bundled
-//! tz database, never by assuming UTC or a fixed offset.
+//! tz database, never by assuming UTC or a fixed offset. A configured `Duration` becomes a jiff
+//! span for timestamp arithmetic in one place ([`span`]).
 
 use std::sync::{Arc, Mutex};
 
@@ -48,9 +49,7 @@ impl ManualClock {
 
     pub fn advance(&self, by: std::time::Duration) {
         let mut now = self.now.lock().expect("clock lock");
-        *now = now
-            .checked_add(Span::try_from(by).expect("duration fits a span"))
-            .expect("clock stays in range");
+        *now = now.checked_add(span(by)).expect("clock stays in range");
     }
 }
 
@@ -58,6 +57,15 @@ impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         *self.now.lock().expect("clock lock")
     }
+}
+
+/// The most seconds a jiff span holds (about 20 000 years).
+const MAX_SPAN_SECONDS: i64 = 631_107_417_600;
+
+/// `d` as a span of seconds (and nanoseconds) for timestamp arithmetic. Beyond jiff's range it
+/// saturates, where a conversion would fail; no configured duration comes near it.
+pub fn span(d: std::time::Duration) -> Span {
+    Span::try_from(d).unwrap_or_else(|_| Span::new().seconds(MAX_SPAN_SECONDS))
 }
 
 /// Tripletex's time zone: token expiry and "today" are Norwegian.
@@ -96,6 +104,16 @@ mod tests {
     fn oslo_date_differs_from_utc_date_late_in_the_evening() {
         let at: Timestamp = "2026-03-28T23:30:00Z".parse().unwrap();
         assert_eq!(oslo_date(at), Date::constant(2026, 3, 29));
+    }
+
+    #[test]
+    fn a_duration_is_its_span_and_saturates_beyond_jiffs_range() {
+        let at: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let later = at.checked_add(span(std::time::Duration::from_millis(90_500)));
+        assert_eq!(later.unwrap().to_string(), "2026-01-01T00:01:30.5Z");
+        let huge = span(std::time::Duration::from_secs(u64::MAX));
+        assert_eq!(huge.get_seconds(), MAX_SPAN_SECONDS);
+        assert!(at.checked_add(huge).is_err(), "out of range, not a panic");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The commands behind the CLI: the binary's edge, where library errors become one printed line
-//! (anyhow) and an exit code.
+//! (anyhow) and an exit code. Each parses nothing beyond its arguments and calls the library:
+//! signals, the lock wait, passes and `check` beside the daemon live in `daemon`.
 //!
 //! Exit codes are part of the interface: `check` 0 = all ok/warn, 1 = any conflict/error verdict,
 //! 2 = could not run (including a pass that could not be recorded); every other command 0 or 2.
@@ -7,20 +8,21 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use tripletex_sync::checks::{CheckKind, Verdict};
 use tripletex_sync::clock::{SharedClock, SystemClock};
 use tripletex_sync::config::Config;
-use tripletex_sync::daemon::{self, Control, Environment};
+use tripletex_sync::daemon::control::{self, Forwarding, Signals};
+use tripletex_sync::daemon::oneshot::{self, CheckBy};
+use tripletex_sync::daemon::{self, Environment};
 #[cfg(feature = "sim")]
 use tripletex_sync::sim::{DEMO_SCENARIO, Scenario, Simulator};
 use tripletex_sync::status::StatusReport;
-use tripletex_sync::store::{Role, Store, StoreError, read_holder};
+#[cfg(feature = "sim")]
+use tripletex_sync::store::{Role, Store};
 
 /// Process exit codes.
 pub mod exit {
@@ -28,13 +30,6 @@ pub mod exit {
     pub const FINDINGS: u8 = 1;
     pub const COULD_NOT_RUN: u8 = 2;
 }
-
-/// How long `check` waits for a running daemon's pass.
-const DAEMON_PASS_TIMEOUT: Duration = Duration::from_secs(300);
-/// How long `run` waits for a one-shot `check` holding the database to finish.
-const ONE_SHOT_WAIT: Duration = Duration::from_secs(300);
-/// While waiting for it, each second pushes systemd's start-up deadline this far ahead.
-const START_EXTENSION_USEC: u32 = 10_000_000;
 
 /// The error and its causes on one line, each cause once: many library errors already quote
 /// their cause in their own message, and `{:#}` would print it again.
@@ -131,17 +126,19 @@ pub async fn check(config_path: &Path, shops: &[String], json: bool) -> anyhow::
     if !preflight(&config, false) {
         return Ok(exit::COULD_NOT_RUN);
     }
-    let state_dir = config.state_dir.clone();
-    let report = match Store::open(&state_dir, Role::OneShot) {
-        Ok(store) => check_here(&config, Arc::new(store), shops).await?,
-        Err(StoreError::Locked { holder, .. }) => match read_holder(&state_dir) {
-            Some((Role::Daemon, pid)) => ask_daemon(pid, &config, shops).await?,
-            _ => bail!(
-                "another tripletex-sync ({holder}) is using {}; try again when it ends",
-                state_dir.display()
-            ),
-        },
-        Err(e) => return Err(e.into()),
+    let (stop, _signals) = stop_on_signals()?;
+    let report = match oneshot::open_for_check(&config.state_dir)? {
+        CheckBy::Here(store) => {
+            let env = Environment::from_process(system_clock());
+            oneshot::check_here(&config, Arc::new(store), &env, shops, &stop).await?
+        }
+        CheckBy::Daemon(pid) => {
+            eprintln!(
+                "tripletex-sync daemon (pid {pid}) holds {}; asking it for a pass",
+                config.state_dir.display()
+            );
+            oneshot::ask_daemon(pid, &config, shops, &stop).await?
+        }
     };
     print_report(&report, json)?;
     let failing = report
@@ -153,79 +150,13 @@ pub async fn check(config_path: &Path, shops: &[String], json: bool) -> anyhow::
     Ok(if failing { exit::FINDINGS } else { exit::OK })
 }
 
-/// One pass per selected shop in this process; fails unless every pass was recorded.
-async fn check_here(
-    config: &Config,
-    store: Arc<Store>,
-    shops: &[String],
-) -> anyhow::Result<StatusReport> {
-    let cancel = CancellationToken::new();
-    let watcher = tokio::spawn(cancel_on(stop_signals()?, cancel.clone()));
-    let env = Environment::from_process(system_clock());
-    let reports =
-        daemon::check_once(config.clone(), store.clone(), &env, shops, cancel.clone()).await;
-    watcher.abort();
-    let reports = reports?;
-    if cancel.is_cancelled() {
-        bail!("interrupted");
-    }
-    let expected = config
-        .shops
-        .iter()
-        .filter(|s| s.enabled && (shops.is_empty() || shops.contains(&s.name)))
-        .count();
-    let report = StatusReport::collect(Some(&store), config, jiff::Timestamp::now())?;
-    // Keep status.json current for whoever reads it instead of the database.
-    report
-        .write(&config.state_dir)
-        .context("writing status.json")?;
-    if reports.len() < expected {
-        bail!(
-            "{} of {expected} passes could not be recorded (see the pass.failed events above)",
-            expected - reports.len()
-        );
-    }
-    Ok(select_shops(report, shops))
-}
-
-/// Signals the daemon (SIGUSR1) and waits until status.json shows a pass, after now, of every
-/// shop this `check` is about (all enabled shops of its configuration, or the `--shop`s).
-async fn ask_daemon(pid: u32, config: &Config, shops: &[String]) -> anyhow::Result<StatusReport> {
-    let state_dir = &config.state_dir;
-    let wanted: Vec<&str> = config
-        .shops
-        .iter()
-        .filter(|s| s.enabled && (shops.is_empty() || shops.contains(&s.name)))
-        .map(|s| s.name.as_str())
-        .collect();
-    let asked = jiff::Timestamp::now();
-    eprintln!(
-        "tripletex-sync daemon (pid {pid}) holds {}; asking it for a pass",
-        state_dir.display()
-    );
-    signal_usr1(pid)?;
-    let report = daemon::await_pass(state_dir, &wanted, asked, DAEMON_PASS_TIMEOUT).await?;
-    Ok(select_shops(report, shops))
-}
-
-fn signal_usr1(pid: u32) -> anyhow::Result<()> {
-    let pid = i32::try_from(pid).context("pid out of range")?;
-    // SAFETY: kill(2) with a plain pid and signal number has no memory effects.
-    let rc = unsafe { libc::kill(pid, libc::SIGUSR1) };
-    if rc != 0 {
-        bail!(
-            "cannot signal the daemon (pid {pid}): {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(())
-}
-
-fn select_shops(mut report: StatusReport, shops: &[String]) -> StatusReport {
-    if !shops.is_empty() {
-        report.shops.retain(|s| shops.contains(&s.name));
-    }
-    report
+/// A stop token cancelled by SIGTERM/SIGINT while the returned guard lives (commands other than
+/// the daemon).
+fn stop_on_signals() -> anyhow::Result<(CancellationToken, Forwarding)> {
+    let stop = CancellationToken::new();
+    let (controller, _orders) = control::channel(stop.clone());
+    let signals = Signals::stop_only().context("installing signal handlers")?;
+    Ok((stop, signals.forward(controller)))
 }
 
 fn print_report(report: &StatusReport, json: bool) -> anyhow::Result<()> {
@@ -243,128 +174,14 @@ pub async fn run(config_path: &Path) -> anyhow::Result<u8> {
     if !preflight(&config, false) {
         return Ok(exit::COULD_NOT_RUN);
     }
-    // Handlers first: once the lock file names our pid, `check` may send SIGUSR1, whose default
-    // action would end the process.
-    let cancel = CancellationToken::new();
-    let (control_tx, control_rx) = tokio::sync::mpsc::channel(8);
-    let signals = tokio::spawn(forward_signals(
-        DaemonSignals::install()?,
-        control_tx,
-        cancel.clone(),
-    ));
-    let Some(store) = open_for_daemon(&config.state_dir, &cancel).await? else {
-        signals.abort();
-        return Ok(exit::OK);
-    };
+    let (controller, orders) = control::channel(CancellationToken::new());
+    // Before the lock file names our pid (see `Signals::daemon`).
+    let _signals = Signals::daemon()
+        .context("installing signal handlers")?
+        .forward(controller);
     let env = Environment::from_process(system_clock());
-    let result = daemon::run(
-        config_path,
-        config,
-        Arc::new(store),
-        env,
-        control_rx,
-        cancel.clone(),
-    )
-    .await;
-    signals.abort();
-    result?;
+    daemon::serve(config_path, config, env, orders).await?;
     Ok(exit::OK)
-}
-
-/// Opens the database for the daemon. A one-shot `check` holding it is waited for (a restart
-/// must not fail because an operator ran `check`); another daemon is an error. `None` when
-/// stopped while waiting.
-async fn open_for_daemon(
-    state_dir: &Path,
-    cancel: &CancellationToken,
-) -> anyhow::Result<Option<Store>> {
-    let deadline = tokio::time::Instant::now() + ONE_SHOT_WAIT;
-    loop {
-        match Store::open(state_dir, Role::Daemon) {
-            Err(StoreError::Locked { .. })
-                if read_holder(state_dir).is_some_and(|(role, _)| role == Role::OneShot)
-                    && tokio::time::Instant::now() < deadline =>
-            {
-                tracing::info!(
-                    event = "daemon.waiting_for_lock",
-                    "a one-shot tripletex-sync holds the database; waiting for it"
-                );
-                // Keep systemd's start-up timeout (TimeoutStartSec=) a few seconds ahead of us
-                // while we wait, however long the unit allows by default.
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::ExtendTimeoutUsec(
-                    START_EXTENSION_USEC,
-                )]);
-                tokio::select! {
-                    _ = cancel.cancelled() => return Ok(None),
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-            other => return Ok(Some(other?)),
-        }
-    }
-}
-
-struct DaemonSignals {
-    term: Signal,
-    int: Signal,
-    hup: Signal,
-    usr1: Signal,
-}
-
-impl DaemonSignals {
-    fn install() -> anyhow::Result<Self> {
-        let on = |kind| signal(kind).context("installing signal handlers");
-        Ok(Self {
-            term: on(SignalKind::terminate())?,
-            int: on(SignalKind::interrupt())?,
-            hup: on(SignalKind::hangup())?,
-            usr1: on(SignalKind::user_defined1())?,
-        })
-    }
-}
-
-async fn forward_signals(
-    mut s: DaemonSignals,
-    control: tokio::sync::mpsc::Sender<Control>,
-    cancel: CancellationToken,
-) {
-    loop {
-        let order = tokio::select! {
-            // In this order when several are pending: a reload then a pass, so a `check` sent
-            // right after `systemctl reload` covers the new shops.
-            biased;
-            _ = s.term.recv() => None,
-            _ = s.int.recv() => None,
-            _ = s.hup.recv() => Some(Control::Reload),
-            _ = s.usr1.recv() => Some(Control::PassNow),
-        };
-        match order {
-            None => {
-                tracing::info!(event = "daemon.stopping", "signal received; shutting down");
-                cancel.cancel();
-                return;
-            }
-            Some(order) => {
-                // Never block on a full queue (e.g. while waiting for the lock): SIGTERM must
-                // still be heard. A dropped repeat of a queued order changes nothing.
-                let _ = control.try_send(order);
-            }
-        }
-    }
-}
-
-/// SIGTERM and SIGINT, for the commands that are not the daemon.
-fn stop_signals() -> anyhow::Result<(Signal, Signal)> {
-    let on = |kind| signal(kind).context("installing signal handlers");
-    Ok((on(SignalKind::terminate())?, on(SignalKind::interrupt())?))
-}
-
-async fn cancel_on((mut term, mut int): (Signal, Signal), cancel: CancellationToken) {
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    cancel.cancel();
 }
 
 /// `sim`: serve a scenario (default: the demo world) until SIGTERM/SIGINT.
@@ -374,7 +191,7 @@ pub async fn sim(listen: SocketAddr, scenario: Option<&Path>) -> anyhow::Result<
         Some(path) => Scenario::load(path)?,
         None => Scenario::from_toml_str(DEMO_SCENARIO)?,
     };
-    let signals = stop_signals()?;
+    let (stop, _signals) = stop_on_signals()?;
     let sim = Simulator::from_scenario(scenario, system_clock());
     let running = sim
         .start(listen)
@@ -385,8 +202,7 @@ pub async fn sim(listen: SocketAddr, scenario: Option<&Path>) -> anyhow::Result<
         "Tripletex simulator on {} (Ctrl-C stops it)",
         running.base_url()
     );
-    let cancel = CancellationToken::new();
-    cancel_on(signals, cancel).await;
+    stop.cancelled().await;
     running.shutdown().await;
     Ok(exit::OK)
 }
@@ -413,28 +229,18 @@ pub async fn demo(seconds: u64) -> anyhow::Result<u8> {
         config.shops.len(),
         dir.path().display()
     );
-    let cancel = CancellationToken::new();
-    let signals = tokio::spawn(cancel_on(stop_signals()?, cancel.clone()));
-    let stopper = {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(seconds)).await;
-            cancel.cancel();
-        })
-    };
-    let (_control_tx, control_rx) = tokio::sync::mpsc::channel(1);
+    let (controller, orders) = control::channel(CancellationToken::new());
+    let signals = Signals::stop_only()
+        .context("installing signal handlers")?
+        .forward(controller.clone());
+    let stopper = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+        controller.send(daemon::Control::Stop);
+    });
     let env = Environment::from_process(system_clock());
-    let ran = daemon::run(
-        &config_path,
-        config.clone(),
-        store.clone(),
-        env,
-        control_rx,
-        cancel,
-    )
-    .await;
+    let ran = daemon::run(&config_path, config.clone(), store.clone(), env, orders).await;
     stopper.abort();
-    signals.abort();
+    drop(signals);
     running.shutdown().await;
     ran?;
     let report = StatusReport::collect(Some(&store), &config, jiff::Timestamp::now())?;

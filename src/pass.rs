@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use tracing::Instrument as _;
 
 use crate::checks::{self, CheckKind, CheckOutcome, Policy, Verdict};
-use crate::clock::SharedClock;
+use crate::clock::{SharedClock, span};
 use crate::config::ShopConfig;
 use crate::store::{ResultRecord, SessionRecord, SessionState, Store, StoreError};
 use crate::sync::{self, SyncError, SyncSettings};
@@ -234,8 +234,7 @@ pub(crate) fn log_verdict(shop: &str, outcome: &CheckOutcome, before: Verdict) {
 
 /// History older than this is pruned and ignored.
 fn history_cutoff(now: Timestamp, settings: &PassSettings) -> Timestamp {
-    now.checked_sub(jiff::Span::new().seconds(settings.history.as_secs() as i64))
-        .unwrap_or(now)
+    now.checked_sub(span(settings.history)).unwrap_or(now)
 }
 
 /// Errors that say the shop cannot talk to Tripletex at all, rather than about one endpoint.

@@ -22,7 +22,7 @@ use jiff::{Span, Timestamp};
 
 use crate::checks::kinds::{Entry, Reads};
 use crate::checks::{CheckKind, KindSpec};
-use crate::clock::{oslo, oslo_date};
+use crate::clock::{oslo, oslo_date, span};
 use crate::store::{Batch, KindCursor, Store, StoreError, SyncCursor};
 use crate::tripletex::model::Record;
 use crate::tripletex::{Fetched, ShopClient, TripletexError};
@@ -363,10 +363,6 @@ fn oslo_local(at: Timestamp) -> String {
         local -= Span::new().hours(1);
     }
     local.strftime("%Y-%m-%dT%H:%M:%S").to_string()
-}
-
-fn span(d: Duration) -> Span {
-    Span::new().seconds(d.as_secs() as i64)
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! The daemon in-process: passes, reload of shops.d, pass-now, shutdown, supervision of a
+//! The daemon in-process: passes, reload of shops.d, pass-now (every shop, or one), the start-up
+//! wait for a one-shot holder of the database, shutdown, supervision of a
 //! panicking shop, and what `check` beside it waits for.
 
 #[path = "common/capture.rs"]
@@ -13,10 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use support::{Fixture, until, write_private};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tripletex_sync::checks::{CheckKind, Verdict};
-use tripletex_sync::daemon::{self, Control};
+use tripletex_sync::daemon::{self, Control, Controller};
 use tripletex_sync::sim::{Fault, FaultKind};
 use tripletex_sync::status::{CheckStatus, StatusReport};
 use tripletex_sync::store::{SessionState, Store};
@@ -25,38 +25,20 @@ type Running = tokio::task::JoinHandle<Result<(), daemon::DaemonError>>;
 
 /// Starts the daemon in-process on the fixture's config; returns its store, control channel,
 /// cancellation token and task.
-fn start(
-    f: &Fixture,
-) -> (
-    Arc<Store>,
-    mpsc::Sender<Control>,
-    CancellationToken,
-    Running,
-) {
+fn start(f: &Fixture) -> (Arc<Store>, Controller, CancellationToken, Running) {
     start_with(f, f.env())
 }
 
 fn start_with(
     f: &Fixture,
     env: daemon::Environment,
-) -> (
-    Arc<Store>,
-    mpsc::Sender<Control>,
-    CancellationToken,
-    Running,
-) {
+) -> (Arc<Store>, Controller, CancellationToken, Running) {
     let store = f.open_store();
-    let (control, rx) = mpsc::channel(4);
     let cancel = CancellationToken::new();
+    let (control, rx) = daemon::control::channel(cancel.clone());
     let daemon = tokio::spawn({
-        let (path, config, store, env, cancel) = (
-            f.config_path.clone(),
-            f.config(),
-            store.clone(),
-            env,
-            cancel.clone(),
-        );
-        async move { daemon::run(&path, config, store, env, rx, cancel).await }
+        let (path, config, store, env) = (f.config_path.clone(), f.config(), store.clone(), env);
+        async move { daemon::run(&path, config, store, env, rx).await }
     });
     (store, control, cancel, daemon)
 }
@@ -97,7 +79,7 @@ async fn reload_adds_shops_keeps_sessions_refuses_bad_files_and_shutdown_is_prom
     f.sim.add_customers(1002, 1, 10, false);
     f.sim.add_customers(1002, 10_000, 3, false);
     write_private(&f.path("bolt.token"), "not-the-key");
-    control.send(Control::Reload).await.unwrap();
+    control.send(Control::Reload);
     until("bolt rejected", || {
         store
             .session("bolt")
@@ -106,7 +88,7 @@ async fn reload_adds_shops_keeps_sessions_refuses_bad_files_and_shutdown_is_prom
     })
     .await;
     write_private(&f.path("bolt.token"), "employee-token-bolt");
-    control.send(Control::Reload).await.unwrap();
+    control.send(Control::Reload);
     until("bolt's conflict", || {
         verdict(&store, "bolt") == Some(Verdict::Conflict)
     })
@@ -127,7 +109,7 @@ async fn reload_adds_shops_keeps_sessions_refuses_bad_files_and_shutdown_is_prom
     .unwrap();
     let log = capture::capture_json();
     let mark = log.mark();
-    control.send(Control::Reload).await.unwrap();
+    control.send(Control::Reload);
     // Operators alert on the event; its error is the one line `validate` would print.
     let refusal = || {
         log.since(mark)
@@ -157,7 +139,7 @@ async fn reload_adds_shops_keeps_sessions_refuses_bad_files_and_shutdown_is_prom
         .unwrap()
         .checked_at;
     f.clock.advance(Duration::from_secs(60));
-    control.send(Control::PassNow).await.unwrap();
+    control.send(Control::PassNow);
     let passed_again = |shop: &str| {
         store
             .result(shop, CheckKind::CustomerNumbers)
@@ -176,7 +158,7 @@ async fn reload_adds_shops_keeps_sessions_refuses_bad_files_and_shutdown_is_prom
 
     // Fixed, the next reload starts carl.
     std::fs::remove_file(f.path("shops.d/broken.toml")).unwrap();
-    control.send(Control::Reload).await.unwrap();
+    control.send(Control::Reload);
     until("carl's first pass", || {
         verdict(&store, "carl") == Some(Verdict::Ok)
     })
@@ -203,6 +185,95 @@ async fn reload_adds_shops_keeps_sessions_refuses_bad_files_and_shutdown_is_prom
         "stopped shops delete their session tokens"
     );
     spec::assert_conforms(&f.sim.request_log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_waits_for_a_one_shot_holder_stops_while_waiting_and_refuses_a_daemon() {
+    let f = Fixture::new().await;
+    f.add_shop("acme", 1001, "");
+    f.sim.add_customers(1001, 1, 10, false);
+    let serve = |stop: &CancellationToken| {
+        let (control, orders) = daemon::control::channel(stop.clone());
+        let (path, config, env) = (f.config_path.clone(), f.config(), f.env());
+        let task = tokio::spawn(async move { daemon::serve(&path, config, env, orders).await });
+        (control, task)
+    };
+    let one_shot = f.open_store();
+    let state_dir = one_shot.state_dir().to_path_buf();
+
+    // Stopped while a one-shot `check` holds the database: ends without having run.
+    let (control, task) = serve(&CancellationToken::new());
+    control.send(Control::Stop);
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("stops while waiting")
+        .unwrap()
+        .unwrap();
+    assert!(StatusReport::read(&state_dir).is_err(), "nothing ran");
+
+    // The one-shot ends: the waiting daemon takes the database and runs.
+    let stop = CancellationToken::new();
+    let (_control, task) = serve(&stop);
+    drop(one_shot);
+    until("the daemon's first pass", || {
+        StatusReport::read(&state_dir)
+            .is_ok_and(|r| r.shops[0].checks.get(CheckKind::CustomerNumbers).verdict == Verdict::Ok)
+    })
+    .await;
+    stop.cancel();
+    task.await.unwrap().unwrap();
+
+    // Another daemon is not waited for.
+    let other = Store::open(&state_dir, tripletex_sync::store::Role::Daemon).unwrap();
+    let (_control, task) = serve(&CancellationToken::new());
+    let err = tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("refused at once")
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, daemon::DaemonError::Store(_)), "{err}");
+    drop(other);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shops_trigger_passes_only_that_shop_and_stop_is_an_order_too() {
+    let f = Fixture::new().await;
+    for (name, company) in [("acme", 1001), ("bolt", 1002)] {
+        f.add_shop(name, company, "");
+        f.sim.add_customers(company, 1, 10, false);
+    }
+    let (store, control, cancel, daemon) = start(&f);
+    let checked_at = |shop: &str| {
+        store
+            .result(shop, CheckKind::CustomerNumbers)
+            .unwrap()
+            .map(|r| r.checked_at)
+    };
+    until("both shops' first pass", || {
+        checked_at("acme").is_some() && checked_at("bolt").is_some()
+    })
+    .await;
+    let bolt_before = checked_at("bolt");
+    let acme_before = checked_at("acme");
+    f.clock.advance(Duration::from_secs(60));
+    // What a webhook listener holds: it can ask for a shop's pass, nothing else.
+    let triggers = control.shop_triggers();
+    triggers.pass_now("nobody-here");
+    triggers.pass_now("acme");
+    until("acme's pass on its own trigger", || {
+        checked_at("acme") > acme_before
+    })
+    .await;
+    assert_eq!(checked_at("bolt"), bolt_before, "bolt was not asked");
+
+    control.send(Control::Stop);
+    assert!(cancel.is_cancelled(), "stop is the daemon's one token");
+    tokio::time::timeout(Duration::from_secs(5), daemon)
+        .await
+        .expect("shutdown within 5 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(f.sim.live_sessions(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,7 +331,7 @@ async fn a_reload_retries_a_rejected_shop_at_once() {
     // The operator switches the add-on on and reloads; nothing in the files changed, and the
     // next pass would be an hour away.
     f.sim.set_integrations_enabled(1001, true);
-    control.send(Control::Reload).await.unwrap();
+    control.send(Control::Reload);
     until("acme checked after the reload", || {
         verdict(&store, "acme") == Some(Verdict::Ok)
     })
@@ -373,7 +444,7 @@ async fn a_panicking_shop_is_recorded_retried_and_still_reachable() {
     // `check` beside the daemon: the failure is named at once, not waited out.
     f.clock.advance(Duration::from_secs(60));
     let asked = f.now();
-    control.send(Control::PassNow).await.unwrap();
+    control.send(Control::PassNow);
     let err = daemon::await_pass(
         &state_dir,
         &["boom", "calm"],
@@ -394,7 +465,7 @@ async fn a_panicking_shop_is_recorded_retried_and_still_reachable() {
     BOOM_PANICS.store(false, Ordering::SeqCst);
     f.clock.advance(Duration::from_secs(60));
     let asked = f.now();
-    control.send(Control::PassNow).await.unwrap();
+    control.send(Control::PassNow);
     let report = daemon::await_pass(
         &state_dir,
         &["boom", "calm"],

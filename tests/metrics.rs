@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use support::{Fixture, MAIN, until};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tripletex_sync::daemon;
 use tripletex_sync::metrics::{METRICS_FILE, Metrics, serve};
@@ -25,16 +24,11 @@ async fn a_conflict_shows_in_metrics_prom_of_a_daemon_serving_metrics() {
     let store = f.open_store();
     let env = f.env();
     let metrics = env.metrics.clone();
-    let (_control, rx) = mpsc::channel(4);
     let cancel = CancellationToken::new();
+    let (_control, orders) = daemon::control::channel(cancel.clone());
     let daemon = tokio::spawn({
-        let (path, config, store, cancel) = (
-            f.config_path.clone(),
-            f.config(),
-            store.clone(),
-            cancel.clone(),
-        );
-        async move { daemon::run(&path, config, store, env, rx, cancel).await }
+        let (path, config, store) = (f.config_path.clone(), f.config(), store.clone());
+        async move { daemon::run(&path, config, store, env, orders).await }
     });
 
     let file = store.state_dir().join(METRICS_FILE);

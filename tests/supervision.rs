@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use support::{Fixture, MAIN};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tripletex_sync::checks::{CheckKind, Verdict};
@@ -55,12 +54,11 @@ async fn a_panic_inside_the_client_is_not_inherited_by_the_retry() {
     f.sim.add_customers(1001, 1, 10, false);
     let store = f.open_store();
     let state_dir = store.state_dir().to_path_buf();
-    let (_control, rx) = mpsc::channel(4);
     let cancel = CancellationToken::new();
+    let (_control, rx) = daemon::control::channel(cancel.clone());
     let daemon = tokio::spawn({
-        let (path, config, env, cancel) =
-            (f.config_path.clone(), f.config(), f.env(), cancel.clone());
-        async move { daemon::run(&path, config, store, env, rx, cancel).await }
+        let (path, config, env) = (f.config_path.clone(), f.config(), f.env());
+        async move { daemon::run(&path, config, store, env, rx).await }
     });
     let mut failed_first = false;
     let mut recovered = None;

@@ -201,46 +201,13 @@ impl Config {
             path,
             overrides: &overrides,
         };
-        let consumer_token = TokenConfig::from_keys(
-            TokenRole::Consumer,
-            path,
-            &base,
-            "tripletex.consumer_token_file",
-            raw.tripletex.consumer_token_file.as_deref(),
-            "tripletex.consumer_token_credential",
-            raw.tripletex.consumer_token_credential.as_deref(),
-        )
-        .map_err(|e| {
-            // "Both are set" names the file key; an override of either key is the one to blame.
-            let var = [
-                "tripletex.consumer_token_file",
-                "tripletex.consumer_token_credential",
-            ]
-            .iter()
-            .find_map(|k| overrides.get(*k));
-            match var {
-                Some(var) => ConfigError {
-                    origin: Origin::Env(var.clone()),
-                    ..e
-                },
-                None => e,
-            }
-        })?;
+        let consumer_token = consumer_token(&raw, &blame, &base)?;
         let (tripletex, rate_limit, checks) = validate::main(&raw, &blame, consumer_token)?;
         let state_dir = state_dir::resolve_state_dir(&base, &raw.state_dir)
             .map_err(|(problem, fix)| blame.err("state_dir", problem, &fix))?;
         let metrics_listen = validate::metrics_listen(&raw.metrics.listen, &blame)?;
         let shops_dir = resolve(&base, &raw.shops_dir);
-        let shard = match Some(raw.shard.as_str()).filter(|s| !s.is_empty()) {
-            None => None,
-            Some(text) => Some(Shard::parse(text).map_err(|problem| {
-                blame.err(
-                    "shard",
-                    problem,
-                    "e.g. shard = \"0/3\" on the first of three instances, \"1/3\", \"2/3\" on the others",
-                )
-            })?),
-        };
+        let shard = shard(&raw, &blame)?;
         let mut shops = load_shops(&shops_dir, &blame)?;
         shops.retain(|s| shard.is_none_or(|shard| shard.owns(&s.name)));
         Ok(Self {
@@ -259,6 +226,51 @@ impl Config {
     pub fn shop(&self, name: &str) -> Option<&ShopConfig> {
         self.shops.iter().find(|s| s.name == name)
     }
+}
+
+/// `[tripletex] consumer_token_file` / `_credential`, resolved against the main file's folder.
+fn consumer_token(
+    raw: &raw::RawConfig,
+    blame: &Blame<'_>,
+    base: &Path,
+) -> Result<TokenConfig, ConfigError> {
+    const KEYS: [&str; 2] = [
+        "tripletex.consumer_token_file",
+        "tripletex.consumer_token_credential",
+    ];
+    TokenConfig::from_keys(
+        TokenRole::Consumer,
+        blame.path,
+        base,
+        KEYS[0],
+        raw.tripletex.consumer_token_file.as_deref(),
+        KEYS[1],
+        raw.tripletex.consumer_token_credential.as_deref(),
+    )
+    .map_err(|e| {
+        // "Both are set" names the file key; an override of either key is the one to blame.
+        match KEYS.iter().find_map(|k| blame.overrides.get(*k)) {
+            Some(var) => ConfigError {
+                origin: Origin::Env(var.clone()),
+                ..e
+            },
+            None => e,
+        }
+    })
+}
+
+/// `shard`: empty for every shop, else `"i/n"`.
+fn shard(raw: &raw::RawConfig, blame: &Blame<'_>) -> Result<Option<Shard>, ConfigError> {
+    if raw.shard.is_empty() {
+        return Ok(None);
+    }
+    Shard::parse(&raw.shard).map(Some).map_err(|problem| {
+        blame.err(
+            "shard",
+            problem,
+            "e.g. shard = \"0/3\" on the first of three instances, \"1/3\", \"2/3\" on the others",
+        )
+    })
 }
 
 /// The process's `TRIPLETEX_SYNC__…` variables.

@@ -1,5 +1,8 @@
-//! The daemon: the run loop (orders from signals: reload, pass now; stop on cancellation), the
-//! one-shot `check_once`, and what one configuration generation shares ([`World`]).
+//! The daemon: start-up (waiting for a one-shot `check` that holds the database, [`serve`]), the
+//! run loop, which takes every order from the one control channel ([`control`]: reload, pass now,
+//! one shop's pass now; stop is the cancellation token), the one-shot `check` ([`oneshot`]), and
+//! what one configuration generation shares ([`World`]). Every pass, in the daemon and in
+//! `check`, goes through one pass driver (`driver`).
 //!
 //! Invariants: one [`CancellationToken`] stops everything (each shop task holds a child of it and
 //! every sleep, limiter wait and request selects on it); at most `max_concurrent_shops` passes run
@@ -7,12 +10,15 @@
 //! succeeds restarts only the shops whose file or token changed (others keep their sessions) and
 //! retries key-rejected shops at once; `status.json` is rewritten after passes (debounced and
 //! rate-limited, from an in-memory view) so `status` works while we hold sled; a pass that panics
-//! or fails is caught, recorded as `error` and retried (`supervise`), in the daemon and in
-//! `check_once` alike; under a systemd watchdog, the control loop pings only while no pass is
+//! or fails is caught, recorded as `error` and retried (`driver`, `supervise`), in the daemon and
+//! in `check_once` alike; under a systemd watchdog, the control loop pings only while no pass is
 //! stuck ([`watchdog`]); on stop, every live session token is deleted that can be within the stop
 //! deadline, and the rest counted.
 
 mod ask;
+pub mod control;
+mod driver;
+pub mod oneshot;
 mod report;
 mod scheduler;
 mod supervise;
@@ -20,30 +26,29 @@ mod view;
 mod watchdog;
 
 pub use ask::{AskError, await_pass};
+pub use control::{Control, Controller, Orders, ShopTriggers};
+pub use oneshot::check_once;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::{Config, ConfigError, ShopConfig};
 use crate::metrics::Metrics;
-use crate::pass::{self, PassReport, PassSettings};
+use crate::pass::PassSettings;
 use crate::secrets::{SecretString, same};
-use crate::store::Store;
+use crate::store::{Role, Store, StoreError, read_holder};
 use crate::tripletex::{ClientSettings, Tripletex, TripletexError};
 use scheduler::Scheduler;
 
-/// What a running daemon can be asked to do (signals map onto these; tests send them directly).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Control {
-    /// Re-read the configuration and shops.d (SIGHUP).
-    Reload,
-    /// Run every shop's pass now (SIGUSR1; used by `check` while the daemon runs).
-    PassNow,
-}
+/// How long `run` waits for a one-shot `check` holding the database to finish.
+const ONE_SHOT_WAIT: Duration = Duration::from_secs(300);
+/// While waiting for it, each second pushes systemd's start-up deadline this far ahead.
+const START_EXTENSION_USEC: u32 = 10_000_000;
 
 /// The edges a daemon or a one-shot check needs; tests inject their own.
 #[derive(Clone)]
@@ -86,6 +91,8 @@ pub enum DaemonError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Tripletex(#[from] TripletexError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Everything shared by the shop tasks of one configuration generation.
@@ -137,68 +144,60 @@ impl World {
     }
 }
 
-/// Runs one pass for each selected enabled shop (all when `only` is empty), at most
-/// `max_concurrent_shops` at a time, and returns the recorded reports.
-pub async fn check_once(
+/// The daemon from start to stop: takes the database (waiting for a one-shot `check` that holds
+/// it: a restart must not fail because an operator ran `check`; another daemon is an error), then
+/// [`run`]. Stopped while waiting, it returns `Ok` without having run.
+pub async fn serve(
+    config_path: &Path,
     config: Config,
-    store: Arc<Store>,
-    env: &Environment,
-    only: &[String],
-    cancel: CancellationToken,
-) -> Result<Vec<PassReport>, DaemonError> {
-    let world = World::build(config, env)?;
-    let settings = world.pass_settings();
-    let gate = Arc::new(Semaphore::new(world.config.rate_limit.max_concurrent_shops));
-    let mut tasks = tokio::task::JoinSet::new();
-    for (shop, token) in world.tokens(env)? {
-        if !only.is_empty() && !only.contains(&shop.name) {
-            continue;
-        }
-        let client = world
-            .api
-            .shop(&shop.name, token, shop.company_id, cancel.clone());
-        let (store, clock, gate) = (store.clone(), env.clock.clone(), gate.clone());
-        let before_pass = env.before_pass;
-        tasks.spawn(async move {
-            let _permit = gate.acquire_owned().await.expect("gate never closes");
-            let pass = supervise::CatchPanic::new(async {
-                before_pass(&shop.name);
-                pass::run(&shop, &client, &store, &settings, &clock, 1).await
-            });
-            let reason = match pass.await {
-                Ok(Ok(report)) => return Some(report),
-                Ok(Err(pass::PassError::Cancelled)) => return None,
-                Ok(Err(e)) => e.to_string(),
-                Err(panic) => panic,
-            };
-            // Recorded so status shows why, but left out of the result: callers compare counts
-            // (`check` exits 2).
-            supervise::pass_failed(&shop, &store, &clock, &reason).await;
-            None
-        });
-    }
-    let mut reports = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(report) => reports.extend(report),
-            // Only a panic outside the pass (the gate) ends up here.
-            Err(e) => tracing::error!(event = "pass.failed", error = %e, "pass task panicked"),
-        }
-    }
-    reports.sort_by(|a, b| a.shop.cmp(&b.shop));
-    report::consumer_rejection(&reports, &mut false);
-    Ok(reports)
+    env: Environment,
+    orders: Orders,
+) -> Result<(), DaemonError> {
+    let Some(store) = open_for_daemon(&config.state_dir, orders.stop_token()).await? else {
+        return Ok(());
+    };
+    run(config_path, config, Arc::new(store), env, orders).await
 }
 
-/// The daemon: passes until `cancel`, obeying `control`.
+async fn open_for_daemon(
+    state_dir: &Path,
+    stop: &CancellationToken,
+) -> Result<Option<Store>, StoreError> {
+    let deadline = tokio::time::Instant::now() + ONE_SHOT_WAIT;
+    loop {
+        match Store::open(state_dir, Role::Daemon) {
+            Err(StoreError::Locked { .. })
+                if read_holder(state_dir).is_some_and(|(role, _)| role == Role::OneShot)
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tracing::info!(
+                    event = "daemon.waiting_for_lock",
+                    "a one-shot tripletex-sync holds the database; waiting for it"
+                );
+                // Keep systemd's start-up timeout (TimeoutStartSec=) a few seconds ahead of us
+                // while we wait, however long the unit allows by default.
+                report::notify_systemd(&[sd_notify::NotifyState::ExtendTimeoutUsec(
+                    START_EXTENSION_USEC,
+                )]);
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+            other => return other.map(Some),
+        }
+    }
+}
+
+/// The daemon on an open database: passes until stopped, obeying `orders`.
 pub async fn run(
     config_path: &Path,
     config: Config,
     store: Arc<Store>,
     env: Environment,
-    mut control: mpsc::Receiver<Control>,
-    cancel: CancellationToken,
+    mut orders: Orders,
 ) -> Result<(), DaemonError> {
+    let cancel = orders.stop_token().clone();
     let world = World::build(config, &env)?;
     let world_shard = world.config.shard;
     let initial = world.tokens(&env)?;
@@ -249,7 +248,6 @@ pub async fn run(
     report::notify_systemd(&[sd_notify::NotifyState::Ready]);
 
     let mut watchdog = watchdog::Watchdog::from_process();
-    let mut orders_open = true;
     loop {
         let order = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -266,14 +264,12 @@ pub async fn run(
                 health.record(scheduler.heartbeat(), limit);
                 continue;
             }
-            order = control.recv(), if orders_open => match order {
-                Some(order) => order,
-                // Nobody can send orders any more: run (and feed the watchdog) until cancelled.
-                None => { orders_open = false; continue }
-            },
+            order = orders.recv() => order,
         };
         match order {
+            Control::Stop => break,
             Control::PassNow => scheduler.pass_now(),
+            Control::PassNowFor(shop) => scheduler.pass_now_for(&shop),
             Control::Reload => {
                 report::notify_reloading();
                 match reload(config_path, scheduler.env(), scheduler.world()) {

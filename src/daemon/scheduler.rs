@@ -1,13 +1,12 @@
 //! The shop tasks: one per enabled shop, each looping pass → wait (interval ± jitter, or a
-//! pass-now trigger) until its cancellation token (a child of the daemon's) fires.
+//! pass-now trigger: every shop's, or its own) until its cancellation token (a child of the
+//! daemon's) fires. Each pass goes through the one pass driver (`driver`).
 //!
-//! Invariants: a shop has at most one task; a task holds a permit of the shared gate while its
-//! pass runs, so at most `max_concurrent_shops` passes run at once; a reload restarts a shop only
-//! when its file or token (or the shared configuration) changed, so unchanged shops keep their
-//! sessions; a pass that panics or fails never ends its task (see `supervise`): it is recorded as
-//! `error` and retried with backoff, and pass-now still reaches the shop. A panic can leave the
-//! shop's client half-updated (a poisoned lock in its limiter, breaker or session slot), so the
-//! task builds a fresh client after one: the retry never inherits the panic.
+//! Invariants: a shop has at most one task; a reload restarts a shop only when its file or token
+//! (or the shared configuration) changed, so unchanged shops keep their sessions; a pass that
+//! panics or fails never ends its task (see `driver` and `supervise`): it is recorded as `error`
+//! and retried with backoff, with a fresh client after a panic, and pass-now still reaches the
+//! shop; a trigger for a shop without a task is logged at DEBUG and dropped.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -19,12 +18,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use super::driver::{CLOSE_WITHIN, Driver, Ran};
 use super::report::Update;
-use super::supervise::{self, CatchPanic};
+use super::supervise;
 use super::watchdog::Heartbeat;
 use super::{Environment, ShopTokens, World, same};
 use crate::config::ShopConfig;
-use crate::pass;
 use crate::secrets::SecretString;
 use crate::store::{SessionRecord, SessionState, Store};
 use crate::tripletex::ratelimit::full_jitter;
@@ -51,16 +50,9 @@ struct ShopTask {
 
 /// What one shop task owns.
 struct ShopLoop {
-    shop: ShopConfig,
-    token: SecretString,
-    world: Arc<World>,
-    env: Environment,
-    store: Arc<Store>,
-    gate: Arc<Semaphore>,
+    driver: Driver,
     reports: mpsc::UnboundedSender<Update>,
-    cancel: CancellationToken,
     trigger: Arc<Notify>,
-    heartbeat: Arc<Heartbeat>,
 }
 
 impl Scheduler {
@@ -111,16 +103,19 @@ impl Scheduler {
         let trigger = Arc::new(Notify::new());
         let span = tracing::info_span!("shop", shop = %shop.name);
         let task = ShopLoop {
-            shop: shop.clone(),
-            token: token.clone(),
-            world: self.world.clone(),
-            env: self.env.clone(),
-            store: self.store.clone(),
-            gate: self.gate.clone(),
+            driver: Driver {
+                shop: shop.clone(),
+                token: token.clone(),
+                world: self.world.clone(),
+                env: self.env.clone(),
+                store: self.store.clone(),
+                gate: self.gate.clone(),
+                heartbeat: self.heartbeat.clone(),
+                cancel: cancel.clone(),
+                settings: self.world.pass_settings(),
+            },
             reports: self.reports.clone(),
-            cancel: cancel.clone(),
             trigger: trigger.clone(),
-            heartbeat: self.heartbeat.clone(),
         };
         let handle = tokio::spawn(task.run().instrument(span));
         let name = shop.name.clone();
@@ -152,6 +147,17 @@ impl Scheduler {
             "running every shop's pass now"
         );
         self.tasks.values().for_each(|t| t.trigger.notify_one());
+    }
+
+    /// Runs `shop`'s pass now, if this daemon runs that shop.
+    pub fn pass_now_for(&self, shop: &str) {
+        let task = self.tasks.get(shop);
+        tracing::debug!(
+            event = "daemon.pass_requested",
+            shop,
+            known = task.is_some()
+        );
+        task.inspect(|t| t.trigger.notify_one());
     }
 
     /// Switches to a reloaded configuration; `rebuild` when its shared parts changed.
@@ -227,10 +233,6 @@ impl Scheduler {
     }
 }
 
-/// How long after its cancellation a stopping shop may take to delete its session token; what
-/// is left of systemd's stop timeout goes to the last status.json write and sled's flush.
-const CLOSE_WITHIN: Duration = Duration::from_secs(3);
-
 impl ShopLoop {
     /// Passes until cancelled, then deletes the session token (nobody holds it any more). The
     /// deletes of a stopping daemon share the gate, so at most `max_concurrent_shops` run at
@@ -239,7 +241,7 @@ impl ShopLoop {
         let client = self.passes().await;
         let deadline = tokio::time::Instant::now() + CLOSE_WITHIN;
         let closing = async {
-            let _permit = self.gate.acquire().await.expect("gate never closes");
+            let _permit = self.driver.gate.acquire().await.expect("gate never closes");
             // Boxed for the same reason as a pass.
             Box::pin(client.close(deadline)).await
         };
@@ -250,83 +252,37 @@ impl ShopLoop {
         }
     }
 
-    fn new_client(&self) -> ShopClient {
-        let shop = &self.shop;
-        self.world.api.shop(
-            &shop.name,
-            self.token.clone(),
-            shop.company_id,
-            self.cancel.clone(),
-        )
-    }
-
     /// Runs passes until cancelled; returns the client in use then.
     async fn passes(&self) -> ShopClient {
-        let mut client = self.new_client();
-        let settings = self.world.pass_settings();
-        let checks = &self.world.config.checks;
+        let d = &self.driver;
+        let mut client = d.client();
+        let checks = &d.world.config.checks;
         let mut wait = full_jitter(checks.jitter);
         let mut pass_no = 0u64;
         let mut failures = 0u32;
         loop {
             tokio::select! {
-                _ = self.cancel.cancelled() => return client,
+                _ = d.cancel.cancelled() => return client,
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.trigger.notified() => {}
             }
-            let permit = tokio::select! {
-                _ = self.cancel.cancelled() => return client,
-                p = self.gate.clone().acquire_owned() => p.expect("gate never closes"),
-            };
             pass_no += 1;
-            let _busy = self.heartbeat.pass_started(&self.shop.name);
-            let (shop, store, clock) = (&self.shop, &self.store, &self.env.clock);
-            // Boxed: a pass's future is kilobytes (HTTP, sled), and inline it would sit in every
-            // idle shop's task; boxed, only the passes running now hold one.
-            let pass = Box::pin(CatchPanic::new(async {
-                (self.env.before_pass)(&shop.name);
-                pass::run(shop, &client, store, &settings, clock, pass_no).await
-            }));
-            let started = std::time::Instant::now();
-            let failure = match pass.await {
-                Ok(Ok(report)) => {
-                    self.env.metrics.pass_recorded(started.elapsed());
+            wait = match d.run_pass(&mut client, pass_no).await {
+                Ran::Recorded(report) => {
                     let _ = self.reports.send(Update::Pass(report));
-                    None
-                }
-                Ok(Err(pass::PassError::Cancelled)) => return client,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(panic) => {
-                    close_after_panic(std::mem::replace(&mut client, self.new_client())).await;
-                    Some(panic)
-                }
-            };
-            drop(permit);
-            wait = match failure {
-                None => {
                     failures = 0;
                     next_wait(checks.interval, checks.jitter)
                 }
-                Some(reason) => {
-                    failures = failures.saturating_add(1);
-                    self.env.metrics.pass_failed();
-                    if let Some(report) = supervise::pass_failed(shop, store, clock, &reason).await
-                    {
+                Ran::Failed(recorded) => {
+                    if let Some(report) = recorded {
                         let _ = self.reports.send(Update::Pass(report));
                     }
+                    failures = failures.saturating_add(1);
                     supervise::retry_wait(failures, checks.interval)
                 }
+                Ran::Cancelled => return client,
             };
         }
-    }
-}
-
-/// Deletes the session token of a client a pass panicked in, if it can. It may panic again here
-/// (a poisoned lock): that only means the token is left to expire on its own.
-async fn close_after_panic(client: ShopClient) {
-    let deadline = tokio::time::Instant::now() + CLOSE_WITHIN;
-    if let Err(panic) = CatchPanic::new(client.close(deadline)).await {
-        tracing::debug!(event = "session.revoke_failed", shop = %client.name(), error = %panic, "token not deleted; it expires on its own");
     }
 }
 

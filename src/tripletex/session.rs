@@ -22,7 +22,7 @@ use super::TripletexError;
 use super::client::{Auth, Call, ShopClient, api_error, read_json, transport_error};
 use super::model::{ApiError, PostSessionTokenBody, SessionToken, WhoAmI, Wrapper};
 use super::ratelimit::{backoff, full_jitter};
-use crate::clock::{oslo_date, oslo_midnight};
+use crate::clock::{oslo_date, oslo_midnight, span};
 
 /// A token this close to its expiry counts as dead: Tripletex's clock may run ahead of ours.
 pub const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
@@ -269,28 +269,21 @@ impl ShopClient {
             tracing::debug!(event = "session.revoke_failed", shop = %self.name, "no request allowed before the stop deadline; the token expires on its own");
             return Closed::Kept;
         }
-        let call = Call {
-            method: Method::DELETE,
-            segment: Some(active.token.expose_secret()),
-            ..Call::get("/token/session", &[])
-        };
+        let call = revoke_call(&active.token);
         let Ok(request) = self.build(&call, Some(&active.token)) else {
             return Closed::Kept;
         };
         let within = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match request.timeout(within).send().await {
-            Ok(resp) if resp.status().is_success() => {
-                tracing::debug!(event = "session.revoked", shop = %self.name, "session token deleted on stop");
-                Closed::Revoked
-            }
-            Ok(resp) => {
-                tracing::debug!(event = "session.revoke_failed", shop = %self.name, status = resp.status().as_u16(), "token not deleted; it expires on its own");
-                Closed::Kept
-            }
-            Err(e) => {
-                tracing::debug!(event = "session.revoke_failed", shop = %self.name, error = %transport_error(e), "token not deleted; it expires on its own");
-                Closed::Kept
-            }
+        let sent = request
+            .timeout(within)
+            .send()
+            .await
+            .map(|resp| resp.status())
+            .map_err(|e| transport_error(e).to_string());
+        if self.log_revoke(sent, "session token deleted on stop") {
+            Closed::Revoked
+        } else {
+            Closed::Kept
         }
     }
 
@@ -410,22 +403,40 @@ impl ShopClient {
 
     /// Best effort `DELETE /token/session/{victim}`; a token left alive expires on its own.
     async fn delete_token(&self, victim: &SecretString, auth: Auth<'_>) {
-        let call = Call {
-            method: Method::DELETE,
-            segment: Some(victim.expose_secret()),
-            ..Call::get("/token/session", &[])
-        };
-        match self.send(&call, Some(auth)).await {
-            Ok(resp) if resp.status().is_success() => {
-                tracing::debug!(event = "session.revoked", shop = %self.name, "unused token deleted");
+        let sent = self
+            .send(&revoke_call(victim), Some(auth))
+            .await
+            .map(|resp| resp.status())
+            .map_err(|e| e.to_string());
+        self.log_revoke(sent, "unused token deleted");
+    }
+
+    /// Logs what a token DELETE came to (`deleted` says what was deleted); true when Tripletex
+    /// deleted it.
+    fn log_revoke(&self, sent: Result<StatusCode, String>, deleted: &str) -> bool {
+        match sent {
+            Ok(status) if status.is_success() => {
+                tracing::debug!(event = "session.revoked", shop = %self.name, "{deleted}");
+                true
             }
-            Ok(resp) => {
-                tracing::debug!(event = "session.revoke_failed", shop = %self.name, status = resp.status().as_u16(), "token not deleted; it expires on its own");
+            Ok(status) => {
+                tracing::debug!(event = "session.revoke_failed", shop = %self.name, status = status.as_u16(), "token not deleted; it expires on its own");
+                false
             }
-            Err(e) => {
-                tracing::debug!(event = "session.revoke_failed", shop = %self.name, error = %e, "token not deleted; it expires on its own");
+            Err(error) => {
+                tracing::debug!(event = "session.revoke_failed", shop = %self.name, %error, "token not deleted; it expires on its own");
+                false
             }
         }
+    }
+}
+
+/// `DELETE /token/session/{victim}`: the token goes in the path, percent-encoded.
+fn revoke_call(victim: &SecretString) -> Call<'_> {
+    Call {
+        method: Method::DELETE,
+        segment: Some(victim.expose_secret()),
+        ..Call::get("/token/session", &[])
     }
 }
 
@@ -472,8 +483,4 @@ fn mint_refused(status: StatusCode, err: ApiError) -> TripletexError {
 /// The generation a caller without a usable token asks to replace.
 fn stale_generation(slot: &SessionSlot) -> u64 {
     slot.current().map_or(0, |a| a.generation)
-}
-
-fn span(d: Duration) -> Span {
-    Span::try_from(d).unwrap_or_else(|_| Span::new().seconds(d.as_secs() as i64))
 }

@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -296,13 +295,13 @@ pub async fn run(shops: usize, passes: &AtomicUsize, settle: Duration) -> Figure
         metrics: Default::default(),
     };
     let cancel = CancellationToken::new();
-    let (control, control_rx) = mpsc::channel(4);
+    let (control, control_rx) = daemon::control::channel(cancel.clone());
     let base = passes.load(Ordering::Relaxed);
     let mut phase_start = (Instant::now(), process_cpu(), sim_thread.cpu());
     sim.clear_request_log();
     let daemon = tokio::spawn({
-        let (path, cancel) = (config_path.clone(), cancel.clone());
-        async move { daemon::run(&path, config, store, env, control_rx, cancel).await }
+        let path = config_path.clone();
+        async move { daemon::run(&path, config, store, env, control_rx).await }
     });
     for (i, slot) in [&mut figures.first, &mut figures.idle]
         .into_iter()
@@ -312,7 +311,7 @@ pub async fn run(shops: usize, passes: &AtomicUsize, settle: Duration) -> Figure
             sim.clear_request_log();
             phase_start = (Instant::now(), process_cpu(), sim_thread.cpu());
             eprintln!("scale: idle pass of {shops} shops starts");
-            control.send(Control::PassNow).await.unwrap();
+            control.send(Control::PassNow);
         }
         let target = base + shops * (i + 1);
         let (mut requests, mut mints) = (0, 0);
