@@ -13,8 +13,8 @@
 //! ([`StoreError::Corrupt`]); one whose loss only costs work (a cursor: full resync; a history
 //! point: a shorter forecast) is skipped with a `store.corrupt` warning.
 //!
-//! A check's time is its own tiny record (`checked/{shop}/{kind}`, since schema 3) beside its
-//! result (`result/{shop}/{kind}`, outcome and evidence), so a pass whose outcome did not change
+//! A check's time is its own tiny record (`result/{shop}/{kind}/checked`, since schema 3) beside
+//! its result (`result/{shop}/{kind}`, outcome and evidence), so a pass whose outcome did not change
 //! rewrites only the time ([`Batch::put_checked`]); [`Store::result`] joins the two, and a result
 //! without a time record (written before schema 3) keeps its own `checked_at`.
 
@@ -315,8 +315,9 @@ fn result_key(shop: &str, kind: CheckKind) -> String {
     format!("result/{shop}/{}", kind.as_str())
 }
 
+/// Right after its result's key, so both are one sled leaf: one page to read on a cache miss.
 fn checked_key(shop: &str, kind: CheckKind) -> String {
-    format!("checked/{shop}/{}", kind.as_str())
+    format!("{}/checked", result_key(shop, kind))
 }
 
 fn history_prefix(shop: &str, kind: CheckKind) -> String {

@@ -10,7 +10,7 @@
 //! History: 1 = the first releases (the mirror was first one key per entry, later one value per
 //! shop and kind, under the same version); 2 = the orphaned per-entry mirror keys are gone and
 //! every record reads older and newer shapes of itself; 3 = a check's time is its own record
-//! (`checked/{shop}/{kind}`) and a result is rewritten only when its outcome changes, so a
+//! (`result/{shop}/{kind}/checked`) and a result is rewritten only when its outcome changes, so a
 //! result's own `checked_at` can be older than the check (nothing to convert: a result without a
 //! time record keeps its own; an older release must not read the stale one as current).
 
