@@ -5,22 +5,12 @@
 //! commits that arrive meanwhile are all covered by the one after it, so a thousand shops ending
 //! their passes together cost a handful of fsyncs, not a thousand; a failed flush is retried by
 //! the next waiter rather than reported as a success; a leader dropped mid-flush hands over.
-//! Flushes start at most every [`MIN_INTERVAL`]: a flush costs sled's I/O threads about the same
-//! whether it carries one shop's batch or a hundred, so while passes keep ending the leader
-//! waits out the rest of the interval and its flush covers everything applied meanwhile. A lone
-//! commit (nothing flushed in the last interval) does not wait.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 use super::StoreError;
-
-/// Shortest time between the starts of two flushes.
-const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
 pub(super) struct FlushGroup {
     /// Commits applied so far; a commit's ticket is its position in this count.
@@ -29,8 +19,6 @@ pub(super) struct FlushGroup {
     flushed: watch::Sender<u64>,
     /// Whether some commit is running the flush right now.
     flushing: AtomicBool,
-    /// When the last flush started.
-    last_start: Mutex<Option<Instant>>,
 }
 
 impl FlushGroup {
@@ -39,7 +27,6 @@ impl FlushGroup {
             applied: AtomicU64::new(0),
             flushed: watch::Sender::new(0),
             flushing: AtomicBool::new(false),
-            last_start: Mutex::new(None),
         }
     }
 
@@ -62,11 +49,6 @@ impl FlushGroup {
                 continue;
             }
             let lead = Leader(self);
-            let last = *self.last_start.lock().expect("not poisoned");
-            if let Some(last) = last {
-                tokio::time::sleep_until(last + MIN_INTERVAL).await;
-            }
-            *self.last_start.lock().expect("not poisoned") = Some(Instant::now());
             // Everything applied by now is covered by this flush, ours included.
             let target = self.applied.load(Ordering::SeqCst);
             // Not `flush_async`: in sled 0.34 concurrent `flush_async` calls can wait forever
