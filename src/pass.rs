@@ -7,18 +7,26 @@
 //! the state changes, not one per pass. A check whose data could not be read, or was not
 //! believable, is `error` with the reason, never `ok`; a pass ends by `checks.pass_deadline`,
 //! giving `error` to the checks it had not finished (their mirrors untouched).
+//!
+//! What a pass writes is what changed: a result whose outcome (evidence included) is unchanged
+//! gets only its check's time (`store::Batch::put_checked`); the session and cursor records only
+//! when they differ; a history point only when the shop's highest number moved, or when the
+//! newest point is 6 h old, so an idle shop-pass writes a few hundred bytes, not kilobytes.
 
 use std::time::Duration;
 
 use jiff::Timestamp;
 use tracing::Instrument as _;
 
-use crate::checks::{self, CheckKind, CheckOutcome, Policy, Verdict};
+use crate::checks::{self, CheckKind, CheckOutcome, HistoryPoint, Policy, Verdict};
 use crate::clock::{SharedClock, span};
 use crate::config::ShopConfig;
 use crate::store::{ResultRecord, SessionRecord, SessionState, Store, StoreError};
 use crate::sync::{self, SyncError, SyncSettings};
 use crate::tripletex::{ShopClient, TripletexError};
+
+/// How long an unchanged highest number goes without a new history point.
+const HISTORY_HOLD: Duration = Duration::from_secs(6 * 60 * 60);
 
 #[derive(Debug, Clone, Copy)]
 pub struct PassSettings {
@@ -100,6 +108,7 @@ async fn run_inner(
     let previous = store.session(name)?.unwrap_or_default();
     let mut batch = store.batch();
     let mut cursor = store.cursor(name)?;
+    let cursor_before = cursor.clone();
     let kinds: Vec<(CheckKind, checks::NumberRange)> = shop
         .checks
         .iter()
@@ -138,12 +147,16 @@ async fn run_inner(
                     .unwrap_or_else(|_| Err(SyncError::Tripletex(past_deadline())))
             }
         };
+        let cutoff = history_cutoff(start, settings);
+        // The newest point, and whether any are due for pruning, once the history was read.
+        let mut history_read = None;
         let outcome = match numbers {
             Ok(numbers) => {
-                // Points the pruning below removes must not steer this pass's forecast.
-                let cutoff = history_cutoff(start, settings);
                 let mut history = store.history(name, kind)?;
+                let stale = history.first().is_some_and(|p| p.at < cutoff);
+                // Points the pruning below removes must not steer this pass's forecast.
                 history.retain(|p| p.at >= cutoff);
+                history_read = Some((history.last().copied(), stale));
                 checks::evaluate(kind, &numbers, range, &settings.policy, &history, start)
             }
             Err(SyncError::Tripletex(TripletexError::Cancelled)) => {
@@ -159,17 +172,34 @@ async fn run_inner(
             }
         };
         let record = ResultRecord::next(last_result.as_ref(), outcome.clone(), start);
-        batch.put_result(name, kind, &record);
-        if outcome.verdict != Verdict::Error {
-            batch.push_history(name, kind, &outcome.evidence.history_point(start));
+        match &last_result {
+            Some(last) if last.same_apart_from_checked_at(&record) => {
+                batch.put_checked(name, kind, start);
+            }
+            _ => batch.put_result(name, kind, &record),
         }
-        store.prune_history(&mut batch, name, kind, history_cutoff(start, settings))?;
+        if outcome.verdict != Verdict::Error {
+            let point = outcome.evidence.history_point(start);
+            let newest = history_read.and_then(|(newest, _)| newest);
+            if point_due(newest.as_ref(), &point) {
+                batch.push_history(name, kind, &point);
+            }
+        }
+        if history_read.is_none_or(|(_, stale)| stale) {
+            store.prune_history(&mut batch, name, kind, cutoff)?;
+        }
         changes.push(last_result.map_or(Verdict::Unknown, |r| r.verdict()));
         outcomes.push(outcome);
     }
-    batch.put_cursor(name, &cursor);
+    // An idle pass rewrites what changed only (the cursor's `changedSince` start, the checks'
+    // times), not what it found again.
+    if cursor != cursor_before {
+        batch.put_cursor(name, &cursor);
+    }
     let session = session_record(client, session_failure.as_ref(), &previous);
-    batch.put_session(name, &session);
+    if session != previous {
+        batch.put_session(name, &session);
+    }
     store.commit(batch).await?;
 
     // Only what is recorded is reported.
@@ -230,6 +260,16 @@ pub(crate) fn log_verdict(shop: &str, outcome: &CheckOutcome, before: Verdict) {
             tracing::info!(event = "check.verdict", shop, check, verdict, was, %summary, "verdict changed");
         }
     }
+}
+
+/// Whether `point` goes into the history after `newest`: when the shop's highest number moved,
+/// and otherwise once per [`HISTORY_HOLD`], so a shop that stands still keeps points for the
+/// forecast without one per pass.
+fn point_due(newest: Option<&HistoryPoint>, point: &HistoryPoint) -> bool {
+    newest.is_none_or(|n| {
+        n.shop_high != point.shop_high
+            || point.at.duration_since(n.at).unsigned_abs() >= HISTORY_HOLD
+    })
 }
 
 /// History older than this is pruned and ignored.

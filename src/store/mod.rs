@@ -14,6 +14,11 @@
 //! A record that cannot be rebuilt (session, result) that fails to read is reported
 //! ([`StoreError::Corrupt`]); one whose loss only costs work (a cursor: full resync; a history
 //! point: a shorter forecast) is skipped with a `store.corrupt` warning.
+//!
+//! A check's time is its own tiny record (`result/{shop}/{kind}/checked`, since schema 3) beside
+//! its result (`result/{shop}/{kind}`, outcome and evidence), so a pass whose outcome did not change
+//! rewrites only the time ([`Batch::put_checked`]); [`Store::result`] joins the two, and a result
+//! without a time record (written before schema 3) keeps its own `checked_at`.
 
 mod group;
 mod mirror;
@@ -224,7 +229,17 @@ impl Store {
     }
 
     pub fn result(&self, shop: &str, kind: CheckKind) -> Result<Option<ResultRecord>, StoreError> {
-        self.get_json(&result_key(shop, kind))
+        let Some(mut record) = self.get_json::<ResultRecord>(&result_key(shop, kind))? else {
+            return Ok(None);
+        };
+        // Losing the time costs only its precision: the result's own is when it was written.
+        match self.get_json::<Timestamp>(&checked_key(shop, kind)) {
+            Ok(Some(at)) => record.checked_at = at,
+            Ok(None) => {}
+            Err(e @ StoreError::Corrupt { .. }) => skip_corrupt(&e),
+            Err(e) => return Err(e),
+        }
+        Ok(Some(record))
     }
 
     /// The recorded history of one check, oldest first.
@@ -295,6 +310,13 @@ impl Batch {
 
     pub fn put_result(&mut self, shop: &str, kind: CheckKind, record: &ResultRecord) {
         self.put_json(result_key(shop, kind).into_bytes(), record);
+        self.put_checked(shop, kind, record.checked_at);
+    }
+
+    /// Records that `shop`'s `kind` was checked `at` with the outcome its stored result already
+    /// holds: a few bytes instead of the result and its evidence.
+    pub fn put_checked(&mut self, shop: &str, kind: CheckKind, at: Timestamp) {
+        self.put_json(checked_key(shop, kind).into_bytes(), &at);
     }
 
     pub fn push_history(&mut self, shop: &str, kind: CheckKind, point: &HistoryPoint) {
@@ -347,6 +369,11 @@ fn session_key(shop: &str) -> String {
 
 fn result_key(shop: &str, kind: CheckKind) -> String {
     format!("result/{shop}/{}", kind.as_str())
+}
+
+/// Right after its result's key, so both are one sled leaf: one page to read on a cache miss.
+fn checked_key(shop: &str, kind: CheckKind) -> String {
+    format!("{}/checked", result_key(shop, kind))
 }
 
 fn history_prefix(shop: &str, kind: CheckKind) -> String {

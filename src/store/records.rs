@@ -53,6 +53,8 @@ pub struct SessionRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultRecord {
     pub outcome: CheckOutcome,
+    /// When the check last ran. Stored in the result only as of its last rewrite; the check's
+    /// own time record (schema 3) is newer, and `Store::result` reads that one into it.
     #[serde(default)]
     pub checked_at: Timestamp,
     /// When the current verdict began (unchanged verdicts keep the earlier instant).
@@ -91,6 +93,14 @@ impl ResultRecord {
             pass_failed: true,
             ..Self::next(previous, outcome, now)
         }
+    }
+
+    /// Whether `self` says what `other` does, when each was checked aside: then only the time of
+    /// the check needs writing (see `Batch::put_checked`).
+    pub fn same_apart_from_checked_at(&self, other: &Self) -> bool {
+        self.outcome == other.outcome
+            && self.since == other.since
+            && self.pass_failed == other.pass_failed
     }
 
     pub fn verdict(&self) -> Verdict {

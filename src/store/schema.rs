@@ -9,12 +9,15 @@
 //!
 //! History: 1 = the first releases (the mirror was first one key per entry, later one value per
 //! shop and kind, under the same version); 2 = the orphaned per-entry mirror keys are gone and
-//! every record reads older and newer shapes of itself.
+//! every record reads older and newer shapes of itself; 3 = a check's time is its own record
+//! (`result/{shop}/{kind}/checked`) and a result is rewritten only when its outcome changes, so a
+//! result's own `checked_at` can be older than the check (nothing to convert: a result without a
+//! time record keeps its own; an older release must not read the stale one as current).
 
 use super::{StoreError, mirror};
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 const KEY: &[u8] = b"meta/schema_version";
 
 /// Brings `db` to [`SCHEMA_VERSION`], or refuses a newer one.
@@ -59,6 +62,7 @@ pub(super) fn migrate(db: &sled::Db, path: &std::path::Path) -> Result<(), Store
             );
         }
     }
+    // 2 → 3 changes how new records are written, not the records already there.
     batch.insert(KEY, &SCHEMA_VERSION.to_be_bytes());
     db.apply_batch(batch).map_err(&sled)?;
     db.flush().map_err(&sled)?;

@@ -86,6 +86,40 @@ async fn committed_records_survive_reopening() {
 }
 
 #[tokio::test]
+async fn an_unchanged_result_gets_a_new_time_and_keeps_its_stored_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Role::OneShot).unwrap();
+    let kind = CheckKind::InvoiceNumbers;
+    let first = ts("2026-11-29T08:00:00Z");
+    let outcome = checks::could_not_run(kind, "Tripletex unavailable");
+    let record = ResultRecord::next(None, outcome.clone(), first);
+    let mut batch = store.batch();
+    batch.put_result("acme", kind, &record);
+    store.commit(batch).await.unwrap();
+    let key = result_key("acme", kind);
+    let stored = store.db.get(key.as_bytes()).unwrap().unwrap();
+
+    let later = ts("2026-11-29T09:00:00Z");
+    let again = ResultRecord::next(Some(&record), outcome, later);
+    assert!(record.same_apart_from_checked_at(&again));
+    let mut batch = store.batch();
+    batch.put_checked("acme", kind, later);
+    store.commit(batch).await.unwrap();
+    assert_eq!(store.result("acme", kind).unwrap(), Some(again));
+    assert_eq!(store.db.get(key.as_bytes()).unwrap().unwrap(), stored);
+
+    // A result written before schema 3 has no time record: its own `checked_at` stands.
+    store.db.remove(checked_key("acme", kind)).unwrap();
+    assert_eq!(store.result("acme", kind).unwrap(), Some(record.clone()));
+    // An unreadable time record costs only the time.
+    store
+        .db
+        .insert(checked_key("acme", kind), b"not json".as_slice())
+        .unwrap();
+    assert_eq!(store.result("acme", kind).unwrap(), Some(record));
+}
+
+#[tokio::test]
 async fn history_is_ordered_and_pruned_by_age() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), Role::OneShot).unwrap();

@@ -53,6 +53,51 @@ async fn results_survive_a_restart_and_the_next_pass_continues_from_the_mirror()
     conforms(&f);
 }
 
+/// An idle shop's history gets a point when its highest number moves, else one per 6 h; its
+/// checks' times move every pass, their `since` stays.
+#[tokio::test]
+async fn an_idle_shop_keeps_a_point_per_change_or_six_hours_not_per_pass() {
+    let f = Fixture::new().await;
+    f.add_shop("acme", 1001, "");
+    f.sim.add_customers(1001, 1, 50, false);
+    let mut shop = Shop::open(&f, "acme");
+    shop.pass(&f).await;
+    let first = f.now();
+    let points = |shop: &Shop| {
+        shop.store
+            .history("acme", CheckKind::CustomerNumbers)
+            .unwrap()
+            .iter()
+            .map(|p| (p.at, p.shop_high))
+            .collect::<Vec<_>>()
+    };
+    for _ in 0..5 {
+        f.clock.advance(HOUR);
+        shop.pass(&f).await;
+    }
+    assert_eq!(points(&shop), [(first, Some(50))]);
+    let status = StatusReport::collect(Some(&shop.store), &f.config(), f.now()).unwrap();
+    let check = status.shops[0].checks.get(CheckKind::CustomerNumbers);
+    assert_eq!(check.checked_at, Some(f.now()));
+    assert_eq!(check.since, Some(first));
+
+    f.clock.advance(HOUR);
+    shop.pass(&f).await;
+    let six_hours = f.now();
+    f.clock.advance(HOUR);
+    f.sim.add_customers(1001, 51, 1, false);
+    shop.pass(&f).await;
+    assert_eq!(
+        points(&shop),
+        [
+            (first, Some(50)),
+            (six_hours, Some(50)),
+            (f.now(), Some(51))
+        ]
+    );
+    conforms(&f);
+}
+
 /// Customers grow by 10 a day from 100 towards Tripletex's start at 1100: ok with a forecast
 /// while it is more than 90 days out, warn once it is within `forecast_warn_days` (90).
 #[tokio::test]
