@@ -77,10 +77,20 @@ mod tests {
     use crate::store::{DB_DIR, Role, Store};
 
     fn raw(state_dir: &std::path::Path) -> sled::Db {
-        sled::Config::new()
-            .path(state_dir.join(DB_DIR))
-            .open()
-            .unwrap()
+        settled(|| sled::Config::new().path(state_dir.join(DB_DIR)).open()).unwrap()
+    }
+
+    /// `open` retried for up to 2 s: after the last handle of a database is dropped, sled's I/O
+    /// threads may hold its file lock a moment longer, so an immediate reopen in the same process
+    /// can fail. (A new process, as after a restart, never meets this.)
+    fn settled<T, E>(mut open: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+        for _ in 0..100 {
+            if let Ok(db) = open() {
+                return Ok(db);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        open()
     }
 
     fn version(db: &sled::Db) -> Option<u32> {
@@ -107,7 +117,7 @@ mod tests {
                 .unwrap();
             db.flush().unwrap();
         }
-        drop(Store::open(dir.path(), Role::OneShot).unwrap());
+        drop(settled(|| Store::open(dir.path(), Role::OneShot)).unwrap());
         let db = raw(dir.path());
         let keys: Vec<String> = db
             .iter()
@@ -163,7 +173,12 @@ mod tests {
                 .unwrap();
             db.flush().unwrap();
         }
-        let err = Store::open(dir.path(), Role::OneShot).unwrap_err();
+        let err = settled(|| match Store::open(dir.path(), Role::OneShot) {
+            Err(e @ StoreError::Schema { .. }) => Ok(e),
+            Err(e) => Err(e),
+            Ok(_) => panic!("a newer schema was opened"),
+        })
+        .unwrap_or_else(|e| e);
         let text = err.to_string();
         assert!(matches!(err, StoreError::Schema { .. }), "{err:?}");
         assert!(!text.contains('\n'), "one line: {text}");
@@ -192,8 +207,11 @@ mod tests {
             std::fs::Permissions::from_mode(0o644),
         )
         .unwrap();
-        drop(Store::open(&state, Role::OneShot).unwrap());
-        assert_eq!(version(&raw(&state)), Some(SCHEMA_VERSION));
+        // Read through the open store: sled's I/O threads may hold its file lock for a moment after
+        // the last handle is dropped, so a raw reopen right away can fail.
+        let store = Store::open(&state, Role::OneShot).unwrap();
+        assert_eq!(version(&store.db), Some(SCHEMA_VERSION));
+        drop(store);
         let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&state), 0o750);
         assert_eq!(mode(&state.join("tripletex-sync.lock")), 0o600);
