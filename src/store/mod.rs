@@ -126,6 +126,27 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Opens sled, waiting up to a second while its own file lock is still held. We hold the OS lock,
+/// so no other tripletex-sync has the database: a held sled lock can only be this process's
+/// previous handle, whose I/O threads let go of it a moment after the handle is dropped.
+fn open_sled(db_dir: &Path) -> sled::Result<sled::Db> {
+    let open = || {
+        sled::Config::new()
+            .path(db_dir)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+    };
+    for _ in 0..50 {
+        match open() {
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+    open()
+}
+
 impl Store {
     /// Opens (creating if needed) the database in `state_dir`, failing at once if another process
     /// holds it.
@@ -198,11 +219,7 @@ impl Store {
                 _ => Err(e),
             })
             .map_err(db_io)?;
-        let db = sled::Config::new()
-            .path(&db_dir)
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(sled_at(&db_dir))?;
+        let db = open_sled(&db_dir).map_err(sled_at(&db_dir))?;
         // Databases written before files were made private (or under another umask).
         make_private(&db_dir).map_err(db_io)?;
         let store = Self {
