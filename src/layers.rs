@@ -21,6 +21,7 @@ const LAYERS: &[&str] = &[
     "sync",
     "config",
     "pass",
+    "webhooks",
     "status",
     "daemon",
 ];

@@ -57,6 +57,20 @@ pub struct Config {
     /// Only the shops of this shard are in `shops` (all files are still validated).
     pub shard: Option<Shard>,
     pub shops: Vec<ShopConfig>,
+    /// `None` while `webhooks.public_url` is empty (push off; passes alone find conflicts).
+    pub webhooks: Option<WebhooksConfig>,
+}
+
+/// Tripletex webhooks: where Tripletex calls, where the receiver listens, the secret the
+/// per-shop paths and auth headers are derived from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhooksConfig {
+    /// https (http only for loopback hosts), no user info, query or fragment; no trailing slash.
+    pub public_url: Url,
+    pub listen: std::net::SocketAddr,
+    pub secret: TokenConfig,
+    /// At least `checks.interval`.
+    pub reconcile_interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -238,6 +252,7 @@ impl Config {
                 )
             })?),
         };
+        let webhooks = webhooks(&raw.webhooks, path, &base, &blame, &checks)?;
         let mut shops = load_shops(&shops_dir, &blame)?;
         shops.retain(|s| shard.is_none_or(|shard| shard.owns(&s.name)));
         Ok(Self {
@@ -249,12 +264,45 @@ impl Config {
             checks,
             shard,
             shops,
+            webhooks,
         })
     }
 
     pub fn shop(&self, name: &str) -> Option<&ShopConfig> {
         self.shops.iter().find(|s| s.name == name)
     }
+}
+
+/// The `[webhooks]` table: `None` while `public_url` is empty, and then nothing else may be set
+/// but the defaults (a secret without a URL is a half-done setup).
+fn webhooks(
+    raw: &raw::RawWebhooks,
+    path: &Path,
+    base: &Path,
+    blame: &Blame<'_>,
+    checks: &ChecksConfig,
+) -> Result<Option<WebhooksConfig>, ConfigError> {
+    if raw.public_url.trim().is_empty() {
+        if raw.secret_file.is_some() || raw.secret_credential.is_some() {
+            return Err(blame.err(
+                "webhooks.public_url",
+                "is empty, so webhooks are off, but a webhooks secret is set".into(),
+                "set public_url = \"https://HOST/PATH\" (what Tripletex calls), or remove the [webhooks] table",
+            ));
+        }
+        return Ok(None);
+    }
+    let secret = TokenConfig::from_keys(
+        TokenRole::WebhookSecret,
+        path,
+        base,
+        "webhooks.secret_file",
+        raw.secret_file.as_deref(),
+        "webhooks.secret_credential",
+        raw.secret_credential.as_deref(),
+    )
+    .map_err(|e| blame.retarget(e))?;
+    validate::webhooks(raw, blame, secret, checks.interval).map(Some)
 }
 
 /// The process's `TRIPLETEX_SYNC__…` variables.
