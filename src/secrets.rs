@@ -175,6 +175,11 @@ pub fn same(a: &SecretString, b: &SecretString) -> bool {
     constant_time_eq(a.expose_secret().as_bytes(), b.expose_secret().as_bytes())
 }
 
+/// The secret's length in bytes (a length is no secret; see [`same`]).
+pub fn length(secret: &SecretString) -> usize {
+    secret.expose_secret().len()
+}
+
 /// HMAC-SHA256 of `context` under `secret`, as lowercase hex: a per-`context` secret (e.g. one
 /// shop's webhook auth header) that reveals nothing of `secret` or of any other context's value.
 pub fn derive(secret: &SecretString, context: &str) -> SecretString {

@@ -53,7 +53,7 @@ async fn fixture() -> Fixture {
 
 fn keys(config: &Config) -> Keys {
     let w = config.webhooks.as_ref().expect("webhooks configured");
-    Keys::new(&w.public_url, w.secret.load_with(None).unwrap())
+    Keys::new(&w.public_url, w.load_secret(None).unwrap())
 }
 
 /// Our subscriptions in the simulator: (event, status).

@@ -35,7 +35,7 @@ use url::Url;
 
 use crate::checks::{CheckKind, NumberRange, PerKind, Policy};
 use crate::files::{FileProblem, read_regular};
-use crate::secrets::TokenRole;
+use crate::secrets::{SecretString, TokenRole};
 use crate::tripletex::{ClientSettings, LimitSettings};
 pub use shard::Shard;
 pub use token::TokenConfig;
@@ -71,6 +71,19 @@ pub struct WebhooksConfig {
     pub secret: TokenConfig,
     /// At least `checks.interval`.
     pub reconcile_interval: Duration,
+}
+
+/// Shortest webhook secret accepted: the callback paths derived from it are public, and a short
+/// secret could be found from them by trying.
+pub const MIN_WEBHOOK_SECRET: usize = 32;
+
+impl WebhooksConfig {
+    /// Reads the secret (a token file's rules, at least [`MIN_WEBHOOK_SECRET`] bytes);
+    /// `credentials_dir` stands in for `$CREDENTIALS_DIRECTORY`.
+    pub fn load_secret(&self, credentials_dir: Option<&Path>) -> Result<SecretString, ConfigError> {
+        self.secret
+            .load_key_with(credentials_dir, MIN_WEBHOOK_SECRET)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

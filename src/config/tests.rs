@@ -259,8 +259,17 @@ fn webhooks_take_an_https_url_a_listen_address_and_a_secret() {
     let webhooks = |table: &str| format!("{MAIN}[webhooks]\n{table}\n");
     let good = "public_url = \"https://sync.example.com/tripletex/\"\nsecret_file = \"hook\"";
     let f = Fixture::new(&webhooks(good));
-    f.secret("hook", "a-long-random-secret");
+    f.secret("hook", "short-secret-of-31-characters!!");
     let w = f.load().unwrap().webhooks.unwrap();
+    let e = w.load_secret(None).unwrap_err().to_string();
+    assert!(
+        e.contains("`webhooks.secret_file`")
+            && e.contains("shorter than 32")
+            && !e.contains("short-secret"),
+        "{e}"
+    );
+    f.secret("hook", "a-random-secret-of-32-characters");
+    assert!(w.load_secret(None).is_ok());
     assert_eq!(w.public_url.as_str(), "https://sync.example.com/tripletex");
     assert_eq!(w.listen, "127.0.0.1:8788".parse().unwrap());
     assert_eq!(

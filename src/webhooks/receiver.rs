@@ -2,8 +2,9 @@
 //! TLS-terminating reverse proxy.
 //!
 //! Each request passes, in order: method (POST, else 405) → route (a shop's path, else 404) →
-//! auth header (constant-time, else 401) → size (at most [`MAX_BODY`], else 413) → envelope
-//! (else 400) → the channel (full or closed: 503, so Tripletex retries). A valid callback is
+//! auth header (constant-time, else 401) → size (at most [`MAX_BODY`], else 413; within
+//! `BODY_TIMEOUT`, else 408) → envelope (else 400) → the channel (full or closed: 503, so
+//! Tripletex retries). At most `MAX_CONNECTIONS` connections are served at once. A valid callback is
 //! answered 200 at once; applying it is the channel owner's business. Refusals are logged as
 //! `webhooks.refused` at most once per [`REFUSAL_LOG_EVERY`], with the count left out since; no
 //! log line carries a path, a header or a body. Nothing of a refused request reaches the channel.
@@ -21,7 +22,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -31,8 +32,11 @@ use crate::secrets::{self, SecretString};
 /// A callback is one small JSON object; Tripletex's are well under 1 KiB.
 pub const MAX_BODY: usize = 64 << 10;
 pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
-/// A client that has not sent its headers by then is dropped.
+/// A client that has not sent its headers, or its body, by then is dropped or refused.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more wait in the listen backlog (Tripletex retries).
+const MAX_CONNECTIONS: usize = 256;
 
 /// The receiver, listening in the background until its cancellation token fires.
 #[derive(Debug)]
@@ -87,7 +91,16 @@ struct Refusals {
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, cancel: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let slot = tokio::select! {
+            () = cancel.cancelled() => return,
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                // Never closed.
+                Err(_) => return,
+            },
+        };
         let stream = tokio::select! {
             () = cancel.cancelled() => return,
             accepted = listener.accept() => match accepted {
@@ -105,6 +118,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, cancel: Cancell
         let shared = Arc::clone(&shared);
         let cancel = cancel.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |request| {
                 let shared = Arc::clone(&shared);
                 async move { Ok::<_, std::convert::Infallible>(respond(&shared, request).await) }
@@ -166,9 +180,15 @@ async fn accept(shared: &Shared, request: Request<Incoming>) -> Result<(), Refus
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return Err(too_large);
     }
-    let body = Limited::new(request.into_body(), MAX_BODY)
-        .collect()
+    let body = Limited::new(request.into_body(), MAX_BODY).collect();
+    let body = tokio::time::timeout(BODY_TIMEOUT, body)
         .await
+        .map_err(|_| {
+            (
+                StatusCode::REQUEST_TIMEOUT,
+                "the body did not arrive in time",
+            )
+        })?
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
                 too_large
