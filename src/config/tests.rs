@@ -268,6 +268,13 @@ fn webhooks_take_an_https_url_a_listen_address_and_a_secret() {
             && !e.contains("short-secret"),
         "{e}"
     );
+    let preflight = f.load().unwrap().preflight(None, true);
+    assert!(
+        preflight
+            .iter()
+            .any(|p| p.to_string().contains("shorter than 32")),
+        "{preflight:?}"
+    );
     f.secret("hook", "a-random-secret-of-32-characters");
     assert!(w.load_secret(None).is_ok());
     assert_eq!(w.public_url.as_str(), "https://sync.example.com/tripletex");
