@@ -12,6 +12,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use jiff::civil::Date;
 use secrecy::ExposeSecret as _;
 use support::{Fixture, MAIN, write_private};
 use tokio::sync::{mpsc, watch};
@@ -361,6 +362,20 @@ async fn a_conflict_created_in_tripletex_is_recorded_from_its_callback() {
         .await
         .unwrap();
     assert_eq!(verdict(), Verdict::Ok);
+
+    // An invoice charged in Tripletex reaches the invoice check's mirror the same way.
+    let invoice = f.sim.add_invoice(COMPANY, 7000, Date::constant(2026, 3, 9));
+    let callback = tokio::time::timeout(SOON, rx.recv())
+        .await
+        .expect("a callback within 2 s")
+        .unwrap();
+    assert_eq!(callback.kind, CheckKind::InvoiceNumbers);
+    let outcome = apply::apply(&callback, shop, &store, &settings, &clock)
+        .await
+        .unwrap();
+    assert!(outcome.is_some());
+    let mirror = store.mirror("acme", CheckKind::InvoiceNumbers).unwrap();
+    assert!(mirror.iter().any(|(id, e)| *id == invoice && e.number == 7000));
     assert!(f.data_requests().is_empty(), "{:?}", f.data_requests());
 
     // A lost callback: the receiver hears nothing, the next pass still finds the conflict.
