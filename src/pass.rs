@@ -221,7 +221,9 @@ pub(crate) async fn record_evaluation(
     let outcome = checks::evaluate(kind, numbers, range, &settings.policy, &history, now);
     let record = ResultRecord::next(last_result.as_ref(), outcome.clone(), now);
     batch.put_result(shop, kind, &record);
-    batch.push_history(shop, kind, &outcome.evidence.history_point(now));
+    if outcome.verdict != Verdict::Error {
+        batch.push_history(shop, kind, &outcome.evidence.history_point(now));
+    }
     store.prune_history(&mut batch, shop, kind, cutoff)?;
     store.commit(batch).await?;
     log_verdict(

@@ -268,9 +268,6 @@ async fn a_callback_is_applied_without_any_tripletex_request() {
     let store = f.open_store();
     let cancel = CancellationToken::new();
     let client = f.client(&f.api(), "acme", &cancel);
-    let report = f.pass(&store, &client, 1).await;
-    assert!(report.outcomes.iter().all(|o| o.verdict == Verdict::Ok));
-    f.sim.clear_request_log();
     let settings = PassSettings::new(&config);
     let clock: SharedClock = f.clock.clone();
     let entry = Entry {
@@ -282,6 +279,18 @@ async fn a_callback_is_applied_without_any_tripletex_request() {
         kind: CheckKind::CustomerNumbers,
         change: Change::Upsert(Record { id: 900, entry }),
     };
+    // Before a pass has read the kind in full, a callback alone vouches for nothing.
+    let early = apply::apply(&created, shop, &store, &settings, &clock).await;
+    assert!(early.unwrap().is_none());
+    assert!(
+        store
+            .mirror("acme", CheckKind::CustomerNumbers)
+            .unwrap()
+            .is_empty()
+    );
+    let report = f.pass(&store, &client, 1).await;
+    assert!(report.outcomes.iter().all(|o| o.verdict == Verdict::Ok));
+    f.sim.clear_request_log();
     let outcome = apply::apply(&created, shop, &store, &settings, &clock)
         .await
         .unwrap()
@@ -375,7 +384,11 @@ async fn a_conflict_created_in_tripletex_is_recorded_from_its_callback() {
         .unwrap();
     assert!(outcome.is_some());
     let mirror = store.mirror("acme", CheckKind::InvoiceNumbers).unwrap();
-    assert!(mirror.iter().any(|(id, e)| *id == invoice && e.number == 7000));
+    assert!(
+        mirror
+            .iter()
+            .any(|(id, e)| *id == invoice && e.number == 7000)
+    );
     assert!(f.data_requests().is_empty(), "{:?}", f.data_requests());
 
     // A lost callback: the receiver hears nothing, the next pass still finds the conflict.

@@ -3,8 +3,9 @@
 //! flushed batch, as a pass records them (`crate::pass::record_evaluation`), with a changed
 //! verdict logged as `check.verdict`.
 //!
-//! Invariants: no Tripletex request; a callback for a shop or kind that is off changes nothing;
-//! one that changes nothing in the mirror records nothing. The caller runs it on the shop's own
+//! Invariants: no Tripletex request; a callback for a shop or kind that is off changes nothing,
+//! and so does one for a kind no pass has read in full yet (a verdict from callbacks alone would
+//! vouch for numbers nobody read); one that changes nothing in the mirror records nothing. The caller runs it on the shop's own
 //! task, never beside a pass of the same shop: both rewrite the shop's mirror of the kind.
 
 use std::collections::HashMap;
@@ -32,6 +33,9 @@ pub async fn apply(
         return Ok(None);
     };
     let name = shop.name.as_str();
+    if store.cursor(name)?.of(kind).full.is_none() {
+        return Ok(None);
+    }
     let mut mirror: HashMap<i64, Entry> = store.mirror(name, kind)?.into_iter().collect();
     let changed = match &callback.change {
         Change::Upsert(record) => mirror.insert(record.id, record.entry) != Some(record.entry),
