@@ -5,7 +5,7 @@
 //! `raw` structs, where every default lives; `validate` checks every number and duration against
 //! its range and the relations between them; `state_dir` holds the state_dir rules and the
 //! preflight of `validate`/`check`/`run`; `token` turns a `*_file`/`*_credential` key pair into a
-//! [`TokenConfig`]. Invariants of a [`Config`]: every relative path is resolved against the
+//! [`TokenConfig`]; `webhooks` reads the `[webhooks]` table. Invariants of a [`Config`]: every relative path is resolved against the
 //! folder of the file that declared it and `state_dir` is absolute and not a system folder;
 //! `base_url` is https (http only for loopback hosts, which is how the simulator is reached) without
 //! user info; every value is within its documented range, so nothing accepted can overflow later;
@@ -25,6 +25,7 @@ mod shard;
 mod state_dir;
 mod token;
 mod validate;
+mod webhooks;
 
 use std::fmt;
 use std::num::NonZeroU32;
@@ -35,10 +36,11 @@ use url::Url;
 
 use crate::checks::{CheckKind, NumberRange, PerKind, Policy};
 use crate::files::{FileProblem, read_regular};
-use crate::secrets::{SecretString, TokenRole};
+use crate::secrets::TokenRole;
 use crate::tripletex::{ClientSettings, LimitSettings};
 pub use shard::Shard;
 pub use token::TokenConfig;
+pub use webhooks::{MIN_WEBHOOK_SECRET, WebhooksConfig};
 
 /// Where the main file lives unless `--config` or `TRIPLETEX_SYNC_CONFIG` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tripletex-sync/config.toml";
@@ -59,31 +61,6 @@ pub struct Config {
     pub shops: Vec<ShopConfig>,
     /// `None` while `webhooks.public_url` is empty (push off; passes alone find conflicts).
     pub webhooks: Option<WebhooksConfig>,
-}
-
-/// Tripletex webhooks: where Tripletex calls, where the receiver listens, the secret the
-/// per-shop paths and auth headers are derived from.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WebhooksConfig {
-    /// https (http only for loopback hosts), no user info, query or fragment; no trailing slash.
-    pub public_url: Url,
-    pub listen: std::net::SocketAddr,
-    pub secret: TokenConfig,
-    /// At least `checks.interval`.
-    pub reconcile_interval: Duration,
-}
-
-/// Shortest webhook secret accepted: the callback paths derived from it are public, and a short
-/// secret could be found from them by trying.
-pub const MIN_WEBHOOK_SECRET: usize = 32;
-
-impl WebhooksConfig {
-    /// Reads the secret (a token file's rules, at least [`MIN_WEBHOOK_SECRET`] bytes);
-    /// `credentials_dir` stands in for `$CREDENTIALS_DIRECTORY`.
-    pub fn load_secret(&self, credentials_dir: Option<&Path>) -> Result<SecretString, ConfigError> {
-        self.secret
-            .load_key_with(credentials_dir, MIN_WEBHOOK_SECRET)
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -265,7 +242,7 @@ impl Config {
                 )
             })?),
         };
-        let webhooks = webhooks(&raw.webhooks, path, &base, &blame, &checks)?;
+        let webhooks = webhooks::from_raw(&raw.webhooks, path, &base, &blame, &checks)?;
         let mut shops = load_shops(&shops_dir, &blame)?;
         shops.retain(|s| shard.is_none_or(|shard| shard.owns(&s.name)));
         Ok(Self {
@@ -284,38 +261,6 @@ impl Config {
     pub fn shop(&self, name: &str) -> Option<&ShopConfig> {
         self.shops.iter().find(|s| s.name == name)
     }
-}
-
-/// The `[webhooks]` table: `None` while `public_url` is empty, and then nothing else may be set
-/// but the defaults (a secret without a URL is a half-done setup).
-fn webhooks(
-    raw: &raw::RawWebhooks,
-    path: &Path,
-    base: &Path,
-    blame: &Blame<'_>,
-    checks: &ChecksConfig,
-) -> Result<Option<WebhooksConfig>, ConfigError> {
-    if raw.public_url.trim().is_empty() {
-        if raw.secret_file.is_some() || raw.secret_credential.is_some() {
-            return Err(blame.err(
-                "webhooks.public_url",
-                "is empty, so webhooks are off, but a webhooks secret is set".into(),
-                "set public_url = \"https://HOST/PATH\" (what Tripletex calls), or remove the [webhooks] table",
-            ));
-        }
-        return Ok(None);
-    }
-    let secret = TokenConfig::from_keys(
-        TokenRole::WebhookSecret,
-        path,
-        base,
-        "webhooks.secret_file",
-        raw.secret_file.as_deref(),
-        "webhooks.secret_credential",
-        raw.secret_credential.as_deref(),
-    )
-    .map_err(|e| blame.retarget(e))?;
-    validate::webhooks(raw, blame, secret, checks.interval).map(Some)
 }
 
 /// The process's `TRIPLETEX_SYNC__…` variables.
