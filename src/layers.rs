@@ -22,6 +22,7 @@ const LAYERS: &[&str] = &[
     "sync",
     "config",
     "pass",
+    "webhooks",
     "status",
     "daemon",
 ];

@@ -7,7 +7,7 @@
 //! the
 //! configuration: they take plain settings and own their errors. `config` builds on them (e.g.
 //! `ClientSettings::from(&Config)`, token refusals in its one-line format); `pass`, `status` and
-//! `daemon` build on config.
+//! `webhooks` and `daemon` build on config (and `webhooks` on `pass`).
 //!
 //! `sim` (the Tripletex simulator behind `sim`, `demo` and the tests) is the cargo feature `sim`,
 //! on by default; the daemon never uses it, so a packager may build without it.
@@ -27,6 +27,7 @@ pub mod status;
 pub mod store;
 pub mod sync;
 pub mod tripletex;
+pub mod webhooks;
 
 #[cfg(test)]
 mod layers;

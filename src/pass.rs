@@ -18,10 +18,10 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tracing::Instrument as _;
 
-use crate::checks::{self, CheckKind, CheckOutcome, HistoryPoint, Policy, Verdict};
+use crate::checks::{self, CheckKind, CheckOutcome, HistoryPoint, NumberRange, Policy, Verdict};
 use crate::clock::{SharedClock, span};
 use crate::config::ShopConfig;
-use crate::store::{ResultRecord, SessionRecord, SessionState, Store, StoreError};
+use crate::store::{Batch, ResultRecord, SessionRecord, SessionState, Store, StoreError};
 use crate::sync::{self, SyncError, SyncSettings};
 use crate::tripletex::{ShopClient, TripletexError};
 
@@ -230,6 +230,38 @@ async fn run_inner(
         outcomes,
         consumer_rejected,
     })
+}
+
+/// Evaluates `kind` over `numbers` (what its mirror holds once `batch` is committed), without
+/// any Tripletex request, and records it as a pass records a check: result, history point and
+/// pruning in the same flushed commit as `batch`; then logs the verdict like a pass.
+pub(crate) async fn record_evaluation(
+    shop: &str,
+    (kind, range): (CheckKind, NumberRange),
+    numbers: &[u32],
+    store: &Store,
+    mut batch: Batch,
+    settings: &PassSettings,
+    now: Timestamp,
+) -> Result<CheckOutcome, PassError> {
+    let last_result = store.result(shop, kind)?;
+    let cutoff = history_cutoff(now, settings);
+    let mut history = store.history(shop, kind)?;
+    history.retain(|p| p.at >= cutoff);
+    let outcome = checks::evaluate(kind, numbers, range, &settings.policy, &history, now);
+    let record = ResultRecord::next(last_result.as_ref(), outcome.clone(), now);
+    batch.put_result(shop, kind, &record);
+    if outcome.verdict != Verdict::Error {
+        batch.push_history(shop, kind, &outcome.evidence.history_point(now));
+    }
+    store.prune_history(&mut batch, shop, kind, cutoff)?;
+    store.commit(batch).await?;
+    log_verdict(
+        shop,
+        &outcome,
+        last_result.map_or(Verdict::Unknown, |r| r.verdict()),
+    );
+    Ok(outcome)
 }
 
 /// One `check.verdict` event: at the level operators alert on when the verdict changed, DEBUG when

@@ -6,7 +6,8 @@
 //! token files must not be readable by group or others; an empty file is refused, not sent; only a
 //! regular file (or a symlink to one) of at most [`MAX_TOKEN_BYTES`] is read, and reading never
 //! blocks (a FIFO or device is refused before it is opened). Tokens are compared only by
-//! [`same`], in constant time. `secrecy::ExposeSecret` is used here and in `crate::tripletex`,
+//! [`same`], in constant time. Per-purpose values (a shop's webhook path and auth header) are
+//! HMAC-SHA256s of the webhook secret ([`derive`]), so the secret itself never leaves here. `secrecy::ExposeSecret` is used here and in `crate::tripletex`,
 //! nowhere else (a test in `crate::layers` keeps it so).
 //!
 //! Layering: this module knows nothing of the configuration. It takes a path or credential name
@@ -32,6 +33,8 @@ pub enum TokenRole {
     Employee,
     /// The integration's consumer token (issued by Tripletex).
     Consumer,
+    /// The secret every shop's webhook path and auth header are derived from ([`derive`]).
+    WebhookSecret,
 }
 
 /// Where one token is stored.
@@ -172,7 +175,31 @@ pub fn same(a: &SecretString, b: &SecretString) -> bool {
     constant_time_eq(a.expose_secret().as_bytes(), b.expose_secret().as_bytes())
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// The secret's length in bytes (a length is no secret; see [`same`]).
+pub fn length(secret: &SecretString) -> usize {
+    secret.expose_secret().len()
+}
+
+/// HMAC-SHA256 of `context` under `secret`, as lowercase hex: a per-`context` secret (e.g. one
+/// shop's webhook auth header) that reveals nothing of `secret` or of any other context's value.
+pub fn derive(secret: &SecretString, context: &str) -> SecretString {
+    SecretString::from(hmac_hex(secret, context))
+}
+
+/// Like [`derive`], for a value that is published (a webhook callback path): knowing it reveals
+/// neither `secret` nor `context`, but it is not kept secret itself.
+pub fn derive_public(secret: &SecretString, context: &str) -> String {
+    hmac_hex(secret, context)
+}
+
+fn hmac_hex(secret: &SecretString, context: &str) -> String {
+    use aws_lc_rs::hmac;
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.expose_secret().as_bytes());
+    let tag = hmac::sign(&key, context.as_bytes());
+    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -193,6 +220,10 @@ fn new_token_hint(role: TokenRole, path: &Path) -> String {
         ),
         TokenRole::Consumer => format!(
             "put the consumer token Tripletex issued for this integration into {} (chmod 600)",
+            path.display()
+        ),
+        TokenRole::WebhookSecret => format!(
+            "put a random secret into {0} (e.g. openssl rand -hex 32 > {0}; chmod 600)",
             path.display()
         ),
     }
@@ -299,6 +330,21 @@ mod tests {
         assert!(!same(&s("xbc-123"), &s("abc-123")));
         assert!(!same(&s("abc-123"), &s("abc-1234")));
         assert!(!same(&s("abc"), &s("")));
+    }
+
+    #[test]
+    fn derived_values_differ_per_context_and_secret() {
+        let s = |t: &str| SecretString::from(t.to_owned());
+        let a = derive_public(&s("secret-one"), "path/acme");
+        assert_eq!(a.len(), 64);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(a, derive_public(&s("secret-one"), "path/acme"));
+        assert_ne!(a, derive_public(&s("secret-one"), "path/acme2"));
+        assert_ne!(a, derive_public(&s("secret-two"), "path/acme"));
+        assert!(same(
+            &derive(&s("k"), "x"),
+            &s(&derive_public(&s("k"), "x"))
+        ));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! `raw` structs, where every default lives; `validate` checks every number and duration against
 //! its range and the relations between them; `state_dir` holds the state_dir rules and the
 //! preflight of `validate`/`check`/`run`; `token` turns a `*_file`/`*_credential` key pair into a
-//! [`TokenConfig`]. Invariants of a [`Config`]: every relative path is resolved against the
+//! [`TokenConfig`]; `webhooks` reads the `[webhooks]` table. Invariants of a [`Config`]: every relative path is resolved against the
 //! folder of the file that declared it and `state_dir` is absolute and not a system folder;
 //! `base_url` is https (http only for loopback hosts, which is how the simulator is reached) without
 //! user info; every value is within its documented range, so nothing accepted can overflow later;
@@ -25,6 +25,7 @@ mod shard;
 mod state_dir;
 mod token;
 mod validate;
+mod webhooks;
 
 use std::fmt;
 use std::num::NonZeroU32;
@@ -39,6 +40,7 @@ use crate::secrets::TokenRole;
 use crate::tripletex::{ClientSettings, LimitSettings};
 pub use shard::Shard;
 pub use token::TokenConfig;
+pub use webhooks::{MIN_WEBHOOK_SECRET, WebhooksConfig};
 
 /// Where the main file lives unless `--config` or `TRIPLETEX_SYNC_CONFIG` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tripletex-sync/config.toml";
@@ -59,6 +61,8 @@ pub struct Config {
     /// Only the shops of this shard are in `shops` (all files are still validated).
     pub shard: Option<Shard>,
     pub shops: Vec<ShopConfig>,
+    /// `None` while `webhooks.public_url` is empty (push off; passes alone find conflicts).
+    pub webhooks: Option<WebhooksConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -208,6 +212,7 @@ impl Config {
         let metrics_listen = validate::metrics_listen(&raw.metrics.listen, &blame)?;
         let shops_dir = resolve(&base, &raw.shops_dir);
         let shard = shard(&raw, &blame)?;
+        let webhooks = webhooks::from_raw(&raw.webhooks, path, &base, &blame, &checks)?;
         let mut shops = load_shops(&shops_dir, &blame)?;
         shops.retain(|s| shard.is_none_or(|shard| shard.owns(&s.name)));
         Ok(Self {
@@ -220,6 +225,7 @@ impl Config {
             metrics_listen,
             shard,
             shops,
+            webhooks,
         })
     }
 

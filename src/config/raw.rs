@@ -28,6 +28,7 @@ pub struct RawConfig {
     pub rate_limit: RawRateLimit,
     pub checks: RawChecks,
     pub metrics: RawMetrics,
+    pub webhooks: RawWebhooks,
 }
 
 impl Default for RawConfig {
@@ -40,6 +41,7 @@ impl Default for RawConfig {
             rate_limit: RawRateLimit::default(),
             checks: RawChecks::default(),
             metrics: RawMetrics::default(),
+            webhooks: RawWebhooks::default(),
         }
     }
 }
@@ -128,6 +130,33 @@ impl Default for RawChecks {
             headroom_warn: 500,
             max_records: 2_000_000,
             pass_deadline: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// Tripletex webhooks (push); off while `public_url` is empty.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawWebhooks {
+    /// What Tripletex calls (through the operator's TLS-terminating reverse proxy).
+    pub public_url: String,
+    /// Where the callback receiver listens (plain HTTP behind the proxy).
+    pub listen: String,
+    pub secret_file: Option<String>,
+    pub secret_credential: Option<String>,
+    /// Passes of a shop whose subscriptions are healthy may stretch to this.
+    #[serde(with = "humantime_serde")]
+    pub reconcile_interval: Duration,
+}
+
+impl Default for RawWebhooks {
+    fn default() -> Self {
+        Self {
+            public_url: String::new(),
+            listen: "127.0.0.1:8788".into(),
+            secret_file: None,
+            secret_credential: None,
+            reconcile_interval: Duration::from_secs(6 * 3600),
         }
     }
 }

@@ -186,8 +186,9 @@ fn writable(dir: &Path) -> Result<(), (String, String)> {
 
 impl Config {
     /// Everything `validate`, `check` and `run` need before they create or lock anything in
-    /// state_dir: state_dir itself, the consumer token, and the token of every shop (`all_shops`)
-    /// or of every enabled shop. Every problem is listed, not just the first.
+    /// state_dir: state_dir itself, the consumer token, the webhook secret (when webhooks are
+    /// on), and the token of every shop (`all_shops`) or of every enabled shop. Every problem is
+    /// listed, not just the first.
     pub fn preflight(&self, credentials_dir: Option<&Path>, all_shops: bool) -> Vec<ConfigError> {
         let mut problems = Vec::new();
         if let Err((problem, fix)) = usable(&self.state_dir) {
@@ -199,6 +200,13 @@ impl Config {
             ));
         }
         if let Err(e) = self.tripletex.consumer_token.load_with(credentials_dir) {
+            problems.push(e);
+        }
+        if let Some(Err(e)) = self
+            .webhooks
+            .as_ref()
+            .map(|w| w.load_secret(credentials_dir))
+        {
             problems.push(e);
         }
         for shop in self.shops.iter().filter(|s| all_shops || s.enabled) {

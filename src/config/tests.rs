@@ -241,3 +241,95 @@ fn passes_must_come_more_often_than_renewals() {
         "{e}"
     );
 }
+
+#[test]
+fn webhooks_are_off_unless_a_public_url_is_set() {
+    let f = Fixture::new(MAIN);
+    assert_eq!(f.load().unwrap().webhooks, None);
+    let f = Fixture::new(&format!("{MAIN}[webhooks]\nsecret_file = \"hook\"\n"));
+    let e = err(&f);
+    assert!(
+        e.contains("`webhooks.public_url`") && e.contains("webhooks are off"),
+        "{e}"
+    );
+}
+
+#[test]
+fn webhooks_take_an_https_url_a_listen_address_and_a_secret() {
+    let webhooks = |table: &str| format!("{MAIN}[webhooks]\n{table}\n");
+    let good = "public_url = \"https://sync.example.com/tripletex/\"\nsecret_file = \"hook\"";
+    let f = Fixture::new(&webhooks(good));
+    f.secret("hook", "short-secret-of-31-characters!!");
+    let w = f.load().unwrap().webhooks.unwrap();
+    let e = w.load_secret(None).unwrap_err().to_string();
+    assert!(
+        e.contains("`webhooks.secret_file`")
+            && e.contains("shorter than 32")
+            && !e.contains("short-secret"),
+        "{e}"
+    );
+    let preflight = f.load().unwrap().preflight(None, true);
+    assert!(
+        preflight
+            .iter()
+            .any(|p| p.to_string().contains("shorter than 32")),
+        "{preflight:?}"
+    );
+    f.secret("hook", "a-random-secret-of-32-characters");
+    assert!(w.load_secret(None).is_ok());
+    assert_eq!(w.public_url.as_str(), "https://sync.example.com/tripletex");
+    assert_eq!(w.listen, "127.0.0.1:8788".parse().unwrap());
+    assert_eq!(
+        w.reconcile_interval,
+        std::time::Duration::from_secs(6 * 3600)
+    );
+    assert!(w.secret.describe().ends_with("hook"));
+    for (table, key, wants) in [
+        (
+            "public_url = \"http://sync.example.com/t\"\nsecret_file = \"hook\"",
+            "webhooks.public_url",
+            "plain http",
+        ),
+        (
+            "public_url = \"https://u:SECRETPW@sync.example.com/t\"\nsecret_file = \"hook\"",
+            "webhooks.public_url",
+            "user name or password",
+        ),
+        (
+            "public_url = \"https://sync.example.com/t?a=b\"\nsecret_file = \"hook\"",
+            "webhooks.public_url",
+            "query",
+        ),
+        (
+            "public_url = \"https://s.example.com\"",
+            "webhooks.secret_file",
+            "no token configured",
+        ),
+        (
+            "public_url = \"https://s.example.com\"\nsecret_file = \"hook\"\nlisten = \"localhost\"",
+            "webhooks.listen",
+            "not an IP address and port",
+        ),
+        (
+            "public_url = \"https://s.example.com\"\nsecret_file = \"hook\"\nreconcile_interval = \"30m\"",
+            "webhooks.reconcile_interval",
+            "out of range",
+        ),
+    ] {
+        let e = err(&Fixture::new(&webhooks(table)));
+        assert!(
+            e.contains(&format!("`{key}`")) && e.contains(wants),
+            "{table}: {e}"
+        );
+        assert!(!e.contains("SECRETPW"), "{e}");
+    }
+    // The secret file follows the token rules.
+    let f = Fixture::new(&webhooks(good));
+    f.write("hook", "readable");
+    let w = f.load().unwrap().webhooks.unwrap();
+    let e = w.secret.load_with(None).unwrap_err().to_string();
+    assert!(
+        e.contains("`webhooks.secret_file`") && e.contains("chmod 600"),
+        "{e}"
+    );
+}

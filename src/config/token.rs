@@ -70,6 +70,31 @@ impl TokenConfig {
             .map_err(|e| self.refusal(&e))
     }
 
+    /// Reads a secret that other values are derived from: a token's rules, and at least `min`
+    /// bytes, since a short one could be guessed from what is derived from it.
+    pub fn load_key_with(
+        &self,
+        credentials_dir: Option<&Path>,
+        min: usize,
+    ) -> Result<SecretString, ConfigError> {
+        let secret = self.load_with(credentials_dir)?;
+        if crate::secrets::length(&secret) < min {
+            return Err(ConfigError::new(
+                &self.declared_in,
+                Some(&self.key),
+                format!(
+                    "the secret in {} is shorter than {min} characters",
+                    self.describe()
+                ),
+                format!(
+                    "put a longer random secret there, e.g. openssl rand -hex 32 > {} (chmod 600)",
+                    self.describe()
+                ),
+            ));
+        }
+        Ok(secret)
+    }
+
     /// What an operator sees in messages: the path or credential name, never the token.
     pub fn describe(&self) -> String {
         self.source.describe()

@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::raw::RawConfig;
-use super::{Blame, ChecksConfig, ConfigError, RateLimitConfig, TokenConfig, TripletexConfig};
+use super::raw::{RawConfig, RawWebhooks};
+use super::{
+    Blame, ChecksConfig, ConfigError, RateLimitConfig, TokenConfig, TripletexConfig, WebhooksConfig,
+};
 use crate::checks::Policy;
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -35,6 +37,44 @@ pub(super) const FORECAST_WARN_DAYS: RangeInclusive<u32> = 0..=3660;
 pub(super) const HEADROOM_WARN: RangeInclusive<u32> = 0..=i32::MAX as u32;
 pub(super) const MAX_RECORDS: RangeInclusive<u32> = 1000..=100_000_000;
 pub(super) const PASS_DEADLINE: RangeInclusive<Duration> = SECOND..=DAY;
+pub(super) const RECONCILE_MAX: Duration = Duration::from_secs(30 * 86_400);
+
+/// `[webhooks]` once `public_url` is set; `interval` is `checks.interval`.
+pub(super) fn webhooks(
+    raw: &RawWebhooks,
+    blame: &Blame<'_>,
+    secret: TokenConfig,
+    interval: Duration,
+) -> Result<WebhooksConfig, ConfigError> {
+    // Tripletex calls https only; plain http to loopback is the simulator in tests.
+    let public_url = parse_base_url(&raw.public_url).map_err(|problem| {
+        blame.err(
+            "webhooks.public_url",
+            problem,
+            "use the https URL your reverse proxy serves for tripletex-sync, e.g. https://sync.example.com/tripletex",
+        )
+    })?;
+    let listen = raw.listen.trim().parse().map_err(|_| {
+        blame.err(
+            "webhooks.listen",
+            format!("{:?} is not an IP address and port", raw.listen),
+            "e.g. listen = \"127.0.0.1:8788\" (the address your reverse proxy forwards to)",
+        )
+    })?;
+    let reconcile_interval = duration_in(
+        blame,
+        "webhooks.reconcile_interval",
+        raw.reconcile_interval,
+        interval.max(SECOND)..=RECONCILE_MAX.max(interval),
+        "6h is a good value; it must not be shorter than checks.interval",
+    )?;
+    Ok(WebhooksConfig {
+        public_url,
+        listen,
+        secret,
+        reconcile_interval,
+    })
+}
 
 pub(super) fn main(
     raw: &RawConfig,

@@ -12,6 +12,7 @@ pub mod model;
 pub mod page;
 pub mod ratelimit;
 mod session;
+mod subscription;
 
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ pub use client::{Fetched, ShopClient, Tripletex};
 pub use page::Page;
 pub use ratelimit::LimitSettings;
 pub use session::{Closed, EXPIRY_MARGIN, SessionInfo};
+pub use subscription::{Subscription, SubscriptionSpec};
 
 /// Returned by every wait when the daemon is shutting down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -46,7 +46,7 @@ pub struct WhoAmI {
 const MAX_NUMBER: i64 = i32::MAX as i64;
 
 /// A row of a check kind's list, as read with its spec's `fields`; every field required.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub id: i64,
     pub entry: Entry,

@@ -1,7 +1,7 @@
 //! Customer numbers: the shop numbers its customers upwards from 1; Tripletex's own customer
 //! series (Customer › Settings) must start above the shop's range.
 
-use super::{Advice, CursorKeys, KindSpec, Listing, Reads, Tail};
+use super::{Advice, CursorKeys, Events, KindSpec, Listing, Reads, Tail};
 use crate::checks::{NumberRange, Run};
 
 pub static SPEC: KindSpec = KindSpec {
@@ -33,6 +33,10 @@ pub static SPEC: KindSpec = KindSpec {
         move_series,
         clashing,
         duplicates,
+    },
+    events: Events {
+        upsert: &["customer.create", "customer.update"],
+        delete: Some("customer.delete"),
     },
 };
 

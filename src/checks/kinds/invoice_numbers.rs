@@ -2,7 +2,7 @@
 //! series (Accounting › Accounting settings › Voucher types/number sequences) must start above
 //! the shop's range. Issued invoices cannot be renumbered, so the fixes say so.
 
-use super::{Advice, CursorKeys, KindSpec, Listing, Reads, Tail};
+use super::{Advice, CursorKeys, Events, KindSpec, Listing, Reads, Tail};
 use crate::checks::{NumberRange, Run};
 
 pub static SPEC: KindSpec = KindSpec {
@@ -35,6 +35,11 @@ pub static SPEC: KindSpec = KindSpec {
         move_series,
         clashing,
         duplicates,
+    },
+    // An invoice gets its number when it is charged; Tripletex has no invoice delete event.
+    events: Events {
+        upsert: &["invoice.charged"],
+        delete: None,
     },
 };
 

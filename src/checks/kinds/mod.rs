@@ -46,6 +46,25 @@ pub struct KindSpec {
     pub cursor: CursorKeys,
     /// The fixes a verdict proposes, in Tripletex's menu words.
     pub advice: Advice,
+    /// The Tripletex webhook events that push this kind's changes (`/event`).
+    pub events: Events,
+}
+
+/// Webhook events of a kind. Every subscription asks for the listing's `fields`, so a callback's
+/// `value` is a row the mirror can take as it is.
+#[derive(Debug)]
+pub struct Events {
+    /// Events whose `value` is the record as it now is (created, changed, charged).
+    pub upsert: &'static [&'static str],
+    /// The event whose `id` is a record that no longer exists, if Tripletex has one.
+    pub delete: Option<&'static str>,
+}
+
+impl Events {
+    /// Every event, upserts first.
+    pub fn all(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.upsert.iter().copied().chain(self.delete)
+    }
 }
 
 /// A Tripletex list endpoint and how a pass reads it.
@@ -328,6 +347,7 @@ mod tests {
                 }
             }
             assert!(!(s.advice.move_series)(7).is_empty() && !s.list.access.is_empty());
+            assert!(!s.events.upsert.is_empty(), "{}", s.key);
         }
         let mut stored: Vec<&str> = CheckKind::ALL
             .iter()

@@ -1,0 +1,244 @@
+//! The callback receiver: plain HTTP/1 on `webhooks.listen`, behind the operator's
+//! TLS-terminating reverse proxy.
+//!
+//! Each request passes, in order: method (POST, else 405) → route (a shop's path, else 404) →
+//! auth header (constant-time, else 401) → size (at most [`MAX_BODY`], else 413; within
+//! `BODY_TIMEOUT`, else 408) → envelope (else 400) → the channel (full or closed: 503, so
+//! Tripletex retries). At most `MAX_CONNECTIONS` connections are served at once. A valid callback is
+//! answered 200 at once; applying it is the channel owner's business. Refusals are logged as
+//! `webhooks.refused` at most once per [`REFUSAL_LOG_EVERY`], with the count left out since; no
+//! log line carries a path, a header or a body. Nothing of a refused request reaches the channel.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{AUTH_HEADER, Callback, Routes, envelope};
+use crate::secrets::{self, SecretString};
+
+/// A callback is one small JSON object; Tripletex's are well under 1 KiB.
+pub const MAX_BODY: usize = 64 << 10;
+pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+/// A client that has not sent its headers, or its body, by then is dropped or refused.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more wait in the listen backlog (Tripletex retries).
+const MAX_CONNECTIONS: usize = 256;
+
+/// The receiver, listening in the background until its cancellation token fires.
+#[derive(Debug)]
+pub struct Receiver {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Receiver {
+    /// Binds `listen` and serves until `cancel`. `routes` is read per request, so a reload
+    /// takes effect at once; `callbacks` gets every valid callback.
+    pub async fn start(
+        listen: SocketAddr,
+        routes: watch::Receiver<Arc<Routes>>,
+        callbacks: mpsc::Sender<Callback>,
+        cancel: CancellationToken,
+    ) -> io::Result<Self> {
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            routes,
+            callbacks,
+            refusals: Mutex::new(Refusals::default()),
+        });
+        let task = tokio::spawn(accept_loop(listener, shared, cancel));
+        Ok(Self { addr, task })
+    }
+
+    /// The address bound (`listen` with port 0 picks one).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Waits for the accept loop to end (after cancellation).
+    pub async fn join(self) {
+        // The loop only ends by cancellation; a panic there has been reported by tokio.
+        let _ = self.task.await;
+    }
+}
+
+struct Shared {
+    routes: watch::Receiver<Arc<Routes>>,
+    callbacks: mpsc::Sender<Callback>,
+    refusals: Mutex<Refusals>,
+}
+
+/// The log throttle of refusals.
+#[derive(Default)]
+struct Refusals {
+    last_logged: Option<Instant>,
+    unlogged: u64,
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, cancel: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let slot = tokio::select! {
+            () = cancel.cancelled() => return,
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                // Never closed.
+                Err(_) => return,
+            },
+        };
+        let stream = tokio::select! {
+            () = cancel.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    tracing::warn!(event = "webhooks.accept_failed", %error, "cannot accept a callback connection");
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                    }
+                }
+            },
+        };
+        let shared = Arc::clone(&shared);
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let service = service_fn(move |request| {
+                let shared = Arc::clone(&shared);
+                async move { Ok::<_, std::convert::Infallible>(respond(&shared, request).await) }
+            });
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                // Errors here are clients hanging up; nothing to do about them.
+                _ = connection.as_mut() => {}
+                () = cancel.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+}
+
+async fn respond(shared: &Shared, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    match accept(shared, request).await {
+        Ok(()) => answer(StatusCode::OK),
+        Err((status, reason)) => {
+            shared.refused(status, reason);
+            answer(status)
+        }
+    }
+}
+
+type Refusal = (StatusCode, &'static str);
+
+/// Checks the request and hands a valid callback on.
+async fn accept(shared: &Shared, request: Request<Incoming>) -> Result<(), Refusal> {
+    if request.method() != Method::POST {
+        return Err((StatusCode::METHOD_NOT_ALLOWED, "not a POST"));
+    }
+    let (shop, kinds) = {
+        let routes = shared.routes.borrow();
+        let route = routes
+            .find(request.uri().path())
+            .ok_or((StatusCode::NOT_FOUND, "no shop has this path"))?;
+        let sent = request
+            .headers()
+            .get(AUTH_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .ok_or((StatusCode::UNAUTHORIZED, "the auth header is missing"))?;
+        if !secrets::same(&SecretString::from(sent.to_owned()), &route.auth) {
+            return Err((StatusCode::UNAUTHORIZED, "the auth header is wrong"));
+        }
+        (route.shop.clone(), route.kinds.clone())
+    };
+    let too_large = (StatusCode::PAYLOAD_TOO_LARGE, "the body is too large");
+    let declared = request
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large);
+    }
+    let body = Limited::new(request.into_body(), MAX_BODY).collect();
+    let body = tokio::time::timeout(BODY_TIMEOUT, body)
+        .await
+        .map_err(|_| {
+            (
+                StatusCode::REQUEST_TIMEOUT,
+                "the body did not arrive in time",
+            )
+        })?
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                too_large
+            } else {
+                (StatusCode::BAD_REQUEST, "the body could not be read")
+            }
+        })?
+        .to_bytes();
+    let (kind, change) = envelope::parse(&body, &kinds).map_err(|reason| {
+        tracing::debug!(event = "webhooks.malformed", shop, %reason, "callback refused");
+        (
+            StatusCode::BAD_REQUEST,
+            "the body is not a callback of this shop",
+        )
+    })?;
+    shared
+        .callbacks
+        .try_send(Callback { shop, kind, change })
+        .map_err(|_| {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the daemon is not keeping up (Tripletex will retry)",
+            )
+        })
+}
+
+impl Shared {
+    fn refused(&self, status: StatusCode, reason: &'static str) {
+        let mut r = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if r.last_logged
+            .is_some_and(|at| now.duration_since(at) < REFUSAL_LOG_EVERY)
+        {
+            r.unlogged += 1;
+            return;
+        }
+        let unlogged = std::mem::take(&mut r.unlogged);
+        r.last_logged = Some(now);
+        tracing::warn!(
+            event = "webhooks.refused",
+            status = status.as_u16(),
+            reason,
+            unlogged,
+            "refused a webhook callback"
+        );
+    }
+}
+
+fn answer(status: StatusCode) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = status;
+    response
+}
