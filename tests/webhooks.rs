@@ -6,6 +6,8 @@
 //! through a "reverse proxy" to the receiver, the channel and apply, a conflict recorded at once,
 //! and a lost callback still found by the next pass.
 
+#[path = "common/capture.rs"]
+mod capture;
 mod common;
 mod support;
 
@@ -21,9 +23,11 @@ use tripletex_sync::checks::kinds::{Entry, TailValue};
 use tripletex_sync::checks::{CheckKind, Verdict};
 use tripletex_sync::clock::SharedClock;
 use tripletex_sync::config::Config;
+use tripletex_sync::daemon;
 use tripletex_sync::pass::PassSettings;
 use tripletex_sync::secrets::SecretString;
 use tripletex_sync::sim::SubscriptionStatus;
+use tripletex_sync::status::StatusReport;
 use tripletex_sync::tripletex::SubscriptionSpec;
 use tripletex_sync::tripletex::model::Record;
 use tripletex_sync::webhooks::reconcile::{self, Reconciled};
@@ -36,7 +40,7 @@ const SOON: Duration = Duration::from_secs(2);
 
 fn main_with_webhooks() -> String {
     format!(
-        "{MAIN}\n[webhooks]\npublic_url = \"{PUBLIC}\"\nsecret_file = \"webhook-secret\"\nreconcile_interval = \"6h\"\n"
+        "{MAIN}\n[webhooks]\npublic_url = \"{PUBLIC}\"\nlisten = \"127.0.0.1:0\"\nsecret_file = \"webhook-secret\"\nreconcile_interval = \"6h\"\n"
     )
 }
 
@@ -401,4 +405,65 @@ async fn a_conflict_created_in_tripletex_is_recorded_from_its_callback() {
     let report = f.pass(&store, &client, 2).await;
     assert_eq!(report.outcomes[0].verdict, Verdict::Conflict);
     assert_eq!(verdict(), Verdict::Conflict);
+}
+
+/// The done-when test of issue 11, in the daemon: with webhooks on, a customer created in
+/// Tripletex inside the shop's range shows as `conflict` in status.json within 2 s, with no
+/// customer or invoice request after the callback; its deletion clears it the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_shows_a_pushed_conflict_within_seconds() {
+    let f = fixture().await;
+    let log = capture::capture_json();
+    let mark = log.mark();
+    let store = f.open_store();
+    let cancel = CancellationToken::new();
+    let (_control, orders) = daemon::control::channel(cancel.clone());
+    let daemon = tokio::spawn({
+        let (path, config, store, env) =
+            (f.config_path.clone(), f.config(), store.clone(), f.env());
+        async move { daemon::run(&path, config, store, env, orders).await }
+    });
+    let listening = || {
+        log.since(mark)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["event"] == "webhooks.listening")
+            .and_then(|v| v["addr"].as_str().map(str::to_owned))
+    };
+    support::until("the receiver", || listening().is_some()).await;
+    f.sim
+        .proxy_webhooks(PUBLIC, &format!("http://{}", listening().unwrap()));
+    let keys = keys(&f.config());
+    support::until("acme's subscriptions", || ours(&f, &keys).len() == 4).await;
+    let shown = |verdict: Verdict| {
+        StatusReport::read(store.state_dir()).is_ok_and(|r| {
+            r.shops.iter().any(|s| {
+                s.name == "acme" && s.checks.get(CheckKind::CustomerNumbers).verdict == verdict
+            })
+        })
+    };
+    support::until("acme ok in status.json", || shown(Verdict::Ok)).await;
+    f.sim.clear_request_log();
+
+    let id = f.sim.add_customer(COMPANY, 10001, false);
+    within(SOON, "conflict in status.json", || shown(Verdict::Conflict)).await;
+    f.sim.remove_customer(COMPANY, id);
+    within(SOON, "ok in status.json", || shown(Verdict::Ok)).await;
+    assert!(f.data_requests().is_empty(), "{:?}", f.data_requests());
+
+    cancel.cancel();
+    daemon.await.unwrap().unwrap();
+    common::assert_conforms(&f.sim.request_log());
+}
+
+/// Waits (polling every 20 ms) up to `limit` for `cond`.
+async fn within(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let polls = limit.as_millis() / 20;
+    for _ in 0..polls {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(cond(), "no {what} within {limit:?}");
 }

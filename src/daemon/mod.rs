@@ -2,7 +2,8 @@
 //! run loop, which takes every order from the one control channel ([`control`]: reload, pass now,
 //! one shop's pass now; stop is the cancellation token), the one-shot `check` ([`oneshot`]), and
 //! what one configuration generation shares ([`World`]). Every pass, in the daemon and in
-//! `check`, goes through one pass driver (`driver`).
+//! `check`, goes through one pass driver (`driver`). With `[webhooks]`, the run loop also owns
+//! the callback receiver ([`Push`]) and hands each callback to its shop's task.
 //!
 //! Invariants: one [`CancellationToken`] stops everything (each shop task holds a child of it and
 //! every sleep, limiter wait and request selects on it); at most `max_concurrent_shops` passes run
@@ -33,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
@@ -43,6 +44,7 @@ use crate::pass::PassSettings;
 use crate::secrets::{SecretString, same};
 use crate::store::{Role, Store, StoreError, read_holder};
 use crate::tripletex::{ClientSettings, Tripletex, TripletexError};
+use crate::webhooks::{Callback, Keys, Receiver};
 use scheduler::Scheduler;
 
 /// How long `run` waits for a one-shot `check` holding the database to finish.
@@ -87,6 +89,13 @@ pub enum DaemonError {
         addr: std::net::SocketAddr,
         error: String,
     },
+    #[error(
+        "cannot receive webhooks on {addr} (webhooks.listen): {error} (fix: pick a free address and port for the receiver behind your reverse proxy)"
+    )]
+    Webhooks {
+        addr: std::net::SocketAddr,
+        error: String,
+    },
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
@@ -100,6 +109,10 @@ struct World {
     config: Config,
     api: Arc<Tripletex>,
     consumer_token: SecretString,
+    /// Derives each shop's callback path and auth value; `None` while webhooks are off.
+    keys: Option<Keys>,
+    /// What `keys` were derived from, to tell whether a reload changed it.
+    webhook_secret: Option<SecretString>,
 }
 
 impl World {
@@ -117,10 +130,21 @@ impl World {
             env.clock.clone(),
             settings,
         )?;
+        let webhook_secret = match &config.webhooks {
+            Some(w) => Some(w.load_secret(env.credentials_dir.as_deref())?),
+            None => None,
+        };
+        let keys = config
+            .webhooks
+            .as_ref()
+            .zip(webhook_secret.clone())
+            .map(|(w, secret)| Keys::new(&w.public_url, secret));
         Ok(Self {
             config,
             api,
             consumer_token,
+            keys,
+            webhook_secret,
         })
     }
 
@@ -214,6 +238,7 @@ pub async fn run(
     let metrics = env.metrics.clone();
     configured(&metrics, &world.config, &[]);
     let listen = world.config.metrics_listen;
+    let mut push = Push::start(&world, cancel.clone()).await?;
     let mut scheduler = Scheduler::new(world, env, store, reports_tx, cancel.clone());
     for (shop, token) in initial {
         scheduler.start(shop, token);
@@ -264,6 +289,10 @@ pub async fn run(
                 health.record(scheduler.heartbeat(), limit);
                 continue;
             }
+            Some(callback) = push.next() => {
+                scheduler.callback(callback);
+                continue;
+            }
             order = orders.recv() => order,
         };
         match order {
@@ -294,6 +323,7 @@ pub async fn run(
                         configured(&metrics, &world.config, &removed);
                         // Status lists the new shop set even when the shared parts are unchanged.
                         *shared_config.write().expect("config lock") = world.config.clone();
+                        push.reloaded(&world);
                         scheduler.apply(world, rebuild, shops).await;
                     }
                 }
@@ -304,9 +334,76 @@ pub async fn run(
 
     report::notify_systemd(&[sd_notify::NotifyState::Stopping]);
     scheduler.shutdown().await;
+    push.join().await;
     let _ = writer.await;
     tracing::info!(event = "daemon.stopped", "tripletex-sync stopped");
     Ok(())
+}
+
+/// The webhook receiver of a daemon with `[webhooks]`: its routes follow reloads, its callbacks
+/// go to the shop tasks. Its address and secret are those of the start: changing where it
+/// listens, or turning webhooks on or off, takes a restart.
+struct Push {
+    running: Option<(Receiver, watch::Sender<Arc<crate::webhooks::Routes>>)>,
+    callbacks: Option<mpsc::Receiver<Callback>>,
+    listen: Option<std::net::SocketAddr>,
+}
+
+/// Callbacks waiting for the shop tasks; when full the receiver answers 503 and Tripletex
+/// retries.
+const CALLBACK_QUEUE: usize = 1024;
+
+impl Push {
+    async fn start(world: &World, cancel: CancellationToken) -> Result<Self, DaemonError> {
+        let (Some(keys), Some(w)) = (&world.keys, &world.config.webhooks) else {
+            return Ok(Self {
+                running: None,
+                callbacks: None,
+                listen: None,
+            });
+        };
+        let (routes_tx, routes) = watch::channel(Arc::new(keys.routes(&world.config.shops)));
+        let (tx, rx) = mpsc::channel(CALLBACK_QUEUE);
+        let receiver = Receiver::start(w.listen, routes, tx, cancel)
+            .await
+            .map_err(|e| DaemonError::Webhooks {
+                addr: w.listen,
+                error: e.to_string(),
+            })?;
+        tracing::info!(event = "webhooks.listening", addr = %receiver.addr(), "receiving Tripletex webhooks");
+        Ok(Self {
+            running: Some((receiver, routes_tx)),
+            callbacks: Some(rx),
+            listen: Some(w.listen),
+        })
+    }
+
+    /// The next callback; pending forever while webhooks are off.
+    async fn next(&mut self) -> Option<Callback> {
+        match &mut self.callbacks {
+            Some(rx) => rx.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Routes the reloaded shop set.
+    fn reloaded(&mut self, world: &World) {
+        if world.config.webhooks.as_ref().map(|w| w.listen) != self.listen {
+            tracing::warn!(
+                event = "config.restart_needed",
+                "webhooks turned on or off, or webhooks.listen changed; it takes effect on restart"
+            );
+        }
+        if let (Some((_, routes)), Some(keys)) = (&self.running, &world.keys) {
+            routes.send_replace(Arc::new(keys.routes(&world.config.shops)));
+        }
+    }
+
+    async fn join(self) {
+        if let Some((receiver, _)) = self.running {
+            receiver.join().await;
+        }
+    }
 }
 
 /// Resolves at the next health tick; never while `/healthz` is not served.
@@ -348,6 +445,15 @@ fn reload(
     let shared_changed = new_world.config.tripletex != c.tripletex
         || new_world.config.rate_limit != c.rate_limit
         || new_world.config.checks != c.checks
-        || !same(&new_world.consumer_token, &current.consumer_token);
+        || new_world.config.webhooks != c.webhooks
+        || !same(&new_world.consumer_token, &current.consumer_token)
+        || !same_secret(&new_world.webhook_secret, &current.webhook_secret);
     Ok((new_world, shared_changed, shops))
+}
+
+fn same_secret(a: &Option<SecretString>, b: &Option<SecretString>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => same(a, b),
+        (a, b) => a.is_none() && b.is_none(),
+    }
 }

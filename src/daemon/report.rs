@@ -36,6 +36,8 @@ const MAX_GAP: Duration = Duration::from_secs(30);
 pub(super) enum Update {
     /// A shop's pass was recorded.
     Pass(PassReport),
+    /// A webhook callback was recorded for this shop.
+    Applied(String),
     /// The shop set changed (reload): `check` must see new shops listed at once.
     Reloaded,
 }
@@ -75,6 +77,11 @@ pub(super) async fn status_writer(
                 None => break,
                 Some(Update::Pass(report)) => {
                     if writer.apply(&report) {
+                        due.get_or_insert(next.max(Instant::now() + DEBOUNCE));
+                    }
+                }
+                Some(Update::Applied(shop)) => {
+                    if writer.refresh(&shop) {
                         due.get_or_insert(next.max(Instant::now() + DEBOUNCE));
                     }
                 }
@@ -128,15 +135,20 @@ impl Writer {
         self.consumer.rejected += usize::from(report.consumer_rejected);
         self.consumer.live |= report.session.state != SessionState::Unknown;
         let unlogged = report.consumer_rejected && !self.consumer_reported;
+        self.refresh(&report.shop) || unlogged
+    }
+
+    /// Re-reads one shop's entry; true when status.json is now stale.
+    fn refresh(&mut self, shop: &str) -> bool {
         let Some(view) = self.view.as_mut() else {
             return true;
         };
         let config = self.config.read().expect("config lock");
         let metrics = &self.metrics;
-        match view.refresh(&self.store, &config, &report.shop, |s| observe(metrics, s)) {
-            Ok(changed) => changed || unlogged,
+        match view.refresh(&self.store, &config, shop, |s| observe(metrics, s)) {
+            Ok(changed) => changed,
             Err(e) => {
-                tracing::warn!(event = "status.write_failed", shop = %report.shop, error = %e, "status not collected");
+                tracing::warn!(event = "status.write_failed", shop, error = %e, "status not collected");
                 true
             }
         }

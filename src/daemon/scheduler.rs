@@ -1,12 +1,16 @@
 //! The shop tasks: one per enabled shop, each looping pass → wait (interval ± jitter, or a
 //! pass-now trigger: every shop's, or its own) until its cancellation token (a child of the
-//! daemon's) fires. Each pass goes through the one pass driver (`driver`).
+//! daemon's) fires. Each pass goes through the one pass driver (`driver`). With webhooks on, a
+//! recorded pass is followed by a reconcile of the shop's subscriptions, and the task applies
+//! the shop's callbacks while it waits.
 //!
 //! Invariants: a shop has at most one task; a reload restarts a shop only when its file or token
 //! (or the shared configuration) changed, so unchanged shops keep their sessions; a pass that
 //! panics or fails never ends its task (see `driver` and `supervise`): it is recorded as `error`
 //! and retried with backoff, with a fresh client after a panic, and pass-now still reaches the
-//! shop; a trigger for a shop without a task is logged at DEBUG and dropped.
+//! shop; a trigger or callback for a shop without a task is logged at DEBUG and dropped; a
+//! callback is applied on its shop's task, so never beside a pass of that shop, and a callback
+//! does not move the next pass.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,6 +19,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
@@ -28,6 +33,7 @@ use crate::secrets::SecretString;
 use crate::store::{SessionRecord, SessionState, Store};
 use crate::tripletex::ratelimit::full_jitter;
 use crate::tripletex::{Closed, ShopClient};
+use crate::webhooks::{self, Callback};
 
 pub(super) struct Scheduler {
     world: Arc<World>,
@@ -45,6 +51,8 @@ struct ShopTask {
     token: SecretString,
     cancel: CancellationToken,
     trigger: Arc<Notify>,
+    /// Webhook callbacks for the task to apply between its passes.
+    callbacks: mpsc::Sender<Callback>,
     handle: JoinHandle<Closed>,
 }
 
@@ -53,7 +61,12 @@ struct ShopLoop {
     driver: Driver,
     reports: mpsc::UnboundedSender<Update>,
     trigger: Arc<Notify>,
+    callbacks: mpsc::Receiver<Callback>,
 }
+
+/// Callbacks a shop task may have waiting; more (a burst during a long pass) are dropped, and
+/// the next pass reads what they carried.
+const SHOP_CALLBACKS: usize = 256;
 
 impl Scheduler {
     pub fn new(
@@ -101,6 +114,7 @@ impl Scheduler {
     pub fn start(&mut self, shop: ShopConfig, token: SecretString) {
         let cancel = self.cancel.child_token();
         let trigger = Arc::new(Notify::new());
+        let (callbacks, callbacks_rx) = mpsc::channel(SHOP_CALLBACKS);
         let span = tracing::info_span!("shop", shop = %shop.name);
         let task = ShopLoop {
             driver: Driver {
@@ -116,6 +130,7 @@ impl Scheduler {
             },
             reports: self.reports.clone(),
             trigger: trigger.clone(),
+            callbacks: callbacks_rx,
         };
         let handle = tokio::spawn(task.run().instrument(span));
         let name = shop.name.clone();
@@ -126,6 +141,7 @@ impl Scheduler {
                 token,
                 cancel,
                 trigger,
+                callbacks,
                 handle,
             },
         );
@@ -158,6 +174,17 @@ impl Scheduler {
             known = task.is_some()
         );
         task.inspect(|t| t.trigger.notify_one());
+    }
+
+    /// Hands a webhook callback to its shop's task.
+    pub fn callback(&self, callback: Callback) {
+        let Some(task) = self.tasks.get(&callback.shop) else {
+            tracing::debug!(event = "webhooks.unknown_shop", shop = %callback.shop, "callback for a shop without a task dropped");
+            return;
+        };
+        if task.callbacks.try_send(callback).is_err() {
+            tracing::warn!(event = "webhooks.dropped", shop = %task.shop.name, "callback dropped (the shop's queue is full); the next pass reads it");
+        }
     }
 
     /// Switches to a reloaded configuration; `rebuild` when its shared parts changed.
@@ -237,7 +264,7 @@ impl ShopLoop {
     /// Passes until cancelled, then deletes the session token (nobody holds it any more). The
     /// deletes of a stopping daemon share the gate, so at most `max_concurrent_shops` run at
     /// once, each also paced by its shop's limiter.
-    async fn run(self) -> Closed {
+    async fn run(mut self) -> Closed {
         let client = self.passes().await;
         let deadline = tokio::time::Instant::now() + CLOSE_WITHIN;
         let closing = async {
@@ -253,24 +280,30 @@ impl ShopLoop {
     }
 
     /// Runs passes until cancelled; returns the client in use then.
-    async fn passes(&self) -> ShopClient {
+    async fn passes(&mut self) -> ShopClient {
         let d = &self.driver;
         let mut client = d.client();
         let checks = &d.world.config.checks;
-        let mut wait = full_jitter(checks.jitter);
+        let mut due = Instant::now() + full_jitter(checks.jitter);
         let mut pass_no = 0u64;
         let mut failures = 0u32;
         loop {
             tokio::select! {
                 _ = d.cancel.cancelled() => return client,
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep_until(due) => {}
                 _ = self.trigger.notified() => {}
+                // Between passes, on this task: never beside a pass of this shop.
+                Some(callback) = self.callbacks.recv() => {
+                    apply_callback(d, &self.reports, &callback).await;
+                    continue;
+                }
             }
             pass_no += 1;
-            wait = match d.run_pass(&mut client, pass_no).await {
+            let wait = match d.run_pass(&mut client, pass_no).await {
                 Ran::Recorded(report) => {
                     let _ = self.reports.send(Update::Pass(report));
                     failures = 0;
+                    reconcile(d, &client).await;
                     next_wait(checks.interval, checks.jitter)
                 }
                 Ran::Failed(recorded) => {
@@ -282,6 +315,37 @@ impl ShopLoop {
                 }
                 Ran::Cancelled => return client,
             };
+            due = Instant::now() + wait;
+        }
+    }
+}
+
+/// Applies one webhook callback to the shop's mirror and verdict (no Tripletex request), and
+/// has the status view refreshed when it recorded something.
+async fn apply_callback(d: &Driver, reports: &mpsc::UnboundedSender<Update>, callback: &Callback) {
+    let (shop, store, clock) = (&d.shop, &*d.store, &d.env.clock);
+    match webhooks::apply::apply(callback, shop, store, &d.settings, clock).await {
+        Ok(Some(_)) => {
+            let _ = reports.send(Update::Applied(shop.name.clone()));
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(event = "webhooks.apply_failed", error = %e, "callback not applied; the next pass reads it")
+        }
+    }
+}
+
+/// Makes the shop's webhook subscriptions what they should be (when webhooks are on); true
+/// while all of them are active.
+async fn reconcile(d: &Driver, client: &ShopClient) -> bool {
+    let Some(keys) = &d.world.keys else {
+        return false;
+    };
+    match webhooks::reconcile::reconcile(client, keys, &d.shop).await {
+        Ok(done) => done.healthy(),
+        Err(e) => {
+            tracing::warn!(event = "webhooks.reconcile_failed", error = %e, "webhook subscriptions not reconciled; polling goes on");
+            false
         }
     }
 }
