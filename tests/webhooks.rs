@@ -423,13 +423,14 @@ async fn the_daemon_shows_a_pushed_conflict_within_seconds() {
             (f.config_path.clone(), f.config(), store.clone(), f.env());
         async move { daemon::run(&path, config, store, env, orders).await }
     });
-    let listening = || {
+    let event = |name: &str| {
         log.since(mark)
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["event"] == "webhooks.listening")
-            .and_then(|v| v["addr"].as_str().map(str::to_owned))
+            .find(|v| v["event"] == name)
     };
+    let listening =
+        || event("webhooks.listening").and_then(|v| v["addr"].as_str().map(str::to_owned));
     support::until("the receiver", || listening().is_some()).await;
     f.sim
         .proxy_webhooks(PUBLIC, &format!("http://{}", listening().unwrap()));
@@ -443,6 +444,14 @@ async fn the_daemon_shows_a_pushed_conflict_within_seconds() {
         })
     };
     support::until("acme ok in status.json", || shown(Verdict::Ok)).await;
+    // Push is healthy: the next pass waits `reconcile_interval` (6 h), not `checks.interval`.
+    support::until("the next pass scheduled", || event("pass.next").is_some()).await;
+    let next = event("pass.next").unwrap();
+    assert_eq!(
+        (&next["push"], &next["in_seconds"]),
+        (&true.into(), &21_600.into()),
+        "{next}"
+    );
     f.sim.clear_request_log();
 
     let id = f.sim.add_customer(COMPANY, 10001, false);

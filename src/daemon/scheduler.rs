@@ -32,7 +32,7 @@ use crate::config::ShopConfig;
 use crate::secrets::SecretString;
 use crate::store::{SessionRecord, SessionState, Store};
 use crate::tripletex::ratelimit::full_jitter;
-use crate::tripletex::{Closed, ShopClient};
+use crate::tripletex::{Closed, EXPIRY_MARGIN, ShopClient};
 use crate::webhooks::{self, Callback};
 
 pub(super) struct Scheduler {
@@ -303,8 +303,15 @@ impl ShopLoop {
                 Ran::Recorded(report) => {
                     let _ = self.reports.send(Update::Pass(report));
                     failures = 0;
-                    reconcile(d, &client).await;
-                    next_wait(checks.interval, checks.jitter)
+                    let push = reconcile(d, &client).await;
+                    let wait = next_wait(pass_interval(d, push), checks.jitter);
+                    tracing::debug!(
+                        event = "pass.next",
+                        push,
+                        in_seconds = wait.as_secs(),
+                        "next pass scheduled"
+                    );
+                    wait
                 }
                 Ran::Failed(recorded) => {
                     if let Some(report) = recorded {
@@ -350,7 +357,69 @@ async fn reconcile(d: &Driver, client: &ShopClient) -> bool {
     }
 }
 
+/// `checks.interval`; while push is `healthy`, `webhooks.reconcile_interval` instead, but never
+/// past the shop's next full resync (a stretched wait must not skip it) nor past the session's
+/// renewal (which `checks.interval` is validated to fit).
+fn pass_interval(d: &Driver, healthy: bool) -> Duration {
+    let config = &d.world.config;
+    let checks = &config.checks;
+    let Some(w) = config.webhooks.as_ref().filter(|_| healthy) else {
+        return checks.interval;
+    };
+    let renewal = config
+        .tripletex
+        .renew_before
+        .saturating_sub(EXPIRY_MARGIN)
+        .saturating_sub(checks.jitter);
+    // Unreadable cursor: as if a full resync were due now, i.e. no stretch.
+    let full = full_resync_in(d).unwrap_or(Duration::ZERO);
+    stretched(checks.interval, w.reconcile_interval, &[renewal, full])
+}
+
+/// `reconcile` capped by every one of `limits`, but never below `interval`.
+fn stretched(interval: Duration, reconcile: Duration, limits: &[Duration]) -> Duration {
+    limits
+        .iter()
+        .fold(reconcile, |wait, &limit| wait.min(limit))
+        .max(interval)
+}
+
+/// How long until the shop's earliest full resync of an enabled kind falls due.
+fn full_resync_in(d: &Driver) -> Option<Duration> {
+    let cursor = d.store.cursor(&d.shop.name).ok()?;
+    let now = d.env.clock.now();
+    let full_resync = d.world.config.checks.full_resync;
+    d.shop
+        .checks
+        .iter()
+        .filter(|(_, range)| range.is_some())
+        .map(|(kind, _)| match cursor.of(kind).full {
+            None => Duration::ZERO,
+            Some(at) => {
+                let elapsed = now.duration_since(at);
+                let elapsed = Duration::try_from(elapsed).unwrap_or(Duration::ZERO);
+                full_resync.saturating_sub(elapsed)
+            }
+        })
+        .min()
+}
+
 /// `interval` ± up to `jitter`.
 fn next_wait(interval: Duration, jitter: Duration) -> Duration {
     (interval + full_jitter(jitter * 2)).saturating_sub(jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stretched_interval_stops_at_every_limit_but_never_goes_below_the_interval() {
+        let h = |n: u64| Duration::from_secs(n * 3600);
+        assert_eq!(stretched(h(1), h(6), &[h(23), h(24)]), h(6));
+        // A full resync due in 2 h: the next pass comes then.
+        assert_eq!(stretched(h(1), h(6), &[h(23), h(2)]), h(2));
+        // Due already (or unknown): the plain interval, as without push.
+        assert_eq!(stretched(h(1), h(6), &[h(23), Duration::ZERO]), h(1));
+    }
 }
