@@ -413,27 +413,7 @@ async fn a_conflict_created_in_tripletex_is_recorded_from_its_callback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_shows_a_pushed_conflict_within_seconds() {
     let f = fixture().await;
-    let log = capture::capture_json();
-    let mark = log.mark();
-    let store = f.open_store();
-    let cancel = CancellationToken::new();
-    let (_control, orders) = daemon::control::channel(cancel.clone());
-    let daemon = tokio::spawn({
-        let (path, config, store, env) =
-            (f.config_path.clone(), f.config(), store.clone(), f.env());
-        async move { daemon::run(&path, config, store, env, orders).await }
-    });
-    let event = |name: &str| {
-        log.since(mark)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["event"] == name)
-    };
-    let listening =
-        || event("webhooks.listening").and_then(|v| v["addr"].as_str().map(str::to_owned));
-    support::until("the receiver", || listening().is_some()).await;
-    f.sim
-        .proxy_webhooks(PUBLIC, &format!("http://{}", listening().unwrap()));
+    let (store, _control, cancel, daemon, event) = start_daemon(&f).await;
     let keys = keys(&f.config());
     support::until("acme's subscriptions", || ours(&f, &keys).len() == 4).await;
     let shown = |verdict: Verdict| {
@@ -475,4 +455,77 @@ async fn within(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(cond(), "no {what} within {limit:?}");
+}
+
+type Running = tokio::task::JoinHandle<Result<(), daemon::DaemonError>>;
+type Events = Box<dyn Fn(&str) -> Option<serde_json::Value>>;
+
+/// Starts the daemon in-process, its webhooks delivered through the simulator's "proxy"; its
+/// store, control channel, token, task, and the first event of a name it logged.
+async fn start_daemon(
+    f: &Fixture,
+) -> (
+    Arc<tripletex_sync::store::Store>,
+    daemon::Controller,
+    CancellationToken,
+    Running,
+    Events,
+) {
+    let log = capture::capture_json();
+    let mark = log.mark();
+    let store = f.open_store();
+    let cancel = CancellationToken::new();
+    let (control, orders) = daemon::control::channel(cancel.clone());
+    let daemon = tokio::spawn({
+        let (path, config, store, env) =
+            (f.config_path.clone(), f.config(), store.clone(), f.env());
+        async move { daemon::run(&path, config, store, env, orders).await }
+    });
+    let event: Events = Box::new(move |name: &str| {
+        log.since(mark)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["event"] == name)
+    });
+    let listening =
+        || event("webhooks.listening").and_then(|v| v["addr"].as_str().map(str::to_owned));
+    support::until("the receiver", || listening().is_some()).await;
+    f.sim
+        .proxy_webhooks(PUBLIC, &format!("http://{}", listening().unwrap()));
+    (store, control, cancel, daemon, event)
+}
+
+/// How many of our subscriptions call `shop`'s path.
+fn subscribed(f: &Fixture, keys: &Keys, shop: &str) -> usize {
+    let target = keys.target_url(shop);
+    f.sim
+        .webhook_subscriptions()
+        .into_iter()
+        .filter(|s| s.auth_header_name.as_deref() == Some(AUTH_HEADER) && s.target_url == target)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shop_removed_on_reload_loses_its_subscriptions() {
+    let f = fixture().await;
+    f.add_shop("bolt", 1002, "");
+    f.sim.add_customers(1002, 1, 5, false);
+    let (_store, control, cancel, daemon, _event) = start_daemon(&f).await;
+    let keys = keys(&f.config());
+    support::until("both shops subscribed", || {
+        subscribed(&f, &keys, "acme") == 4 && subscribed(&f, &keys, "bolt") == 4
+    })
+    .await;
+
+    std::fs::remove_file(f.path("shops.d/bolt.toml")).unwrap();
+    control.send(daemon::Control::Reload);
+    support::until("bolt's subscriptions deleted", || {
+        subscribed(&f, &keys, "bolt") == 0
+    })
+    .await;
+    assert_eq!(subscribed(&f, &keys, "acme"), 4, "acme keeps its own");
+
+    cancel.cancel();
+    daemon.await.unwrap().unwrap();
+    common::assert_conforms(&f.sim.request_log());
 }

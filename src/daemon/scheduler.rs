@@ -10,7 +10,8 @@
 //! and retried with backoff, with a fresh client after a panic, and pass-now still reaches the
 //! shop; a trigger or callback for a shop without a task is logged at DEBUG and dropped; a
 //! callback is applied on its shop's task, so never beside a pass of that shop, and a callback
-//! does not move the next pass.
+//! does not move the next pass; a shop removed or disabled by a reload has its webhook
+//! subscriptions deleted (best effort, within `UNSUBSCRIBE_WITHIN`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -63,6 +64,9 @@ struct ShopLoop {
     trigger: Arc<Notify>,
     callbacks: mpsc::Receiver<Callback>,
 }
+
+/// How long deleting a removed shop's subscriptions may take.
+const UNSUBSCRIBE_WITHIN: Duration = Duration::from_secs(30);
 
 /// Callbacks a shop task may have waiting; more (a burst during a long pass) are dropped, and
 /// the next pass reads what they carried.
@@ -189,6 +193,7 @@ impl Scheduler {
 
     /// Switches to a reloaded configuration; `rebuild` when its shared parts changed.
     pub async fn apply(&mut self, world: World, rebuild: bool, shops: ShopTokens) {
+        let push = self.world.keys.is_some();
         if rebuild {
             self.gate = Arc::new(Semaphore::new(world.config.rate_limit.max_concurrent_shops));
             self.world = Arc::new(world);
@@ -213,11 +218,20 @@ impl Scheduler {
             }
         }
         let (kept, started, removed) = (self.tasks.len(), to_start.len(), old.len());
+        // A removed or disabled shop's subscriptions go with it (a restarted shop keeps them).
+        let retired: Vec<(ShopConfig, SecretString)> = old
+            .values()
+            .filter(|_| push)
+            .map(|t| (t.shop.clone(), t.token.clone()))
+            .collect();
         to_stop.extend(old.into_values());
         // Stop them all at once, and only then start replacements: one task per shop at a time.
         to_stop.iter().for_each(|t| t.cancel.cancel());
         for task in to_stop {
             let _ = task.handle.await;
+        }
+        for (shop, token) in retired {
+            self.unsubscribe(shop, token);
         }
         for (shop, token) in to_start {
             self.start(shop, token);
@@ -230,6 +244,44 @@ impl Scheduler {
             removed,
             "configuration reloaded"
         );
+    }
+
+    /// Deletes a retired shop's webhook subscriptions in the background, best effort and
+    /// bounded: with a client of its own (the task's stopped with it), within the gate.
+    fn unsubscribe(&self, shop: ShopConfig, token: SecretString) {
+        let client = self.world.api.shop(
+            &shop.name,
+            token,
+            shop.company_id,
+            self.cancel.child_token(),
+        );
+        let gate = self.gate.clone();
+        let span = tracing::info_span!("shop", shop = %shop.name);
+        let work = async move {
+            let removing = async {
+                let _permit = gate.acquire().await.expect("gate never closes");
+                webhooks::reconcile::remove(&client).await
+            };
+            match tokio::time::timeout(UNSUBSCRIBE_WITHIN, removing).await {
+                Ok(Ok(deleted)) => tracing::info!(
+                    event = "webhooks.unsubscribed",
+                    deleted,
+                    "the shop's webhook subscriptions are deleted"
+                ),
+                Ok(Err(e)) => {
+                    tracing::warn!(event = "webhooks.unsubscribe_failed", error = %e, "webhook subscriptions of a removed shop not deleted; delete them in Tripletex")
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        event = "webhooks.unsubscribe_failed",
+                        error = "timed out",
+                        "webhook subscriptions of a removed shop not deleted; delete them in Tripletex"
+                    )
+                }
+            }
+            client.close(Instant::now() + CLOSE_WITHIN).await;
+        };
+        tokio::spawn(work.instrument(span));
     }
 
     /// Waits for every task to end (the daemon's token has been cancelled), and says how many
