@@ -39,6 +39,19 @@ pub struct ShopStatus {
     pub enabled: bool,
     pub session: SessionStatus,
     pub checks: ChecksStatus,
+    /// Tripletex webhooks, as the running daemon sees them; absent while they are off (and in
+    /// what a one-shot `check` writes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushStatus>,
+}
+
+/// Whether a shop's webhook subscriptions are all active (so pushed changes arrive), and when
+/// its last callback arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct PushStatus {
+    pub active: bool,
+    pub last_callback_at: Option<Timestamp>,
 }
 
 impl ShopStatus {
@@ -110,6 +123,7 @@ impl ShopStatus {
                 detail: session.detail,
             },
             checks: ChecksStatus::try_from_fn(|kind| check(kind, shop.checks[kind].is_some()))?,
+            push: None,
         })
     }
 

@@ -24,6 +24,7 @@ use tripletex_sync::checks::{CheckKind, Verdict};
 use tripletex_sync::clock::SharedClock;
 use tripletex_sync::config::Config;
 use tripletex_sync::daemon;
+use tripletex_sync::metrics::METRICS_FILE;
 use tripletex_sync::pass::PassSettings;
 use tripletex_sync::secrets::SecretString;
 use tripletex_sync::sim::SubscriptionStatus;
@@ -432,10 +433,32 @@ async fn the_daemon_shows_a_pushed_conflict_within_seconds() {
         (&true.into(), &21_600.into()),
         "{next}"
     );
+    let push = || {
+        StatusReport::read(store.state_dir())
+            .ok()
+            .and_then(|r| r.shops.into_iter().find(|s| s.name == "acme"))
+            .and_then(|s| s.push)
+    };
+    support::until("push active in status.json", || {
+        push().is_some_and(|p| p.active)
+    })
+    .await;
+    assert_eq!(push().unwrap().last_callback_at, None);
     f.sim.clear_request_log();
 
     let id = f.sim.add_customer(COMPANY, 10001, false);
     within(SOON, "conflict in status.json", || shown(Verdict::Conflict)).await;
+    assert_eq!(push().unwrap().last_callback_at, Some(f.now()));
+    let metrics = std::fs::read_to_string(store.state_dir().join(METRICS_FILE)).unwrap();
+    for series in [
+        r#"tripletex_sync_push_active{shop="acme"} 1"#,
+        &format!(
+            r#"tripletex_sync_push_last_callback_timestamp_seconds{{shop="acme"}} {}"#,
+            f.now().as_second()
+        ),
+    ] {
+        assert!(metrics.contains(series), "{series} missing in:\n{metrics}");
+    }
     f.sim.remove_customer(COMPANY, id);
     within(SOON, "ok in status.json", || shown(Verdict::Ok)).await;
     assert!(f.data_requests().is_empty(), "{:?}", f.data_requests());

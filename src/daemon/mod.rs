@@ -20,6 +20,7 @@ mod ask;
 pub mod control;
 mod driver;
 pub mod oneshot;
+mod push;
 mod report;
 mod scheduler;
 mod supervise;
@@ -34,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
@@ -44,7 +45,8 @@ use crate::pass::PassSettings;
 use crate::secrets::{SecretString, same};
 use crate::store::{Role, Store, StoreError, read_holder};
 use crate::tripletex::{ClientSettings, Tripletex, TripletexError};
-use crate::webhooks::{Callback, Keys, Receiver};
+use crate::webhooks::Keys;
+use push::Push;
 use scheduler::Scheduler;
 
 /// How long `run` waits for a one-shot `check` holding the database to finish.
@@ -338,72 +340,6 @@ pub async fn run(
     let _ = writer.await;
     tracing::info!(event = "daemon.stopped", "tripletex-sync stopped");
     Ok(())
-}
-
-/// The webhook receiver of a daemon with `[webhooks]`: its routes follow reloads, its callbacks
-/// go to the shop tasks. Its address and secret are those of the start: changing where it
-/// listens, or turning webhooks on or off, takes a restart.
-struct Push {
-    running: Option<(Receiver, watch::Sender<Arc<crate::webhooks::Routes>>)>,
-    callbacks: Option<mpsc::Receiver<Callback>>,
-    listen: Option<std::net::SocketAddr>,
-}
-
-/// Callbacks waiting for the shop tasks; when full the receiver answers 503 and Tripletex
-/// retries.
-const CALLBACK_QUEUE: usize = 1024;
-
-impl Push {
-    async fn start(world: &World, cancel: CancellationToken) -> Result<Self, DaemonError> {
-        let (Some(keys), Some(w)) = (&world.keys, &world.config.webhooks) else {
-            return Ok(Self {
-                running: None,
-                callbacks: None,
-                listen: None,
-            });
-        };
-        let (routes_tx, routes) = watch::channel(Arc::new(keys.routes(&world.config.shops)));
-        let (tx, rx) = mpsc::channel(CALLBACK_QUEUE);
-        let receiver = Receiver::start(w.listen, routes, tx, cancel)
-            .await
-            .map_err(|e| DaemonError::Webhooks {
-                addr: w.listen,
-                error: e.to_string(),
-            })?;
-        tracing::info!(event = "webhooks.listening", addr = %receiver.addr(), "receiving Tripletex webhooks");
-        Ok(Self {
-            running: Some((receiver, routes_tx)),
-            callbacks: Some(rx),
-            listen: Some(w.listen),
-        })
-    }
-
-    /// The next callback; pending forever while webhooks are off.
-    async fn next(&mut self) -> Option<Callback> {
-        match &mut self.callbacks {
-            Some(rx) => rx.recv().await,
-            None => std::future::pending().await,
-        }
-    }
-
-    /// Routes the reloaded shop set.
-    fn reloaded(&mut self, world: &World) {
-        if world.config.webhooks.as_ref().map(|w| w.listen) != self.listen {
-            tracing::warn!(
-                event = "config.restart_needed",
-                "webhooks turned on or off, or webhooks.listen changed; it takes effect on restart"
-            );
-        }
-        if let (Some((_, routes)), Some(keys)) = (&self.running, &world.keys) {
-            routes.send_replace(Arc::new(keys.routes(&world.config.shops)));
-        }
-    }
-
-    async fn join(self) {
-        if let Some((receiver, _)) = self.running {
-            receiver.join().await;
-        }
-    }
 }
 
 /// Resolves at the next health tick; never while `/healthz` is not served.

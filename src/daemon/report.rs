@@ -6,8 +6,11 @@
 //! something changed, gathering passes for 200 ms and leaving at least ten times the last write's
 //! duration between writes, so big files are written seldom and the cost per pass does not grow
 //! with the number of shops; it is written once more after the last pass before shutdown; a
-//! rejected consumer token is logged once until some shop's mint gets past it again.
+//! rejected consumer token is logged once until some shop's mint gets past it again; a shop's
+//! push state (webhooks) lives only here, sent by its task, and is shown for every enabled shop
+//! while webhooks are on.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -21,7 +24,7 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::metrics::{CheckState, Metrics};
 use crate::pass::PassReport;
-use crate::status::ShopStatus;
+use crate::status::{PushStatus, ShopStatus};
 use crate::store::{SessionState, Store};
 
 /// How long passes ending together are gathered into one write.
@@ -36,8 +39,8 @@ const MAX_GAP: Duration = Duration::from_secs(30);
 pub(super) enum Update {
     /// A shop's pass was recorded.
     Pass(PassReport),
-    /// A webhook callback was recorded for this shop.
-    Applied(String),
+    /// The shop's push state changed (a reconcile, a callback, applied or not).
+    Push(String, PushStatus),
     /// The shop set changed (reload): `check` must see new shops listed at once.
     Reloaded,
 }
@@ -57,6 +60,7 @@ pub(super) async fn status_writer(
         clock,
         metrics,
         view: None,
+        push: HashMap::new(),
         consumer: Rejections::default(),
         consumer_reported: false,
     };
@@ -80,7 +84,8 @@ pub(super) async fn status_writer(
                         due.get_or_insert(next.max(Instant::now() + DEBOUNCE));
                     }
                 }
-                Some(Update::Applied(shop)) => {
+                Some(Update::Push(shop, push)) => {
+                    writer.push.insert(shop.clone(), push);
                     if writer.refresh(&shop) {
                         due.get_or_insert(next.max(Instant::now() + DEBOUNCE));
                     }
@@ -107,6 +112,8 @@ struct Writer {
     metrics: Arc<Metrics>,
     /// `None` when it could not be read from the store (retried at the next write).
     view: Option<StatusView>,
+    /// Each shop's push state, from its task (status.json shows it, the store does not keep it).
+    push: HashMap<String, PushStatus>,
     consumer: Rejections,
     consumer_reported: bool,
 }
@@ -121,8 +128,9 @@ struct Rejections {
 impl Writer {
     fn rebuild(&mut self) {
         let config = self.config.read().expect("config lock");
-        let metrics = &self.metrics;
-        self.view = StatusView::build(&self.store, &config, |s| observe(metrics, s))
+        let (metrics, push) = (&self.metrics, &self.push);
+        let on = config.webhooks.is_some();
+        self.view = StatusView::build(&self.store, &config, |s| observe(metrics, push, on, s))
             .inspect_err(|e| {
                 tracing::warn!(event = "status.write_failed", error = %e, "status not collected")
             })
@@ -144,8 +152,11 @@ impl Writer {
             return true;
         };
         let config = self.config.read().expect("config lock");
-        let metrics = &self.metrics;
-        match view.refresh(&self.store, &config, shop, |s| observe(metrics, s)) {
+        let (metrics, push) = (&self.metrics, &self.push);
+        let on = config.webhooks.is_some();
+        match view.refresh(&self.store, &config, shop, |s| {
+            observe(metrics, push, on, s)
+        }) {
             Ok(changed) => changed,
             Err(e) => {
                 tracing::warn!(event = "status.write_failed", shop, error = %e, "status not collected");
@@ -188,8 +199,20 @@ impl Writer {
     }
 }
 
-/// Feeds one shop's recorded status into the metrics: they show what status.json shows.
-fn observe(metrics: &Metrics, status: &ShopStatus) {
+/// Completes one shop's recorded status with its push state (while webhooks are `on`, for an
+/// enabled shop), and feeds it into the metrics: they show what status.json shows.
+fn observe(
+    metrics: &Metrics,
+    push: &HashMap<String, PushStatus>,
+    on: bool,
+    status: &mut ShopStatus,
+) {
+    status.push =
+        (on && status.enabled).then(|| push.get(&status.name).copied().unwrap_or_default());
+    metrics.push(
+        &status.name,
+        status.push.map(|p| (p.active, p.last_callback_at)),
+    );
     metrics.session(
         &status.name,
         status.session.state,

@@ -11,7 +11,7 @@
 //! shop; a trigger or callback for a shop without a task is logged at DEBUG and dropped; a
 //! callback is applied on its shop's task, so never beside a pass of that shop, and a callback
 //! does not move the next pass; a shop removed or disabled by a reload has its webhook
-//! subscriptions deleted (best effort, within `UNSUBSCRIBE_WITHIN`).
+//! subscriptions deleted (best effort, bounded; see `push`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -25,16 +25,18 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::driver::{CLOSE_WITHIN, Driver, Ran};
+use super::push;
 use super::report::Update;
 use super::supervise;
 use super::watchdog::Heartbeat;
 use super::{Environment, ShopTokens, World, same};
 use crate::config::ShopConfig;
 use crate::secrets::SecretString;
+use crate::status::PushStatus;
 use crate::store::{SessionRecord, SessionState, Store};
 use crate::tripletex::ratelimit::full_jitter;
-use crate::tripletex::{Closed, EXPIRY_MARGIN, ShopClient};
-use crate::webhooks::{self, Callback};
+use crate::tripletex::{Closed, ShopClient};
+use crate::webhooks::Callback;
 
 pub(super) struct Scheduler {
     world: Arc<World>,
@@ -63,10 +65,9 @@ struct ShopLoop {
     reports: mpsc::UnboundedSender<Update>,
     trigger: Arc<Notify>,
     callbacks: mpsc::Receiver<Callback>,
+    /// What status.json shows of this shop's push.
+    push: PushStatus,
 }
-
-/// How long deleting a removed shop's subscriptions may take.
-const UNSUBSCRIBE_WITHIN: Duration = Duration::from_secs(30);
 
 /// Callbacks a shop task may have waiting; more (a burst during a long pass) are dropped, and
 /// the next pass reads what they carried.
@@ -135,6 +136,7 @@ impl Scheduler {
             reports: self.reports.clone(),
             trigger: trigger.clone(),
             callbacks: callbacks_rx,
+            push: PushStatus::default(),
         };
         let handle = tokio::spawn(task.run().instrument(span));
         let name = shop.name.clone();
@@ -231,7 +233,13 @@ impl Scheduler {
             let _ = task.handle.await;
         }
         for (shop, token) in retired {
-            self.unsubscribe(shop, token);
+            push::unsubscribe(
+                &self.world,
+                self.gate.clone(),
+                self.cancel.child_token(),
+                shop,
+                token,
+            );
         }
         for (shop, token) in to_start {
             self.start(shop, token);
@@ -244,44 +252,6 @@ impl Scheduler {
             removed,
             "configuration reloaded"
         );
-    }
-
-    /// Deletes a retired shop's webhook subscriptions in the background, best effort and
-    /// bounded: with a client of its own (the task's stopped with it), within the gate.
-    fn unsubscribe(&self, shop: ShopConfig, token: SecretString) {
-        let client = self.world.api.shop(
-            &shop.name,
-            token,
-            shop.company_id,
-            self.cancel.child_token(),
-        );
-        let gate = self.gate.clone();
-        let span = tracing::info_span!("shop", shop = %shop.name);
-        let work = async move {
-            let removing = async {
-                let _permit = gate.acquire().await.expect("gate never closes");
-                webhooks::reconcile::remove(&client).await
-            };
-            match tokio::time::timeout(UNSUBSCRIBE_WITHIN, removing).await {
-                Ok(Ok(deleted)) => tracing::info!(
-                    event = "webhooks.unsubscribed",
-                    deleted,
-                    "the shop's webhook subscriptions are deleted"
-                ),
-                Ok(Err(e)) => {
-                    tracing::warn!(event = "webhooks.unsubscribe_failed", error = %e, "webhook subscriptions of a removed shop not deleted; delete them in Tripletex")
-                }
-                Err(_) => {
-                    tracing::warn!(
-                        event = "webhooks.unsubscribe_failed",
-                        error = "timed out",
-                        "webhook subscriptions of a removed shop not deleted; delete them in Tripletex"
-                    )
-                }
-            }
-            client.close(Instant::now() + CLOSE_WITHIN).await;
-        };
-        tokio::spawn(work.instrument(span));
     }
 
     /// Waits for every task to end (the daemon's token has been cancelled), and says how many
@@ -346,7 +316,7 @@ impl ShopLoop {
                 _ = self.trigger.notified() => {}
                 // Between passes, on this task: never beside a pass of this shop.
                 Some(callback) = self.callbacks.recv() => {
-                    apply_callback(d, &self.reports, &callback).await;
+                    push::apply_callback(d, &self.reports, &mut self.push, &callback).await;
                     continue;
                 }
             }
@@ -355,8 +325,14 @@ impl ShopLoop {
                 Ran::Recorded(report) => {
                     let _ = self.reports.send(Update::Pass(report));
                     failures = 0;
-                    let push = reconcile(d, &client).await;
-                    let wait = next_wait(pass_interval(d, push), checks.jitter);
+                    let push = push::reconcile(d, &client).await;
+                    if d.world.keys.is_some() && push != self.push.active {
+                        self.push.active = push;
+                        let _ = self
+                            .reports
+                            .send(Update::Push(d.shop.name.clone(), self.push));
+                    }
+                    let wait = next_wait(push::pass_interval(d, push), checks.jitter);
                     tracing::debug!(
                         event = "pass.next",
                         push,
@@ -379,99 +355,7 @@ impl ShopLoop {
     }
 }
 
-/// Applies one webhook callback to the shop's mirror and verdict (no Tripletex request), and
-/// has the status view refreshed when it recorded something.
-async fn apply_callback(d: &Driver, reports: &mpsc::UnboundedSender<Update>, callback: &Callback) {
-    let (shop, store, clock) = (&d.shop, &*d.store, &d.env.clock);
-    match webhooks::apply::apply(callback, shop, store, &d.settings, clock).await {
-        Ok(Some(_)) => {
-            let _ = reports.send(Update::Applied(shop.name.clone()));
-        }
-        Ok(None) => {}
-        Err(e) => {
-            tracing::warn!(event = "webhooks.apply_failed", error = %e, "callback not applied; the next pass reads it")
-        }
-    }
-}
-
-/// Makes the shop's webhook subscriptions what they should be (when webhooks are on); true
-/// while all of them are active.
-async fn reconcile(d: &Driver, client: &ShopClient) -> bool {
-    let Some(keys) = &d.world.keys else {
-        return false;
-    };
-    match webhooks::reconcile::reconcile(client, keys, &d.shop).await {
-        Ok(done) => done.healthy(),
-        Err(e) => {
-            tracing::warn!(event = "webhooks.reconcile_failed", error = %e, "webhook subscriptions not reconciled; polling goes on");
-            false
-        }
-    }
-}
-
-/// `checks.interval`; while push is `healthy`, `webhooks.reconcile_interval` instead, but never
-/// past the shop's next full resync (a stretched wait must not skip it) nor past the session's
-/// renewal (which `checks.interval` is validated to fit).
-fn pass_interval(d: &Driver, healthy: bool) -> Duration {
-    let config = &d.world.config;
-    let checks = &config.checks;
-    let Some(w) = config.webhooks.as_ref().filter(|_| healthy) else {
-        return checks.interval;
-    };
-    let renewal = config
-        .tripletex
-        .renew_before
-        .saturating_sub(EXPIRY_MARGIN)
-        .saturating_sub(checks.jitter);
-    // Unreadable cursor: as if a full resync were due now, i.e. no stretch.
-    let full = full_resync_in(d).unwrap_or(Duration::ZERO);
-    stretched(checks.interval, w.reconcile_interval, &[renewal, full])
-}
-
-/// `reconcile` capped by every one of `limits`, but never below `interval`.
-fn stretched(interval: Duration, reconcile: Duration, limits: &[Duration]) -> Duration {
-    limits
-        .iter()
-        .fold(reconcile, |wait, &limit| wait.min(limit))
-        .max(interval)
-}
-
-/// How long until the shop's earliest full resync of an enabled kind falls due.
-fn full_resync_in(d: &Driver) -> Option<Duration> {
-    let cursor = d.store.cursor(&d.shop.name).ok()?;
-    let now = d.env.clock.now();
-    let full_resync = d.world.config.checks.full_resync;
-    d.shop
-        .checks
-        .iter()
-        .filter(|(_, range)| range.is_some())
-        .map(|(kind, _)| match cursor.of(kind).full {
-            None => Duration::ZERO,
-            Some(at) => {
-                let elapsed = now.duration_since(at);
-                let elapsed = Duration::try_from(elapsed).unwrap_or(Duration::ZERO);
-                full_resync.saturating_sub(elapsed)
-            }
-        })
-        .min()
-}
-
 /// `interval` ± up to `jitter`.
 fn next_wait(interval: Duration, jitter: Duration) -> Duration {
     (interval + full_jitter(jitter * 2)).saturating_sub(jitter)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_stretched_interval_stops_at_every_limit_but_never_goes_below_the_interval() {
-        let h = |n: u64| Duration::from_secs(n * 3600);
-        assert_eq!(stretched(h(1), h(6), &[h(23), h(24)]), h(6));
-        // A full resync due in 2 h: the next pass comes then.
-        assert_eq!(stretched(h(1), h(6), &[h(23), h(2)]), h(2));
-        // Due already (or unknown): the plain interval, as without push.
-        assert_eq!(stretched(h(1), h(6), &[h(23), Duration::ZERO]), h(1));
-    }
 }

@@ -40,18 +40,19 @@ pub(super) struct Snapshot {
 }
 
 impl StatusView {
-    /// Every configured shop as the store has it; `observe` sees each shop's status.
+    /// Every configured shop as the store has it; `observe` sees each shop's status, and may
+    /// complete it with what only the daemon knows (push).
     pub fn build(
         store: &Store,
         config: &Config,
-        mut observe: impl FnMut(&ShopStatus),
+        mut observe: impl FnMut(&mut ShopStatus),
     ) -> Result<Self, StoreError> {
         let shops = config
             .shops
             .iter()
             .map(|shop| {
-                ShopStatus::collect(Some(store), shop).map(|s| {
-                    observe(&s);
+                ShopStatus::collect(Some(store), shop).map(|mut s| {
+                    observe(&mut s);
                     Entry::of(&s)
                 })
             })
@@ -77,7 +78,7 @@ impl StatusView {
         store: &Store,
         config: &Config,
         shop: &str,
-        observe: impl FnOnce(&ShopStatus),
+        observe: impl FnOnce(&mut ShopStatus),
     ) -> Result<bool, StoreError> {
         let Some(&i) = self.index.get(shop) else {
             return Ok(false);
@@ -85,8 +86,8 @@ impl StatusView {
         let Some(shop) = config.shops.get(i).filter(|s| s.name == shop) else {
             return Ok(false);
         };
-        let status = ShopStatus::collect(Some(store), shop)?;
-        observe(&status);
+        let mut status = ShopStatus::collect(Some(store), shop)?;
+        observe(&mut status);
         let entry = Entry::of(&status);
         let changed = entry.json != self.shops[i].json;
         self.shops[i] = entry;

@@ -157,6 +157,8 @@ pub struct Metrics {
     verdict_since: Family<CheckLabels, Gauge>,
     session_state: Family<SessionLabels, Gauge>,
     session_expiry: Family<ShopLabels, Gauge>,
+    push_active: Family<ShopLabels, Gauge>,
+    push_last_callback: Family<ShopLabels, Gauge>,
     mints: Family<ShopLabels, Counter>,
     requests: Family<RequestLabels, Counter>,
     throttled: Family<ShopLabels, Counter>,
@@ -227,6 +229,16 @@ impl Metrics {
                 "session_expiry_timestamp_seconds",
                 "When the shop's live session token dies (Unix time; 00:00 Europe/Oslo)",
             ),
+            push_active: register(
+                &mut r,
+                "push_active",
+                "1 while all the shop's webhook subscriptions are active (absent while webhooks are off)",
+            ),
+            push_last_callback: register(
+                &mut r,
+                "push_last_callback_timestamp_seconds",
+                "When the shop's last webhook callback arrived (Unix time; absent before the first)",
+            ),
             mints: register(&mut r, "session_mints", "Session tokens minted"),
             requests: register(
                 &mut r,
@@ -295,6 +307,8 @@ impl Metrics {
         }
         let labels = ShopLabels { shop: s() };
         self.session_expiry.remove(&labels);
+        self.push_active.remove(&labels);
+        self.push_last_callback.remove(&labels);
         self.mints.remove(&labels);
         self.throttled.remove(&labels);
         self.limiter_wait.remove(&labels);
@@ -380,6 +394,20 @@ impl Metrics {
             &labels,
             expires_at.map(|t| t.as_second()),
         );
+    }
+
+    /// The shop's push state: `None` while webhooks are off; else whether its subscriptions are
+    /// all active, and when its last callback arrived.
+    pub fn push(&self, shop: &str, push: Option<(bool, Option<Timestamp>)>) {
+        let labels = ShopLabels {
+            shop: shop.to_owned(),
+        };
+        let (active, last) = match push {
+            Some((active, last)) => (Some(i64::from(active)), last.map(|t| t.as_second())),
+            None => (None, None),
+        };
+        set_or_remove(&self.push_active, &labels, active);
+        set_or_remove(&self.push_last_callback, &labels, last);
     }
 
     pub fn pass_recorded(&self, duration: Duration) {

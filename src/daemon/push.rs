@@ -1,0 +1,231 @@
+//! Tripletex webhooks in the daemon: the receiver and its routes ([`Push`], owned by the run
+//! loop), and what a shop task does with push: apply its callbacks between passes, reconcile
+//! its subscriptions after each recorded pass, stretch its pass interval while they are
+//! healthy, and delete them when a reload retires the shop.
+//!
+//! Invariants: a callback is applied only on its shop's task (never beside a pass of that
+//! shop) and sends no Tripletex request; a stretched interval never passes the shop's next full
+//! resync nor its session's renewal, and never shrinks below `checks.interval`; the receiver's
+//! address and secret are those of the start (changing `webhooks.listen`, or turning webhooks on
+//! or off, takes a restart), its routes follow every successful reload.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use super::driver::{CLOSE_WITHIN, Driver};
+use super::report::Update;
+use super::{DaemonError, World};
+use crate::config::ShopConfig;
+use crate::secrets::SecretString;
+use crate::status::PushStatus;
+use crate::tripletex::{EXPIRY_MARGIN, ShopClient};
+use crate::webhooks::{self, Callback, Receiver, Routes};
+
+/// The webhook receiver of a daemon with `[webhooks]`: its routes follow reloads, its callbacks
+/// go to the shop tasks. Its address and secret are those of the start: changing where it
+/// listens, or turning webhooks on or off, takes a restart.
+pub(super) struct Push {
+    running: Option<(Receiver, watch::Sender<Arc<Routes>>)>,
+    callbacks: Option<mpsc::Receiver<Callback>>,
+    listen: Option<std::net::SocketAddr>,
+}
+
+/// Callbacks waiting for the shop tasks; when full the receiver answers 503 and Tripletex
+/// retries.
+const CALLBACK_QUEUE: usize = 1024;
+
+impl Push {
+    pub async fn start(world: &World, cancel: CancellationToken) -> Result<Self, DaemonError> {
+        let (Some(keys), Some(w)) = (&world.keys, &world.config.webhooks) else {
+            return Ok(Self {
+                running: None,
+                callbacks: None,
+                listen: None,
+            });
+        };
+        let (routes_tx, routes) = watch::channel(Arc::new(keys.routes(&world.config.shops)));
+        let (tx, rx) = mpsc::channel(CALLBACK_QUEUE);
+        let receiver = Receiver::start(w.listen, routes, tx, cancel)
+            .await
+            .map_err(|e| DaemonError::Webhooks {
+                addr: w.listen,
+                error: e.to_string(),
+            })?;
+        tracing::info!(event = "webhooks.listening", addr = %receiver.addr(), "receiving Tripletex webhooks");
+        Ok(Self {
+            running: Some((receiver, routes_tx)),
+            callbacks: Some(rx),
+            listen: Some(w.listen),
+        })
+    }
+
+    /// The next callback; pending forever while webhooks are off.
+    pub async fn next(&mut self) -> Option<Callback> {
+        match &mut self.callbacks {
+            Some(rx) => rx.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Routes the reloaded shop set.
+    pub fn reloaded(&mut self, world: &World) {
+        if world.config.webhooks.as_ref().map(|w| w.listen) != self.listen {
+            tracing::warn!(
+                event = "config.restart_needed",
+                "webhooks turned on or off, or webhooks.listen changed; it takes effect on restart"
+            );
+        }
+        if let (Some((_, routes)), Some(keys)) = (&self.running, &world.keys) {
+            routes.send_replace(Arc::new(keys.routes(&world.config.shops)));
+        }
+    }
+
+    pub async fn join(self) {
+        if let Some((receiver, _)) = self.running {
+            receiver.join().await;
+        }
+    }
+}
+
+/// How long deleting a removed shop's subscriptions may take.
+const UNSUBSCRIBE_WITHIN: Duration = Duration::from_secs(30);
+
+/// Deletes a retired shop's webhook subscriptions in the background, best effort and
+/// bounded: with a client of its own (the task's stopped with it), within the gate.
+pub(super) fn unsubscribe(
+    world: &World,
+    gate: Arc<Semaphore>,
+    cancel: CancellationToken,
+    shop: ShopConfig,
+    token: SecretString,
+) {
+    let client = world.api.shop(&shop.name, token, shop.company_id, cancel);
+    let span = tracing::info_span!("shop", shop = %shop.name);
+    let work = async move {
+        let removing = async {
+            let _permit = gate.acquire().await.expect("gate never closes");
+            webhooks::reconcile::remove(&client).await
+        };
+        match tokio::time::timeout(UNSUBSCRIBE_WITHIN, removing).await {
+            Ok(Ok(deleted)) => tracing::info!(
+                event = "webhooks.unsubscribed",
+                deleted,
+                "the shop's webhook subscriptions are deleted"
+            ),
+            Ok(Err(e)) => {
+                tracing::warn!(event = "webhooks.unsubscribe_failed", error = %e, "webhook subscriptions of a removed shop not deleted; delete them in Tripletex")
+            }
+            Err(_) => {
+                tracing::warn!(
+                    event = "webhooks.unsubscribe_failed",
+                    error = "timed out",
+                    "webhook subscriptions of a removed shop not deleted; delete them in Tripletex"
+                )
+            }
+        }
+        client.close(Instant::now() + CLOSE_WITHIN).await;
+    };
+    tokio::spawn(work.instrument(span));
+}
+
+/// Applies one webhook callback to the shop's mirror and verdict (no Tripletex request; apply
+/// logs a changed verdict), notes its arrival in `push`, and has the status view refreshed.
+pub(super) async fn apply_callback(
+    d: &Driver,
+    reports: &mpsc::UnboundedSender<Update>,
+    push: &mut PushStatus,
+    callback: &Callback,
+) {
+    let (shop, store, clock) = (&d.shop, &*d.store, &d.env.clock);
+    let applied = webhooks::apply::apply(callback, shop, store, &d.settings, clock).await;
+    push.last_callback_at = Some(clock.now());
+    let _ = reports.send(Update::Push(shop.name.clone(), *push));
+    match applied {
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(event = "webhooks.apply_failed", error = %e, "callback not applied; the next pass reads it")
+        }
+    }
+}
+
+/// Makes the shop's webhook subscriptions what they should be (when webhooks are on); true
+/// while all of them are active.
+pub(super) async fn reconcile(d: &Driver, client: &ShopClient) -> bool {
+    let Some(keys) = &d.world.keys else {
+        return false;
+    };
+    match webhooks::reconcile::reconcile(client, keys, &d.shop).await {
+        Ok(done) => done.healthy(),
+        Err(e) => {
+            tracing::warn!(event = "webhooks.reconcile_failed", error = %e, "webhook subscriptions not reconciled; polling goes on");
+            false
+        }
+    }
+}
+
+/// `checks.interval`; while push is `healthy`, `webhooks.reconcile_interval` instead, but never
+/// past the shop's next full resync (a stretched wait must not skip it) nor past the session's
+/// renewal (which `checks.interval` is validated to fit).
+pub(super) fn pass_interval(d: &Driver, healthy: bool) -> Duration {
+    let config = &d.world.config;
+    let checks = &config.checks;
+    let Some(w) = config.webhooks.as_ref().filter(|_| healthy) else {
+        return checks.interval;
+    };
+    let renewal = config
+        .tripletex
+        .renew_before
+        .saturating_sub(EXPIRY_MARGIN)
+        .saturating_sub(checks.jitter);
+    // Unreadable cursor: as if a full resync were due now, i.e. no stretch.
+    let full = full_resync_in(d).unwrap_or(Duration::ZERO);
+    stretched(checks.interval, w.reconcile_interval, &[renewal, full])
+}
+
+/// `reconcile` capped by every one of `limits`, but never below `interval`.
+fn stretched(interval: Duration, reconcile: Duration, limits: &[Duration]) -> Duration {
+    limits
+        .iter()
+        .fold(reconcile, |wait, &limit| wait.min(limit))
+        .max(interval)
+}
+
+/// How long until the shop's earliest full resync of an enabled kind falls due.
+fn full_resync_in(d: &Driver) -> Option<Duration> {
+    let cursor = d.store.cursor(&d.shop.name).ok()?;
+    let now = d.env.clock.now();
+    let full_resync = d.world.config.checks.full_resync;
+    d.shop
+        .checks
+        .iter()
+        .filter(|(_, range)| range.is_some())
+        .map(|(kind, _)| match cursor.of(kind).full {
+            None => Duration::ZERO,
+            Some(at) => {
+                let elapsed = now.duration_since(at);
+                let elapsed = Duration::try_from(elapsed).unwrap_or(Duration::ZERO);
+                full_resync.saturating_sub(elapsed)
+            }
+        })
+        .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stretched_interval_stops_at_every_limit_but_never_goes_below_the_interval() {
+        let h = |n: u64| Duration::from_secs(n * 3600);
+        assert_eq!(stretched(h(1), h(6), &[h(23), h(24)]), h(6));
+        // A full resync due in 2 h: the next pass comes then.
+        assert_eq!(stretched(h(1), h(6), &[h(23), h(2)]), h(2));
+        // Due already (or unknown): the plain interval, as without push.
+        assert_eq!(stretched(h(1), h(6), &[h(23), Duration::ZERO]), h(1));
+    }
+}
