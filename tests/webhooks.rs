@@ -552,3 +552,42 @@ async fn a_shop_removed_on_reload_loses_its_subscriptions() {
     daemon.await.unwrap().unwrap();
     common::assert_conforms(&f.sim.request_log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_reenables_a_disabled_subscription_at_the_next_pass() {
+    let f = fixture().await;
+    let (store, control, cancel, daemon, _event) = start_daemon(&f).await;
+    let keys = keys(&f.config());
+    support::until("acme's subscriptions", || ours(&f, &keys).len() == 4).await;
+    let active = || {
+        StatusReport::read(store.state_dir())
+            .ok()
+            .and_then(|r| r.shops.into_iter().find(|s| s.name == "acme"))
+            .and_then(|s| s.push)
+            .is_some_and(|p| p.active)
+    };
+    support::until("push active", active).await;
+
+    let disabled = f
+        .sim
+        .webhook_subscriptions()
+        .into_iter()
+        .find(|s| {
+            s.event == "customer.create" && s.auth_header_name.as_deref() == Some(AUTH_HEADER)
+        })
+        .unwrap();
+    f.sim
+        .set_subscription_status(disabled.id, SubscriptionStatus::DisabledTooManyErrors);
+    control.send(daemon::Control::PassNowFor("acme".into()));
+    support::until("re-enabled", || {
+        ours(&f, &keys)
+            .iter()
+            .all(|(_, s)| *s == SubscriptionStatus::Active)
+    })
+    .await;
+    assert!(active());
+
+    cancel.cancel();
+    daemon.await.unwrap().unwrap();
+    common::assert_conforms(&f.sim.request_log());
+}
