@@ -353,9 +353,16 @@ async fn tick(ticks: &mut Option<tokio::time::Interval>) {
 }
 
 /// The shop set and interval of `config` in the metrics; `removed` shops lose their series.
+/// With webhooks on, passes may come only every `reconcile_interval`: staleness alerts count in
+/// that.
 fn configured(metrics: &Metrics, config: &Config, removed: &[String]) {
     let enabled = config.shops.iter().filter(|s| s.enabled).count();
-    metrics.configured(config.shops.len(), enabled, config.checks.interval, removed);
+    let interval = config.checks.interval;
+    let interval = config
+        .webhooks
+        .as_ref()
+        .map_or(interval, |w| w.reconcile_interval.max(interval));
+    metrics.configured(config.shops.len(), enabled, interval, removed);
 }
 
 /// Enabled shops with their loaded employee tokens.

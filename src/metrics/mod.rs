@@ -259,7 +259,7 @@ impl Metrics {
             interval: register(
                 &mut r,
                 "check_interval_seconds",
-                "The configured pass interval (checks.interval); staleness alerts count in it",
+                "The longest pass interval configured (checks.interval, or webhooks.reconcile_interval while webhooks are on); staleness alerts count in it",
             ),
             pass_duration,
             passes_failed: register(
