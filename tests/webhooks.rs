@@ -4,7 +4,10 @@
 //! paths, oversized and malformed bodies, and passing a valid callback on; a callback applied to
 //! the mirror and verdict without any Tripletex request; and end to end: the simulator's callback
 //! through a "reverse proxy" to the receiver, the channel and apply, a conflict recorded at once,
-//! and a lost callback still found by the next pass.
+//! and a lost callback still found by the next pass. In the daemon: a customer created or
+//! deleted in Tripletex shows in the store within 2 s and then in status.json and metrics, with
+//! no customer or invoice request; push active and the stretched interval; a disabled
+//! subscription re-enabled at the next pass; a shop removed on reload loses its subscriptions.
 
 #[path = "common/capture.rs"]
 mod capture;
