@@ -12,14 +12,14 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use tokio_util::sync::CancellationToken;
 
+#[cfg(feature = "sim")]
+use tripletex_sim::{DEMO_SCENARIO, Scenario, Simulator};
 use tripletex_sync::checks::{CheckKind, Verdict};
 use tripletex_sync::clock::{SharedClock, SystemClock};
 use tripletex_sync::config::Config;
 use tripletex_sync::daemon::control::{self, Forwarding, Signals};
 use tripletex_sync::daemon::oneshot::{self, CheckBy};
 use tripletex_sync::daemon::{self, Environment};
-#[cfg(feature = "sim")]
-use tripletex_sync::sim::{DEMO_SCENARIO, Scenario, Simulator};
 use tripletex_sync::status::StatusReport;
 #[cfg(feature = "sim")]
 use tripletex_sync::store::{Role, Store};

@@ -3,17 +3,17 @@
 //! See README.md for the data flow; each module's `//!` block says what it owns.
 //!
 //! Layers, lowest first; a module uses only those before it (a test keeps it so):
-//! `clock`, `files`, `checks`, `secrets`, `store`, `metrics`, `tripletex`, `sim`, `sync` know nothing of
-//! the
+//! `files`, `checks`, `secrets`, `store`, `metrics`, `tripletex`, `sync` know nothing of the
 //! configuration: they take plain settings and own their errors. `config` builds on them (e.g.
 //! `ClientSettings::from(&Config)`, token refusals in its one-line format); `pass`, `status` and
 //! `webhooks` and `daemon` build on config (and `webhooks` on `pass`).
 //!
-//! `sim` (the Tripletex simulator behind `sim`, `demo` and the tests) is the cargo feature `sim`,
-//! on by default; the daemon never uses it, so a packager may build without it.
+//! Below them all, in crates of their own that the simulator shares: [`clock`] (the `oslo-clock`
+//! crate: time as a parameter, the Oslo calendar) and `http-accept` (the one HTTP accept loop).
+//! The simulator (`tripletex-sim`) is not a dependency of this library: only the binary's `demo`
+//! and `sim` (the default-on cargo feature `sim`) and the tests use it.
 
 pub mod checks;
-pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod files;
@@ -21,13 +21,13 @@ pub mod logging;
 pub mod metrics;
 pub mod pass;
 pub mod secrets;
-#[cfg(feature = "sim")]
-pub mod sim;
 pub mod status;
 pub mod store;
 pub mod sync;
 pub mod tripletex;
 pub mod webhooks;
+
+pub use oslo_clock as clock;
 
 #[cfg(test)]
 mod layers;

@@ -15,8 +15,8 @@ use std::time::Duration;
 use capture::capture_trace;
 use support::{Fixture, write_private};
 use tokio_util::sync::CancellationToken;
+use tripletex_sim::{Fault, FaultKind};
 use tripletex_sync::daemon;
-use tripletex_sync::sim::{Fault, FaultKind};
 
 /// Every session token the simulator mints is base64 of `{"tokenId":N,"token":"…"}` (as
 /// Tripletex's are), so each starts with the encoding of `{"tokenId`: finding it finds any of them.

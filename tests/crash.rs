@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use support::write_private;
+use tripletex_sim::{DEMO_SCENARIO, Fault, FaultKind, RunningSim, Scenario, Simulator};
 use tripletex_sync::checks::{CheckKind, Verdict};
 use tripletex_sync::clock::SystemClock;
-use tripletex_sync::sim::{DEMO_SCENARIO, Fault, FaultKind, RunningSim, Scenario, Simulator};
 use tripletex_sync::status::StatusReport;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tripletex-sync");

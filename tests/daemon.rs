@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use support::{Fixture, until, write_private};
 use tokio_util::sync::CancellationToken;
+use tripletex_sim::{Fault, FaultKind};
 use tripletex_sync::checks::{CheckKind, Verdict};
 use tripletex_sync::daemon::{self, Control, Controller};
-use tripletex_sync::sim::{Fault, FaultKind};
 use tripletex_sync::status::{CheckStatus, StatusReport};
 use tripletex_sync::store::{SessionState, Store};
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use support::Fixture;
 use tokio::net::UnixDatagram;
-use tripletex_sync::sim::{Fault, FaultKind};
+use tripletex_sim::{Fault, FaultKind};
 
 /// Passes every second, so the stall limit (two intervals) is 2 s; a request may hang for ten minutes.
 const MAIN: &str = r#"

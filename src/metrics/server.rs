@@ -2,7 +2,8 @@
 //!
 //! Invariants: only those two paths answer (anything else 404, any other method 405); `/healthz`
 //! is 200 while the daemon's health probe says the scheduler is making progress and 503 otherwise;
-//! the accept loop and every connection end with the daemon's cancellation token. Nothing a client
+//! the accept loop (the workspace's `http-accept`) and every connection end with the daemon's
+//! cancellation token. Nothing a client
 //! sends is logged.
 
 use std::io;
@@ -11,10 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_accept::Limits;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -26,6 +27,12 @@ use super::Metrics;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// Scrapers and health probes: a handful at a time.
+const LIMITS: Limits = Limits {
+    name: "metrics",
+    max_connections: 64,
+    header_timeout: Some(Duration::from_secs(10)),
+};
 
 /// A running endpoint: where it listens, and its task.
 pub struct MetricsServer {
@@ -52,38 +59,19 @@ async fn accept_loop(
     healthy: Arc<dyn Fn() -> bool + Send + Sync>,
     cancel: CancellationToken,
 ) {
-    loop {
-        let stream = tokio::select! {
-            () = cancel.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    // Usually out of file descriptors: back off instead of spinning.
-                    tracing::debug!(%error, "metrics accept failed");
-                    tokio::select! {
-                        () = cancel.cancelled() => return,
-                        () = tokio::time::sleep(Duration::from_millis(50)) => continue,
-                    }
-                }
-            },
-        };
-        let (metrics, healthy, cancel) = (metrics.clone(), healthy.clone(), cancel.clone());
-        tokio::spawn(async move {
+    let connections = cancel.clone();
+    http_accept::accept_loop(listener, LIMITS, cancel, move |stream| {
+        let (metrics, healthy, cancel) = (metrics.clone(), healthy.clone(), connections.clone());
+        async move {
             let service = service_fn(move |request| {
                 let reply = respond(&metrics, healthy.as_ref(), &request);
                 async move { Ok::<_, std::convert::Infallible>(reply) }
             });
-            let connection = http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                () = cancel.cancelled() => connection.as_mut().graceful_shutdown(),
-            }
-        });
-    }
+            let io = TokioIo::new(stream);
+            http_accept::serve_http1(io, service, LIMITS.header_timeout, &cancel).await;
+        }
+    })
+    .await;
 }
 
 fn respond(

@@ -4,7 +4,7 @@
 //! Each request passes, in order: method (POST, else 405) → route (a shop's path, else 404) →
 //! auth header (constant-time, else 401) → size (at most [`MAX_BODY`], else 413; within
 //! `BODY_TIMEOUT`, else 408) → envelope (else 400) → the channel (full or closed: 503, so
-//! Tripletex retries). At most `MAX_CONNECTIONS` connections are served at once. A valid callback is
+//! Tripletex retries). At most `LIMITS.max_connections` connections are served at once. A valid callback is
 //! answered 200 at once; applying it is the channel owner's business. Refusals are logged as
 //! `webhooks.refused` at most once per [`REFUSAL_LOG_EVERY`], with the count left out since; no
 //! log line carries a path, a header or a body. Nothing of a refused request reaches the channel.
@@ -15,14 +15,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http_accept::Limits;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -36,7 +36,11 @@ pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; more wait in the listen backlog (Tripletex retries).
-const MAX_CONNECTIONS: usize = 256;
+const LIMITS: Limits = Limits {
+    name: "webhooks",
+    max_connections: 256,
+    header_timeout: Some(HEADER_TIMEOUT),
+};
 
 /// The receiver, listening in the background until its cancellation token fires.
 #[derive(Debug)]
@@ -91,53 +95,19 @@ struct Refusals {
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, cancel: CancellationToken) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let slot = tokio::select! {
-            () = cancel.cancelled() => return,
-            slot = Arc::clone(&slots).acquire_owned() => match slot {
-                Ok(slot) => slot,
-                // Never closed.
-                Err(_) => return,
-            },
-        };
-        let stream = tokio::select! {
-            () = cancel.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    // Usually out of file descriptors: back off instead of spinning.
-                    tracing::warn!(event = "webhooks.accept_failed", %error, "cannot accept a callback connection");
-                    tokio::select! {
-                        () = cancel.cancelled() => return,
-                        () = tokio::time::sleep(Duration::from_millis(100)) => continue,
-                    }
-                }
-            },
-        };
-        let shared = Arc::clone(&shared);
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
+    let connections = cancel.clone();
+    http_accept::accept_loop(listener, LIMITS, cancel, move |stream| {
+        let (shared, cancel) = (Arc::clone(&shared), connections.clone());
+        async move {
             let service = service_fn(move |request| {
                 let shared = Arc::clone(&shared);
                 async move { Ok::<_, std::convert::Infallible>(respond(&shared, request).await) }
             });
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                // Errors here are clients hanging up; nothing to do about them.
-                _ = connection.as_mut() => {}
-                () = cancel.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
-            }
-        });
-    }
+            let io = TokioIo::new(stream);
+            http_accept::serve_http1(io, service, LIMITS.header_timeout, &cancel).await;
+        }
+    })
+    .await;
 }
 
 async fn respond(shared: &Shared, request: Request<Incoming>) -> Response<Full<Bytes>> {

@@ -18,10 +18,10 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{Layer as _, filter};
+use tripletex_sim::Simulator;
 use tripletex_sync::clock::{SharedClock, SystemClock, oslo_date};
 use tripletex_sync::config::Config;
 use tripletex_sync::daemon::{self, Control, Environment};
-use tripletex_sync::sim::Simulator;
 use tripletex_sync::store::{Role, Store};
 
 const CONSUMER: &str = "scale-consumer-token";

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tripletex_sync::sim::{Fault, FaultKind};
+use tripletex_sim::{Fault, FaultKind};
 use tripletex_sync::tripletex::TripletexError;
 
 use crate::common::assert_conforms;

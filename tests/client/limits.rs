@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-use tripletex_sync::sim::LoggedRequest;
+use tripletex_sim::LoggedRequest;
 use tripletex_sync::tripletex::TripletexError;
 
 use crate::common::assert_conforms;

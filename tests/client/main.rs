@@ -16,8 +16,8 @@ mod shops;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
+use tripletex_sim::LoggedRequest;
 use tripletex_sync::checks::CheckKind;
-use tripletex_sync::sim::LoggedRequest;
 use tripletex_sync::tripletex::model::Record;
 use tripletex_sync::tripletex::{Fetched, ShopClient, Tripletex, TripletexError};
 

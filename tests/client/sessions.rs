@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use tokio::task::JoinSet;
+use tripletex_sim::{Fault, FaultKind};
 use tripletex_sync::clock::oslo;
-use tripletex_sync::sim::{Fault, FaultKind};
 use tripletex_sync::store::SessionState;
 use tripletex_sync::tripletex::TripletexError;
 

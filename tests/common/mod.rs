@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use reqwest::{Client, Response};
 use serde_json::{Value, json};
+use tripletex_sim::{RunningSim, Simulator};
 use tripletex_sync::clock::ManualClock;
-use tripletex_sync::sim::{RunningSim, Simulator};
 
 pub use spec::{assert_conforms, assert_conforms_allowing_deprecated};
 

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use serde_json::Value;
-use tripletex_sync::sim::LoggedRequest;
+use tripletex_sim::LoggedRequest;
 
 /// One operation: `(method, template)` with what the checker needs to know about it.
 #[derive(Debug)]

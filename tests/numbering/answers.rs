@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use serde_json::json;
+use tripletex_sim::{Fault, FaultKind, Mutation};
 use tripletex_sync::checks::CheckKind::{CustomerNumbers, InvoiceNumbers};
 use tripletex_sync::checks::Verdict;
-use tripletex_sync::sim::{Fault, FaultKind, Mutation};
 
 use crate::support::{Fixture, MAIN};
 use crate::{DAY, HOUR, Shop, conforms, customers, days_before, describe, invoices, today};

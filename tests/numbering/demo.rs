@@ -2,8 +2,8 @@
 //! series was never moved, one with a revoked key.
 
 use tokio_util::sync::CancellationToken;
+use tripletex_sim::{DEMO_SCENARIO, Scenario};
 use tripletex_sync::checks::{Run, Verdict};
-use tripletex_sync::sim::{DEMO_SCENARIO, Scenario};
 use tripletex_sync::store::SessionState;
 
 use crate::support::{Fixture, MAIN};

@@ -1,8 +1,8 @@
 //! Disabled checks and failed syncs.
 
+use tripletex_sim::{Fault, FaultKind};
 use tripletex_sync::checks::CheckKind::InvoiceNumbers;
 use tripletex_sync::checks::{CheckKind, Verdict};
-use tripletex_sync::sim::{Fault, FaultKind};
 
 use crate::support::Fixture;
 use crate::{HOUR, Shop, conforms, customers, days_before, describe, invoices, today};

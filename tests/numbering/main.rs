@@ -24,9 +24,9 @@ use std::time::Duration;
 
 use support::Fixture;
 use tokio_util::sync::CancellationToken;
+use tripletex_sim::LoggedRequest;
 use tripletex_sync::checks::{CheckKind, CheckOutcome, Verdict};
 use tripletex_sync::pass::PassReport;
-use tripletex_sync::sim::LoggedRequest;
 use tripletex_sync::store::Store;
 use tripletex_sync::tripletex::{ShopClient, Tripletex};
 

@@ -10,9 +10,9 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value, json};
+use tripletex_sim::{Fault, FaultKind, Mutation};
 use tripletex_sync::checks::CheckKind::{CustomerNumbers, InvoiceNumbers};
 use tripletex_sync::checks::{CheckKind, Verdict};
-use tripletex_sync::sim::{Fault, FaultKind, Mutation};
 
 use crate::support::Fixture;
 use crate::{DAY, HOUR, Shop, days_before, outcome, today};

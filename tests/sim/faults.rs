@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use tripletex_sync::sim::{DEMO_SCENARIO, Fault, FaultKind, Scenario, Simulator};
+use tripletex_sim::{DEMO_SCENARIO, Fault, FaultKind, Scenario, Simulator};
 
 use crate::common::{self, COMPANY, CONSUMER, Ctx, EMPLOYEE, assert_api_error, assert_conforms};
 use crate::{header, values};
@@ -223,7 +223,7 @@ async fn shutdown_stops_serving() {
 #[tokio::test]
 async fn answer_shaping_faults_bend_list_answers_only() {
     use std::io::Read as _;
-    use tripletex_sync::sim::Mutation;
+    use tripletex_sim::Mutation;
 
     let ctx = Ctx::new().await;
     ctx.sim.add_customers(COMPANY, 1, 20, false);

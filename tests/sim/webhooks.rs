@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use jiff::civil::Date;
 use serde_json::{Value, json};
-use tripletex_sync::sim::{DeliveryOutcome, SubscriptionStatus};
+use tripletex_sim::{DeliveryOutcome, SubscriptionStatus};
 
 use crate::common::receiver::Receiver;
 use crate::common::{COMPANY, Ctx, assert_api_error, assert_conforms};

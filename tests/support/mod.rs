@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
+use tripletex_sim::{LoggedRequest, RunningSim, Scenario, Simulator};
 use tripletex_sync::checks::CheckKind;
 use tripletex_sync::clock::{ManualClock, SharedClock};
 use tripletex_sync::config::Config;
 use tripletex_sync::daemon::Environment;
 use tripletex_sync::pass::{self, PassReport, PassSettings};
 use tripletex_sync::secrets::SecretString;
-use tripletex_sync::sim::{LoggedRequest, RunningSim, Scenario, Simulator};
 use tripletex_sync::store::{Role, Store};
 use tripletex_sync::tripletex::{ClientSettings, ShopClient, Tripletex};
 

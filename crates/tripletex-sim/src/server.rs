@@ -1,4 +1,4 @@
-//! The HTTP side: the cancellable accept loop (hyper http1, keep-alive) and the per-request
+//! The HTTP side: the workspace's accept loop (`http-accept`) and the per-request
 //! pipeline route → identify → rate limit → faults → handle → headers → request log.
 //!
 //! Invariants: the world lock is never held across an `.await` (delays sleep unlocked and the
@@ -12,10 +12,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_accept::Limits;
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -43,7 +43,7 @@ type SimBody = Either<Full<Bytes>, HugeBody>;
 pub struct RunningSim {
     addr: SocketAddr,
     cancel: CancellationToken,
-    task: Option<JoinHandle<io::Result<()>>>,
+    task: Option<JoinHandle<()>>,
 }
 
 impl RunningSim {
@@ -85,47 +85,27 @@ impl Drop for RunningSim {
     }
 }
 
-async fn accept_loop(
-    sim: Simulator,
-    listener: TcpListener,
-    cancel: CancellationToken,
-) -> io::Result<()> {
-    loop {
-        let accepted = tokio::select! {
-            () = cancel.cancelled() => return Ok(()),
-            accepted = listener.accept() => accepted,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                // Usually out of file descriptors: back off instead of spinning.
-                tracing::debug!(%error, "sim accept failed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
-        let sim = sim.clone();
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
+/// Each connection's first line passes through [`RawPathFix`] (a client may send `>` raw).
+async fn accept_loop(sim: Simulator, listener: TcpListener, cancel: CancellationToken) {
+    // The simulator's clients are tests and `demo`: no header timeout, no tight cap.
+    let limits = Limits {
+        name: "sim",
+        max_connections: 4096,
+        header_timeout: None,
+    };
+    let on_cancel = cancel.clone();
+    http_accept::accept_loop(listener, limits, on_cancel, move |stream| {
+        let (sim, cancel) = (sim.clone(), cancel.clone());
+        async move {
             let service = service_fn(move |request| {
                 let sim = sim.clone();
                 async move { respond(&sim, request).await }
             });
-            let connection = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(RawPathFix::new(stream)), service);
-            tokio::pin!(connection);
-            let finished = tokio::select! {
-                result = connection.as_mut() => Some(result),
-                () = cancel.cancelled() => None,
-            };
-            if finished.is_none() {
-                connection.as_mut().graceful_shutdown();
-                // Errors here are clients hanging up; nothing to do about them.
-                let _ = connection.await;
-            }
-        });
-    }
+            let io = TokioIo::new(RawPathFix::new(stream));
+            http_accept::serve_http1(io, service, limits.header_timeout, &cancel).await;
+        }
+    })
+    .await;
 }
 
 /// Returned by the service to make hyper drop the connection without answering.

@@ -18,7 +18,7 @@ pub struct Fault {
     /// Only requests identified as this employee token (directly on `:create`, via the session
     /// otherwise); `None` hits every caller, identified or not.
     pub employee_token: Option<String>,
-    /// How many requests it hits; `None` until [`crate::sim::Simulator::clear_faults`].
+    /// How many requests it hits; `None` until [`crate::Simulator::clear_faults`].
     pub times: Option<u32>,
 }
 

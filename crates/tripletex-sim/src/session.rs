@@ -18,7 +18,7 @@ use super::error::ApiError;
 use super::faults::has_path_prefix;
 use super::fields::Selection;
 use super::state::{Session, World};
-use crate::clock::oslo_midnight;
+use oslo_clock::oslo_midnight;
 
 /// The three values `:create` takes, from the JSON body (POST) or the query (legacy PUT).
 #[derive(Debug)]

@@ -9,10 +9,12 @@
 //! Invariants: a [`Simulator`] is a cheap handle to one shared world (clones see the same data);
 //! time-based decisions (token expiry, `changed`) use the injected clock, while rate-limit windows
 //! and injected delays use real monotonic time; tokens, subscription secrets and callback bodies
-//! are never logged (see `server.rs` and `delivery.rs`). Production code never imports this
-//! module: it is the cargo feature `sim` (on by default), and the crates only it uses (base64,
-//! aws-lc-rs's HMAC; tempfile for `demo`) come with it. hyper's server stays: the metrics
-//! endpoint uses it too.
+//! are never logged (see `server.rs` and `delivery.rs`).
+//!
+//! This crate knows nothing of the daemon (`tripletex-sync`): it plays the other end of the wire,
+//! so a test that passes against it tests the daemon's requests, not a shared misunderstanding.
+//! The daemon's library never depends on it; its binary does only through the default-on `sim`
+//! feature (for `demo` and `sim`), and its tests and benches as a dev-dependency.
 
 mod answers;
 mod api;
@@ -50,13 +52,13 @@ pub use server::RunningSim;
 pub use subscriptions::{SubscriptionInfo, SubscriptionStatus};
 pub use timeline::ChangeSpec;
 
-use crate::clock::{SharedClock, oslo_date};
+use oslo_clock::{SharedClock, oslo_date};
 use ratelimit::RateLimiter;
 use state::World;
 
 /// The annotated demo world: three shops, one healthy, one with colliding customer numbers, one
 /// with a revoked key.
-pub const DEMO_SCENARIO: &str = include_str!("../../config/sim/demo.toml");
+pub const DEMO_SCENARIO: &str = include_str!("../../../config/sim/demo.toml");
 
 /// What objects' `url` fields start with; not resolvable on purpose.
 const URL_BASE: &str = "tripletex-sim.invalid/v2";

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::Simulator;
 use super::scenario::ScenarioDate;
-use crate::clock::oslo_date;
+use oslo_clock::oslo_date;
 
 /// One scheduled change to a company's data.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -142,8 +142,8 @@ mod tests {
     use std::net::SocketAddr;
 
     use super::*;
-    use crate::clock::ManualClock;
-    use crate::sim::Scenario;
+    use crate::Scenario;
+    use oslo_clock::ManualClock;
 
     const WORLD: &str = r#"
         [[company]]

@@ -19,7 +19,7 @@ use super::error::ApiError;
 use super::fields::{self, ListOutcome, ListQuery, Record, Selection};
 use super::session::Caller;
 use super::state::{Customer, Invoice, World};
-use crate::clock::{oslo, oslo_midnight};
+use oslo_clock::{oslo, oslo_midnight};
 
 impl Record for Customer {
     const SORTABLE: &'static [&'static str] = &["id", "customerNumber", "name", "isInactive"];
