@@ -4,10 +4,37 @@
 //! computed in exact integer arithmetic (`i128` over whole seconds), so a history that grows by an
 //! integer amount per whole day predicts the exact day rather than "the day ± a rounding error";
 //! it falls back to `f64` only when the integers would overflow. Pure: `now` is an argument.
+//!
+//! A line through seconds of data is noise (a renumbering seconds after the first pass once
+//! "forecast" 9352.6 numbers a day), so a forecast is made only from [`enough_history`]: points
+//! spanning at least [`MIN_SPAN_DAYS`] days, of which at least [`MIN_DAYS_APART`] lie a day or more
+//! apart. Until then there is no forecast, and so no `warn` from one.
 
 use jiff::{SignedDuration, Timestamp};
 
 const SECONDS_PER_DAY: i128 = 86_400;
+/// The least time between the oldest and the newest point of a forecast.
+pub const MIN_SPAN_DAYS: i64 = 7;
+/// The least number of points a day or more apart (counted from the oldest) in a forecast.
+pub const MIN_DAYS_APART: usize = 3;
+
+/// Whether `points` (in any order) are enough history to forecast from.
+pub fn enough_history(points: &[(Timestamp, u32)]) -> bool {
+    let mut times: Vec<i64> = points.iter().map(|(at, _)| at.as_second()).collect();
+    times.sort_unstable();
+    let (Some(&first), Some(&last)) = (times.first(), times.last()) else {
+        return false;
+    };
+    let day = SECONDS_PER_DAY as i64;
+    let (mut apart, mut counted) = (1, first);
+    for &t in &times[1..] {
+        if t - counted >= day {
+            apart += 1;
+            counted = t;
+        }
+    }
+    last - first >= MIN_SPAN_DAYS * day && apart >= MIN_DAYS_APART
+}
 
 /// A fitted growth rate and, if the run is growing, when it reaches the target.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -108,6 +135,22 @@ mod tests {
         let shrinking = fit([(now - days(3), 8), (now, 5)], now, 5, 10).unwrap();
         assert_eq!(shrinking.growth_per_day, -1.0);
         assert_eq!(shrinking.reaches_target_at, None);
+    }
+
+    #[test]
+    fn enough_history_needs_a_week_and_three_days_apart() {
+        let now = ts("2026-02-01T10:00:00Z");
+        let seconds: Vec<_> = (0..100).map(|s| (now - SignedDuration::from_secs(s), 5)).collect();
+        assert!(!enough_history(&seconds), "a hundred points within seconds");
+        let two_ends = [(now - days(30), 1), (now, 5)];
+        assert!(!enough_history(&two_ends), "a month, but two points");
+        let six_days = [(now - days(6), 1), (now - days(3), 3), (now, 5)];
+        assert!(!enough_history(&six_days), "three points, six days");
+        let week = [(now - days(7), 1), (now - days(3), 3), (now, 5)];
+        assert!(enough_history(&week));
+        let bunched = [(now - days(7), 1), (now - SignedDuration::from_hours(1), 3), (now, 5)];
+        assert!(!enough_history(&bunched), "the last two are an hour apart");
+        assert!(!enough_history(&[]));
     }
 
     #[test]

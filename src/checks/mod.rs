@@ -241,6 +241,8 @@ struct Facts {
     /// Numbers left in S after the shop's highest.
     headroom: u32,
     fitted: Option<forecast::Forecast>,
+    /// The shop has numbers, but too little history for a forecast yet.
+    history_too_short: bool,
     /// "shop's run 1–800", or that the shop has none yet.
     shop_desc: String,
 }
@@ -256,12 +258,18 @@ impl Facts {
         let runs = runs::analyse(numbers, range, policy.cluster_gap);
         let shop_high = runs.shop.map(|r| r.last);
         let headroom = range.tripletex_start - shop_high.map_or(range.shop_start, |h| h + 1);
-        let fitted = shop_high.and_then(|high| {
-            let past = history
-                .iter()
-                .filter_map(|p| p.shop_high.map(|h| (p.at, h)));
-            forecast::fit(past.chain([(now, high)]), now, high, range.tripletex_start)
-        });
+        let points: Vec<_> = shop_high
+            .map(|high| {
+                let past = history
+                    .iter()
+                    .filter_map(|p| p.shop_high.map(|h| (p.at, h)));
+                past.chain([(now, high)]).collect()
+            })
+            .unwrap_or_default();
+        let enough = forecast::enough_history(&points);
+        let fitted = shop_high
+            .filter(|_| enough)
+            .and_then(|high| forecast::fit(points, now, high, range.tripletex_start));
         let shop_desc = match runs.shop {
             Some(r) => format!("shop's run {r}"),
             None => "the shop has no numbers yet".to_owned(),
@@ -271,6 +279,7 @@ impl Facts {
             runs,
             headroom,
             fitted,
+            history_too_short: shop_high.is_some() && !enough,
             shop_desc,
         }
     }
@@ -396,6 +405,10 @@ fn all_clear(f: &Facts) -> String {
     };
     let outlook = match f.reaches_at().map(oslo_date) {
         Some(date) => format!(", reaching {ts} around {date}"),
+        None if f.history_too_short => format!(
+            ", no forecast yet (needs {} days of history)",
+            forecast::MIN_SPAN_DAYS
+        ),
         None => String::new(),
     };
     format!(

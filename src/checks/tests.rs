@@ -292,6 +292,33 @@ fn flat_or_empty_history_gives_no_forecast() {
 }
 
 #[test]
+fn seconds_of_steep_history_never_warn() {
+    // Callbacks seconds apart once fitted "9352.6 a day" through a renumbering: no forecast now.
+    let history: Vec<_> = (1..=20)
+        .map(|s| HistoryPoint {
+            at: now() - SignedDuration::from_secs(s),
+            shop_high: Some(301 - 15 * s as u32),
+        })
+        .collect();
+    let out = evaluate(
+        CheckKind::CustomerNumbers,
+        &seq(1, 301),
+        CUSTOMERS,
+        &Policy::default(),
+        &history,
+        now(),
+    );
+    assert_eq!(out.verdict, Verdict::Ok, "{}", out.summary);
+    assert_eq!(out.evidence.growth_per_day, None);
+    assert_eq!(out.evidence.forecast_exhausted_on, None);
+    assert!(
+        out.summary.contains("no forecast yet (needs 7 days of history)"),
+        "{}",
+        out.summary
+    );
+}
+
+#[test]
 fn history_point_records_shop_high() {
     let out = check(CheckKind::CustomerNumbers, &seq(1, 42), CUSTOMERS);
     assert_eq!(
