@@ -6,13 +6,14 @@
 //! `BODY_TIMEOUT`, else 408) → envelope (else 400) → the channel (full or closed: 503, so
 //! Tripletex retries). At most `LIMITS.max_connections` connections are served at once. A valid callback is
 //! answered 200 at once; applying it is the channel owner's business. Refusals are logged as
-//! `webhooks.refused` at most once per [`REFUSAL_LOG_EVERY`], with the count left out since; no
+//! `webhooks.refused` at most once per [`REFUSAL_LOG_EVERY`], with the count left out since (and
+//! a burst that ends in quiet is reported as `webhooks.refused_since` when its period ends); no
 //! log line carries a path, a header or a body. Nothing of a refused request reaches the channel.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_accept::Limits;
@@ -23,6 +24,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -32,13 +34,17 @@ use crate::secrets::{self, SecretString};
 /// A callback is one small JSON object; Tripletex's are well under 1 KiB.
 pub const MAX_BODY: usize = 64 << 10;
 pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
-/// A client that has not sent its headers, or its body, by then is dropped or refused.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-const BODY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once; more wait in the listen backlog (Tripletex retries).
+/// A client that has not sent its headers, or its body, by then is dropped or refused. Tripletex
+/// sends a callback in one go; a client that trickles bytes is holding a slot, not delivering.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
+const BODY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections served at once; more wait in the listen backlog (Tripletex retries). An idle
+/// connection costs a socket and a few KiB, so the cap is high enough that slow clients cannot
+/// fill it within the header timeout (the units raise `LimitNOFILE` to match), and the reverse
+/// proxy in front should buffer requests (nginx does by default) so that only whole ones reach us.
 const LIMITS: Limits = Limits {
     name: "webhooks",
-    max_connections: 256,
+    max_connections: 2048,
     header_timeout: Some(HEADER_TIMEOUT),
 };
 
@@ -61,6 +67,7 @@ impl Receiver {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
+            cancel: cancel.clone(),
             routes,
             callbacks,
             refusals: Mutex::new(Refusals::default()),
@@ -82,6 +89,7 @@ impl Receiver {
 }
 
 struct Shared {
+    cancel: CancellationToken,
     routes: watch::Receiver<Arc<Routes>>,
     callbacks: mpsc::Sender<Callback>,
     refusals: Mutex<Refusals>,
@@ -92,6 +100,8 @@ struct Shared {
 struct Refusals {
     last_logged: Option<Instant>,
     unlogged: u64,
+    /// A task will report `unlogged` when the period ends.
+    flush_pending: bool,
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, cancel: CancellationToken) {
@@ -110,7 +120,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, cancel: Cancell
     .await;
 }
 
-async fn respond(shared: &Shared, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn respond(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Full<Bytes>> {
     match accept(shared, request).await {
         Ok(()) => answer(StatusCode::OK),
         Err((status, reason)) => {
@@ -186,13 +196,17 @@ async fn accept(shared: &Shared, request: Request<Incoming>) -> Result<(), Refus
 }
 
 impl Shared {
-    fn refused(&self, status: StatusCode, reason: &'static str) {
+    /// Logs a refusal, at most once per [`REFUSAL_LOG_EVERY`]; the ones held back are counted in
+    /// the next line, or in a `webhooks.refused_since` line once the period ends quietly.
+    fn refused(self: &Arc<Self>, status: StatusCode, reason: &'static str) {
         let mut r = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        if r.last_logged
-            .is_some_and(|at| now.duration_since(at) < REFUSAL_LOG_EVERY)
-        {
+        if let Some(at) = r.last_logged.filter(|at| now.duration_since(*at) < REFUSAL_LOG_EVERY) {
             r.unlogged += 1;
+            if !r.flush_pending {
+                r.flush_pending = true;
+                tokio::spawn(Arc::clone(self).flush_refusals(at + REFUSAL_LOG_EVERY));
+            }
             return;
         }
         let unlogged = std::mem::take(&mut r.unlogged);
@@ -205,10 +219,93 @@ impl Shared {
             "refused a webhook callback"
         );
     }
+
+    /// At `at` (the end of a logging period), reports the refusals held back in it, if no
+    /// refusal since has reported them.
+    async fn flush_refusals(self: Arc<Self>, at: Instant) {
+        tokio::select! {
+            () = self.cancel.cancelled() => {}
+            () = tokio::time::sleep_until(at) => {}
+        }
+        let mut r = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        r.flush_pending = false;
+        let unlogged = std::mem::take(&mut r.unlogged);
+        if unlogged > 0 {
+            r.last_logged = Some(Instant::now());
+            tracing::warn!(
+                event = "webhooks.refused_since",
+                unlogged,
+                "refused more webhook callbacks than were logged"
+            );
+        }
+    }
 }
 
 fn answer(status: StatusCode) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = status;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// A log sink the test reads back.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Lines {
+        fn events(&self) -> Vec<serde_json::Value> {
+            let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_refusals_is_counted_when_it_ends_in_quiet() {
+        let lines = Lines::default();
+        let sink = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || sink.clone())
+            .finish();
+        let _log = tracing::subscriber::set_default(subscriber);
+        let (_routes_tx, routes) = watch::channel(Arc::new(Routes::default()));
+        let (callbacks, _rx) = mpsc::channel(1);
+        let shared = Arc::new(Shared {
+            cancel: CancellationToken::new(),
+            routes,
+            callbacks,
+            refusals: Mutex::new(Refusals::default()),
+        });
+        for _ in 0..5 {
+            shared.refused(StatusCode::NOT_FOUND, "no shop has this path");
+        }
+        let events = lines.events();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0]["event"], "webhooks.refused");
+        // Quiet from here on: the four held back are reported when the period ends.
+        tokio::time::sleep(REFUSAL_LOG_EVERY + Duration::from_secs(1)).await;
+        let events = lines.events();
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(events[1]["event"], "webhooks.refused_since");
+        assert_eq!(events[1]["unlogged"], 4);
+        // Nothing held back: no further line.
+        tokio::time::sleep(REFUSAL_LOG_EVERY * 2).await;
+        assert_eq!(lines.events().len(), 2);
+    }
 }
