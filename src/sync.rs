@@ -102,14 +102,25 @@ pub async fn run(
 ) -> Result<Vec<u32>, SyncError> {
     let shop = client.name();
     let spec = job.kind.spec();
-    let mut mirror: HashMap<i64, Entry> = store.mirror(shop, job.kind)?.into_iter().collect();
+    let kind_cursor = cursor.of_mut(job.kind);
+    let (mut mirror, job, corrupt): (HashMap<i64, Entry>, Job, bool) =
+        match store.mirror(shop, job.kind) {
+            Ok(entries) => (entries.into_iter().collect(), job, false),
+            // Broken records: forget where the last sync ended (digests, windows) and read
+            // everything, so nothing of the lost tail stays missing.
+            Err(StoreError::MirrorTruncated { .. }) => {
+                *kind_cursor = KindCursor::default();
+                (HashMap::new(), Job { full: true, ..job }, true)
+            }
+            Err(e) => return Err(e.into()),
+        };
+    let cursor = kind_cursor;
     let mut read = Reader {
         client,
         spec,
         budget: Budget::new(settings, spec),
         job,
     };
-    let cursor = cursor.of_mut(job.kind);
     // The mirror is stored as one value per kind (see `store::mirror`): the readers say whether
     // anything changed, so it is rewritten once, instead of one sled write per row.
     let changed = match spec.list.reads {
@@ -120,7 +131,7 @@ pub async fn run(
                 .await?
         }
     };
-    if changed {
+    if changed || corrupt {
         batch.put_mirror(shop, job.kind, &mirror);
     }
     Ok(mirror.values().map(|e| e.number).collect())

@@ -140,7 +140,9 @@ mod tests {
     #[test]
     fn enough_history_needs_a_week_and_three_days_apart() {
         let now = ts("2026-02-01T10:00:00Z");
-        let seconds: Vec<_> = (0..100).map(|s| (now - SignedDuration::from_secs(s), 5)).collect();
+        let seconds: Vec<_> = (0..100)
+            .map(|s| (now - SignedDuration::from_secs(s), 5))
+            .collect();
         assert!(!enough_history(&seconds), "a hundred points within seconds");
         let two_ends = [(now - days(30), 1), (now, 5)];
         assert!(!enough_history(&two_ends), "a month, but two points");
@@ -148,7 +150,11 @@ mod tests {
         assert!(!enough_history(&six_days), "three points, six days");
         let week = [(now - days(7), 1), (now - days(3), 3), (now, 5)];
         assert!(enough_history(&week));
-        let bunched = [(now - days(7), 1), (now - SignedDuration::from_hours(1), 3), (now, 5)];
+        let bunched = [
+            (now - days(7), 1),
+            (now - SignedDuration::from_hours(1), 3),
+            (now, 5),
+        ];
         assert!(!enough_history(&bunched), "the last two are an hour apart");
         assert!(!enough_history(&[]));
     }

@@ -312,7 +312,8 @@ fn seconds_of_steep_history_never_warn() {
     assert_eq!(out.evidence.growth_per_day, None);
     assert_eq!(out.evidence.forecast_exhausted_on, None);
     assert!(
-        out.summary.contains("no forecast yet (needs 7 days of history)"),
+        out.summary
+            .contains("no forecast yet (needs 7 days of history)"),
         "{}",
         out.summary
     );

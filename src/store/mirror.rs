@@ -145,7 +145,8 @@ pub(super) fn is_per_entry_key(key: &[u8]) -> bool {
 }
 
 impl Store {
-    /// The shop's mirror of `kind`, sorted by id.
+    /// The shop's mirror of `kind`, sorted by id. A value that is not whole records is
+    /// [`StoreError::MirrorTruncated`] (logged as `store.corrupt`): the caller reads in full.
     pub fn mirror(&self, shop: &str, kind: CheckKind) -> Result<Vec<(i64, Entry)>, StoreError> {
         let spec = kind.spec();
         Ok(
@@ -154,10 +155,21 @@ impl Store {
                 .get(mirror_key(shop, spec).as_bytes())
                 .map_err(self.sled())?
             {
-                Some(v) => v
-                    .chunks_exact(HEAD + tail_width(spec.tail))
-                    .filter_map(|record| decode_entry(record, spec.tail))
-                    .collect(),
+                Some(v) => {
+                    let width = HEAD + tail_width(spec.tail);
+                    if v.len() % width != 0 {
+                        let e = StoreError::MirrorTruncated {
+                            key: mirror_key(shop, spec),
+                            len: v.len(),
+                            width,
+                        };
+                        super::skip_corrupt(&e);
+                        return Err(e);
+                    }
+                    v.chunks_exact(width)
+                        .filter_map(|record| decode_entry(record, spec.tail))
+                        .collect()
+                }
                 None => Vec::new(),
             },
         )

@@ -69,6 +69,15 @@ pub enum StoreError {
         key: String,
         cause: serde_json::Error,
     },
+    /// A mirror value that is not whole records: reading on would silently lose its tail.
+    #[error(
+        "stored mirror under {key} is {len} bytes, not whole {width}-byte records (a full resync replaces it)"
+    )]
+    MirrorTruncated {
+        key: String,
+        len: usize,
+        width: usize,
+    },
 }
 
 fn io_fix(kind: std::io::ErrorKind) -> &'static str {

@@ -316,3 +316,43 @@ async fn many_concurrent_commits_all_complete() {
             .is_some()
     );
 }
+
+#[tokio::test]
+async fn a_mirror_that_is_not_whole_records_is_an_error_not_a_shorter_mirror() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Role::OneShot).unwrap();
+    let kind = CheckKind::CustomerNumbers;
+    let entries: Vec<(i64, Entry)> = (1..=3)
+        .map(|id| {
+            (
+                id,
+                Entry {
+                    number: id as u32,
+                    tail: TailValue::Flag(false),
+                },
+            )
+        })
+        .collect();
+    let mut batch = store.batch();
+    batch.put_mirror("acme", kind, entries.iter().map(|(id, e)| (id, e)));
+    store.commit(batch).await.unwrap();
+    let key = "mirror/acme/customers";
+    let whole = store.db.get(key).unwrap().unwrap();
+    store.db.insert(key, &whole[..whole.len() - 1]).unwrap();
+    let err = store.mirror("acme", kind).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::MirrorTruncated {
+                len: 38,
+                width: 13,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("a full resync replaces it"),
+        "{err}"
+    );
+}

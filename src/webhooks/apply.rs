@@ -16,7 +16,7 @@ use crate::checks::kinds::Entry;
 use crate::clock::SharedClock;
 use crate::config::ShopConfig;
 use crate::pass::{self, PassError, PassSettings};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Applies `callback` to `shop` (whose name it carries); the new outcome, or `None` when nothing
 /// was recorded.
@@ -36,7 +36,12 @@ pub async fn apply(
     if store.cursor(name)?.of(kind).full.is_none() {
         return Ok(None);
     }
-    let mut mirror: HashMap<i64, Entry> = store.mirror(name, kind)?.into_iter().collect();
+    let mut mirror: HashMap<i64, Entry> = match store.mirror(name, kind) {
+        Ok(entries) => entries.into_iter().collect(),
+        // Broken records (logged as store.corrupt): the next pass reads the kind in full.
+        Err(StoreError::MirrorTruncated { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
     let changed = match &callback.change {
         Change::Upsert(record) => mirror.insert(record.id, record.entry) != Some(record.entry),
         Change::Delete(id) => mirror.remove(id).is_some(),

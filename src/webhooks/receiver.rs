@@ -24,8 +24,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{AUTH_HEADER, Callback, Routes, envelope};
@@ -201,7 +201,10 @@ impl Shared {
     fn refused(self: &Arc<Self>, status: StatusCode, reason: &'static str) {
         let mut r = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        if let Some(at) = r.last_logged.filter(|at| now.duration_since(*at) < REFUSAL_LOG_EVERY) {
+        if let Some(at) = r
+            .last_logged
+            .filter(|at| now.duration_since(*at) < REFUSAL_LOG_EVERY)
+        {
             r.unlogged += 1;
             if !r.flush_pending {
                 r.flush_pending = true;
@@ -270,7 +273,9 @@ mod tests {
     impl Lines {
         fn events(&self) -> Vec<serde_json::Value> {
             let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+            text.lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
         }
     }
 
