@@ -330,7 +330,7 @@ fn read_main(path: &Path) -> Result<String, ConfigError> {
                 path,
                 None,
                 "no such file",
-                "create it from config/config.toml, or point --config / TRIPLETEX_SYNC_CONFIG at it",
+                "create it from the annotated example (installed as /etc/tripletex-sync/config.toml, config/config.toml in the source), or point --config / TRIPLETEX_SYNC_CONFIG at it",
             ),
             problem => ConfigError::new(
                 path,
@@ -497,6 +497,8 @@ pub(crate) fn resolve(base: &Path, value: &str) -> PathBuf {
     }
 }
 
+#[cfg(test)]
+mod edge_tests;
 #[cfg(test)]
 mod input_tests;
 #[cfg(test)]
