@@ -164,3 +164,112 @@ fn fixes_name_the_installed_examples() {
         "{e}"
     );
 }
+
+#[test]
+fn state_dir_must_not_be_or_hold_the_config_folder_or_shops_dir() {
+    for (state_dir, says) in [
+        (".", "is the folder of the main file"),
+        ("./", "is the folder of the main file"),
+        ("shops.d", "is shops_dir"),
+        ("shops.d/..", "is the folder of the main file"),
+    ] {
+        let f = Fixture::new(&MAIN.replace("\"state\"", &format!("{state_dir:?}")));
+        let e = err(&f);
+        assert!(
+            e.contains(&format!("config.toml: `state_dir`: "))
+                && e.contains(says)
+                && e.contains("(fix: give it a folder of its own outside the configuration"),
+            "{state_dir}: {e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+    }
+    // A parent of the main file's folder (a temporary folder's parent would be /tmp).
+    let f = Fixture::new(MAIN);
+    std::fs::create_dir_all(f.path("etc/shops.d")).unwrap();
+    f.write("etc/config.toml", &MAIN.replace("\"state\"", "\"..\""));
+    f.secret("etc/consumer-token", "consumer");
+    let e = Config::load_with_env(&f.path("etc/config.toml"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!(
+            "`state_dir`: {} holds the folder of the main file ({})",
+            f.dir.path().display(),
+            f.path("etc").display()
+        )),
+        "{e}"
+    );
+    // Through a symlink too.
+    let f = Fixture::new(&MAIN.replace("\"state\"", "\"link\""));
+    std::os::unix::fs::symlink(f.path("shops.d"), f.path("link")).unwrap();
+    let e = err(&f);
+    assert!(
+        e.contains("`state_dir`: ") && e.contains("link is shops_dir"),
+        "{e}"
+    );
+    // A folder beside or below the configuration stays fine.
+    let f = Fixture::new(&MAIN.replace("\"state\"", "\"shops.d/../state\""));
+    assert_eq!(f.load().unwrap().state_dir, f.path("state"));
+}
+
+#[test]
+fn shops_dir_must_be_a_folder_other_than_the_config_folder() {
+    for (shops_dir, says) in [
+        ("", "is empty"),
+        (" ", "is empty"),
+        (".", "is the main file's own folder"),
+        ("shops.d/..", "is the main file's own folder"),
+        ("consumer-token", "is not a folder"),
+    ] {
+        let f = Fixture::new(&format!("shops_dir = {shops_dir:?}\n{MAIN}"));
+        let e = err(&f);
+        assert!(
+            e.contains("config.toml: `shops_dir`: ") && e.contains(says) && e.contains("(fix: "),
+            "{shops_dir:?}: {e}"
+        );
+    }
+}
+
+#[test]
+fn shop_names_say_which_characters_are_allowed() {
+    let f = Fixture::new(MAIN);
+    f.write("shops.d/sjøsport.toml", "employee_token_file = \"x\"\n");
+    let e = err(&f);
+    assert!(
+        e.contains("sjøsport.toml: shop name \"sjøsport\" (the file name) may only use the ASCII letters a–z and A–Z, digits 0–9, - and _, not 'ø'"),
+        "{e}"
+    );
+}
+
+#[test]
+fn shop_names_that_differ_only_in_case_are_refused_naming_both_files() {
+    let f = Fixture::new(MAIN);
+    f.write("shops.d/Fjellsport.toml", "employee_token_file = \"x\"\n");
+    f.write("shops.d/fjellsport.toml", "employee_token_file = \"y\"\n");
+    let e = err(&f);
+    let first = f.path("shops.d/Fjellsport.toml").display().to_string();
+    let second = f.path("shops.d/fjellsport.toml").display().to_string();
+    assert!(
+        e.starts_with(&format!("{second}: shop name \"fjellsport\" differs only in case from the shop file {first} (fix: ")),
+        "{e}"
+    );
+}
+
+#[test]
+fn files_ending_in_toml_in_another_case_are_named_as_not_read() {
+    let f = Fixture::new(MAIN);
+    f.write("shops.d/acme.toml", "employee_token_file = \"x\"\n");
+    f.write("shops.d/bike.TOML", "employee_token_file = \"x\"\n");
+    f.write("shops.d/.hidden.Toml", "x");
+    f.write("shops.d/acme.toml.disabled", "x");
+    let c = f.load().unwrap();
+    assert_eq!(c.shops.len(), 1);
+    let warnings: Vec<String> = c.warnings().iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        warnings,
+        [format!(
+            "{}: is not read: only files ending in .toml (lower case) are shop files (fix: rename it to NAME.toml to make it a shop, or move it out of shops_dir)",
+            f.path("shops.d/bike.TOML").display()
+        )]
+    );
+}
