@@ -273,3 +273,40 @@ fn files_ending_in_toml_in_another_case_are_named_as_not_read() {
         )]
     );
 }
+
+#[test]
+fn token_files_with_a_byte_order_mark_are_refused_naming_key_and_file_not_the_token() {
+    let f = Fixture::new(MAIN);
+    f.write(
+        "shops.d/acme.toml",
+        "employee_token_file = \"../acme.token\"\n",
+    );
+    f.secret("acme.token", "\u{FEFF}CANARY-EMPLOYEE\r\n");
+    f.secret("consumer-token", "\u{FEFF}CANARY-CONSUMER");
+    let problems: Vec<String> = f
+        .load()
+        .unwrap()
+        .preflight(None, true)
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    for (p, key, file) in [
+        (
+            &problems[0],
+            "tripletex.consumer_token_file",
+            "consumer-token",
+        ),
+        (&problems[1], "employee_token_file", "acme.token"),
+    ] {
+        assert!(
+            p.contains(&format!("`{key}`: token file "))
+                && p.contains(&format!(
+                    "{file} starts with a UTF-8 byte-order mark (EF BB BF)"
+                ))
+                && p.contains("(fix: save it without BOM"),
+            "{p}"
+        );
+        assert!(!p.contains("CANARY") && !p.contains('\u{FEFF}'), "{p}");
+    }
+}
