@@ -127,7 +127,7 @@ fn an_unquoted_duration_is_named_and_told_to_go_in_quotes() {
     let line = MAIN.lines().count() + 3;
     assert!(
         e.contains(&format!(
-            "config.toml:{line}:12: `checks.interval`: 1m is not in quotes: durations, paths and other text are (fix: write interval = \"1m\")"
+            "config.toml:{line}:12: `checks.interval`: 1m is not in quotes: durations, paths and other text are (fix: write interval = \"1m\"; only true, false and numbers go without quotes)"
         )),
         "{e}"
     );
@@ -176,7 +176,7 @@ fn state_dir_must_not_be_or_hold_the_config_folder_or_shops_dir() {
         let f = Fixture::new(&MAIN.replace("\"state\"", &format!("{state_dir:?}")));
         let e = err(&f);
         assert!(
-            e.contains(&format!("config.toml: `state_dir`: "))
+            e.contains("config.toml: `state_dir`: ")
                 && e.contains(says)
                 && e.contains("(fix: give it a folder of its own outside the configuration"),
             "{state_dir}: {e}"
@@ -309,4 +309,21 @@ fn token_files_with_a_byte_order_mark_are_refused_naming_key_and_file_not_the_to
         );
         assert!(!p.contains("CANARY") && !p.contains('\u{FEFF}'), "{p}");
     }
+}
+
+#[test]
+fn an_unquoted_value_inside_an_inline_table_names_its_table() {
+    let f = Fixture::new(MAIN);
+    f.write(
+        "shops.d/acme.toml",
+        "employee_token_file = \"x\"\ncustomer_numbers = { enabled = yes }\n",
+    );
+    let e = err(&f);
+    assert!(
+        e.contains("acme.toml:2:32: `customer_numbers`: yes is not in quotes")
+            && e.contains(
+                "(fix: write it as \"yes\"; only true, false and numbers go without quotes)"
+            ),
+        "{e}"
+    );
 }

@@ -4,13 +4,16 @@
 //! turns TOML (and `TRIPLETEX_SYNC__…` overrides, read as their key's type) into the strictly typed
 //! `raw` structs, where every default lives; `validate` checks every number and duration against
 //! its range and the relations between them; `state_dir` holds the state_dir rules and the
-//! preflight of `validate`/`check`/`run`; `token` turns a `*_file`/`*_credential` key pair into a
-//! [`TokenConfig`]; `webhooks` reads the `[webhooks]` table. Invariants of a [`Config`]: every relative path is resolved against the
-//! folder of the file that declared it and `state_dir` is absolute and not a system folder;
-//! `base_url` is https (http only for loopback hosts, which is how the simulator is reached) without
-//! user info; every value is within its documented range, so nothing accepted can overflow later;
-//! every enabled number check has `1 <= shop_start < tripletex_start <= i32::MAX`; shop names are
-//! file stems of `[A-Za-z0-9_-]`; with `shard = "i/n"`, `shops` holds only the shops of that shard
+//! preflight of `validate`/`check`/`run`; `shops` lists and reads the shop files; `token` turns a
+//! `*_file`/`*_credential` key pair into a [`TokenConfig`]; `webhooks` reads the `[webhooks]`
+//! table. Invariants of a [`Config`]: every relative path is resolved against the folder of the
+//! file that declared it; `state_dir` is absolute, not a system folder, and neither is nor holds
+//! the main file's folder or `shops_dir`; `shops_dir` is not the main file's folder; `base_url` is
+//! https (http only for loopback hosts, which is how the simulator is reached) without user info;
+//! every duration is whole seconds and every value within its documented range, so nothing
+//! accepted can overflow later; every enabled number check has
+//! `1 <= shop_start < tripletex_start <= i32::MAX`; shop names are file stems of `[A-Za-z0-9_-]`,
+//! no two differing only in case; with `shard = "i/n"`, `shops` holds only the shops of that shard
 //! ([`shard`]). Every refusal is one [`ConfigError`] line naming the file (with
 //! line and column for TOML errors) or the environment variable, the key and the fix; token files
 //! are read by [`crate::secrets`], whose errors `token` puts in the same format.

@@ -4,6 +4,10 @@
 //! An override `TRIPLETEX_SYNC__SECTION__KEY` is read as the type its key has (the type of the
 //! key's default: integer, boolean or string; durations and paths are strings), checked on its
 //! own against the schema (so an error can only be that variable's), then laid over the file.
+//!
+//! A TOML syntax error carries no key path; for the two an operator meets most (a key written
+//! twice, a value without quotes) the key is read from the text at the error's span, with the
+//! `[table]` above it, so every refusal a person is likely to cause names its key.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +18,7 @@ use super::raw::{RawConfig, WHOLE_SECONDS};
 use super::{ConfigError, ENV_PREFIX, Origin};
 
 /// Where the annotated examples are, installed (the package) and in the source tree.
-pub(super) const EXAMPLES: &str = "the annotated examples /etc/tripletex-sync/config.toml and /usr/share/doc/tripletex-sync/examples/shops.d/example.toml (config/config.toml and config/shops.d/example.toml in the source)";
+const EXAMPLES: &str = "the annotated examples /etc/tripletex-sync/config.toml and /usr/share/doc/tripletex-sync/examples/shops.d/example.toml (config/config.toml and config/shops.d/example.toml in the source)";
 
 fn schema_fix() -> String {
     format!("see {EXAMPLES} for every key and its type")
@@ -165,7 +169,7 @@ fn from_toml(origin: Origin, e: &toml::de::Error, text: &str) -> ConfigError {
         .map(str::to_owned);
     let message = e.message();
     let fix = if message.contains(WHOLE_SECONDS) {
-        "write it in whole seconds, e.g. \"1s\" or \"5m\" (\"0s\" where none is allowed)".into()
+        "write it in whole seconds, e.g. \"1s\" or \"5m\" (\"0s\" where the key allows zero)".into()
     } else {
         schema_fix()
     };
@@ -183,42 +187,57 @@ fn from_toml(origin: Origin, e: &toml::de::Error, text: &str) -> ConfigError {
 
 /// A syntax error has no serde key path: the two an operator meets most (a key written twice, a
 /// duration without quotes) get the key from the text at the error's span.
-fn syntax(mut refusal: ConfigError, text: &str, span: std::ops::Range<usize>) -> ConfigError {
+fn syntax(refusal: ConfigError, text: &str, span: std::ops::Range<usize>) -> ConfigError {
     let at = text.get(span.clone()).unwrap_or_default();
-    let Some((key, is_header)) = written_key(text, span.start) else {
+    let Some((key, line, is_header)) = written_key(text, span.start) else {
         return refusal;
     };
-    let message = refusal.problem.clone();
-    if message.starts_with("duplicate key") {
-        refusal.problem = if is_header {
-            format!("duplicate key: the table [{key}] is declared twice")
+    let (problem, fix) = if refusal.problem.starts_with("duplicate key") {
+        if is_header {
+            (
+                format!("duplicate key: the table [{key}] is declared twice"),
+                "keep one [header] and put all of the table's keys under it".to_owned(),
+            )
         } else {
-            format!("duplicate key `{}`: it is set twice", unquote(at))
-        };
-        refusal.fix = if is_header {
-            "keep one [header] and put all of the table's keys under it".into()
-        } else {
-            "keep one of the two lines (TOML refuses a second value rather than taking it)".into()
-        };
-    } else if message.starts_with("string values must be quoted") && !is_header {
+            (
+                format!("duplicate key `{}`: it is set twice", unquote(at)),
+                "keep one of the two lines (TOML refuses a second value rather than taking it)"
+                    .to_owned(),
+            )
+        }
+    } else if refusal.problem.starts_with("string values must be quoted") && !is_header {
+        // `key = 1m` gets its line written out; one inside an array or inline table just the quoted value.
+        let whole_value = line
+            .split_once('=')
+            .is_some_and(|(_, value)| value.trim_start().starts_with(at));
         let name = key.rsplit('.').next().unwrap_or(&key);
-        refusal.problem = format!("{at} is not in quotes: durations, paths and other text are");
-        refusal.fix = format!("write {name} = \"{at}\"");
+        (
+            format!("{at} is not in quotes: durations, paths and other text are"),
+            if whole_value {
+                format!("write {name} = \"{at}\"; only true, false and numbers go without quotes")
+            } else {
+                format!("write it as \"{at}\"; only true, false and numbers go without quotes")
+            },
+        )
     } else {
         return refusal;
+    };
+    ConfigError {
+        key: Some(key),
+        problem,
+        fix,
+        ..refusal
     }
-    refusal.key = Some(key);
-    refusal
 }
 
-/// The dotted key written on the line at byte `offset` (with the `[table]` above it), and whether
-/// that line is a table header itself.
-fn written_key(text: &str, offset: usize) -> Option<(String, bool)> {
+/// The dotted key written on the line at byte `offset` (with the `[table]` above it), that line,
+/// and whether it is a table header.
+fn written_key(text: &str, offset: usize) -> Option<(String, &str, bool)> {
     let before = text.get(..offset)?;
     let start = before.rfind('\n').map_or(0, |i| i + 1);
     let line = text[start..].lines().next().unwrap_or_default();
     if let Some(table) = header(line) {
-        return Some((table, true));
+        return Some((table, line, true));
     }
     let (key, _) = line.split_once('=')?;
     let key = unquote(key);
@@ -226,7 +245,11 @@ fn written_key(text: &str, offset: usize) -> Option<(String, bool)> {
         return None;
     }
     let table = before[..start].lines().rev().find_map(header);
-    Some((table.map_or(key.clone(), |t| format!("{t}.{key}")), false))
+    Some((
+        table.map_or(key.clone(), |t| format!("{t}.{key}")),
+        line,
+        false,
+    ))
 }
 
 /// `[name]` or `[[name]]` (a comment may follow) → `name`; any other line → `None`.

@@ -1,6 +1,7 @@
 //! Shop files: one `NAME.toml` per shop in `shops_dir`, the file stem being the shop's name.
 //!
-//! Invariants: shops_dir is not empty and not the main file's folder; a shop name is `[A-Za-z0-9_-]+`, and no two differ only in case (they would be one
+//! Invariants: shops_dir is not empty and not the main file's folder (whose main file would be read
+//! as a shop); a shop name is `[A-Za-z0-9_-]+`, and no two differ only in case (they would be one
 //! shop on a case-insensitive file system and in every place that folds names); only files ending
 //! in exactly `.toml` are read, dot-files never; a shop's number ranges are checked against its
 //! kind's defaults here. [`unread`] names the files that look like shop files but are not read
