@@ -57,6 +57,9 @@ fn system_clock() -> SharedClock {
 /// `validate`: the configuration, every shop file and every token file, without network.
 pub fn validate(config_path: &Path) -> anyhow::Result<u8> {
     let config = Config::load(config_path)?;
+    for w in config.warnings() {
+        eprintln!("warning: {w}");
+    }
     if !preflight(&config, true) {
         return Ok(exit::COULD_NOT_RUN);
     }

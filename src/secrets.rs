@@ -66,6 +66,11 @@ pub enum SecretsError {
     },
     #[error("token file {} is accessible by group or others (mode {mode:o})", path.display())]
     NotPrivate { path: PathBuf, mode: u32 },
+    #[error(
+        "token file {} starts with a UTF-8 byte-order mark (EF BB BF), which Tripletex would take as part of the token",
+        path.display()
+    )]
+    ByteOrderMark { path: PathBuf },
     #[error("token file {} is empty", path.display())]
     Empty { path: PathBuf, role: TokenRole },
     #[error(
@@ -96,6 +101,10 @@ impl SecretsError {
                 path.display()
             ),
             Self::NotPrivate { path, .. } => format!("chmod 600 {}", path.display()),
+            Self::ByteOrderMark { path } => format!(
+                "save it without BOM (e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' {}; chmod 600)",
+                path.display()
+            ),
             Self::NotOneWord { path } => {
                 format!("leave only the token in {} (chmod 600)", path.display())
             }
@@ -148,6 +157,11 @@ impl TokenSource {
             return Err(SecretsError::NotPrivate { path, mode });
         }
         let token = contents.text.trim();
+        // Refused, not stripped: a token file holds only the token, and one saved by an editor
+        // that adds a BOM may be sent as it is by other tools (curl -H @file) too.
+        if token.starts_with('\u{FEFF}') {
+            return Err(SecretsError::ByteOrderMark { path });
+        }
         if token.is_empty() {
             return Err(SecretsError::Empty {
                 path,
@@ -295,6 +309,32 @@ mod tests {
             refusal(&dir_as_token).contains("with a regular file"),
             "{dir_as_token}"
         );
+    }
+
+    #[test]
+    fn refuses_a_token_file_starting_with_a_byte_order_mark_without_showing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        for (role, text) in [
+            (TokenRole::Employee, "\u{FEFF}CANARY-BOM\n"),
+            (TokenRole::Consumer, " \u{FEFF}CANARY-BOM"),
+            (TokenRole::WebhookSecret, "\u{FEFF}"),
+        ] {
+            write(&dir.path().join("bom"), text, 0o600);
+            let e = TokenSource::file(role, dir.path().join("bom"))
+                .load_with(None)
+                .unwrap_err();
+            assert!(matches!(e, SecretsError::ByteOrderMark { .. }), "{e}");
+            let err = refusal(&e);
+            assert!(
+                err.contains("starts with a UTF-8 byte-order mark (EF BB BF)")
+                    && err.contains("(fix: save it without BOM"),
+                "{err}"
+            );
+            assert!(
+                !err.contains("CANARY") && !err.contains('\u{FEFF}'),
+                "{err}"
+            );
+        }
     }
 
     #[test]

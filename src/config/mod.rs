@@ -4,13 +4,16 @@
 //! turns TOML (and `TRIPLETEX_SYNC__…` overrides, read as their key's type) into the strictly typed
 //! `raw` structs, where every default lives; `validate` checks every number and duration against
 //! its range and the relations between them; `state_dir` holds the state_dir rules and the
-//! preflight of `validate`/`check`/`run`; `token` turns a `*_file`/`*_credential` key pair into a
-//! [`TokenConfig`]; `webhooks` reads the `[webhooks]` table. Invariants of a [`Config`]: every relative path is resolved against the
-//! folder of the file that declared it and `state_dir` is absolute and not a system folder;
-//! `base_url` is https (http only for loopback hosts, which is how the simulator is reached) without
-//! user info; every value is within its documented range, so nothing accepted can overflow later;
-//! every enabled number check has `1 <= shop_start < tripletex_start <= i32::MAX`; shop names are
-//! file stems of `[A-Za-z0-9_-]`; with `shard = "i/n"`, `shops` holds only the shops of that shard
+//! preflight of `validate`/`check`/`run`; `shops` lists and reads the shop files; `token` turns a
+//! `*_file`/`*_credential` key pair into a [`TokenConfig`]; `webhooks` reads the `[webhooks]`
+//! table. Invariants of a [`Config`]: every relative path is resolved against the folder of the
+//! file that declared it; `state_dir` is absolute, not a system folder, and neither is nor holds
+//! the main file's folder or `shops_dir`; `shops_dir` is not the main file's folder; `base_url` is
+//! https (http only for loopback hosts, which is how the simulator is reached) without user info;
+//! every duration is whole seconds and every value within its documented range, so nothing
+//! accepted can overflow later; every enabled number check has
+//! `1 <= shop_start < tripletex_start <= i32::MAX`; shop names are file stems of `[A-Za-z0-9_-]`,
+//! no two differing only in case; with `shard = "i/n"`, `shops` holds only the shops of that shard
 //! ([`shard`]). Every refusal is one [`ConfigError`] line naming the file (with
 //! line and column for TOML errors) or the environment variable, the key and the fix; token files
 //! are read by [`crate::secrets`], whose errors `token` puts in the same format.
@@ -22,6 +25,7 @@
 mod parse;
 mod raw;
 mod shard;
+mod shops;
 mod state_dir;
 mod token;
 mod validate;
@@ -34,7 +38,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::checks::{CheckKind, NumberRange, PerKind, Policy};
+use crate::checks::{NumberRange, PerKind, Policy};
 use crate::files::{FileProblem, read_regular};
 use crate::secrets::TokenRole;
 use crate::tripletex::{ClientSettings, LimitSettings};
@@ -207,13 +211,21 @@ impl Config {
         };
         let consumer_token = consumer_token(&raw, &blame, &base)?;
         let (tripletex, rate_limit, checks) = validate::main(&raw, &blame, consumer_token)?;
+        let shops_dir = shops::resolve_shops_dir(&base, &raw.shops_dir)
+            .map_err(|(problem, fix)| blame.err("shops_dir", problem, &fix))?;
         let state_dir = state_dir::resolve_state_dir(&base, &raw.state_dir)
+            .and_then(|dir| {
+                let folders = [
+                    ("the folder of the main file", base.as_path()),
+                    ("shops_dir", shops_dir.as_path()),
+                ];
+                state_dir::apart_from(&dir, &folders).map(|()| dir)
+            })
             .map_err(|(problem, fix)| blame.err("state_dir", problem, &fix))?;
         let metrics_listen = validate::metrics_listen(&raw.metrics.listen, &blame)?;
-        let shops_dir = resolve(&base, &raw.shops_dir);
         let shard = shard(&raw, &blame)?;
         let webhooks = webhooks::from_raw(&raw.webhooks, path, &base, &blame, &checks)?;
-        let mut shops = load_shops(&shops_dir, &blame)?;
+        let mut shops = shops::load_shops(&shops_dir, &blame)?;
         shops.retain(|s| shard.is_none_or(|shard| shard.owns(&s.name)));
         Ok(Self {
             source: path.to_path_buf(),
@@ -231,6 +243,12 @@ impl Config {
 
     pub fn shop(&self, name: &str) -> Option<&ShopConfig> {
         self.shops.iter().find(|s| s.name == name)
+    }
+
+    /// What `validate` mentions without refusing: files in `shops_dir` that look like shop files
+    /// but are not read (`bike.TOML`), in the one-line form of a refusal.
+    pub fn warnings(&self) -> Vec<ConfigError> {
+        shops::unread(&self.shops_dir)
     }
 }
 
@@ -330,7 +348,7 @@ fn read_main(path: &Path) -> Result<String, ConfigError> {
                 path,
                 None,
                 "no such file",
-                "create it from config/config.toml, or point --config / TRIPLETEX_SYNC_CONFIG at it",
+                "create it from the annotated example (installed as /etc/tripletex-sync/config.toml, config/config.toml in the source), or point --config / TRIPLETEX_SYNC_CONFIG at it",
             ),
             problem => ConfigError::new(
                 path,
@@ -339,145 +357,6 @@ fn read_main(path: &Path) -> Result<String, ConfigError> {
                 "point --config / TRIPLETEX_SYNC_CONFIG at the main file (a regular TOML file)",
             ),
         })
-}
-
-fn read_shop(path: &Path) -> Result<raw::RawShop, ConfigError> {
-    let text = read_regular(path, MAX_CONFIG_BYTES).map_err(|problem| {
-        ConfigError::new(
-            path,
-            None,
-            format!("the shop file {problem}"),
-            "shops_dir holds one regular NAME.toml file per shop: replace or remove this one",
-        )
-    })?;
-    parse::file(path, &text.text)
-}
-
-fn load_shops(dir: &Path, blame: &Blame<'_>) -> Result<Vec<ShopConfig>, ConfigError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        blame.err(
-            "shops_dir",
-            format!(
-                "cannot list the shops folder {}: {}",
-                dir.display(),
-                e.kind()
-            ),
-            "create the folder (it may be empty) or fix `shops_dir`",
-        )
-    })?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "toml")
-                && !p
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        })
-        .collect();
-    files.sort();
-    files.iter().map(|f| load_shop(f)).collect()
-}
-
-fn load_shop(path: &Path) -> Result<ShopConfig, ConfigError> {
-    let name = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(ConfigError::new(
-            path,
-            None,
-            format!("shop name {name:?} (the file name) may only use letters, digits, - and _"),
-            "rename the file, e.g. shops.d/acme-store.toml",
-        ));
-    }
-    let raw = read_shop(path)?;
-    let employee_token = TokenConfig::from_keys(
-        TokenRole::Employee,
-        path,
-        &parent_dir(path),
-        "employee_token_file",
-        raw.employee_token_file.as_deref(),
-        "employee_token_credential",
-        raw.employee_token_credential.as_deref(),
-    )?;
-    if !(0..=i64::from(i32::MAX)).contains(&raw.company_id) {
-        return Err(ConfigError::new(
-            path,
-            Some("company_id"),
-            format!(
-                "{} is out of range: must be 0 (the key owner's company) or a company id up to {}",
-                raw.company_id,
-                i32::MAX
-            ),
-            "use 0 unless you log in as an accountant for a client company",
-        ));
-    }
-    let checks = PerKind::try_from_fn(|kind| numbers(path, kind, &raw.checks[kind]))?;
-    Ok(ShopConfig {
-        name,
-        source: path.to_path_buf(),
-        employee_token,
-        company_id: raw.company_id,
-        enabled: raw.enabled,
-        checks,
-    })
-}
-
-/// The `[key]` table of a check kind, with the kind's defaults filled in.
-fn numbers(
-    path: &Path,
-    kind: CheckKind,
-    raw: &raw::RawNumbers,
-) -> Result<Option<NumberRange>, ConfigError> {
-    let section = kind.as_str();
-    let NumberRange {
-        shop_start: shop_default,
-        tripletex_start: tripletex_default,
-    } = kind.spec().defaults;
-    let range = NumberRange {
-        shop_start: raw.shop_start.unwrap_or(shop_default),
-        tripletex_start: raw.tripletex_start.unwrap_or(tripletex_default),
-    };
-    // Tripletex's numbers are 32-bit signed integers.
-    let max = i32::MAX as u32;
-    if range.shop_start == 0 {
-        return Err(ConfigError::new(
-            path,
-            Some(&format!("{section}.shop_start")),
-            "0 is out of range: numbers start at 1",
-            format!("e.g. shop_start = {shop_default}"),
-        ));
-    }
-    if range.tripletex_start > max {
-        return Err(ConfigError::new(
-            path,
-            Some(&format!("{section}.tripletex_start")),
-            format!(
-                "{} is out of range: Tripletex's numbers go up to {max}",
-                range.tripletex_start
-            ),
-            format!("e.g. tripletex_start = {tripletex_default}"),
-        ));
-    }
-    if range.shop_start >= range.tripletex_start {
-        return Err(ConfigError::new(
-            path,
-            Some(&format!("{section}.shop_start")),
-            format!(
-                "shop_start {} is not below tripletex_start {}: the shop's numbers would run into Tripletex's",
-                range.shop_start, range.tripletex_start
-            ),
-            format!(
-                "set {section}.tripletex_start above shop_start (the seed uses {tripletex_default})"
-            ),
-        ));
-    }
-    Ok(raw.enabled.then_some(range))
 }
 
 fn parent_dir(file: &Path) -> PathBuf {
@@ -497,6 +376,8 @@ pub(crate) fn resolve(base: &Path, value: &str) -> PathBuf {
     }
 }
 
+#[cfg(test)]
+mod edge_tests;
 #[cfg(test)]
 mod input_tests;
 #[cfg(test)]

@@ -4,17 +4,25 @@
 //! An override `TRIPLETEX_SYNC__SECTION__KEY` is read as the type its key has (the type of the
 //! key's default: integer, boolean or string; durations and paths are strings), checked on its
 //! own against the schema (so an error can only be that variable's), then laid over the file.
+//!
+//! A TOML syntax error carries no key path; for the two an operator meets most (a key written
+//! twice, a value without quotes) the key is read from the text at the error's span, with the
+//! `[table]` above it, so every refusal a person is likely to cause names its key.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::raw::RawConfig;
+use super::raw::{RawConfig, WHOLE_SECONDS};
 use super::{ConfigError, ENV_PREFIX, Origin};
 
-const SCHEMA_FIX: &str =
-    "see config/config.toml and config/shops.d/example.toml for every key and its type";
+/// Where the annotated examples are, installed (the package) and in the source tree.
+const EXAMPLES: &str = "the annotated examples /etc/tripletex-sync/config.toml and /usr/share/doc/tripletex-sync/examples/shops.d/example.toml (config/config.toml and config/shops.d/example.toml in the source)";
+
+fn schema_fix() -> String {
+    format!("see {EXAMPLES} for every key and its type")
+}
 
 /// Which keys an environment variable set, by dotted key (`rate_limit.burst`).
 pub(super) type Overrides = BTreeMap<String, String>;
@@ -29,7 +37,7 @@ pub(super) fn file<T: DeserializeOwned>(
             path: path.to_path_buf(),
             at: e.span().map(|span| line_col(text, span.start)),
         };
-        from_toml(origin, &e)
+        from_toml(origin, &e, text)
     })
 }
 
@@ -52,7 +60,7 @@ pub(super) fn main_file(
         let mut alone = toml::Table::new();
         insert(&mut alone, &key, value.clone());
         RawConfig::deserialize(toml::Value::Table(alone))
-            .map_err(|e| from_toml(Origin::Env(var.clone()), &e))?;
+            .map_err(|e| from_toml(Origin::Env(var.clone()), &e, ""))?;
         insert(&mut merged, &key, value);
         overrides.insert(key.join("."), var.clone());
     }
@@ -64,6 +72,7 @@ pub(super) fn main_file(
                 at: None,
             },
             &e,
+            "",
         )
     })?;
     Ok((raw, overrides))
@@ -148,7 +157,8 @@ fn insert(table: &mut toml::Table, key: &[String], value: toml::Value) {
 }
 
 /// One line from a toml error: the key it was about and serde's message, in operator words.
-fn from_toml(origin: Origin, e: &toml::de::Error) -> ConfigError {
+/// `text` is what was parsed (empty for values that are not text: no syntax errors there).
+fn from_toml(origin: Origin, e: &toml::de::Error, text: &str) -> ConfigError {
     let mut bare = e.clone();
     bare.set_input(None);
     let shown = bare.to_string();
@@ -157,12 +167,107 @@ fn from_toml(origin: Origin, e: &toml::de::Error) -> ConfigError {
         .lines()
         .find_map(|l| l.strip_prefix("in `")?.strip_suffix('`'))
         .map(str::to_owned);
-    ConfigError {
+    let message = e.message();
+    let fix = if message.contains(WHOLE_SECONDS) {
+        "write it in whole seconds, e.g. \"1s\" or \"5m\" (\"0s\" where the key allows zero)".into()
+    } else {
+        schema_fix()
+    };
+    let refusal = ConfigError {
         origin,
         key,
-        problem: plain(e.message()),
-        fix: SCHEMA_FIX.to_owned(),
+        problem: plain(message),
+        fix,
+    };
+    match e.span() {
+        Some(span) if refusal.key.is_none() => syntax(refusal, text, span),
+        _ => refusal,
     }
+}
+
+/// A syntax error has no serde key path: the two an operator meets most (a key written twice, a
+/// duration without quotes) get the key from the text at the error's span.
+fn syntax(refusal: ConfigError, text: &str, span: std::ops::Range<usize>) -> ConfigError {
+    let at = text.get(span.clone()).unwrap_or_default();
+    let Some((key, line, is_header)) = written_key(text, span.start) else {
+        return refusal;
+    };
+    let (problem, fix) = if refusal.problem.starts_with("duplicate key") {
+        if is_header {
+            (
+                format!("duplicate key: the table [{key}] is declared twice"),
+                "keep one [header] and put all of the table's keys under it".to_owned(),
+            )
+        } else {
+            (
+                format!("duplicate key `{}`: it is set twice", unquote(at)),
+                "keep one of the two lines (TOML refuses a second value rather than taking it)"
+                    .to_owned(),
+            )
+        }
+    } else if refusal.problem.starts_with("string values must be quoted") && !is_header {
+        // `key = 1m` gets its line written out; one inside an array or inline table just the quoted value.
+        let whole_value = line
+            .split_once('=')
+            .is_some_and(|(_, value)| value.trim_start().starts_with(at));
+        let name = key.rsplit('.').next().unwrap_or(&key);
+        (
+            format!("{at} is not in quotes: durations, paths and other text are"),
+            if whole_value {
+                format!("write {name} = \"{at}\"; only true, false and numbers go without quotes")
+            } else {
+                format!("write it as \"{at}\"; only true, false and numbers go without quotes")
+            },
+        )
+    } else {
+        return refusal;
+    };
+    ConfigError {
+        key: Some(key),
+        problem,
+        fix,
+        ..refusal
+    }
+}
+
+/// The dotted key written on the line at byte `offset` (with the `[table]` above it), that line,
+/// and whether it is a table header.
+fn written_key(text: &str, offset: usize) -> Option<(String, &str, bool)> {
+    let before = text.get(..offset)?;
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next().unwrap_or_default();
+    if let Some(table) = header(line) {
+        return Some((table, line, true));
+    }
+    let (key, _) = line.split_once('=')?;
+    let key = unquote(key);
+    if key.is_empty() {
+        return None;
+    }
+    let table = before[..start].lines().rev().find_map(header);
+    Some((
+        table.map_or(key.clone(), |t| format!("{t}.{key}")),
+        line,
+        false,
+    ))
+}
+
+/// `[name]` or `[[name]]` (a comment may follow) → `name`; any other line → `None`.
+fn header(line: &str) -> Option<String> {
+    let inner = line.trim().strip_prefix('[')?;
+    let inner = inner.strip_prefix('[').unwrap_or(inner);
+    let (name, _) = inner.split_once(']')?;
+    let name = unquote(name);
+    let key_chars = |c: char| c.is_ascii_alphanumeric() || "_-.".contains(c);
+    (!name.is_empty() && name.chars().all(key_chars)).then_some(name)
+}
+
+/// A written (possibly dotted, quoted or spaced) key as a plain dotted one: ` "a" . b ` → `a.b`.
+fn unquote(key: &str) -> String {
+    key.split('.')
+        .map(|part| part.trim().trim_matches(['"', '\'']))
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// serde's type names in words an operator knows.

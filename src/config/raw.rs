@@ -6,7 +6,9 @@
 //! default lives here, in the `Default` impls, and applies to any key left out, so a shop file can
 //! be just its token line; only a check kind's `shop_start`/`tripletex_start` defaults live in its
 //! spec (`crate::checks::kinds`). The main file's structs also serialize, so the type of each
-//! key's default tells how to read an environment override of it (`super::parse`).
+//! key's default tells how to read an environment override of it (`super::parse`). Durations are
+//! whole seconds ([`whole_seconds`]): README documents the units `s` to `y`, so a value like
+//! `"1ns"` is refused where it is written, not rounded or taken as a tight loop.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -53,9 +55,9 @@ pub struct RawTripletex {
     pub consumer_token_file: Option<String>,
     pub consumer_token_credential: Option<String>,
     pub session_valid_days: u32,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "whole_seconds")]
     pub renew_before: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "whole_seconds")]
     pub request_timeout: Duration,
 }
 
@@ -95,17 +97,17 @@ impl Default for RawRateLimit {
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawChecks {
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "whole_seconds")]
     pub interval: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "whole_seconds")]
     pub jitter: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "whole_seconds")]
     pub full_resync: Duration,
     /// Invoices dated within this trailing window are re-read (cheaply, via versionDigest) on
     /// every pass; older ones only on a full resync.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "whole_seconds")]
     pub invoice_window: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "whole_seconds")]
     pub history: Duration,
     pub cluster_gap: u32,
     pub forecast_warn_days: u32,
@@ -113,7 +115,7 @@ pub struct RawChecks {
     /// Most customers (or invoices) one pass reads for a shop: bounds a paging that never ends.
     pub max_records: u32,
     /// A pass still running after this ends with `error` for the checks it had not finished.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "whole_seconds")]
     pub pass_deadline: Duration,
 }
 
@@ -145,7 +147,7 @@ pub struct RawWebhooks {
     pub secret_file: Option<String>,
     pub secret_credential: Option<String>,
     /// Passes of a shop whose subscriptions are healthy may stretch to this.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "whole_seconds")]
     pub reconcile_interval: Duration,
 }
 
@@ -281,4 +283,37 @@ impl Default for RawNumbers {
 #[serde(deny_unknown_fields, default)]
 pub struct RawMetrics {
     pub listen: String,
+}
+
+/// What a refused sub-second duration is told; `super::parse` picks its fix by it.
+pub(super) const WHOLE_SECONDS: &str = "durations are whole seconds, in the units s m h d w M y";
+
+/// humantime durations (`"90d"`, `"1h 30m"`) that are whole seconds. humantime also reads `ms`,
+/// `us` and `ns`; README's units stop at `s`, and nothing here is meant to happen more often than
+/// once a second, so a fraction is a mistake to refuse, not a value to round.
+mod whole_seconds {
+    use std::time::Duration;
+
+    use serde::{Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        humantime_serde::serialize(d, s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let duration: Duration = humantime_serde::deserialize(d)?;
+        if duration.subsec_nanos() == 0 {
+            return Ok(duration);
+        }
+        let what = if duration.as_secs() == 0 {
+            "is below one second"
+        } else {
+            "is not a whole number of seconds"
+        };
+        Err(de::Error::custom(format!(
+            "{} {what}: {}",
+            humantime::format_duration(duration),
+            super::WHOLE_SECONDS
+        )))
+    }
 }

@@ -2,7 +2,8 @@
 //! `state_dir`.
 //!
 //! [`resolve_state_dir`] (part of every load) makes the path absolute and lexically clean and
-//! refuses `/` and system folders. [`Config::preflight`] adds what depends on the machine and the
+//! refuses `/` and system folders; [`apart_from`] refuses the main file's folder, shops_dir and
+//! their parents. [`Config::preflight`] adds what depends on the machine and the
 //! user: the folder (or, before the first run, its parent) exists, is a directory, is owned by and
 //! writable by the running user; and every token it will need is readable. So a `check` with a
 //! missing token refuses before it creates `db/` or the lock file.
@@ -83,6 +84,46 @@ fn refuse_system(path: &Path) -> Result<(), (String, String)> {
         ));
     }
     Ok(())
+}
+
+/// Refuses a state_dir that is, or holds, one of `folders` (the main file's folder, shops_dir):
+/// the database and lock would sit among the configuration, and `state_dir = "."` is more likely
+/// a slip than a plan. Compared as written and, where both exist, through symlinks.
+pub(super) fn apart_from(
+    state_dir: &Path,
+    folders: &[(&str, &Path)],
+) -> Result<(), (String, String)> {
+    for (what, folder) in folders {
+        if !within(folder, state_dir) {
+            continue;
+        }
+        let problem = if within(state_dir, folder) {
+            format!("{} is {what}", state_dir.display())
+        } else {
+            format!(
+                "{} holds {what} ({})",
+                state_dir.display(),
+                folder.display()
+            )
+        };
+        return Err((
+            format!("{problem}: the database and lock file must not sit among the configuration"),
+            "give it a folder of its own outside the configuration, e.g. /var/lib/tripletex-sync"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `inner` is `outer` or inside it, lexically or (when both exist) through symlinks.
+pub(super) fn within(inner: &Path, outer: &Path) -> bool {
+    let lexical = |p: &Path| std::path::absolute(p).map(|p| normalize(&p));
+    let same = |a: std::io::Result<PathBuf>, b: std::io::Result<PathBuf>| match (a, b) {
+        (Ok(a), Ok(b)) => a.starts_with(b),
+        _ => false,
+    };
+    same(lexical(inner), lexical(outer))
+        || same(std::fs::canonicalize(inner), std::fs::canonicalize(outer))
 }
 
 /// Drops `.` and resolves `..` without touching the disk (the folder may not exist yet).

@@ -1,6 +1,7 @@
 use std::os::unix::fs::PermissionsExt;
 
 use super::*;
+use crate::checks::CheckKind;
 
 /// A config folder with a main file, `shops.d/` and a private consumer token.
 pub(super) struct Fixture {
