@@ -1,11 +1,12 @@
 //! Tests that keep the crate's layering (see the crate docs): a module uses only modules listed
-//! before it in [`LAYERS`], so lower layers take plain settings and never import `config`, and
-//! only `secrets` and `tripletex` see a token's text.
+//! before it in [`LAYERS`], so lower layers take plain settings and never import `config`; a
+//! module never reaches the modules [`NEVER`] forbids it, not even through another one; and only
+//! `secrets` and `tripletex` see a token's text.
 //!
 //! The check reads the source: `//` comments are dropped, then every `crate::…` and `super::…` path
 //! (including `use crate::{a, b::c}` groups) is resolved to the top-level module it names.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 /// Every library module, lowest layer first. A new module goes where its imports put it.
@@ -16,8 +17,9 @@ const LAYERS: &[&str] = &[
     "checks",
     "secrets",
     "store",
-    "metrics",
     "tripletex",
+    // Above tripletex: the registry is the client's `Observer`.
+    "metrics",
     "sim",
     "sync",
     "config",
@@ -25,6 +27,15 @@ const LAYERS: &[&str] = &[
     "webhooks",
     "status",
     "daemon",
+];
+
+/// (module, forbidden): pairs LAYERS allows (the forbidden module is lower, or unrelated) that
+/// must still never be: the module may not use the forbidden one, directly or through any module
+/// it uses. One line per rule, with why.
+const NEVER: &[(&str, &str)] = &[
+    // The HTTP client knows HTTP, not sled: it reports through `tripletex::Observer`, and callers
+    // persist what it returns. (It once reached the store through the concrete metrics registry.)
+    ("tripletex", "store"),
 ];
 
 /// Where `ExposeSecret` may be used: the token's owner, the HTTP layer that sends it, and the
@@ -213,6 +224,82 @@ fn modules_use_only_lower_layers() {
         wrong.is_empty(),
         "a lower layer imports a higher one (pass it plain settings instead): {wrong:#?}"
     );
+}
+
+/// What each library module's files use (test-only files left out, as in the layering test).
+fn module_uses() -> BTreeMap<String, BTreeSet<String>> {
+    LAYERS
+        .iter()
+        .map(|module| {
+            let used = module_files(module)
+                .into_iter()
+                .filter(|(file, _)| !test_only(file))
+                .flat_map(|(file, path)| uses(&std::fs::read_to_string(file).unwrap(), &path))
+                .filter(|used| used != module)
+                .collect();
+            (module.to_string(), used)
+        })
+        .collect()
+}
+
+/// How `from` reaches `to` through `graph` (`from`, the modules between, `to`), if it does.
+fn reach(graph: &BTreeMap<String, BTreeSet<String>>, from: &str, to: &str) -> Option<Vec<String>> {
+    let mut came_from: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut queue = VecDeque::from([from]);
+    while let Some(at) = queue.pop_front() {
+        for next in graph.get(at).into_iter().flatten() {
+            if next == from || came_from.contains_key(next.as_str()) {
+                continue;
+            }
+            came_from.insert(next, at);
+            if next == to {
+                let mut chain = vec![to.to_owned()];
+                let mut step = to;
+                while step != from {
+                    step = came_from[step];
+                    chain.push(step.to_owned());
+                }
+                chain.reverse();
+                return Some(chain);
+            }
+            queue.push_back(next);
+        }
+    }
+    None
+}
+
+#[test]
+fn no_module_reaches_what_never_forbids() {
+    let graph = module_uses();
+    let mut wrong = Vec::new();
+    for (module, forbidden) in NEVER {
+        assert!(
+            LAYERS.contains(module),
+            "NEVER names {module}, which is not in LAYERS"
+        );
+        if let Some(chain) = reach(&graph, module, forbidden) {
+            wrong.push(chain.join(" → "));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "a module reaches one NEVER forbids it (see src/layers.rs for why): {wrong:#?}"
+    );
+}
+
+#[test]
+fn reach_follows_uses_through_other_modules() {
+    let set = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    let graph = BTreeMap::from([
+        ("tripletex".to_owned(), set(&["checks", "metrics"])),
+        ("metrics".to_owned(), set(&["store"])),
+        ("store".to_owned(), set(&["checks"])),
+    ]);
+    assert_eq!(
+        reach(&graph, "tripletex", "store"),
+        Some(vec!["tripletex".into(), "metrics".into(), "store".into()])
+    );
+    assert_eq!(reach(&graph, "store", "tripletex"), None);
 }
 
 #[test]

@@ -124,7 +124,7 @@ impl World {
             .consumer_token
             .load_with(env.credentials_dir.as_deref())?;
         let mut settings = ClientSettings::from(&config);
-        settings.metrics = Some(env.metrics.clone());
+        settings.observer = Some(env.metrics.clone());
         (env.tune)(&mut settings);
         let api = Tripletex::new(
             &config.tripletex.base_url,
