@@ -1,7 +1,8 @@
 //! Tests that keep the crate's layering (see the crate docs): a module uses only modules listed
 //! before it in [`LAYERS`], so lower layers take plain settings and never import `config`; a
-//! module never reaches the modules [`NEVER`] forbids it, not even through another one; and only
-//! `secrets` and `tripletex` see a token's text.
+//! module never reaches the modules [`NEVER`] forbids it, not even through another one; the
+//! files of the modules [`IN_A_LINE`] depend on each other without a circle; and only `secrets`
+//! and `tripletex` see a token's text.
 //!
 //! The check reads the source: `//` comments are dropped, then every `crate::…` and `super::…` path
 //! (including `use crate::{a, b::c}` groups) is resolved to the top-level module it names.
@@ -37,6 +38,11 @@ const NEVER: &[(&str, &str)] = &[
     // persist what it returns. (It once reached the store through the concrete metrics registry.)
     ("tripletex", "store"),
 ];
+
+/// Directory modules whose files depend on each other in a line: a file names its siblings
+/// (`super::sibling`) but no item of `mod.rs`, which only declares, re-exports and runs, and no
+/// two files need each other, even through others.
+const IN_A_LINE: &[&str] = &["tripletex", "daemon"];
 
 /// Where `ExposeSecret` may be used: the token's owner, the HTTP layer that sends it, and the
 /// simulator, which plays Tripletex (the other end of the wire) and checks its own callback secrets.
@@ -300,6 +306,78 @@ fn reach_follows_uses_through_other_modules() {
         Some(vec!["tripletex".into(), "metrics".into(), "store".into()])
     );
     assert_eq!(reach(&graph, "store", "tripletex"), None);
+}
+
+/// The source up to its `#[cfg(test)]` module (a file's tests come last; they may use anything).
+fn without_tests(source: &str) -> String {
+    let code = code(source);
+    let compact: String = code.split_whitespace().collect();
+    match compact.find("#[cfg(test)]mod") {
+        Some(at) => compact[..at].to_owned(),
+        None => compact,
+    }
+}
+
+/// What a child file of a directory module names through exactly one `super::`: its sibling
+/// files, or items of the parent's `mod.rs`.
+fn through_parent(source: &str) -> BTreeSet<String> {
+    let code = without_tests(source);
+    let mut found = BTreeSet::new();
+    for (at, _) in code.match_indices("super::") {
+        let after = &code[at + "super::".len()..];
+        if !after.starts_with("super::") && !code[..at].ends_with("super::") {
+            heads(after, &mut found);
+        }
+    }
+    found
+}
+
+#[test]
+fn the_files_of_line_modules_depend_in_a_line() {
+    let mut wrong = Vec::new();
+    for module in IN_A_LINE {
+        let mut files = BTreeMap::new();
+        for (file, path) in module_files(module) {
+            if path.len() != 2 || test_only(&file) {
+                continue;
+            }
+            let named = through_parent(&std::fs::read_to_string(&file).unwrap());
+            files.insert(path[1].clone(), named);
+        }
+        assert!(!files.is_empty(), "{module} has no child files");
+        for (file, named) in &files {
+            for item in named.iter().filter(|n| !files.contains_key(*n)) {
+                wrong.push(format!(
+                    "{module}/{file}.rs takes {item} from {module}/mod.rs"
+                ));
+            }
+            for sibling in named.iter().filter(|n| files.contains_key(*n)) {
+                if let Some(back) = reach(&files, sibling, file) {
+                    wrong.push(format!("{module}: {file} → {}", back.join(" → ")));
+                }
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "move what siblings share into a file of its own (see IN_A_LINE): {wrong:#?}"
+    );
+}
+
+#[test]
+fn through_parent_sees_siblings_and_parent_items_but_not_tests() {
+    let source = r#"
+        use super::{world::World, Environment};
+        use super::super::config::Config;
+        fn f() { super::report::notify(); }
+        #[cfg(test)]
+        mod tests { use super::*; use super::scheduler::X; }
+    "#;
+    let set = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(
+        through_parent(source),
+        set(&["Environment", "report", "world"])
+    );
 }
 
 #[test]

@@ -1,11 +1,15 @@
-//! Why a Tripletex call failed, in the categories callers branch on, and what the operator can do
-//! about it ([`TripletexError::remedy`]).
+//! Why a Tripletex call failed, in the categories callers branch on (a refused mint included:
+//! which token was refused), and what the operator can do about it ([`TripletexError::remedy`]).
 //!
 //! Invariants: an error names what happened as it happened (a 5xx says "Tripletex answered 500
 //! …", an open circuit names the failure that opened it) and never carries a URL or token text:
 //! the pipeline strips URLs from transport errors and redacts a refused mint's body first.
 
 use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use super::model::ApiError;
 
 /// Returned by every wait when the daemon is shutting down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -102,6 +106,46 @@ impl TripletexError {
                 access = access.trim_start_matches("read ")
             )),
             _ => None,
+        }
+    }
+}
+
+/// Why Tripletex refused a mint. An unknown token is a 422 naming the argument
+/// (`arg:consumerToken` / `arg:employeeToken`, Tripletex/tripletex-api2 #53); 401 and 403 mean
+/// the key may not log in (revoked, or the company lacks the Integrations add-on).
+pub(super) fn mint_refused(status: StatusCode, err: ApiError) -> TripletexError {
+    let field_says = |name: &str| {
+        err.validation_messages
+            .iter()
+            .flatten()
+            .any(|m| m.field.as_deref().is_some_and(|f| f.contains(name)))
+    };
+    let detail = err
+        .validation_messages
+        .iter()
+        .flatten()
+        .find_map(|m| m.message.clone())
+        .or_else(|| err.message.clone())
+        .unwrap_or_else(|| "no message".into());
+    let code = status.as_u16();
+    if field_says("consumerToken") {
+        TripletexError::ConsumerRejected {
+            status: code,
+            message: detail,
+        }
+    } else if field_says("employeeToken")
+        || status == StatusCode::UNAUTHORIZED
+        || status == StatusCode::FORBIDDEN
+    {
+        TripletexError::KeyRejected {
+            status: code,
+            message: detail,
+        }
+    } else {
+        TripletexError::Api {
+            status: code,
+            code: err.code.unwrap_or_default(),
+            message: detail,
         }
     }
 }

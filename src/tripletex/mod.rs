@@ -7,11 +7,11 @@
 //! [`ShopClient::session_info`] reports, and an [`Observer`] the caller passes in
 //! ([`ClientSettings::observer`]) hears of each request, mint and limiter wait.
 //!
-//! Its files depend on each other in a line, lowest first: `error`, `observer`, `settings` (and
-//! the leaves `breaker`, `ratelimit`, `model`, `page`), `body` (reading answers), `pipeline` (the
-//! one send path: breaker, limiter, retries; what all shops share), `session` (mint, prove, renew,
-//! revoke, through the pipeline), `client` ([`ShopClient`]: the 401 policy, listings),
-//! `subscription`. This file only declares and re-exports.
+//! Its files depend on each other in a line, each only on files before it: `model` (the JSON),
+//! `error`, `page` (list answers), `breaker`, `ratelimit`, `observer`, `settings`, `body` (reading
+//! answers), `pipeline` (the one send path: breaker, limiter, retries; what all shops share),
+//! `session` (mint, prove, renew, revoke, through the pipeline), `client` ([`ShopClient`]: the
+//! 401 policy, listings), `subscription`. This file only declares and re-exports.
 
 mod body;
 mod breaker;

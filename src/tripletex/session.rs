@@ -21,8 +21,8 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
 use super::body::{api_error, read_json, transport_error};
-use super::error::TripletexError;
-use super::model::{ApiError, PostSessionTokenBody, SessionToken, WhoAmI, Wrapper};
+use super::error::{TripletexError, mint_refused};
+use super::model::{PostSessionTokenBody, SessionToken, WhoAmI, Wrapper};
 use super::observer::{SESSION_CREATE, SESSION_DELETE, SESSION_WHOAMI};
 use super::pipeline::{Auth, Call, Pipeline};
 use super::ratelimit::{backoff, full_jitter};
@@ -454,46 +454,6 @@ fn revoke_call(victim: &SecretString) -> Call<'_> {
         method: Method::DELETE,
         segment: Some(victim.expose_secret()),
         ..Call::get(SESSION_DELETE, "/token/session", &[])
-    }
-}
-
-/// Why Tripletex refused a mint. An unknown token is a 422 naming the argument
-/// (`arg:consumerToken` / `arg:employeeToken`, Tripletex/tripletex-api2 #53); 401 and 403 mean
-/// the key may not log in (revoked, or the company lacks the Integrations add-on).
-fn mint_refused(status: StatusCode, err: ApiError) -> TripletexError {
-    let field_says = |name: &str| {
-        err.validation_messages
-            .iter()
-            .flatten()
-            .any(|m| m.field.as_deref().is_some_and(|f| f.contains(name)))
-    };
-    let detail = err
-        .validation_messages
-        .iter()
-        .flatten()
-        .find_map(|m| m.message.clone())
-        .or_else(|| err.message.clone())
-        .unwrap_or_else(|| "no message".into());
-    let code = status.as_u16();
-    if field_says("consumerToken") {
-        TripletexError::ConsumerRejected {
-            status: code,
-            message: detail,
-        }
-    } else if field_says("employeeToken")
-        || status == StatusCode::UNAUTHORIZED
-        || status == StatusCode::FORBIDDEN
-    {
-        TripletexError::KeyRejected {
-            status: code,
-            message: detail,
-        }
-    } else {
-        TripletexError::Api {
-            status: code,
-            code: err.code.unwrap_or_default(),
-            message: detail,
-        }
     }
 }
 
