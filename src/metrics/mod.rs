@@ -2,13 +2,17 @@
 //! (`STATE_DIR/metrics.prom` for node_exporter's textfile collector, and an opt-in HTTP endpoint).
 //!
 //! Owns one [`Metrics`] registry per process (built with `prometheus-client`, never hand-written
-//! exposition). The registry is the HTTP client's [`Observer`]: `tripletex` defines what it
-//! reports and this module, above it, counts it; so the client knows nothing of metrics, nor of
-//! the store whose [`SessionState`] the session series show. Invariants: labels carry only shop names (`[A-Za-z0-9_-]`), check kinds, verdicts,
-//! endpoint templates (never a path with a token in it) and status classes, so no token, token
-//! fragment or URL userinfo can reach a metric; a shop that leaves the configuration has its
-//! series removed, so a scrape never shows a shop that is gone; every update is a hash lookup and
-//! an atomic, so recording costs the same at 10 000 shops as at one.
+//! exposition). It sits above `tripletex` and `store`: it is the HTTP client's [`Observer`]
+//! (`tripletex` defines what the client reports, so the client knows nothing of metrics, nor
+//! through it of the store), and its session series show the store's [`SessionState`], which
+//! stays with the records it is part of (the client never needs it).
+//!
+//! Invariants: labels carry only shop names (`[A-Za-z0-9_-]`), check kinds, verdicts, endpoint
+//! labels from a closed set (each kind's `list.metrics_label` and the client's own, never a path,
+//! which can carry a token) and status classes, so no token, token fragment or URL userinfo can
+//! reach a metric; a shop that leaves the configuration has its series removed, so a scrape never
+//! shows a shop that is gone; every update is a hash lookup and an atomic, so recording costs the
+//! same at 10 000 shops as at one.
 
 mod exposition;
 mod server;

@@ -237,6 +237,8 @@ impl Pipeline {
         }
     }
 
+    /// The request `call` describes, authenticated with `session` if given. Only [`Self::send`]
+    /// and a session's close (which must not race the shutdown token) send what it builds.
     pub fn build(
         &self,
         call: &Call<'_>,

@@ -8,8 +8,7 @@ use super::observer::Observer;
 use super::ratelimit::LimitSettings;
 
 /// Tunables of the HTTP layer that tests shrink; production builds them with
-/// [`ClientSettings::new`] from what the operator configures (config does, this module does not
-/// know the configuration).
+/// [`ClientSettings::new`] from what the operator configures.
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
     pub request_timeout: Duration,
