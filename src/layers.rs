@@ -1,11 +1,13 @@
 //! Tests that keep the crate's layering (see the crate docs): a module uses only modules listed
-//! before it in [`LAYERS`], so lower layers take plain settings and never import `config`, and
-//! only `secrets` and `tripletex` see a token's text.
+//! before it in [`LAYERS`], so lower layers take plain settings and never import `config`; a
+//! module never reaches the modules [`NEVER`] forbids it, not even through another one; the
+//! files of the modules [`IN_A_LINE`] depend on each other without a circle; and only `secrets`
+//! and `tripletex` see a token's text.
 //!
 //! The check reads the source: `//` comments are dropped, then every `crate::…` and `super::…` path
 //! (including `use crate::{a, b::c}` groups) is resolved to the top-level module it names.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 /// Every library module, lowest layer first. A new module goes where its imports put it.
@@ -15,8 +17,9 @@ const LAYERS: &[&str] = &[
     "checks",
     "secrets",
     "store",
-    "metrics",
     "tripletex",
+    // Above tripletex: the registry is the client's `Observer`.
+    "metrics",
     "sync",
     "config",
     "pass",
@@ -25,14 +28,28 @@ const LAYERS: &[&str] = &[
     "daemon",
 ];
 
+/// (module, forbidden): pairs LAYERS allows (the forbidden module is lower, or unrelated) that
+/// must still never be: the module may not use the forbidden one, directly or through any module
+/// it uses. One line per rule, with why.
+const NEVER: &[(&str, &str)] = &[
+    // The HTTP client knows HTTP, not sled: it reports through `tripletex::Observer`, and callers
+    // persist what it returns. (It once reached the store through the concrete metrics registry.)
+    ("tripletex", "store"),
+];
+
+/// The "never" rule for crates: no library module (the daemon) may name these. The simulator
+/// plays Tripletex for the binary's `demo` and `sim` and for the tests; a daemon that could reach
+/// it might one day talk to it in production. (Cargo keeps it out of the library's dependencies
+/// too; this says why, and catches a path written before someone adds the dependency back.)
+const NEVER_CRATES: &[&str] = &["tripletex_sim"];
+
+/// Directory modules whose files depend on each other in a line: a file names its siblings
+/// (`super::sibling`) but no item of `mod.rs`, which only declares, re-exports and runs, and no
+/// two files need each other, even through others.
+const IN_A_LINE: &[&str] = &["tripletex", "daemon"];
+
 /// Where `ExposeSecret` may be used: the token's owner and the HTTP layer that sends it.
 const MAY_EXPOSE: &[&str] = &["secrets", "tripletex"];
-
-/// Crates the library must never name: the simulator plays Tripletex for the binary's `demo` and
-/// `sim` and for the tests; a daemon that could reach it might one day talk to it in production.
-/// (Cargo keeps it out of the library's dependencies too; this says why, and catches a path
-/// written before someone adds the dependency back.)
-const NEVER_CRATES: &[&str] = &["tripletex_sim"];
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
@@ -215,6 +232,154 @@ fn modules_use_only_lower_layers() {
     assert!(
         wrong.is_empty(),
         "a lower layer imports a higher one (pass it plain settings instead): {wrong:#?}"
+    );
+}
+
+/// What each library module's files use (test-only files left out, as in the layering test).
+fn module_uses() -> BTreeMap<String, BTreeSet<String>> {
+    LAYERS
+        .iter()
+        .map(|module| {
+            let used = module_files(module)
+                .into_iter()
+                .filter(|(file, _)| !test_only(file))
+                .flat_map(|(file, path)| uses(&std::fs::read_to_string(file).unwrap(), &path))
+                .filter(|used| used != module)
+                .collect();
+            (module.to_string(), used)
+        })
+        .collect()
+}
+
+/// How `from` reaches `to` through `graph` (`from`, the modules between, `to`), if it does.
+fn reach(graph: &BTreeMap<String, BTreeSet<String>>, from: &str, to: &str) -> Option<Vec<String>> {
+    let mut came_from: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut queue = VecDeque::from([from]);
+    while let Some(at) = queue.pop_front() {
+        for next in graph.get(at).into_iter().flatten() {
+            if next == from || came_from.contains_key(next.as_str()) {
+                continue;
+            }
+            came_from.insert(next, at);
+            if next == to {
+                let mut chain = vec![to.to_owned()];
+                let mut step = to;
+                while step != from {
+                    step = came_from[step];
+                    chain.push(step.to_owned());
+                }
+                chain.reverse();
+                return Some(chain);
+            }
+            queue.push_back(next);
+        }
+    }
+    None
+}
+
+#[test]
+fn no_module_reaches_what_never_forbids() {
+    let graph = module_uses();
+    let mut wrong = Vec::new();
+    for (module, forbidden) in NEVER {
+        assert!(
+            LAYERS.contains(module),
+            "NEVER names {module}, which is not in LAYERS"
+        );
+        if let Some(chain) = reach(&graph, module, forbidden) {
+            wrong.push(chain.join(" → "));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "a module reaches one NEVER forbids it (see src/layers.rs for why): {wrong:#?}"
+    );
+}
+
+#[test]
+fn reach_follows_uses_through_other_modules() {
+    let set = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    let graph = BTreeMap::from([
+        ("tripletex".to_owned(), set(&["checks", "metrics"])),
+        ("metrics".to_owned(), set(&["store"])),
+        ("store".to_owned(), set(&["checks"])),
+    ]);
+    assert_eq!(
+        reach(&graph, "tripletex", "store"),
+        Some(vec!["tripletex".into(), "metrics".into(), "store".into()])
+    );
+    assert_eq!(reach(&graph, "store", "tripletex"), None);
+}
+
+/// The source up to its `#[cfg(test)]` module (a file's tests come last; they may use anything).
+fn without_tests(source: &str) -> String {
+    let code = code(source);
+    let compact: String = code.split_whitespace().collect();
+    match compact.find("#[cfg(test)]mod") {
+        Some(at) => compact[..at].to_owned(),
+        None => compact,
+    }
+}
+
+/// What a child file of a directory module names through exactly one `super::`: its sibling
+/// files, or items of the parent's `mod.rs`.
+fn through_parent(source: &str) -> BTreeSet<String> {
+    let code = without_tests(source);
+    let mut found = BTreeSet::new();
+    for (at, _) in code.match_indices("super::") {
+        let after = &code[at + "super::".len()..];
+        if !after.starts_with("super::") && !code[..at].ends_with("super::") {
+            heads(after, &mut found);
+        }
+    }
+    found
+}
+
+#[test]
+fn the_files_of_line_modules_depend_in_a_line() {
+    let mut wrong = Vec::new();
+    for module in IN_A_LINE {
+        let mut files = BTreeMap::new();
+        for (file, path) in module_files(module) {
+            if path.len() != 2 || test_only(&file) {
+                continue;
+            }
+            let named = through_parent(&std::fs::read_to_string(&file).unwrap());
+            files.insert(path[1].clone(), named);
+        }
+        assert!(!files.is_empty(), "{module} has no child files");
+        for (file, named) in &files {
+            for item in named.iter().filter(|n| !files.contains_key(*n)) {
+                wrong.push(format!(
+                    "{module}/{file}.rs takes {item} from {module}/mod.rs"
+                ));
+            }
+            for sibling in named.iter().filter(|n| files.contains_key(*n)) {
+                if let Some(back) = reach(&files, sibling, file) {
+                    wrong.push(format!("{module}: {file} → {}", back.join(" → ")));
+                }
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "move what siblings share into a file of its own (see IN_A_LINE): {wrong:#?}"
+    );
+}
+
+#[test]
+fn through_parent_sees_siblings_and_parent_items_but_not_tests() {
+    let source = r#"
+        use super::{world::World, Environment};
+        use super::super::config::Config;
+        fn f() { super::report::notify(); }
+        #[cfg(test)]
+        mod tests { use super::*; use super::scheduler::X; }
+    "#;
+    let set = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(
+        through_parent(source),
+        set(&["Environment", "report", "world"])
     );
 }
 

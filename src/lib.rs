@@ -3,8 +3,11 @@
 //! See README.md for the data flow; each module's `//!` block says what it owns.
 //!
 //! Layers, lowest first; a module uses only those before it (a test keeps it so):
-//! `files`, `checks`, `secrets`, `store`, `metrics`, `tripletex`, `sync` know nothing of the
-//! configuration: they take plain settings and own their errors. `config` builds on them (e.g.
+//! `files`, `checks`, `secrets`, `store`, `tripletex`, `metrics`, `sync` know nothing of the
+//! configuration: they take plain settings and own their errors. `metrics` sits above `tripletex`
+//! because it is the client's `Observer`; the client reports through that trait, so it reaches
+//! neither the registry nor the store (`layers.rs` lists such "never" pairs and tests them,
+//! through other modules too). `config` builds on them (e.g.
 //! `ClientSettings::from(&Config)`, token refusals in its one-line format); `pass`, `status` and
 //! `webhooks` and `daemon` build on config (and `webhooks` on `pass`).
 //!

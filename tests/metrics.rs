@@ -14,6 +14,7 @@ use support::{Fixture, MAIN, until};
 use tokio_util::sync::CancellationToken;
 use tripletex_sync::daemon;
 use tripletex_sync::metrics::{METRICS_FILE, Metrics, serve};
+use tripletex_sync::tripletex::Observer as _;
 
 #[tokio::test]
 async fn a_conflict_shows_in_metrics_prom_of_a_daemon_serving_metrics() {
@@ -65,7 +66,7 @@ async fn a_conflict_shows_in_metrics_prom_of_a_daemon_serving_metrics() {
 #[tokio::test]
 async fn the_endpoint_serves_metrics_and_health_and_nothing_else() {
     let metrics = Arc::new(Metrics::new());
-    metrics.request("acme", "/customer", Some(200));
+    metrics.answered("acme", "customer", Some(200));
     let healthy = Arc::new(AtomicBool::new(true));
     let probe = healthy.clone();
     let cancel = CancellationToken::new();

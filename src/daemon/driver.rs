@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::supervise::{self, CatchPanic};
 use super::watchdog::Heartbeat;
-use super::{Environment, World};
+use super::world::{Environment, World};
 use crate::config::ShopConfig;
 use crate::pass::{self, PassError, PassReport, PassSettings};
 use crate::secrets::SecretString;

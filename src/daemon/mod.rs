@@ -1,9 +1,11 @@
 //! The daemon: start-up (waiting for a one-shot `check` that holds the database, [`serve`]), the
 //! run loop, which takes every order from the one control channel ([`control`]: reload, pass now,
-//! one shop's pass now; stop is the cancellation token), the one-shot `check` ([`oneshot`]), and
-//! what one configuration generation shares ([`World`]). Every pass, in the daemon and in
-//! `check`, goes through one pass driver (`driver`). With `[webhooks]`, the run loop also owns
-//! the callback receiver ([`Push`]) and hands each callback to its shop's task.
+//! one shop's pass now; stop is the cancellation token), and the one-shot `check` ([`oneshot`]).
+//! What one configuration generation shares, the edges it runs against and the daemon's errors
+//! live in `world`, which the children import (never this file: it is only the entry point and
+//! the public re-exports). Every pass, in the daemon and in `check`, goes through one pass driver
+//! (`driver`). With `[webhooks]`, the run loop also owns the callback receiver ([`Push`]) and
+//! hands each callback to its shop's task.
 //!
 //! Invariants: one [`CancellationToken`] stops everything (each shop task holds a child of it and
 //! every sleep, limiter wait and request selects on it); at most `max_concurrent_shops` passes run
@@ -26,149 +28,31 @@ mod scheduler;
 mod supervise;
 mod view;
 mod watchdog;
+mod world;
 
 pub use ask::{AskError, await_pass};
 pub use control::{Control, Controller, Orders, ShopTriggers};
 pub use oneshot::check_once;
+pub use world::{DaemonError, Environment};
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::SharedClock;
-use crate::config::{Config, ConfigError, ShopConfig};
+use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::pass::PassSettings;
-use crate::secrets::{SecretString, same};
 use crate::store::{Role, Store, StoreError, read_holder};
-use crate::tripletex::{ClientSettings, Tripletex, TripletexError};
-use crate::webhooks::Keys;
 use push::Push;
 use scheduler::Scheduler;
+use world::{World, reload};
 
 /// How long `run` waits for a one-shot `check` holding the database to finish.
 const ONE_SHOT_WAIT: Duration = Duration::from_secs(300);
 /// While waiting for it, each second pushes systemd's start-up deadline this far ahead.
 const START_EXTENSION_USEC: u32 = 10_000_000;
-
-/// The edges a daemon or a one-shot check needs; tests inject their own.
-#[derive(Clone)]
-pub struct Environment {
-    pub clock: SharedClock,
-    /// Stands in for `$CREDENTIALS_DIRECTORY`.
-    pub credentials_dir: Option<PathBuf>,
-    /// Adjusts HTTP tunables (tests shrink backoffs).
-    pub tune: fn(&mut ClientSettings),
-    /// Runs at the start of every pass of the named shop, inside its supervision: tests make a
-    /// pass panic here; the process environment does nothing.
-    pub before_pass: fn(&str),
-    /// Where the daemon counts and measures (exposed as metrics.prom and `[metrics] listen`).
-    pub metrics: Arc<Metrics>,
-}
-
-impl Environment {
-    pub fn from_process(clock: SharedClock) -> Self {
-        Self {
-            clock,
-            credentials_dir: std::env::var_os(crate::secrets::CREDENTIALS_DIRECTORY)
-                .map(PathBuf::from),
-            tune: |_| {},
-            before_pass: |_| {},
-            metrics: Arc::new(Metrics::new()),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
-    #[error(
-        "cannot serve metrics on {addr} ([metrics] listen): {error} (fix: pick a free address and port, or \"\" for no endpoint)"
-    )]
-    Metrics {
-        addr: std::net::SocketAddr,
-        error: String,
-    },
-    #[error(
-        "cannot receive webhooks on {addr} (webhooks.listen): {error} (fix: pick a free address and port for the receiver behind your reverse proxy)"
-    )]
-    Webhooks {
-        addr: std::net::SocketAddr,
-        error: String,
-    },
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Tripletex(#[from] TripletexError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// Everything shared by the shop tasks of one configuration generation.
-struct World {
-    config: Config,
-    api: Arc<Tripletex>,
-    consumer_token: SecretString,
-    /// Derives each shop's callback path and auth value; `None` while webhooks are off.
-    keys: Option<Keys>,
-    /// What `keys` were derived from, to tell whether a reload changed it.
-    webhook_secret: Option<SecretString>,
-}
-
-impl World {
-    fn build(config: Config, env: &Environment) -> Result<Self, DaemonError> {
-        let consumer_token = config
-            .tripletex
-            .consumer_token
-            .load_with(env.credentials_dir.as_deref())?;
-        let mut settings = ClientSettings::from(&config);
-        settings.metrics = Some(env.metrics.clone());
-        (env.tune)(&mut settings);
-        let api = Tripletex::new(
-            &config.tripletex.base_url,
-            consumer_token.clone(),
-            env.clock.clone(),
-            settings,
-        )?;
-        let webhook_secret = match &config.webhooks {
-            Some(w) => Some(w.load_secret(env.credentials_dir.as_deref())?),
-            None => None,
-        };
-        let keys = config
-            .webhooks
-            .as_ref()
-            .zip(webhook_secret.clone())
-            .map(|(w, secret)| Keys::new(&w.public_url, secret));
-        Ok(Self {
-            config,
-            api,
-            consumer_token,
-            keys,
-            webhook_secret,
-        })
-    }
-
-    fn pass_settings(&self) -> PassSettings {
-        PassSettings::new(&self.config)
-    }
-
-    /// Loads every enabled shop's token; the first failure refuses the whole set.
-    fn tokens(&self, env: &Environment) -> Result<ShopTokens, ConfigError> {
-        self.config
-            .shops
-            .iter()
-            .filter(|s| s.enabled)
-            .map(|s| {
-                Ok((
-                    s.clone(),
-                    s.employee_token.load_with(env.credentials_dir.as_deref())?,
-                ))
-            })
-            .collect()
-    }
-}
 
 /// The daemon from start to stop: takes the database (waiting for a one-shot `check` that holds
 /// it: a restart must not fail because an operator ran `check`; another daemon is an error), then
@@ -363,40 +247,4 @@ fn configured(metrics: &Metrics, config: &Config, removed: &[String]) {
         .as_ref()
         .map_or(interval, |w| w.reconcile_interval.max(interval));
     metrics.configured(config.shops.len(), enabled, interval, removed);
-}
-
-/// Enabled shops with their loaded employee tokens.
-type ShopTokens = Vec<(ShopConfig, SecretString)>;
-
-/// Validates the new configuration. The flag says whether the shared parts (Tripletex, limits,
-/// checks, consumer token) changed, which restarts every shop; else only changed shops restart.
-fn reload(
-    path: &Path,
-    env: &Environment,
-    current: &World,
-) -> Result<(World, bool, ShopTokens), DaemonError> {
-    let config = Config::load(path)?;
-    if config.state_dir != current.config.state_dir {
-        tracing::warn!(
-            event = "config.restart_needed",
-            "state_dir changed; it takes effect on restart"
-        );
-    }
-    let new_world = World::build(config, env)?;
-    let shops = new_world.tokens(env)?;
-    let c = &current.config;
-    let shared_changed = new_world.config.tripletex != c.tripletex
-        || new_world.config.rate_limit != c.rate_limit
-        || new_world.config.checks != c.checks
-        || new_world.config.webhooks != c.webhooks
-        || !same(&new_world.consumer_token, &current.consumer_token)
-        || !same_secret(&new_world.webhook_secret, &current.webhook_secret);
-    Ok((new_world, shared_changed, shops))
-}
-
-fn same_secret(a: &Option<SecretString>, b: &Option<SecretString>) -> bool {
-    match (a, b) {
-        (Some(a), Some(b)) => same(a, b),
-        (a, b) => a.is_none() && b.is_none(),
-    }
 }

@@ -14,8 +14,10 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::ask::{AskError, await_pass};
 use super::driver::{Driver, Ran};
-use super::{AskError, DaemonError, Environment, World, await_pass, control, report};
+use super::world::{DaemonError, Environment, World};
+use super::{control, report};
 use crate::config::Config;
 use crate::pass::PassReport;
 use crate::status::StatusReport;

@@ -19,7 +19,7 @@ use tracing::Instrument as _;
 
 use super::driver::{CLOSE_WITHIN, Driver};
 use super::report::Update;
-use super::{DaemonError, World};
+use super::world::{DaemonError, World};
 use crate::config::ShopConfig;
 use crate::secrets::SecretString;
 use crate::status::PushStatus;

@@ -2,11 +2,17 @@
 //! (`STATE_DIR/metrics.prom` for node_exporter's textfile collector, and an opt-in HTTP endpoint).
 //!
 //! Owns one [`Metrics`] registry per process (built with `prometheus-client`, never hand-written
-//! exposition). Invariants: labels carry only shop names (`[A-Za-z0-9_-]`), check kinds, verdicts,
-//! endpoint templates (never a path with a token in it) and status classes, so no token, token
-//! fragment or URL userinfo can reach a metric; a shop that leaves the configuration has its
-//! series removed, so a scrape never shows a shop that is gone; every update is a hash lookup and
-//! an atomic, so recording costs the same at 10 000 shops as at one.
+//! exposition). It sits above `tripletex` and `store`: it is the HTTP client's [`Observer`]
+//! (`tripletex` defines what the client reports, so the client knows nothing of metrics, nor
+//! through it of the store), and its session series show the store's [`SessionState`], which
+//! stays with the records it is part of (the client never needs it).
+//!
+//! Invariants: labels carry only shop names (`[A-Za-z0-9_-]`), check kinds, verdicts, endpoint
+//! labels from a closed set (each kind's `list.metrics_label` and the client's own, never a path,
+//! which can carry a token) and status classes, so no token, token fragment or URL userinfo can
+//! reach a metric; a shop that leaves the configuration has its series removed, so a scrape never
+//! shows a shop that is gone; every update is a hash lookup and an atomic, so recording costs the
+//! same at 10 000 shops as at one.
 
 mod exposition;
 mod server;
@@ -24,6 +30,8 @@ use prometheus_client::registry::Registry;
 
 use crate::checks::{CheckKind, Evidence, Verdict};
 use crate::store::SessionState;
+use crate::tripletex::Observer;
+use crate::tripletex::observer::{OTHER, OWN_ENDPOINTS};
 
 pub use exposition::{METRICS_FILE, write_textfile};
 pub use server::{MetricsServer, serve};
@@ -76,26 +84,19 @@ struct BuildLabels {
 
 /// Status classes of `tripletex_sync_requests_total`; `error` is a request nobody answered.
 const CLASSES: [&str; 6] = ["2xx", "3xx", "4xx", "5xx", "other", "error"];
-/// The endpoints we call, as label values: a closed set, so a path can never carry a token
-/// (`DELETE /token/session/{token}`) into a label.
-const ENDPOINTS: [&str; 6] = [
-    "customer",
-    "invoice",
-    "session_create",
-    "session_whoami",
-    "session_delete",
-    "other",
-];
+/// The `endpoint` label values: each kind's listing, then the client's own requests (sessions,
+/// `other`). A closed set, so a removed shop's series can all be found, and a path (which can
+/// carry a token: `DELETE /token/session/{token}`) never becomes a label.
+fn endpoints() -> impl Iterator<Item = &'static str> {
+    CheckKind::ALL
+        .into_iter()
+        .map(|k| k.spec().list.metrics_label)
+        .chain(OWN_ENDPOINTS)
+}
 
-fn endpoint(path: &str) -> &'static str {
-    match path {
-        "/customer" => ENDPOINTS[0],
-        "/invoice" => ENDPOINTS[1],
-        "/token/session/:create" => ENDPOINTS[2],
-        "/token/session/>whoAmI" => ENDPOINTS[3],
-        p if p.starts_with("/token/session") => ENDPOINTS[4],
-        _ => ENDPOINTS[5],
-    }
+/// `label` if it is one of [`endpoints`], else `other`.
+fn known_endpoint(label: &str) -> &'static str {
+    endpoints().find(|e| *e == label).unwrap_or(OTHER)
 }
 
 fn register<M: Default + Clone + prometheus_client::registry::Metric>(
@@ -312,7 +313,7 @@ impl Metrics {
         self.mints.remove(&labels);
         self.throttled.remove(&labels);
         self.limiter_wait.remove(&labels);
-        for endpoint in ENDPOINTS {
+        for endpoint in endpoints() {
             for class in CLASSES {
                 self.requests.remove(&RequestLabels {
                     shop: s(),
@@ -423,9 +424,25 @@ impl Metrics {
         self.reloads.get_or_create(&ResultLabels { result }).inc();
     }
 
-    /// One request to `path` (an endpoint template such as `/customer`) that Tripletex answered
-    /// with `status` (`None`: no answer: timeout, reset, refused).
-    pub fn request(&self, shop: &str, path: &str, status: Option<u16>) {
+    /// The OpenMetrics exposition (what `prometheus-client` writes).
+    pub fn openmetrics(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    /// The Prometheus text format (0.0.4): what node_exporter's textfile collector and
+    /// `promtool check metrics` read.
+    pub fn prometheus_text(&self) -> String {
+        exposition::to_prometheus_text(&self.openmetrics())
+    }
+}
+
+/// What the HTTP client reports, counted per shop.
+impl Observer for Metrics {
+    /// Counts the request by endpoint and status class; a 429 also as throttled.
+    fn answered(&self, shop: &str, endpoint: &'static str, status: Option<u16>) {
         let class = match status {
             Some(200..=299) => CLASSES[0],
             Some(300..=399) => CLASSES[1],
@@ -434,7 +451,7 @@ impl Metrics {
             Some(_) => CLASSES[4],
             None => CLASSES[5],
         };
-        let endpoint = endpoint(path);
+        let endpoint = known_endpoint(endpoint);
         self.requests
             .get_or_create(&RequestLabels {
                 shop: shop.to_owned(),
@@ -451,7 +468,7 @@ impl Metrics {
         }
     }
 
-    pub fn minted(&self, shop: &str) {
+    fn minted(&self, shop: &str) {
         self.mints
             .get_or_create(&ShopLabels {
                 shop: shop.to_owned(),
@@ -459,7 +476,7 @@ impl Metrics {
             .inc();
     }
 
-    pub fn limiter_waited(&self, shop: &str, waited: Duration) {
+    fn waited(&self, shop: &str, waited: Duration) {
         if waited.is_zero() {
             return;
         }
@@ -468,20 +485,6 @@ impl Metrics {
                 shop: shop.to_owned(),
             })
             .inc_by(waited.as_secs_f64());
-    }
-
-    /// The OpenMetrics exposition (what `prometheus-client` writes).
-    pub fn openmetrics(&self) -> String {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
-        out
-    }
-
-    /// The Prometheus text format (0.0.4): what node_exporter's textfile collector and
-    /// `promtool check metrics` read.
-    pub fn prometheus_text(&self) -> String {
-        exposition::to_prometheus_text(&self.openmetrics())
     }
 }
 

@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use super::{CheckState, Metrics};
 use crate::checks::{CheckKind, Evidence, Verdict};
 use crate::store::SessionState;
+use crate::tripletex::Observer;
 
 fn now() -> Timestamp {
     "2026-12-02T08:00:00Z".parse().unwrap()
@@ -56,12 +57,12 @@ fn recorded() -> Metrics {
         SessionState::Valid,
         Some("2026-12-08T23:00:00Z".parse().unwrap()),
     );
-    m.request("acme", "/customer", Some(200));
-    m.request("acme", "/customer", Some(429));
-    m.request("acme", "/token/session", Some(204));
-    m.request("acme", "/invoice", None);
+    m.answered("acme", "customer", Some(200));
+    m.answered("acme", "customer", Some(429));
+    m.answered("acme", "session_delete", Some(204));
+    m.answered("acme", "invoice", None);
     m.minted("acme");
-    m.limiter_waited("acme", Duration::from_millis(1500));
+    m.waited("acme", Duration::from_millis(1500));
     recorded_check(
         &m,
         "bolt",
@@ -285,15 +286,32 @@ fn a_removed_shop_leaves_no_series() {
     assert!(text.contains("shop=\"bolt\""));
 }
 
+/// Alert rules and dashboards name these: a new kind adds its label, none may change.
 #[test]
-fn a_token_in_a_path_never_becomes_a_label() {
+fn the_endpoint_labels_are_the_kinds_and_the_clients_own() {
+    let labels: Vec<&str> = super::endpoints().collect();
+    assert_eq!(
+        labels,
+        [
+            "customer",
+            "invoice",
+            "session_create",
+            "session_whoami",
+            "session_delete",
+            "other"
+        ]
+    );
+}
+
+#[test]
+fn an_unknown_endpoint_label_counts_as_other_and_is_forgotten() {
     let m = Metrics::new();
-    m.request("acme", "/token/session/secret-session-token", Some(204));
-    m.request("acme", "/some/new/path?token=secret", Some(200));
+    m.answered("acme", "parcel", Some(200));
     let text = m.openmetrics();
-    assert!(!text.contains("secret"), "{text}");
-    assert!(text.contains("endpoint=\"session_delete\""));
-    assert!(text.contains("endpoint=\"other\""));
+    assert!(!text.contains("parcel"), "{text}");
+    assert!(text.contains("endpoint=\"other\""), "{text}");
+    m.configured(0, 0, Duration::from_secs(3600), &["acme".to_owned()]);
+    assert!(!m.openmetrics().contains("\"acme\""));
 }
 
 #[test]

@@ -1,19 +1,22 @@
-//! Reading an answer's body within a size limit, counted on the wire and after decompression.
+//! Reading Tripletex's answers: a body within a size limit, counted on the wire and after
+//! decompression; an `ApiError` body; a transport error as text without its URL.
 //!
 //! Invariants: a body is read as a stream with a running count, never with an unbounded
 //! `.bytes()`/`.json()`; a `Content-Length` above the limit is refused before any byte is read;
 //! gzip is decoded here (reqwest's own decoding is off, so the compressed size stays visible) in
 //! slices small enough that one slice cannot inflate far past the limit; an unknown
-//! `Content-Encoding` is refused rather than guessed at.
+//! `Content-Encoding` is refused rather than guessed at; a reqwest error loses its URL before it
+//! becomes text, since a URL can carry a session token.
 
 use std::io::Write as _;
 
 use flate2::write::MultiGzDecoder;
 use reqwest::Response;
 use reqwest::header::CONTENT_ENCODING;
+use serde::de::DeserializeOwned;
 
-use super::TripletexError;
-use super::client::transport_error;
+use super::error::TripletexError;
+use super::model::ApiError;
 
 /// Compressed input fed to the decoder at once: deflate expands at most ~1032:1, so one slice
 /// adds at most ~1 MiB past the limit before it is noticed.
@@ -83,6 +86,41 @@ enum Sink {
 
 fn gzip_error(e: std::io::Error) -> TripletexError {
     TripletexError::Decode(format!("bad gzip body: {e}"))
+}
+
+/// Tripletex's `ApiError` bodies are a few hundred bytes.
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// The error body, or an empty one when it is missing, unreadable or too large.
+pub(super) async fn api_error(resp: Response) -> ApiError {
+    read_limited(resp, MAX_ERROR_BODY)
+        .await
+        .ok()
+        .and_then(|body| serde_json::from_slice(&body).ok())
+        .unwrap_or_default()
+}
+
+/// A single-object answer (`{"value": …}`), within the body limit.
+pub(super) async fn read_json<T: DeserializeOwned>(
+    resp: Response,
+    limit: usize,
+) -> Result<T, TripletexError> {
+    let bytes = read_limited(resp, limit).await?;
+    serde_json::from_slice(&bytes).map_err(|e| TripletexError::Decode(e.to_string()))
+}
+
+/// A reqwest error as text with its causes (timeout, refused, TLS…), never its URL: a URL can
+/// carry a session token (`DELETE /token/session/{token}`).
+pub(super) fn transport_error(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

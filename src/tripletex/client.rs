@@ -1,69 +1,27 @@
-//! The HTTP pipeline: pacing, retries, the circuit breaker, 401 handling and typed responses.
+//! One shop's client: what callers ask of Tripletex (a kind's listing, the session's state), sent
+//! through the shop's [`Pipeline`] with its [`Session`].
 //!
-//! Every request passes, in order: breaker → limiter (governor + header reserve) → send (racing
-//! the shutdown token) → header bookkeeping → status policy. Policy: 429 is retried on any method
-//! after the limiter's wait; 5xx, timeouts and connection errors are retried only for idempotent
-//! requests (the session mint counts as one: a duplicate mint is harmless), at most `max_tries`;
-//! a 401 triggers one shared re-mint and one retry, a second 401 is final. Every failure is named
-//! as what it was (a 5xx says "Tripletex answered 500 …", an open circuit names the failure that
-//! opened it). Bodies are read within `max_body` ([`super::body`]) and list answers validated
-//! ([`super::page`]) before anything is returned. Token text exists here only while a request is
-//! built; errors are stripped of URLs, which can carry a session token.
+//! Policy on top of the pipeline: a 401 triggers one shared re-mint and one retry, a second 401
+//! is final; a session that died while a request waited is replaced once. Non-success answers
+//! become errors named as what they were (a 403 says which access the key lacks). Bodies are read
+//! within `max_body` ([`super::body`]) and list answers validated ([`super::page`]) before
+//! anything is returned.
 
 use std::sync::Arc;
 
-use reqwest::{Method, Response, StatusCode};
-use secrecy::{ExposeSecret, SecretString};
-use serde::de::DeserializeOwned;
+use reqwest::{Response, StatusCode};
+use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
-use url::Url;
 
-use super::body::read_limited;
-use super::breaker::Breaker;
-use super::model::{ApiError, Record};
+use super::body::{api_error, read_limited};
+use super::error::TripletexError;
+use super::model::Record;
 use super::page::{self, Asked, Page};
-use super::ratelimit::{ShopLimiter, backoff};
-use super::session::{SessionSlot, usable_until};
-use super::{ClientSettings, TripletexError};
+use super::pipeline::{Call, Pipeline, Tripletex};
+use super::session::{Active, Closed, Session, SessionInfo};
 use crate::checks::{CheckKind, KindSpec};
-use crate::clock::SharedClock;
-
-/// What all shops share: the pooled HTTP client, the consumer token, the clock and the settings.
-pub struct Tripletex {
-    http: reqwest::Client,
-    base_url: String,
-    pub(super) consumer_token: SecretString,
-    pub(super) clock: SharedClock,
-    pub(super) settings: ClientSettings,
-}
 
 impl Tripletex {
-    pub fn new(
-        base_url: &Url,
-        consumer_token: SecretString,
-        clock: SharedClock,
-        settings: ClientSettings,
-    ) -> Result<Arc<Self>, TripletexError> {
-        let http = reqwest::Client::builder()
-            .timeout(settings.request_timeout)
-            .connect_timeout(
-                settings
-                    .request_timeout
-                    .min(std::time::Duration::from_secs(10)),
-            )
-            // No reqwest decompression (feature off): `body` decodes gzip and counts both sizes.
-            .user_agent(concat!("tripletex-sync/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| TripletexError::Unavailable(transport_error(e)))?;
-        Ok(Arc::new(Self {
-            http,
-            base_url: base_url.as_str().trim_end_matches('/').to_owned(),
-            consumer_token,
-            clock,
-            settings,
-        }))
-    }
-
     /// One shop's client. `company_id` 0 means the key owner's own company.
     pub fn shop(
         self: &Arc<Self>,
@@ -72,30 +30,17 @@ impl Tripletex {
         company_id: i64,
         cancel: CancellationToken,
     ) -> ShopClient {
-        let s = &self.settings;
         ShopClient {
-            api: Arc::clone(self),
-            name: name.to_owned(),
-            employee_token,
-            company_id,
-            limiter: ShopLimiter::new(s.limits),
-            breaker: Breaker::new(s.breaker_threshold, s.breaker_cooldown),
-            session: SessionSlot::default(),
-            cancel,
+            pipeline: Pipeline::new(Arc::clone(self), name, company_id, cancel),
+            session: Session::new(employee_token),
         }
     }
 }
 
-/// One shop's view of Tripletex.
+/// One shop's view of Tripletex: its employee token, session, rate limiter and circuit breaker.
 pub struct ShopClient {
-    pub(super) api: Arc<Tripletex>,
-    pub(super) name: String,
-    pub(super) employee_token: SecretString,
-    pub(super) company_id: i64,
-    pub(super) limiter: ShopLimiter,
-    breaker: Breaker,
-    pub(super) session: SessionSlot,
-    pub(super) cancel: CancellationToken,
+    pipeline: Pipeline,
+    session: Session,
 }
 
 /// A list GET's outcome: `If-None-Match` matched (304; without `If-None-Match` a 304 is an
@@ -106,47 +51,40 @@ pub enum Fetched<T> {
     Page(Page<T>),
 }
 
-/// A session token to authenticate with, and when it dies.
-#[derive(Clone, Copy)]
-pub(super) struct Auth<'a> {
-    pub token: &'a SecretString,
-    pub expires_at: jiff::Timestamp,
-}
-
-/// One request, described so it can be sent again.
-pub(super) struct Call<'a> {
-    pub method: Method,
-    pub path: &'a str,
-    /// Extra path segment, percent-encoded by `url` (used for the token in DELETE).
-    pub segment: Option<&'a str>,
-    pub query: &'a [(&'a str, String)],
-    pub json: Option<&'a serde_json::Value>,
-    pub if_none_match: Option<&'a str>,
-    pub idempotent: bool,
-}
-
-impl<'a> Call<'a> {
-    pub fn get(path: &'a str, query: &'a [(&'a str, String)]) -> Self {
-        Self {
-            method: Method::GET,
-            path,
-            segment: None,
-            query,
-            json: None,
-            if_none_match: None,
-            idempotent: true,
-        }
-    }
-}
-
 impl ShopClient {
     pub fn name(&self) -> &str {
-        &self.name
+        &self.pipeline.name
     }
 
     /// How many 429s this shop has met since start.
     pub fn throttled_count(&self) -> u64 {
-        self.limiter.throttled_count()
+        self.pipeline.limiter.throttled_count()
+    }
+
+    /// The live session's metadata, if any (for status and sled).
+    pub fn session_info(&self) -> Option<SessionInfo> {
+        self.session.info(self.pipeline.api.clock.now())
+    }
+
+    /// True while a due renewal keeps failing and the old token still serves.
+    pub fn renewing(&self) -> bool {
+        self.session.renewing()
+    }
+
+    /// Makes sure a proven session exists (minting or renewing as due) and says what it is.
+    pub async fn connect(&self) -> Result<SessionInfo, TripletexError> {
+        self.ensure_session().await.map(|a| a.info.clone())
+    }
+
+    /// Deletes the live session token, if any, by `deadline`: at shutdown, or when a reload
+    /// stops the shop. Waits for the shop's limiter but not on its cancellation, which has fired
+    /// by then; a token left alive expires on its own.
+    pub async fn close(&self, deadline: tokio::time::Instant) -> Closed {
+        self.session.close(&self.pipeline, deadline).await
+    }
+
+    async fn ensure_session(&self) -> Result<Arc<Active>, TripletexError> {
+        self.session.ensure(&self.pipeline).await
     }
 
     /// A list GET of a check kind's records (`/customer`, `/invoice`), optionally conditional
@@ -161,7 +99,7 @@ impl ShopClient {
         let path = kind.list.path;
         let call = Call {
             if_none_match,
-            ..Call::get(path, query)
+            ..Call::get(kind.list.metrics_label, path, query)
         };
         let resp = self.authed(&call).await?;
         if resp.status() == StatusCode::NOT_MODIFIED {
@@ -179,8 +117,8 @@ impl ShopClient {
         }
         // A 1000-row page can take a while to arrive: shutdown must not wait for it.
         let body = tokio::select! {
-            _ = self.cancel.cancelled() => return Err(TripletexError::Cancelled),
-            body = read_limited(resp, self.api.settings.max_body) => body?,
+            _ = self.pipeline.cancel.cancelled() => return Err(TripletexError::Cancelled),
+            body = read_limited(resp, self.pipeline.api.settings.max_body) => body?,
         };
         page::parse(path, &body, Asked::from_query(query), kind).map(Fetched::Page)
     }
@@ -192,7 +130,7 @@ impl ShopClient {
         let mut re_minted = false;
         let mut expired_waiting = false;
         loop {
-            let resp = match self.send(call, Some(active.auth())).await {
+            let resp = match self.pipeline.send(call, Some(active.auth())).await {
                 Err(TripletexError::SessionExpired) if !expired_waiting => {
                     expired_waiting = true;
                     active = self.ensure_session().await?;
@@ -206,146 +144,13 @@ impl ShopClient {
             if re_minted {
                 return Err(TripletexError::Unauthorized);
             }
-            tracing::debug!(event = "session.rejected", shop = %self.name, path = call.path, "401; re-minting once");
-            active = self.replace(active.generation).await?;
+            tracing::debug!(event = "session.rejected", shop = %self.pipeline.name, path = call.path, "401; re-minting once");
+            active = self
+                .session
+                .replace(&self.pipeline, active.generation)
+                .await?;
             re_minted = true;
         }
-    }
-
-    /// Breaker, limiter, send, retry policy. Returns any response that is not 429/5xx.
-    ///
-    /// A session token past its expiry is never sent: after the waits (limiter, 429, backoff) the
-    /// expiry is checked again and [`TripletexError::SessionExpired`] returned instead.
-    pub(super) async fn send(
-        &self,
-        call: &Call<'_>,
-        session: Option<Auth<'_>>,
-    ) -> Result<Response, TripletexError> {
-        let s = &self.api.settings;
-        let (mut tries, mut throttled) = (0u32, 0u32);
-        loop {
-            if let Err(last) = self.breaker.allow() {
-                return Err(TripletexError::CircuitOpen { last });
-            }
-            let waiting = std::time::Instant::now();
-            self.limiter.acquire(&self.cancel).await?;
-            self.waited(waiting.elapsed());
-            if session.is_some_and(|a| self.api.clock.now() >= usable_until(a.expires_at)) {
-                return Err(TripletexError::SessionExpired);
-            }
-            tries += 1;
-            let request = self.build(call, session.map(|a| a.token))?;
-            let result = tokio::select! {
-                _ = self.cancel.cancelled() => return Err(TripletexError::Cancelled),
-                r = request.send() => r,
-            };
-            self.answered(call.path, result.as_ref().ok().map(|r| r.status().as_u16()));
-            let failure = match result {
-                Ok(resp) => {
-                    self.limiter.observe(resp.headers());
-                    let status = resp.status();
-                    if status == StatusCode::TOO_MANY_REQUESTS {
-                        // Tripletex answered, so the transport is fine: this also settles a
-                        // half-open trial, which would otherwise stay "in flight" for good and
-                        // keep the circuit open forever.
-                        self.breaker.success(&self.name);
-                        throttled += 1;
-                        tries -= 1;
-                        if throttled > s.max_throttled {
-                            return Err(TripletexError::Throttled(throttled));
-                        }
-                        let wait = self.limiter.on_throttled();
-                        tracing::warn!(
-                            event = "http.throttled",
-                            shop = %self.name,
-                            path = call.path,
-                            wait_ms = wait.as_millis() as u64,
-                            "429 from Tripletex; waiting before retrying"
-                        );
-                        self.pause(wait).await?;
-                        self.waited(wait);
-                        continue;
-                    }
-                    self.limiter.settled();
-                    if !status.is_server_error() {
-                        self.breaker.success(&self.name);
-                        return Ok(resp);
-                    }
-                    let body = api_error(resp).await;
-                    TripletexError::ServerError {
-                        status: status.as_u16(),
-                        code: body.code.unwrap_or_default(),
-                        message: body.message.unwrap_or_default(),
-                        tries,
-                    }
-                }
-                Err(e) => TripletexError::Unavailable(transport_error(e)),
-            };
-            self.breaker.failure(&self.name, &failure.to_string());
-            if !call.idempotent || tries >= s.max_tries {
-                return Err(failure);
-            }
-            tracing::debug!(event = "http.retry", shop = %self.name, path = call.path, tries, error = %failure);
-            self.pause(backoff(
-                tries - 1,
-                s.limits.backoff_min,
-                s.limits.backoff_max,
-            ))
-            .await?;
-        }
-    }
-
-    /// Counts one request Tripletex answered with `status` (`None`: no answer).
-    fn answered(&self, path: &str, status: Option<u16>) {
-        if let Some(m) = &self.api.settings.metrics {
-            m.request(&self.name, path, status);
-        }
-    }
-
-    /// Time held back by our limiter or a 429 before a request could go.
-    fn waited(&self, wait: std::time::Duration) {
-        if let Some(m) = &self.api.settings.metrics {
-            m.limiter_waited(&self.name, wait);
-        }
-    }
-
-    async fn pause(&self, wait: std::time::Duration) -> Result<(), TripletexError> {
-        tokio::select! {
-            _ = self.cancel.cancelled() => Err(TripletexError::Cancelled),
-            _ = tokio::time::sleep(wait) => Ok(()),
-        }
-    }
-
-    pub(super) fn build(
-        &self,
-        call: &Call<'_>,
-        session: Option<&SecretString>,
-    ) -> Result<reqwest::RequestBuilder, TripletexError> {
-        let mut url = Url::parse(&format!("{}{}", self.api.base_url, call.path))
-            .map_err(|e| TripletexError::Unavailable(format!("bad URL for {}: {e}", call.path)))?;
-        if let Some(segment) = call.segment {
-            url.path_segments_mut()
-                .map_err(|()| TripletexError::Unavailable("base URL cannot take a path".into()))?
-                .push(segment);
-        }
-        let mut req = self
-            .api
-            .http
-            .request(call.method.clone(), url)
-            .header(reqwest::header::ACCEPT_ENCODING, "gzip");
-        if !call.query.is_empty() {
-            req = req.query(call.query);
-        }
-        if let Some(token) = session {
-            req = req.basic_auth(self.company_id, Some(token.expose_secret()));
-        }
-        if let Some(tag) = call.if_none_match {
-            req = req.header(reqwest::header::IF_NONE_MATCH, tag);
-        }
-        if let Some(json) = call.json {
-            req = req.json(json);
-        }
-        Ok(req)
     }
 }
 
@@ -385,39 +190,4 @@ fn access_for(path: &str) -> String {
         Some(kind) => kind.spec().list.access.into(),
         None => format!("use {path}"),
     }
-}
-
-/// Tripletex's `ApiError` bodies are a few hundred bytes.
-const MAX_ERROR_BODY: usize = 64 << 10;
-
-/// The error body, or an empty one when it is missing, unreadable or too large.
-pub(super) async fn api_error(resp: Response) -> ApiError {
-    read_limited(resp, MAX_ERROR_BODY)
-        .await
-        .ok()
-        .and_then(|body| serde_json::from_slice(&body).ok())
-        .unwrap_or_default()
-}
-
-/// A single-object answer (`{"value": …}`), within the body limit.
-pub(super) async fn read_json<T: DeserializeOwned>(
-    resp: Response,
-    limit: usize,
-) -> Result<T, TripletexError> {
-    let bytes = read_limited(resp, limit).await?;
-    serde_json::from_slice(&bytes).map_err(|e| TripletexError::Decode(e.to_string()))
-}
-
-/// A reqwest error as text with its causes (timeout, refused, TLS…), never its URL: a URL can
-/// carry a session token (`DELETE /token/session/{token}`).
-pub(super) fn transport_error(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

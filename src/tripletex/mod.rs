@@ -3,169 +3,35 @@
 //! [`Tripletex`] is shared by all shops (one pooled HTTP client, the consumer token, the clock);
 //! [`ShopClient`] is one shop's view: its employee token, session, rate limiter and circuit
 //! breaker. Every request sent is a valid, non-deprecated operation of Tripletex's OpenAPI spec.
-//! This module knows HTTP, not sled: callers persist what [`ShopClient::session_info`] reports.
+//! This module knows HTTP, not sled nor metrics: callers persist what
+//! [`ShopClient::session_info`] reports, and an [`Observer`] the caller passes in
+//! ([`ClientSettings::observer`]) hears of each request, mint and limiter wait.
+//!
+//! Its files depend on each other in a line, each only on files before it: `model` (the JSON),
+//! `error`, `page` (list answers), `breaker`, `ratelimit`, `observer`, `settings`, `body` (reading
+//! answers), `pipeline` (the one send path: breaker, limiter, retries; what all shops share),
+//! `session` (mint, prove, renew, revoke, through the pipeline), `client` ([`ShopClient`]: the
+//! 401 policy, listings), `subscription`. This file only declares and re-exports.
 
 mod body;
 mod breaker;
 mod client;
+mod error;
 pub mod model;
+pub mod observer;
 pub mod page;
+mod pipeline;
 pub mod ratelimit;
 mod session;
+mod settings;
 mod subscription;
 
-use std::time::Duration;
-
-pub use client::{Fetched, ShopClient, Tripletex};
+pub use client::{Fetched, ShopClient};
+pub use error::{Cancelled, TripletexError};
+pub use observer::Observer;
 pub use page::Page;
+pub use pipeline::Tripletex;
 pub use ratelimit::LimitSettings;
 pub use session::{Closed, EXPIRY_MARGIN, SessionInfo};
+pub use settings::{ClientSettings, DEFAULT_MAX_BODY};
 pub use subscription::{Subscription, SubscriptionSpec};
-
-/// Returned by every wait when the daemon is shutting down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("shutting down")]
-pub struct Cancelled;
-
-/// Tunables of the HTTP layer that tests shrink; production builds them with
-/// [`ClientSettings::new`] from what the operator configures (config does, this module does not
-/// know the configuration).
-#[derive(Debug, Clone)]
-pub struct ClientSettings {
-    pub request_timeout: Duration,
-    pub session_valid_days: u32,
-    pub renew_before: Duration,
-    pub limits: LimitSettings,
-    /// Tries for idempotent requests that fail with 5xx, timeouts or connection errors.
-    pub max_tries: u32,
-    /// 429s in a row on one request before giving up on it.
-    pub max_throttled: u32,
-    /// Consecutive transport failures that open the circuit, and how long it stays open.
-    pub breaker_threshold: u32,
-    pub breaker_cooldown: Duration,
-    /// Largest answer read, on the wire and decompressed ([`DEFAULT_MAX_BODY`]).
-    pub max_body: usize,
-    /// Where requests, mints and limiter waits are counted (the daemon's registry).
-    pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
-}
-
-/// One page of 1000 rows with `fields` cut down is well under 1 MiB; 32 MiB leaves room for a
-/// Tripletex that ignores `fields`, and keeps a hostile answer from taking the process's memory.
-pub const DEFAULT_MAX_BODY: usize = 32 << 20;
-
-impl ClientSettings {
-    /// The configurable values, with this layer's production values for the rest.
-    pub fn new(
-        request_timeout: Duration,
-        session_valid_days: u32,
-        renew_before: Duration,
-        limits: LimitSettings,
-    ) -> Self {
-        Self {
-            request_timeout,
-            session_valid_days,
-            renew_before,
-            limits,
-            max_tries: 3,
-            max_throttled: 8,
-            breaker_threshold: 5,
-            breaker_cooldown: Duration::from_secs(60),
-            max_body: DEFAULT_MAX_BODY,
-            metrics: None,
-        }
-    }
-}
-
-/// Why a Tripletex call failed, in the categories callers branch on.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum TripletexError {
-    /// The employee token is wrong or revoked, or the company lacks the Integrations add-on.
-    #[error("Tripletex rejected the employee key ({status}: {message})")]
-    KeyRejected { status: u16, message: String },
-    /// The consumer token itself was refused: a deployment problem, not a shop's.
-    #[error("Tripletex rejected the consumer token ({status}: {message})")]
-    ConsumerRejected { status: u16, message: String },
-    /// 403 on an endpoint: the key lacks an access.
-    #[error("the key cannot {access}")]
-    Forbidden { access: String },
-    /// A second 401 after a fresh session.
-    #[error("Tripletex refused the session twice (401)")]
-    Unauthorized,
-    /// The session token died while the request waited (limiter, 429s, backoff); it was not sent.
-    #[error("the session expired while the request waited")]
-    SessionExpired,
-    #[error("Tripletex answered {status} (code {code}): {message}")]
-    Api {
-        status: u16,
-        code: i64,
-        message: String,
-    },
-    /// 5xx on the last try (every try for idempotent requests).
-    #[error("Tripletex answered {status} (code {code}): {message} (after {tries} tries)")]
-    ServerError {
-        status: u16,
-        code: i64,
-        message: String,
-        tries: u32,
-    },
-    /// No answer: connection refused or reset, timeout, TLS.
-    #[error("Tripletex unreachable: {0}")]
-    Unavailable(String),
-    #[error("Tripletex sent an unreadable response: {0}")]
-    Decode(String),
-    /// A 200 list answer that does not say what a list answer must ([`page`]).
-    #[error("Tripletex sent an invalid answer to GET {path}: {reason}")]
-    Malformed { path: String, reason: String },
-    /// Paging that would not end: a repeated page, or more pages than the records cap allows.
-    #[error("paging GET {path} did not end: {reason}")]
-    Paging { path: String, reason: String },
-    #[error("Tripletex sent an answer larger than {}; refused", human_size(.limit))]
-    TooLarge { limit: u64 },
-    #[error("Tripletex kept answering 429 ({0} times in a row)")]
-    Throttled(u32),
-    /// The shop's breaker is open; `last` is the failure that opened it, named as it was.
-    #[error("Tripletex calls for this shop paused after repeated failures (last: {last})")]
-    CircuitOpen { last: String },
-    /// The pass that made the call ran out of time (`checks.pass_deadline`); set by the pass.
-    #[error("the pass ran past checks.pass_deadline ({}) before this was done", humantime::format_duration(*.0))]
-    PassDeadline(Duration),
-    #[error("shutting down")]
-    Cancelled,
-}
-
-fn human_size(bytes: &u64) -> String {
-    if *bytes >= 1 << 20 {
-        format!("{} MiB", bytes >> 20)
-    } else {
-        format!("{bytes} bytes")
-    }
-}
-
-impl From<Cancelled> for TripletexError {
-    fn from(_: Cancelled) -> Self {
-        Self::Cancelled
-    }
-}
-
-impl TripletexError {
-    /// What the operator should do, in the seed's words, where there is a known fix.
-    pub fn remedy(&self) -> Option<String> {
-        match self {
-            // 403 means the key is known but may not log in: the company lacks the add-on.
-            Self::KeyRejected { status: 403, .. } => Some(
-                "switch on the company's Integrations add-on in Tripletex (the key itself is fine), then reload (systemctl reload tripletex-sync)".into(),
-            ),
-            Self::KeyRejected { .. } => Some(
-                "create a new key in Tripletex under Employee › API access › New key, paste it into the shop's token file, then reload (systemctl reload tripletex-sync)".into(),
-            ),
-            Self::ConsumerRejected { .. } => Some(
-                "check the consumer token file: it must be the token Tripletex issued for this integration, for the same environment as base_url".into(),
-            ),
-            Self::Forbidden { access } => Some(format!(
-                "give the key access to {access} under Employee › API access › the application › accesses",
-                access = access.trim_start_matches("read ")
-            )),
-            _ => None,
-        }
-    }
-}

@@ -2,13 +2,13 @@
 //!
 //! Field names follow the OpenAPI spec (2.74). Only the fields we ask for with `fields=` are
 //! modelled; unknown fields are ignored so a newer Tripletex does not break us. List rows are
-//! parsed by hand ([`Record::parse`], driven by the check kind's spec) so that a missing or
+//! parsed by hand ([`Record::parse`], driven by the check kind's spec, with the field readers
+//! [`positive`] and [`boolean`] that list answers and webhook envelopes share) so that a missing or
 //! out-of-range number is refused, not defaulted.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::page;
 use crate::checks::KindSpec;
 use crate::checks::kinds::{Entry, Tail, TailValue};
 
@@ -55,10 +55,10 @@ pub struct Record {
 impl Record {
     /// Reads `row` as a record of the kind `spec` describes, refusing what does not fit.
     pub fn parse(spec: &KindSpec, row: &Map<String, Value>) -> Result<Self, String> {
-        let id = page::positive(row, "id", i64::MAX)?;
+        let id = positive(row, "id", i64::MAX)?;
         let number = number(row, spec.list.number_field)?;
         let tail = match spec.tail {
-            Tail::Flag(field) => TailValue::Flag(page::boolean(row, field)?),
+            Tail::Flag(field) => TailValue::Flag(boolean(row, field)?),
             Tail::Date(field) => TailValue::Date(Some(date(row, field)?)),
         };
         Ok(Self {
@@ -70,8 +70,29 @@ impl Record {
 
 /// A number of a check kind: a positive int32.
 fn number(row: &Map<String, Value>, name: &str) -> Result<u32, String> {
-    let n = page::positive(row, name, MAX_NUMBER)?;
+    let n = positive(row, name, MAX_NUMBER)?;
     u32::try_from(n).map_err(|_| format!("`{name}` is {n}, beyond {MAX_NUMBER}"))
+}
+
+/// A required positive integer field of a row, at most `max`.
+pub fn positive(row: &Map<String, Value>, name: &str, max: i64) -> Result<i64, String> {
+    let value = row
+        .get(name)
+        .ok_or_else(|| format!("`{name}` is missing"))?;
+    match value.as_i64() {
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) if n > max => Err(format!("`{name}` is {n}, beyond {max}")),
+        _ => Err(format!("`{name}` is {value}, not a positive integer")),
+    }
+}
+
+/// A required boolean field of a row.
+pub fn boolean(row: &Map<String, Value>, name: &str) -> Result<bool, String> {
+    match row.get(name) {
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(format!("`{name}` is {other}, not true or false")),
+        None => Err(format!("`{name}` is missing")),
+    }
 }
 
 /// A required `YYYY-MM-DD` field.

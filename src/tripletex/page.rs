@@ -8,9 +8,9 @@
 //! in use" out of an answer that did not say so.
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::TripletexError;
+use super::error::TripletexError;
 use super::model::Record;
 use crate::checks::KindSpec;
 
@@ -164,27 +164,6 @@ fn count_field(value: Option<&Value>, name: &str) -> Result<u64, String> {
     }
 }
 
-/// A required positive integer field of a row, at most `max`.
-pub fn positive(row: &Map<String, Value>, name: &str, max: i64) -> Result<i64, String> {
-    let value = row
-        .get(name)
-        .ok_or_else(|| format!("`{name}` is missing"))?;
-    match value.as_i64() {
-        Some(n) if (1..=max).contains(&n) => Ok(n),
-        Some(n) if n > max => Err(format!("`{name}` is {n}, beyond {max}")),
-        _ => Err(format!("`{name}` is {value}, not a positive integer")),
-    }
-}
-
-/// A required boolean field of a row.
-pub fn boolean(row: &Map<String, Value>, name: &str) -> Result<bool, String> {
-    match row.get(name) {
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(format!("`{name}` is {other}, not true or false")),
-        None => Err(format!("`{name}` is missing")),
-    }
-}
-
 fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
@@ -268,7 +247,7 @@ mod tests {
 
     mod props {
         use proptest::prelude::*;
-        use serde_json::{Value, json};
+        use serde_json::{Map, Value, json};
 
         use super::*;
 

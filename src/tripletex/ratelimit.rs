@@ -18,7 +18,7 @@ use reqwest::header::HeaderMap;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::Cancelled;
+use super::error::Cancelled;
 
 /// What the limiter needs from the configuration.
 #[derive(Debug, Clone, Copy)]

@@ -1,4 +1,6 @@
-//! One shop's session token: mint, prove, swap, renew, revoke.
+//! One shop's session token: mint, prove, swap, renew, revoke. [`Session`] holds the employee
+//! token and the live session token; its requests take the shop's one send path ([`Pipeline`],
+//! the file below, passed in), and the client above calls it on a 401.
 //!
 //! A token minted with `expirationDate = D` dies at 00:00 Europe/Oslo at the start of D, so D is
 //! "today in Oslo + session_valid_days" and the expiry instant comes from the tz database.
@@ -18,10 +20,13 @@ use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
-use super::TripletexError;
-use super::client::{Auth, Call, ShopClient, api_error, read_json, transport_error};
-use super::model::{ApiError, PostSessionTokenBody, SessionToken, WhoAmI, Wrapper};
+use super::body::{api_error, read_json, transport_error};
+use super::error::{TripletexError, mint_refused};
+use super::model::{PostSessionTokenBody, SessionToken, WhoAmI, Wrapper};
+use super::observer::{SESSION_CREATE, SESSION_DELETE, SESSION_WHOAMI};
+use super::pipeline::{Auth, Call, Pipeline};
 use super::ratelimit::{backoff, full_jitter};
+use super::settings::ClientSettings;
 use crate::clock::{oslo_date, oslo_midnight, span};
 
 /// A token this close to its expiry counts as dead: Tripletex's clock may run ahead of ours.
@@ -46,10 +51,7 @@ pub(super) struct Active {
 
 impl Active {
     pub fn auth(&self) -> Auth<'_> {
-        Auth {
-            token: &self.token,
-            expires_at: self.info.expires_at,
-        }
+        auth(&self.token, self.info.expires_at)
     }
 
     /// Whether the token may still be sent at `now` (see [`EXPIRY_MARGIN`]).
@@ -70,14 +72,24 @@ pub enum Closed {
 }
 
 /// The last instant a token expiring at `expires_at` is sent.
-pub(super) fn usable_until(expires_at: Timestamp) -> Timestamp {
+fn usable_until(expires_at: Timestamp) -> Timestamp {
     expires_at
         .checked_sub(span(EXPIRY_MARGIN))
         .unwrap_or(expires_at)
 }
 
-#[derive(Default)]
-pub(super) struct SessionSlot {
+/// `token`, to be sent until [`usable_until`] its expiry.
+fn auth(token: &SecretString, expires_at: Timestamp) -> Auth<'_> {
+    Auth {
+        token,
+        usable_until: usable_until(expires_at),
+    }
+}
+
+/// One shop's session: the employee token it is minted with, the live token, and what keeps
+/// minting single-flight. Its requests go through the shop's [`Pipeline`], passed in.
+pub(super) struct Session {
+    employee_token: SecretString,
     current: RwLock<Option<Arc<Active>>>,
     mint: tokio::sync::Mutex<()>,
     generation: AtomicU64,
@@ -93,54 +105,56 @@ struct Renewal {
     not_before: Option<Timestamp>,
 }
 
-impl SessionSlot {
+impl Session {
+    pub fn new(employee_token: SecretString) -> Self {
+        Self {
+            employee_token,
+            current: RwLock::default(),
+            mint: tokio::sync::Mutex::default(),
+            generation: AtomicU64::default(),
+            renewal: Mutex::default(),
+            attempts: Mutex::default(),
+        }
+    }
+
     fn current(&self) -> Option<Arc<Active>> {
         self.current.read().expect("session lock").clone()
     }
-}
 
-impl ShopClient {
-    /// The live session's metadata, if any (for status and sled).
-    pub fn session_info(&self) -> Option<SessionInfo> {
-        let now = self.api.clock.now();
-        self.session
-            .current()
+    /// The live session's metadata at `now`, if any.
+    pub fn info(&self, now: Timestamp) -> Option<SessionInfo> {
+        self.current()
             .filter(|a| a.alive_at(now))
             .map(|a| a.info.clone())
     }
 
     /// True while a due renewal keeps failing and the old token still serves.
     pub fn renewing(&self) -> bool {
-        self.session.renewal.lock().expect("renewal lock").failures > 0
+        self.renewal.lock().expect("renewal lock").failures > 0
     }
 
     /// A live session, minting or renewing as needed. Renewal failures are logged and absorbed
     /// while the current token lives; a failed mint without a live token is returned.
-    pub(super) async fn ensure_session(&self) -> Result<Arc<Active>, TripletexError> {
-        let now = self.api.clock.now();
-        match self.session.current() {
+    pub async fn ensure(&self, pipe: &Pipeline) -> Result<Arc<Active>, TripletexError> {
+        let now = pipe.api.clock.now();
+        match self.current() {
             Some(active) if now < active.info.renew_at && active.alive_at(now) => Ok(active),
             Some(active) if active.alive_at(now) => {
-                self.renew(&active).await;
-                Ok(self.session.current().unwrap_or(active))
+                self.renew(pipe, &active).await;
+                Ok(self.current().unwrap_or(active))
             }
             stale => {
                 if let Some(dead) = stale {
                     tracing::warn!(
                         event = "session.expired",
-                        shop = %self.name,
+                        shop = %pipe.name,
                         expired_at = %dead.info.expires_at,
                         "session token died before it could be renewed; minting a new one"
                     );
                 }
-                self.replace(stale_generation(&self.session)).await
+                self.replace(pipe, stale_generation(self)).await
             }
         }
-    }
-
-    /// Makes sure a proven session exists (minting or renewing as due) and says what it is.
-    pub async fn connect(&self) -> Result<SessionInfo, TripletexError> {
-        self.ensure_session().await.map(|a| a.info.clone())
     }
 
     /// Mints and proves a token and swaps it in, unless the slot moved past `generation` while
@@ -148,32 +162,36 @@ impl ShopClient {
     /// error is ours too: a revoked key costs one `:create` however many callers met the 401.
     /// A failed replacement empties the slot when it still holds `generation`: that token was
     /// refused (401) or has expired, so it must neither be sent nor reported as live.
-    pub(super) async fn replace(&self, generation: u64) -> Result<Arc<Active>, TripletexError> {
-        let seen = self.session.attempts.lock().expect("attempts lock").0;
-        let _guard = self.session.mint.lock().await;
-        if let Some(current) = self.session.current()
+    pub async fn replace(
+        &self,
+        pipe: &Pipeline,
+        generation: u64,
+    ) -> Result<Arc<Active>, TripletexError> {
+        let seen = self.attempts.lock().expect("attempts lock").0;
+        let _guard = self.mint.lock().await;
+        if let Some(current) = self.current()
             && current.generation != generation
-            && current.alive_at(self.api.clock.now())
+            && current.alive_at(pipe.api.clock.now())
         {
             return Ok(current);
         }
         {
-            let attempts = self.session.attempts.lock().expect("attempts lock");
+            let attempts = self.attempts.lock().expect("attempts lock");
             if attempts.0 != seen
                 && let Some(e) = &attempts.1
             {
                 return Err(e.clone());
             }
         }
-        let minted = self.mint_and_prove().await;
+        let minted = self.mint_and_prove(pipe).await;
         {
-            let mut attempts = self.session.attempts.lock().expect("attempts lock");
+            let mut attempts = self.attempts.lock().expect("attempts lock");
             *attempts = (attempts.0 + 1, minted.as_ref().err().cloned());
         }
         let fresh = match minted {
             Ok(fresh) => Arc::new(fresh),
             Err(e) => {
-                let mut current = self.session.current.write().expect("session lock");
+                let mut current = self.current.write().expect("session lock");
                 if current.as_ref().is_some_and(|c| c.generation == generation) {
                     *current = None;
                 }
@@ -181,11 +199,11 @@ impl ShopClient {
             }
         };
         // The token replaced here was refused (401) or has expired: nothing left to revoke.
-        *self.session.current.write().expect("session lock") = Some(Arc::clone(&fresh));
-        *self.session.renewal.lock().expect("renewal lock") = Renewal::default();
+        *self.current.write().expect("session lock") = Some(Arc::clone(&fresh));
+        *self.renewal.lock().expect("renewal lock") = Renewal::default();
         tracing::info!(
             event = "session.minted",
-            shop = %self.name,
+            shop = %pipe.name,
             expires_at = %fresh.info.expires_at,
             company_id = fresh.info.company_id,
             "new session token proven and in use"
@@ -193,46 +211,45 @@ impl ShopClient {
         Ok(fresh)
     }
 
-    async fn renew(&self, active: &Arc<Active>) {
-        let now = self.api.clock.now();
+    async fn renew(&self, pipe: &Pipeline, active: &Arc<Active>) {
+        let now = pipe.api.clock.now();
         {
-            let r = self.session.renewal.lock().expect("renewal lock");
+            let r = self.renewal.lock().expect("renewal lock");
             if r.not_before.is_some_and(|t| now < t) {
                 return;
             }
         }
-        if self.expiration_for(now) <= active.info.expires_at {
+        if expiration_for(&pipe.api.settings, now) <= active.info.expires_at {
             // A token minted now would die no later than this one (e.g. renew_before close to a
             // whole day, late in the Oslo evening): renewing would only churn tokens.
             return;
         }
-        let Ok(_guard) = self.session.mint.try_lock() else {
+        let Ok(_guard) = self.mint.try_lock() else {
             // Another caller is minting; keep using the live token meanwhile.
             return;
         };
         if self
-            .session
             .current()
             .is_some_and(|c| c.generation != active.generation)
         {
             return;
         }
-        match self.mint_and_prove().await {
+        match self.mint_and_prove(pipe).await {
             Ok(fresh) => {
                 let fresh = Arc::new(fresh);
-                *self.session.current.write().expect("session lock") = Some(Arc::clone(&fresh));
-                *self.session.renewal.lock().expect("renewal lock") = Renewal::default();
+                *self.current.write().expect("session lock") = Some(Arc::clone(&fresh));
+                *self.renewal.lock().expect("renewal lock") = Renewal::default();
                 tracing::info!(
                     event = "session.renewed",
-                    shop = %self.name,
+                    shop = %pipe.name,
                     expires_at = %fresh.info.expires_at,
                     "session token renewed"
                 );
-                self.revoke(active, &fresh).await;
+                revoke(pipe, active, &fresh).await;
             }
             Err(TripletexError::Cancelled) => {}
             Err(e) => {
-                let mut r = self.session.renewal.lock().expect("renewal lock");
+                let mut r = self.renewal.lock().expect("renewal lock");
                 let wait = backoff(
                     r.failures,
                     Duration::from_secs(60),
@@ -242,7 +259,7 @@ impl ShopClient {
                 r.not_before = Some(now.checked_add(span(wait)).unwrap_or(now));
                 tracing::warn!(
                     event = "session.renew_failed",
-                    shop = %self.name,
+                    shop = %pipe.name,
                     error = %e,
                     expires_at = %active.info.expires_at,
                     retry_in_s = wait.as_secs(),
@@ -255,22 +272,22 @@ impl ShopClient {
     /// Deletes the live session token, if any, by `deadline`: at shutdown, or when a reload
     /// stops the shop. One request that ignores the shutdown token on purpose, but waits for the
     /// shop's limiter (never past `deadline`); a token left alive expires on its own.
-    pub async fn close(&self, deadline: tokio::time::Instant) -> Closed {
-        let Some(active) = self.session.current() else {
+    pub async fn close(&self, pipe: &Pipeline, deadline: tokio::time::Instant) -> Closed {
+        let Some(active) = self.current() else {
             return Closed::NoSession;
         };
-        if !active.alive_at(self.api.clock.now()) {
+        if !active.alive_at(pipe.api.clock.now()) {
             return Closed::NoSession;
         }
         // The shop's own cancellation has fired (that is why we close): wait on a fresh one.
         let never = CancellationToken::new();
-        let paced = self.limiter.acquire(&never);
+        let paced = pipe.limiter.acquire(&never);
         if tokio::time::timeout_at(deadline, paced).await.is_err() {
-            tracing::debug!(event = "session.revoke_failed", shop = %self.name, "no request allowed before the stop deadline; the token expires on its own");
+            tracing::debug!(event = "session.revoke_failed", shop = %pipe.name, "no request allowed before the stop deadline; the token expires on its own");
             return Closed::Kept;
         }
         let call = revoke_call(&active.token);
-        let Ok(request) = self.build(&call, Some(&active.token)) else {
+        let Ok(request) = pipe.build(&call, Some(&active.token)) else {
             return Closed::Kept;
         };
         let within = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -280,32 +297,20 @@ impl ShopClient {
             .await
             .map(|resp| resp.status())
             .map_err(|e| transport_error(e).to_string());
-        if self.log_revoke(sent, "session token deleted on stop") {
+        if log_revoke(&pipe.name, sent, "session token deleted on stop") {
             Closed::Revoked
         } else {
             Closed::Kept
         }
     }
 
-    /// `expirationDate` for a token minted at `now`: today in Oslo + `session_valid_days`.
-    fn expiration_date(&self, now: Timestamp) -> Result<Date, TripletexError> {
-        oslo_date(now)
-            .checked_add(Span::new().days(i64::from(self.api.settings.session_valid_days)))
-            .map_err(|e| TripletexError::Decode(format!("expirationDate out of range: {e}")))
-    }
-
-    /// When a token minted at `now` would die.
-    fn expiration_for(&self, now: Timestamp) -> Timestamp {
-        self.expiration_date(now).map_or(now, oslo_midnight)
-    }
-
     /// `POST /token/session/:create`, then `GET /token/session/>whoAmI` with the new token.
-    async fn mint_and_prove(&self) -> Result<Active, TripletexError> {
-        let s = &self.api.settings;
-        let minted_at = self.api.clock.now();
-        let expiration = self.expiration_date(minted_at)?;
+    async fn mint_and_prove(&self, pipe: &Pipeline) -> Result<Active, TripletexError> {
+        let s = &pipe.api.settings;
+        let minted_at = pipe.api.clock.now();
+        let expiration = expiration_date(s, minted_at)?;
         let body = serde_json::to_value(PostSessionTokenBody {
-            consumer_token: self.api.consumer_token.expose_secret(),
+            consumer_token: pipe.api.consumer_token.expose_secret(),
             employee_token: self.employee_token.expose_secret(),
             expiration_date: expiration.to_string(),
         })
@@ -314,9 +319,9 @@ impl ShopClient {
             method: Method::POST,
             json: Some(&body),
             idempotent: true,
-            ..Call::get("/token/session/:create", &[])
+            ..Call::get(SESSION_CREATE, "/token/session/:create", &[])
         };
-        let resp = self.send(&call, None).await?;
+        let resp = pipe.send(&call, None).await?;
         drop(body);
         let status = resp.status();
         if !status.is_success() {
@@ -324,23 +329,20 @@ impl ShopClient {
             // that quotes them back must not carry them into errors, logs or status.json.
             let mut refusal = api_error(resp).await;
             refusal.redact(&[
-                self.api.consumer_token.expose_secret(),
+                pipe.api.consumer_token.expose_secret(),
                 self.employee_token.expose_secret(),
             ]);
             return Err(mint_refused(status, refusal));
         }
         let token: Wrapper<SessionToken> = read_json(resp, s.max_body).await?;
         let token = SecretString::from(token.value.token);
-        if let Some(m) = &s.metrics {
-            m.minted(&self.name);
+        if let Some(o) = &s.observer {
+            o.minted(&pipe.name);
         }
         let expires_at = oslo_midnight(expiration);
 
-        let auth = Auth {
-            token: &token,
-            expires_at,
-        };
-        let who = match self.prove(auth).await {
+        let auth = auth(&token, expires_at);
+        let who = match prove(pipe, auth).await {
             Ok(who) => who,
             Err(e) => {
                 // A token we will not use should not stay alive for a week. Only when Tripletex
@@ -350,7 +352,7 @@ impl ShopClient {
                     e,
                     TripletexError::Forbidden { .. } | TripletexError::Decode(_)
                 ) {
-                    self.delete_token(&token, auth).await;
+                    delete_token(pipe, &token, auth).await;
                 }
                 return Err(e);
             }
@@ -364,7 +366,7 @@ impl ShopClient {
             .max(minted_at);
         Ok(Active {
             token,
-            generation: self.session.generation.fetch_add(1, Ordering::Relaxed) + 1,
+            generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
             info: SessionInfo {
                 minted_at,
                 expires_at,
@@ -374,59 +376,74 @@ impl ShopClient {
             },
         })
     }
+}
 
-    /// `GET /token/session/>whoAmI` with a new token: it works, and for which company.
-    async fn prove(&self, auth: Auth<'_>) -> Result<WhoAmI, TripletexError> {
-        let query = [("fields", "employeeId,companyId".to_owned())];
-        let who = self
-            .send(&Call::get("/token/session/>whoAmI", &query), Some(auth))
-            .await?;
-        if who.status() == StatusCode::UNAUTHORIZED {
-            // The token died at once: Tripletex and we disagree about the date. Never use it.
-            return Err(TripletexError::Unauthorized);
-        }
-        if who.status() == StatusCode::FORBIDDEN {
-            return Err(TripletexError::Forbidden {
-                access: "read its own login (whoAmI)".into(),
-            });
-        }
-        let who: Wrapper<WhoAmI> = read_json(who, self.api.settings.max_body).await?;
-        Ok(who.value)
+/// `expirationDate` for a token minted at `now`: today in Oslo + `session_valid_days`.
+fn expiration_date(settings: &ClientSettings, now: Timestamp) -> Result<Date, TripletexError> {
+    oslo_date(now)
+        .checked_add(Span::new().days(i64::from(settings.session_valid_days)))
+        .map_err(|e| TripletexError::Decode(format!("expirationDate out of range: {e}")))
+}
+
+/// When a token minted at `now` would die.
+fn expiration_for(settings: &ClientSettings, now: Timestamp) -> Timestamp {
+    expiration_date(settings, now).map_or(now, oslo_midnight)
+}
+
+/// `GET /token/session/>whoAmI` with a new token: it works, and for which company.
+async fn prove(pipe: &Pipeline, auth: Auth<'_>) -> Result<WhoAmI, TripletexError> {
+    let query = [("fields", "employeeId,companyId".to_owned())];
+    let who = pipe
+        .send(
+            &Call::get(SESSION_WHOAMI, "/token/session/>whoAmI", &query),
+            Some(auth),
+        )
+        .await?;
+    if who.status() == StatusCode::UNAUTHORIZED {
+        // The token died at once: Tripletex and we disagree about the date. Never use it.
+        return Err(TripletexError::Unauthorized);
     }
+    if who.status() == StatusCode::FORBIDDEN {
+        return Err(TripletexError::Forbidden {
+            access: "read its own login (whoAmI)".into(),
+        });
+    }
+    let who: Wrapper<WhoAmI> = read_json(who, pipe.api.settings.max_body).await?;
+    Ok(who.value)
+}
 
-    /// Best effort `DELETE /token/session/{token}` of a superseded token, authorised by the new one.
-    async fn revoke(&self, old: &Active, fresh: &Active) {
-        if old.alive_at(self.api.clock.now()) {
-            self.delete_token(&old.token, fresh.auth()).await;
+/// Best effort `DELETE /token/session/{token}` of a superseded token, authorised by the new one.
+async fn revoke(pipe: &Pipeline, old: &Active, fresh: &Active) {
+    if old.alive_at(pipe.api.clock.now()) {
+        delete_token(pipe, &old.token, fresh.auth()).await;
+    }
+}
+
+/// Best effort `DELETE /token/session/{victim}`; a token left alive expires on its own.
+async fn delete_token(pipe: &Pipeline, victim: &SecretString, auth: Auth<'_>) {
+    let sent = pipe
+        .send(&revoke_call(victim), Some(auth))
+        .await
+        .map(|resp| resp.status())
+        .map_err(|e| e.to_string());
+    log_revoke(&pipe.name, sent, "unused token deleted");
+}
+
+/// Logs what a token DELETE came to (`deleted` says what was deleted); true when Tripletex
+/// deleted it.
+fn log_revoke(shop: &str, sent: Result<StatusCode, String>, deleted: &str) -> bool {
+    match sent {
+        Ok(status) if status.is_success() => {
+            tracing::debug!(event = "session.revoked", shop = %shop, "{deleted}");
+            true
         }
-    }
-
-    /// Best effort `DELETE /token/session/{victim}`; a token left alive expires on its own.
-    async fn delete_token(&self, victim: &SecretString, auth: Auth<'_>) {
-        let sent = self
-            .send(&revoke_call(victim), Some(auth))
-            .await
-            .map(|resp| resp.status())
-            .map_err(|e| e.to_string());
-        self.log_revoke(sent, "unused token deleted");
-    }
-
-    /// Logs what a token DELETE came to (`deleted` says what was deleted); true when Tripletex
-    /// deleted it.
-    fn log_revoke(&self, sent: Result<StatusCode, String>, deleted: &str) -> bool {
-        match sent {
-            Ok(status) if status.is_success() => {
-                tracing::debug!(event = "session.revoked", shop = %self.name, "{deleted}");
-                true
-            }
-            Ok(status) => {
-                tracing::debug!(event = "session.revoke_failed", shop = %self.name, status = status.as_u16(), "token not deleted; it expires on its own");
-                false
-            }
-            Err(error) => {
-                tracing::debug!(event = "session.revoke_failed", shop = %self.name, %error, "token not deleted; it expires on its own");
-                false
-            }
+        Ok(status) => {
+            tracing::debug!(event = "session.revoke_failed", shop = %shop, status = status.as_u16(), "token not deleted; it expires on its own");
+            false
+        }
+        Err(error) => {
+            tracing::debug!(event = "session.revoke_failed", shop = %shop, %error, "token not deleted; it expires on its own");
+            false
         }
     }
 }
@@ -436,51 +453,11 @@ fn revoke_call(victim: &SecretString) -> Call<'_> {
     Call {
         method: Method::DELETE,
         segment: Some(victim.expose_secret()),
-        ..Call::get("/token/session", &[])
-    }
-}
-
-/// Why Tripletex refused a mint. An unknown token is a 422 naming the argument
-/// (`arg:consumerToken` / `arg:employeeToken`, Tripletex/tripletex-api2 #53); 401 and 403 mean
-/// the key may not log in (revoked, or the company lacks the Integrations add-on).
-fn mint_refused(status: StatusCode, err: ApiError) -> TripletexError {
-    let field_says = |name: &str| {
-        err.validation_messages
-            .iter()
-            .flatten()
-            .any(|m| m.field.as_deref().is_some_and(|f| f.contains(name)))
-    };
-    let detail = err
-        .validation_messages
-        .iter()
-        .flatten()
-        .find_map(|m| m.message.clone())
-        .or_else(|| err.message.clone())
-        .unwrap_or_else(|| "no message".into());
-    let code = status.as_u16();
-    if field_says("consumerToken") {
-        TripletexError::ConsumerRejected {
-            status: code,
-            message: detail,
-        }
-    } else if field_says("employeeToken")
-        || status == StatusCode::UNAUTHORIZED
-        || status == StatusCode::FORBIDDEN
-    {
-        TripletexError::KeyRejected {
-            status: code,
-            message: detail,
-        }
-    } else {
-        TripletexError::Api {
-            status: code,
-            code: err.code.unwrap_or_default(),
-            message: detail,
-        }
+        ..Call::get(SESSION_DELETE, "/token/session", &[])
     }
 }
 
 /// The generation a caller without a usable token asks to replace.
-fn stale_generation(slot: &SessionSlot) -> u64 {
+fn stale_generation(slot: &Session) -> u64 {
     slot.current().map_or(0, |a| a.generation)
 }

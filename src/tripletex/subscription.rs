@@ -11,9 +11,12 @@ use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value, json};
 
-use super::TripletexError;
-use super::client::{Call, ShopClient, read_json};
-use super::page;
+use super::body::read_json;
+use super::client::ShopClient;
+use super::error::TripletexError;
+use super::model;
+use super::observer::OTHER;
+use super::pipeline::Call;
 
 const PATH: &str = "/event/subscription";
 /// A shop needs a handful; a token with more than this many is not one we manage alone.
@@ -73,7 +76,7 @@ impl ShopClient {
             ("from", "0".to_owned()),
             ("count", MAX_SUBSCRIPTIONS.to_string()),
         ];
-        let resp = self.authed(&Call::get(PATH, &query)).await?;
+        let resp = self.authed(&Call::get(OTHER, PATH, &query)).await?;
         let body: Value = read_json(resp, MAX_BODY).await?;
         parse_list(&body).map_err(|reason| TripletexError::Malformed {
             path: PATH.to_owned(),
@@ -91,7 +94,7 @@ impl ShopClient {
             method: Method::POST,
             json: Some(&body),
             idempotent: false,
-            ..Call::get(PATH, &[])
+            ..Call::get(OTHER, PATH, &[])
         };
         let resp = self.authed(&call).await?;
         created_id(resp).await
@@ -109,7 +112,7 @@ impl ShopClient {
         let call = Call {
             method: Method::PUT,
             json: Some(&body),
-            ..Call::get(&path, &[])
+            ..Call::get(OTHER, &path, &[])
         };
         self.authed(&call).await.map(drop)
     }
@@ -119,7 +122,7 @@ impl ShopClient {
         let path = format!("{PATH}/{id}");
         let call = Call {
             method: Method::DELETE,
-            ..Call::get(&path, &[])
+            ..Call::get(OTHER, &path, &[])
         };
         match self.authed(&call).await {
             Ok(_) | Err(TripletexError::Api { status: 404, .. }) => Ok(()),
@@ -139,7 +142,7 @@ async fn created_id(resp: reqwest::Response) -> Result<i64, TripletexError> {
     body.get("value")
         .and_then(Value::as_object)
         .ok_or_else(|| "no `value` object".to_owned())
-        .and_then(|v| page::positive(v, "id", i64::MAX))
+        .and_then(|v| model::positive(v, "id", i64::MAX))
         .map_err(|reason| TripletexError::Malformed {
             path: PATH.to_owned(),
             reason,
@@ -184,7 +187,7 @@ fn parse_row(row: &Map<String, Value>) -> Result<Subscription, String> {
         other => return Err(format!("`version` is {other:?}, not a number")),
     };
     Ok(Subscription {
-        id: page::positive(row, "id", i64::MAX)?,
+        id: model::positive(row, "id", i64::MAX)?,
         version,
         event: text("event")?,
         target_url: text("targetUrl")?,

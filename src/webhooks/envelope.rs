@@ -7,15 +7,14 @@ use serde_json::{Map, Value};
 
 use super::Change;
 use crate::checks::{CheckKind, PerKind};
-use crate::tripletex::model::Record;
-use crate::tripletex::page;
+use crate::tripletex::model::{self, Record};
 
 /// The kind and change `body` carries, or why it is refused (one line, quoting no value).
 pub(super) fn parse(body: &[u8], kinds: &PerKind<bool>) -> Result<(CheckKind, Change), String> {
     let envelope: Map<String, Value> =
         serde_json::from_slice(body).map_err(|_| "the body is not a JSON object".to_owned())?;
-    page::positive(&envelope, "subscriptionId", i64::MAX)?;
-    let id = page::positive(&envelope, "id", i64::MAX)?;
+    model::positive(&envelope, "subscriptionId", i64::MAX)?;
+    let id = model::positive(&envelope, "id", i64::MAX)?;
     let event = match envelope.get("event") {
         Some(Value::String(event)) => event.as_str(),
         _ => return Err("`event` is missing or not text".into()),

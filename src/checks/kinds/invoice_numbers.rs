@@ -14,6 +14,7 @@ pub static SPEC: KindSpec = KindSpec {
     },
     list: Listing {
         path: "/invoice",
+        metrics_label: "invoice",
         fields: "id,invoiceNumber,invoiceDate",
         number_field: "invoiceNumber",
         // Tripletex requires both dates on every invoice listing.

@@ -2,15 +2,15 @@
 //! file of its own here, named by a [`CheckKind`] in the list at the bottom of this file.
 //!
 //! Everything that differs between kinds lives in its spec: the shop file's table and its
-//! defaults, how Tripletex lists the records (endpoint, `fields`, number field, how a pass between
-//! full reads learns what changed), what the mirror keeps beside each number, and the words and
-//! fixes of a verdict. Config, sync, store, status and the pass iterate over [`CheckKind::ALL`] and
-//! read the spec; none of them names a kind. Adding a kind is one new file here plus its line in
+//! defaults, how Tripletex lists the records (endpoint and its metrics label, `fields`, number
+//! field, how a pass between full reads learns what changed), what the mirror keeps beside each
+//! number, and the words and fixes of a verdict. Config, sync, store, status, metrics and the pass
+//! iterate over [`CheckKind::ALL`] and read the spec; none of them names a kind. Adding a kind is one new file here plus its line in
 //! `kinds!` (and its `mod` line) below; `tests/kinds.rs` then proves every layer covers it.
 //!
 //! Invariants: a spec is plain data and functions without I/O (so `checks` stays pure); a kind's
-//! `key`, `mirror` name and `cursor` keys are stored (sled keys, status.json, the shop file's table),
-//! so once released they never change; [`CheckKind::ALL`] is in declaration order, which is the
+//! `key`, `mirror` name and `cursor` keys are stored (sled keys, status.json, the shop file's table)
+//! and its `list.metrics_label` is named by alert rules, so once released they never change; [`CheckKind::ALL`] is in declaration order, which is the
 //! order of status.json's `checks` map and of a pass.
 
 mod customer_numbers;
@@ -72,6 +72,9 @@ impl Events {
 pub struct Listing {
     /// E.g. `/customer`.
     pub path: &'static str,
+    /// The `endpoint` label of this listing's requests in the metrics, e.g. `customer`. Alert
+    /// rules name it, so once released it never changes.
+    pub metrics_label: &'static str,
     /// The `fields` asked for: `id`, the number field and the tail's field.
     pub fields: &'static str,
     /// The row field holding the number (a positive int32).
@@ -347,6 +350,15 @@ mod tests {
                 }
             }
             assert!(!(s.advice.move_series)(7).is_empty() && !s.list.access.is_empty());
+            assert!(
+                !s.list.metrics_label.is_empty()
+                    && s.list
+                        .metrics_label
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{}",
+                s.key
+            );
             assert!(!s.events.upsert.is_empty(), "{}", s.key);
         }
         let mut stored: Vec<&str> = CheckKind::ALL
@@ -362,6 +374,17 @@ mod tests {
         stored.sort_unstable();
         stored.dedup();
         assert_eq!(stored.len(), n, "stored names must not collide");
+        let mut labels: Vec<&str> = CheckKind::ALL
+            .iter()
+            .map(|k| k.spec().list.metrics_label)
+            .collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(
+            labels.len(),
+            CheckKind::COUNT,
+            "metrics labels must not collide"
+        );
     }
 
     #[test]
