@@ -4,8 +4,8 @@ use tripletex_sim::{Fault, FaultKind};
 use tripletex_sync::checks::CheckKind::InvoiceNumbers;
 use tripletex_sync::checks::{CheckKind, Verdict};
 
-use crate::support::Fixture;
 use crate::{HOUR, Shop, conforms, customers, days_before, describe, invoices, today};
+use tripletex_sync_fixture::daemon::Fixture;
 
 #[tokio::test]
 async fn a_disabled_invoice_check_sends_no_invoice_requests() {
