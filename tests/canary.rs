@@ -5,18 +5,15 @@
 //! crate records included), error message, `Debug` output or file the program writes. A binary of
 //! its own so its tracing subscriber can be global.
 
-#[path = "common/capture.rs"]
-mod capture;
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
-use capture::capture_trace;
-use support::{Fixture, write_private};
 use tokio_util::sync::CancellationToken;
 use tripletex_sim::{Fault, FaultKind};
 use tripletex_sync::daemon;
+use tripletex_sync_fixture::capture::capture_trace;
+use tripletex_sync_fixture::daemon::{Fixture, write_private};
+use tripletex_sync_fixture::poll;
 
 /// Every session token the simulator mints is base64 of `{"tokenId":N,"token":"…"}` (as
 /// Tripletex's are), so each starts with the encoding of `{"tokenId`: finding it finds any of them.
@@ -215,7 +212,7 @@ async fn tokens_appear_in_no_log_error_debug_output_or_file() {
 
 /// `run` at TRACE until its first passes are recorded; then `late.toml` appears and SIGHUP reloads
 /// (the late shop mints); then SIGTERM. Returns its stdout and stderr.
-async fn run_daemon_with_reload(f: &support::Fixture) -> Vec<u8> {
+async fn run_daemon_with_reload(f: &Fixture) -> Vec<u8> {
     let stderr_path = f.path("daemon.log");
     let daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_tripletex-sync"))
         .arg("--config")
@@ -229,16 +226,10 @@ async fn run_daemon_with_reload(f: &support::Fixture) -> Vec<u8> {
         .unwrap();
     let pid = i32::try_from(daemon.id().unwrap()).unwrap();
     let log = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
-    let until = |what: &'static str| async move {
-        for _ in 0..1000 {
-            if log().contains(what) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("the daemon never logged {what}: {}", log());
-    };
-    until("pass.done").await;
+    poll::until("pass.done in the daemon's log", || {
+        log().contains("pass.done")
+    })
+    .await;
     std::fs::write(
         f.path("shops.d/late.toml"),
         "employee_token_file = \"../late.token\"\n",
@@ -246,19 +237,19 @@ async fn run_daemon_with_reload(f: &support::Fixture) -> Vec<u8> {
     .unwrap();
     // SAFETY: kill(2) on our own child with plain signal numbers.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
-    until("config.reloaded").await;
-    let late_minted = || {
-        log()
-            .lines()
-            .any(|l| l.contains("session.minted") && l.contains("shop=late"))
-    };
-    for _ in 0..1000 {
-        if late_minted() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(late_minted(), "the reload started the late shop: {}", log());
+    poll::until("config.reloaded in the daemon's log", || {
+        log().contains("config.reloaded")
+    })
+    .await;
+    poll::until(
+        "the reload to start the late shop (its session.minted)",
+        || {
+            log()
+                .lines()
+                .any(|l| l.contains("session.minted") && l.contains("shop=late"))
+        },
+    )
+    .await;
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     let out = tokio::time::timeout(Duration::from_secs(30), daemon.wait_with_output())
         .await

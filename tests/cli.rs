@@ -1,16 +1,13 @@
 //! The binary's commands and exit codes, against the simulator over real HTTP.
 
-#[path = "common/spec.rs"]
-#[allow(dead_code)]
-mod spec;
-mod support;
-
 use std::process::Output;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::Fixture;
 use tokio::process::Command;
+use tripletex_sync_fixture::daemon::Fixture;
+use tripletex_sync_fixture::poll::Poll;
+use tripletex_sync_fixture::spec;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tripletex-sync");
 
@@ -151,17 +148,6 @@ async fn status_json_has_the_documented_shape() {
     assert!(acme["checks"]["customer_numbers"]["summary"].is_string());
 }
 
-/// Polls `cond` every 50 ms for up to 30 s: waits for an event, not for time to pass.
-async fn until(mut cond: impl FnMut() -> bool) {
-    for _ in 0..600 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("condition not met within 30 s");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beside_a_running_daemon_status_and_check_work_and_a_second_daemon_is_refused() {
     let f = two_shops().await;
@@ -175,7 +161,9 @@ async fn beside_a_running_daemon_status_and_check_work_and_a_second_daemon_is_re
         .spawn()
         .unwrap();
     let status_file = f.path("state/status.json");
-    until(|| {
+    // Longer than the default bound: the daemon is a child process, started cold.
+    let wait = Poll::within(Duration::from_secs(30)).every(Duration::from_millis(50));
+    wait.until("bolt's conflict in status.json", || {
         std::fs::read(&status_file)
             .ok()
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok())

@@ -5,8 +5,6 @@
 //! is clean: no lock error, nothing unreadable. Also: the files it writes are private under
 //! umask 022.
 
-mod support;
-
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -15,11 +13,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use support::write_private;
 use tripletex_sim::{DEMO_SCENARIO, Fault, FaultKind, RunningSim, Scenario, Simulator};
 use tripletex_sync::checks::{CheckKind, Verdict};
 use tripletex_sync::clock::SystemClock;
 use tripletex_sync::status::StatusReport;
+use tripletex_sync_fixture::daemon::write_private;
+use tripletex_sync_fixture::poll::Poll;
+use tripletex_sync_fixture::sim::start_on_loopback;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tripletex-sync");
 const KILLS: usize = 20;
@@ -39,7 +39,7 @@ async fn simulator() -> (Simulator, RunningSim) {
             times: None,
         });
     }
-    let running = sim.start(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let running = start_on_loopback(&sim).await;
     (sim, running)
 }
 
@@ -104,6 +104,11 @@ fn seen(report: &StatusReport) -> Seen {
     seen
 }
 
+/// A wait bounded by what is left of the test's [`BUDGET`].
+fn within_budget(started: Instant) -> Poll {
+    Poll::within(BUDGET.saturating_sub(started.elapsed()))
+}
+
 fn kill(child: &mut Child) {
     // SAFETY: kill(2) on our own child's pid; it has not been reaped yet (no wait before this).
     let rc = unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
@@ -143,18 +148,18 @@ async fn verdicts_survive_sigkill_at_random_points_of_passes() {
 
         // The restart's first status.json (written at start, from the database) still shows
         // everything the killed daemon's status.json showed.
-        let after = loop {
-            assert!(started.elapsed() < BUDGET, "round {round}: no status.json");
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "round {round}: the daemon exited:\n{}",
-                std::fs::read_to_string(&log).unwrap()
-            );
-            match StatusReport::read(&state) {
-                Ok(r) if r.generated_at >= launched => break seen(&r),
-                _ => tokio::time::sleep(Duration::from_millis(10)).await,
-            }
-        };
+        let after = within_budget(started)
+            .every(Duration::from_millis(10))
+            .until_some(&format!("round {round}: status.json"), || {
+                assert!(
+                    child.try_wait().unwrap().is_none(),
+                    "round {round}: the daemon exited:\n{}",
+                    std::fs::read_to_string(&log).unwrap()
+                );
+                let report = StatusReport::read(&state).ok()?;
+                (report.generated_at >= launched).then(|| seen(&report))
+            })
+            .await;
         for (key, (verdict, at)) in &before {
             let now = after.get(key);
             assert!(
@@ -169,10 +174,13 @@ async fn verdicts_survive_sigkill_at_random_points_of_passes() {
             tokio::time::sleep(Duration::from_millis(fastrand::u64(50..1500))).await;
         } else {
             let nth = requests_before + fastrand::usize(1..12);
-            while sim.request_log().len() < nth {
-                assert!(started.elapsed() < BUDGET, "round {round}: no requests");
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
+            // Checked often, so the kill lands right after that request, inside its pass.
+            within_budget(started)
+                .every(Duration::from_millis(2))
+                .until(&format!("round {round}: request {nth}"), || {
+                    sim.request_log().len() >= nth
+                })
+                .await;
         }
         let report = StatusReport::read(&state).unwrap();
         let killed_at = Timestamp::now();

@@ -2,24 +2,18 @@
 //! wait for a one-shot holder of the database, shutdown, supervision of a
 //! panicking shop, and what `check` beside it waits for.
 
-#[path = "common/capture.rs"]
-mod capture;
-#[path = "common/spec.rs"]
-#[allow(dead_code)]
-mod spec;
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use support::{Fixture, until, write_private};
 use tokio_util::sync::CancellationToken;
 use tripletex_sim::{Fault, FaultKind};
 use tripletex_sync::checks::{CheckKind, Verdict};
 use tripletex_sync::daemon::{self, Control, Controller};
 use tripletex_sync::status::{CheckStatus, StatusReport};
 use tripletex_sync::store::{SessionState, Store};
+use tripletex_sync_fixture::daemon::{Fixture, MAIN, write_private};
+use tripletex_sync_fixture::{capture, poll, spec};
 
 type Running = tokio::task::JoinHandle<Result<(), daemon::DaemonError>>;
 
@@ -64,11 +58,11 @@ async fn reload_adds_shops_keeps_sessions_refuses_bad_files_and_shutdown_is_prom
     f.add_shop("acme", 1001, "");
     f.sim.add_customers(1001, 1, 100, false);
     let (store, control, cancel, daemon) = start(&f);
-    until("acme's first pass", || {
+    poll::until("acme's first pass", || {
         verdict(&store, "acme") == Some(Verdict::Ok)
     })
     .await;
-    until("status.json", || {
+    poll::until("status.json", || {
         StatusReport::read(store.state_dir()).is_ok_and(|r| r.shops.len() == 1)
     })
     .await;
@@ -80,7 +74,7 @@ async fn reload_adds_shops_keeps_sessions_refuses_bad_files_and_shutdown_is_prom
     f.sim.add_customers(1002, 10_000, 3, false);
     write_private(&f.path("bolt.token"), "not-the-key");
     control.send(Control::Reload);
-    until("bolt rejected", || {
+    poll::until("bolt rejected", || {
         store
             .session("bolt")
             .unwrap()
@@ -89,7 +83,7 @@ async fn reload_adds_shops_keeps_sessions_refuses_bad_files_and_shutdown_is_prom
     .await;
     write_private(&f.path("bolt.token"), "employee-token-bolt");
     control.send(Control::Reload);
-    until("bolt's conflict", || {
+    poll::until("bolt's conflict", || {
         verdict(&store, "bolt") == Some(Verdict::Conflict)
     })
     .await;
@@ -117,7 +111,7 @@ async fn reload_adds_shops_keeps_sessions_refuses_bad_files_and_shutdown_is_prom
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .find(|v| v["event"] == "config.reload_failed")
     };
-    until("config.reload_failed", || refusal().is_some()).await;
+    poll::until("config.reload_failed", || refusal().is_some()).await;
     let event = refusal().unwrap();
     assert_eq!(event["level"], "ERROR", "{event}");
     let error = event["error"].as_str().unwrap();
@@ -146,7 +140,7 @@ async fn reload_adds_shops_keeps_sessions_refuses_bad_files_and_shutdown_is_prom
             .unwrap()
             .is_some_and(|r| r.checked_at > before)
     };
-    until("a pass on request", || {
+    poll::until("a pass on request", || {
         passed_again("acme") && passed_again("bolt")
     })
     .await;
@@ -159,11 +153,11 @@ async fn reload_adds_shops_keeps_sessions_refuses_bad_files_and_shutdown_is_prom
     // Fixed, the next reload starts carl.
     std::fs::remove_file(f.path("shops.d/broken.toml")).unwrap();
     control.send(Control::Reload);
-    until("carl's first pass", || {
+    poll::until("carl's first pass", || {
         verdict(&store, "carl") == Some(Verdict::Ok)
     })
     .await;
-    until("status.json lists all three shops", || {
+    poll::until("status.json lists all three shops", || {
         StatusReport::read(store.state_dir()).is_ok_and(|r| r.shops.len() == 3)
     })
     .await;
@@ -215,7 +209,7 @@ async fn serve_waits_for_a_one_shot_holder_stops_while_waiting_and_refuses_a_dae
     let stop = CancellationToken::new();
     let (_control, task) = serve(&stop);
     drop(one_shot);
-    until("the daemon's first pass", || {
+    poll::until("the daemon's first pass", || {
         StatusReport::read(&state_dir)
             .is_ok_and(|r| r.shops[0].checks.get(CheckKind::CustomerNumbers).verdict == Verdict::Ok)
     })
@@ -249,7 +243,7 @@ async fn one_shops_trigger_passes_only_that_shop_and_stop_is_an_order_too() {
             .unwrap()
             .map(|r| r.checked_at)
     };
-    until("both shops' first pass", || {
+    poll::until("both shops' first pass", || {
         checked_at("acme").is_some() && checked_at("bolt").is_some()
     })
     .await;
@@ -260,7 +254,7 @@ async fn one_shops_trigger_passes_only_that_shop_and_stop_is_an_order_too() {
     let triggers = control.shop_triggers();
     triggers.pass_now("nobody-here");
     triggers.pass_now("acme");
-    until("acme's pass on its own trigger", || {
+    poll::until("acme's pass on its own trigger", || {
         checked_at("acme") > acme_before
     })
     .await;
@@ -283,7 +277,7 @@ async fn shutdown_interrupts_a_pass_waiting_on_the_rate_limit() {
     // Tripletex's window is spent down to the reserve for an hour: every request must wait.
     f.sim.set_rate_limit(21, Duration::from_secs(3600));
     let (_store, _control, cancel, daemon) = start(&f);
-    until("the quota to reach the reserve", || {
+    poll::until("the quota to reach the reserve", || {
         f.sim
             .request_log()
             .iter()
@@ -321,7 +315,7 @@ async fn a_reload_retries_a_rejected_shop_at_once() {
     f.sim.add_customers(1001, 1, 10, false);
     f.sim.set_integrations_enabled(1001, false);
     let (store, control, cancel, daemon) = start(&f);
-    until("acme rejected", || {
+    poll::until("acme rejected", || {
         store
             .session("acme")
             .unwrap()
@@ -332,7 +326,7 @@ async fn a_reload_retries_a_rejected_shop_at_once() {
     // next pass would be an hour away.
     f.sim.set_integrations_enabled(1001, true);
     control.send(Control::Reload);
-    until("acme checked after the reload", || {
+    poll::until("acme checked after the reload", || {
         verdict(&store, "acme") == Some(Verdict::Ok)
     })
     .await;
@@ -343,10 +337,9 @@ async fn a_reload_retries_a_rejected_shop_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_more_shops_work_at_once_than_max_concurrent_shops() {
-    let f = Fixture::with_main(
-        &support::MAIN.replace("max_concurrent_shops = 8", "max_concurrent_shops = 1"),
-    )
-    .await;
+    let f =
+        Fixture::with_main(&MAIN.replace("max_concurrent_shops = 8", "max_concurrent_shops = 1"))
+            .await;
     for (name, company) in [("acme", 1001), ("bolt", 1002), ("carl", 1003)] {
         f.add_shop(name, company, "");
         f.sim.add_customers(company, 1, 10, false);
@@ -359,7 +352,7 @@ async fn no_more_shops_work_at_once_than_max_concurrent_shops() {
         times: None,
     });
     let (store, _control, cancel, daemon) = start(&f);
-    until("every shop's first pass", || {
+    poll::until("every shop's first pass", || {
         ["acme", "bolt", "carl"]
             .iter()
             .all(|shop| verdict(&store, shop).is_some())
@@ -413,7 +406,7 @@ async fn a_panicking_shop_is_recorded_retried_and_still_reachable() {
     env.before_pass = panicky;
     let (store, control, cancel, daemon) = start_with(&f, env);
     let state_dir = store.state_dir().to_path_buf();
-    until("boom's failure in status.json, calm ok", || {
+    poll::until("boom's failure in status.json, calm ok", || {
         StatusReport::read(&state_dir).is_ok_and(|r| {
             let boom = check_of(&r, "boom");
             boom.verdict == Verdict::Error
@@ -426,7 +419,7 @@ async fn a_panicking_shop_is_recorded_retried_and_still_reachable() {
     })
     .await;
     // Retried with backoff although the interval is an hour.
-    until("boom retried", || BOOM_PASSES.load(Ordering::SeqCst) >= 3).await;
+    poll::until("boom retried", || BOOM_PASSES.load(Ordering::SeqCst) >= 3).await;
     let logged = captured.since(mark);
     let failed = logged
         .lines()

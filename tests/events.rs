@@ -8,21 +8,15 @@
 //! `OnceLock`; each test reads only the lines after its own marks and filters by its own shop
 //! names (or, for the shop-less consumer event, by a span of its own).
 
-#[path = "common/capture.rs"]
-mod capture;
-#[path = "common/spec.rs"]
-#[allow(dead_code)]
-mod spec;
-mod support;
-
 use std::time::Duration;
 
-use capture::{Captured, capture_json};
 use serde_json::Value;
-use support::{CONSUMER, Fixture, write_private};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use tripletex_sync::daemon;
+use tripletex_sync_fixture::capture::{Captured, capture_json};
+use tripletex_sync_fixture::daemon::{FIXTURE_CONSUMER, Fixture, write_private};
+use tripletex_sync_fixture::spec;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -149,7 +143,7 @@ async fn verdict_changes_log_once_at_their_level_and_unchanged_verdicts_only_at_
 
     let everything = since(&captured, 0);
     assert!(events(&everything, "session.key_rejected", SHOP).is_empty());
-    assert_no_secrets(&captured, &[&token, CONSUMER]);
+    assert_no_secrets(&captured, &[&token, FIXTURE_CONSUMER]);
     spec::assert_conforms(&f.sim.request_log());
 }
 
@@ -194,7 +188,7 @@ async fn a_revoked_key_is_one_error_over_three_passes() {
         rejected[0]
     );
 
-    assert_no_secrets(&captured, &[&token, CONSUMER]);
+    assert_no_secrets(&captured, &[&token, FIXTURE_CONSUMER]);
     spec::assert_conforms(&f.sim.request_log());
 }
 

@@ -6,16 +6,14 @@
 //! key, in kind order. A kind added to the list that a layer misses fails here; the one part of
 //! this test that names kinds is `seed`, the simulator's records of each.
 
-mod common;
-mod support;
-
 use std::time::Duration;
 
-use support::Fixture;
 use tokio_util::sync::CancellationToken;
 use tripletex_sync::checks::{CheckKind, Verdict};
 use tripletex_sync::config::Config;
 use tripletex_sync::status::StatusReport;
+use tripletex_sync_fixture::daemon::Fixture;
+use tripletex_sync_fixture::spec::assert_conforms;
 
 const HOUR: Duration = Duration::from_secs(3600);
 const COMPANY: i64 = 1001;
@@ -93,7 +91,7 @@ async fn every_kind_is_covered_by_config_sync_store_and_status() {
             let fields = r.query.iter().find(|(k, _)| k == "fields").map(|(_, v)| v);
             assert_eq!(fields.map(String::as_str), Some(spec.list.fields), "{kind}");
         }
-        common::assert_conforms(&f.sim.request_log());
+        assert_conforms(&f.sim.request_log());
 
         // Store: the mirror holds every record and hands back what it is given; the cursor.
         let mirror = store.mirror("acme", kind).unwrap();

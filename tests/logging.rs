@@ -2,14 +2,12 @@
 //! escape byte and only this service's events by default; under a (fake) journal, `auto` speaks
 //! journald's native protocol with priorities and EVENT/SHOP fields.
 
-mod support;
-
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt as _;
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 
-use support::Fixture;
+use tripletex_sync_fixture::daemon::Fixture;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tripletex-sync");
 

@@ -2,19 +2,18 @@
 //! written beside status.json, `[metrics] listen` serves `/metrics` and `/healthz`, and the
 //! textfile and the shipped alert rules pass `promtool` where Prometheus is installed.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use support::{Fixture, MAIN, until};
 use tokio_util::sync::CancellationToken;
 use tripletex_sync::daemon;
 use tripletex_sync::metrics::{METRICS_FILE, Metrics, serve};
 use tripletex_sync::tripletex::Observer as _;
+use tripletex_sync_fixture::daemon::{FIXTURE_CONSUMER, Fixture, MAIN};
+use tripletex_sync_fixture::poll;
 
 #[tokio::test]
 async fn a_conflict_shows_in_metrics_prom_of_a_daemon_serving_metrics() {
@@ -34,7 +33,7 @@ async fn a_conflict_shows_in_metrics_prom_of_a_daemon_serving_metrics() {
 
     let file = store.state_dir().join(METRICS_FILE);
     let conflict = r#"tripletex_sync_check_verdict{shop="acme",check="customer_numbers",verdict="conflict"} 1"#;
-    until("the conflict in metrics.prom", || {
+    poll::until("the conflict in metrics.prom", || {
         std::fs::read_to_string(&file).is_ok_and(|t| t.contains(conflict))
     })
     .await;
@@ -50,7 +49,7 @@ async fn a_conflict_shows_in_metrics_prom_of_a_daemon_serving_metrics() {
     ] {
         assert!(text.contains(series), "{series} missing in:\n{text}");
     }
-    for token in ["employee-token-acme", support::CONSUMER] {
+    for token in ["employee-token-acme", FIXTURE_CONSUMER] {
         assert!(!text.contains(token), "a token reached a metric");
     }
     promtool_check_metrics(&text);

@@ -3,17 +3,11 @@
 //! A binary of its own, so its subscriber can be global: thread-local subscribers miss events
 //! whose callsite interest another test cached first, which made this flaky in the shared binary.
 
-#[path = "common/capture.rs"]
-mod capture;
-mod common;
-
-use capture::capture_trace;
-use common::receiver::Receiver;
-use common::{
-    COMPANY, CONSUMER, Ctx, EMPLOYEE, assert_api_error, assert_conforms,
-    assert_conforms_allowing_deprecated,
-};
 use serde_json::json;
+use tripletex_sync_fixture::capture::capture_trace;
+use tripletex_sync_fixture::receiver::Receiver;
+use tripletex_sync_fixture::sim::{CTX_COMPANY, CTX_CONSUMER, CTX_EMPLOYEE, Ctx, assert_api_error};
+use tripletex_sync_fixture::spec::{assert_conforms, assert_conforms_allowing_deprecated};
 
 #[tokio::test]
 async fn tokens_never_reach_the_trace_log() {
@@ -23,8 +17,8 @@ async fn tokens_never_reach_the_trace_log() {
     ctx.http
         .put(ctx.url("/token/session/:create"))
         .query(&[
-            ("consumerToken", CONSUMER),
-            ("employeeToken", EMPLOYEE),
+            ("consumerToken", CTX_CONSUMER),
+            ("employeeToken", CTX_EMPLOYEE),
             ("expirationDate", "2026-03-20"),
         ])
         .send()
@@ -79,7 +73,7 @@ async fn webhook_secrets_never_reach_the_trace_log() {
         .await
         .unwrap();
     assert_eq!(created.status(), 201);
-    ctx.sim.add_customer(COMPANY, 10001, false);
+    ctx.sim.add_customer(CTX_COMPANY, 10001, false);
     ctx.sim.deliveries_idle().await;
     assert_eq!(receiver.received().len(), 1);
     let text = captured.since(mark);

@@ -46,10 +46,11 @@ async fn crash_child_commits_then_dies_without_drop() {
     unsafe { libc::_exit(0) };
 }
 
-#[test]
-fn committed_data_survives_a_crash_without_drop() {
-    use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
+#[tokio::test]
+async fn committed_data_survives_a_crash_without_drop() {
+    use std::process::Stdio;
+    use std::time::Duration;
+    use tokio::process::Command;
 
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
@@ -64,19 +65,14 @@ fn committed_data_survives_a_crash_without_drop() {
         .env(CRASH_DIR_ENV, &state)
         .stdout(std::fs::File::create(&out_path).unwrap())
         .stderr(Stdio::inherit())
+        // A child that outlives the bound below is killed as the test fails.
+        .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the crash child did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("the crash child did not exit")
+        .unwrap();
     let out = std::fs::read_to_string(&out_path).unwrap();
     assert!(status.success(), "{status}: {out}");
     assert!(out.contains(CRASH_MARKER), "the child committed: {out}");

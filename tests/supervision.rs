@@ -2,17 +2,16 @@
 //! retry must not inherit the poisoned lock. Its own binary because it installs a global tracing
 //! subscriber that panics (the injected fault) on one event.
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use support::{Fixture, MAIN};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tripletex_sync::checks::{CheckKind, Verdict};
 use tripletex_sync::daemon;
 use tripletex_sync::status::StatusReport;
+use tripletex_sync_fixture::daemon::{Fixture, MAIN};
+use tripletex_sync_fixture::poll;
 
 /// The event logged inside the limiter's lock the first time Tripletex's limit is found not above
 /// `rate_limit.reserve`.
@@ -61,18 +60,16 @@ async fn a_panic_inside_the_client_is_not_inherited_by_the_retry() {
         async move { daemon::run(&path, config, store, env, rx).await }
     });
     let mut failed_first = false;
-    let mut recovered = None;
-    for _ in 0..1000 {
-        if let Ok(report) = StatusReport::read(&state_dir) {
+    let recovered = poll::until_some(
+        "the retry to pass, with a client the panic did not poison",
+        || {
+            let report = StatusReport::read(&state_dir).ok()?;
             let check = report.shops[0].checks.get(CheckKind::CustomerNumbers);
             failed_first |= check.pass_failed && check.summary.contains("injected fault");
-            if check.verdict == Verdict::Ok {
-                recovered = Some(check.clone());
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+            (check.verdict == Verdict::Ok).then(|| check.clone())
+        },
+    )
+    .await;
     cancel.cancel();
     daemon.await.unwrap().unwrap();
     assert!(
@@ -80,7 +77,6 @@ async fn a_panic_inside_the_client_is_not_inherited_by_the_retry() {
         "the fault was never injected"
     );
     assert!(failed_first, "the panicked pass was recorded as failed");
-    let recovered = recovered.expect("the retry passed, with a client the panic did not poison");
     assert!(!recovered.pass_failed, "{recovered:?}");
     assert!(
         SEEN.load(Ordering::SeqCst) >= 2,

@@ -2,14 +2,12 @@
 //! while passes complete, and stops once a pass is stuck (Tripletex accepts the request and never
 //! answers, with a request timeout longer than the stall limit), so systemd would restart it.
 
-mod support;
-
 use std::process::Stdio;
 use std::time::Duration;
 
-use support::Fixture;
 use tokio::net::UnixDatagram;
 use tripletex_sim::{Fault, FaultKind};
+use tripletex_sync_fixture::daemon::Fixture;
 
 /// Passes every second, so the stall limit (two intervals) is 2 s; a request may hang for ten minutes.
 const MAIN: &str = r#"

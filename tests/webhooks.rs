@@ -9,17 +9,11 @@
 //! no customer or invoice request; push active and the stretched interval; a disabled
 //! subscription re-enabled at the next pass; a shop removed on reload loses its subscriptions.
 
-#[path = "common/capture.rs"]
-mod capture;
-mod common;
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::civil::Date;
 use secrecy::ExposeSecret as _;
-use support::{Fixture, MAIN, write_private};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tripletex_sim::SubscriptionStatus;
@@ -36,6 +30,9 @@ use tripletex_sync::tripletex::SubscriptionSpec;
 use tripletex_sync::tripletex::model::Record;
 use tripletex_sync::webhooks::reconcile::{self, Reconciled};
 use tripletex_sync::webhooks::{AUTH_HEADER, Callback, Change, Keys, Receiver, apply};
+use tripletex_sync_fixture::daemon::{Fixture, MAIN, write_private};
+use tripletex_sync_fixture::poll::{self, Poll};
+use tripletex_sync_fixture::{capture, spec};
 
 const COMPANY: i64 = 1001;
 const PUBLIC: &str = "https://sync.example.com/tripletex";
@@ -161,7 +158,7 @@ async fn reconcile_creates_reenables_replaces_and_deletes() {
     assert_eq!(reconcile::remove(&client).await.unwrap(), 3);
     assert!(ours(&f, &keys).is_empty());
     assert_eq!(f.sim.webhook_subscriptions().len(), 1);
-    common::assert_conforms(&f.sim.request_log());
+    spec::assert_conforms(&f.sim.request_log());
 }
 
 /// A receiver for `acme` on 127.0.0.1:0 and its channel.
@@ -347,7 +344,7 @@ async fn a_conflict_created_in_tripletex_is_recorded_from_its_callback() {
             .healthy()
     );
     f.pass(&store, &client, 1).await;
-    common::assert_conforms(&f.sim.request_log());
+    spec::assert_conforms(&f.sim.request_log());
     f.sim.clear_request_log();
     let settings = PassSettings::new(&config);
     let clock: SharedClock = f.clock.clone();
@@ -420,7 +417,7 @@ async fn the_daemon_shows_a_pushed_conflict_within_seconds() {
     let f = fixture().await;
     let (store, _control, cancel, daemon, event) = start_daemon(&f).await;
     let keys = keys(&f.config());
-    support::until("acme's subscriptions", || ours(&f, &keys).len() == 4).await;
+    poll::until("acme's subscriptions", || ours(&f, &keys).len() == 4).await;
     let shown = |verdict: Verdict| {
         StatusReport::read(store.state_dir()).is_ok_and(|r| {
             r.shops.iter().any(|s| {
@@ -428,9 +425,9 @@ async fn the_daemon_shows_a_pushed_conflict_within_seconds() {
             })
         })
     };
-    support::until("acme ok in status.json", || shown(Verdict::Ok)).await;
+    poll::until("acme ok in status.json", || shown(Verdict::Ok)).await;
     // Push is healthy: the next pass waits `reconcile_interval` (6 h), not `checks.interval`.
-    support::until("the next pass scheduled", || event("pass.next").is_some()).await;
+    poll::until("the next pass scheduled", || event("pass.next").is_some()).await;
     let next = event("pass.next").unwrap();
     assert_eq!(
         (&next["push"], &next["in_seconds"]),
@@ -443,7 +440,7 @@ async fn the_daemon_shows_a_pushed_conflict_within_seconds() {
             .and_then(|r| r.shops.into_iter().find(|s| s.name == "acme"))
             .and_then(|s| s.push)
     };
-    support::until("push active in status.json", || {
+    poll::until("push active in status.json", || {
         push().is_some_and(|p| p.active)
     })
     .await;
@@ -458,8 +455,10 @@ async fn the_daemon_shows_a_pushed_conflict_within_seconds() {
             .is_some_and(|r| r.verdict() == verdict)
     };
     let id = f.sim.add_customer(COMPANY, 10001, false);
-    within(SOON, "conflict recorded", || recorded(Verdict::Conflict)).await;
-    support::until("conflict in status.json", || shown(Verdict::Conflict)).await;
+    Poll::within(SOON)
+        .until("conflict recorded", || recorded(Verdict::Conflict))
+        .await;
+    poll::until("conflict in status.json", || shown(Verdict::Conflict)).await;
     assert_eq!(push().unwrap().last_callback_at, Some(f.now()));
     let metrics_prom = store.state_dir().join(METRICS_FILE);
     let series = [
@@ -471,30 +470,20 @@ async fn the_daemon_shows_a_pushed_conflict_within_seconds() {
             f.now().as_second()
         ),
     ];
-    support::until("push in metrics.prom", || {
+    poll::until("push in metrics.prom", || {
         std::fs::read_to_string(&metrics_prom).is_ok_and(|t| series.iter().all(|s| t.contains(s)))
     })
     .await;
     f.sim.remove_customer(COMPANY, id);
-    within(SOON, "ok recorded", || recorded(Verdict::Ok)).await;
-    support::until("ok in status.json", || shown(Verdict::Ok)).await;
+    Poll::within(SOON)
+        .until("ok recorded", || recorded(Verdict::Ok))
+        .await;
+    poll::until("ok in status.json", || shown(Verdict::Ok)).await;
     assert!(f.data_requests().is_empty(), "{:?}", f.data_requests());
 
     cancel.cancel();
     daemon.await.unwrap().unwrap();
-    common::assert_conforms(&f.sim.request_log());
-}
-
-/// Waits (polling every 20 ms) up to `limit` for `cond`.
-async fn within(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let polls = limit.as_millis() / 20;
-    for _ in 0..polls {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(cond(), "no {what} within {limit:?}");
+    spec::assert_conforms(&f.sim.request_log());
 }
 
 type Running = tokio::task::JoinHandle<Result<(), daemon::DaemonError>>;
@@ -533,7 +522,7 @@ async fn start_daemon(
     });
     let listening =
         || event("webhooks.listening").and_then(|v| v["addr"].as_str().map(str::to_owned));
-    support::until("the receiver", || listening().is_some()).await;
+    poll::until("the receiver", || listening().is_some()).await;
     f.sim
         .proxy_webhooks(PUBLIC, &format!("http://{}", listening().unwrap()));
     (store, control, cancel, daemon, event)
@@ -557,14 +546,14 @@ async fn a_shop_removed_on_reload_loses_its_subscriptions() {
     f.sim.add_customers(1002, 1, 5, false);
     let (_store, control, cancel, daemon, _event) = start_daemon(&f).await;
     let keys = keys(&f.config());
-    support::until("both shops subscribed", || {
+    poll::until("both shops subscribed", || {
         subscribed(&f, &keys, "acme") == 4 && subscribed(&f, &keys, "bolt") == 4
     })
     .await;
 
     std::fs::remove_file(f.path("shops.d/bolt.toml")).unwrap();
     control.send(daemon::Control::Reload);
-    support::until("bolt's subscriptions deleted", || {
+    poll::until("bolt's subscriptions deleted", || {
         subscribed(&f, &keys, "bolt") == 0
     })
     .await;
@@ -572,7 +561,7 @@ async fn a_shop_removed_on_reload_loses_its_subscriptions() {
 
     cancel.cancel();
     daemon.await.unwrap().unwrap();
-    common::assert_conforms(&f.sim.request_log());
+    spec::assert_conforms(&f.sim.request_log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -581,7 +570,7 @@ async fn the_daemon_reenables_a_disabled_subscription_at_the_next_pass() {
     let f = fixture().await;
     let (store, control, cancel, daemon, _event) = start_daemon(&f).await;
     let keys = keys(&f.config());
-    support::until("acme's subscriptions", || ours(&f, &keys).len() == 4).await;
+    poll::until("acme's subscriptions", || ours(&f, &keys).len() == 4).await;
     let active = || {
         StatusReport::read(store.state_dir())
             .ok()
@@ -589,7 +578,7 @@ async fn the_daemon_reenables_a_disabled_subscription_at_the_next_pass() {
             .and_then(|s| s.push)
             .is_some_and(|p| p.active)
     };
-    support::until("push active", active).await;
+    poll::until("push active", active).await;
 
     let disabled = f
         .sim
@@ -602,7 +591,7 @@ async fn the_daemon_reenables_a_disabled_subscription_at_the_next_pass() {
     f.sim
         .set_subscription_status(disabled.id, SubscriptionStatus::DisabledTooManyErrors);
     control.send(daemon::Control::PassNowFor("acme".into()));
-    support::until("re-enabled", || {
+    poll::until("re-enabled", || {
         ours(&f, &keys)
             .iter()
             .all(|(_, s)| *s == SubscriptionStatus::Active)
@@ -612,5 +601,5 @@ async fn the_daemon_reenables_a_disabled_subscription_at_the_next_pass() {
 
     cancel.cancel();
     daemon.await.unwrap().unwrap();
-    common::assert_conforms(&f.sim.request_log());
+    spec::assert_conforms(&f.sim.request_log());
 }

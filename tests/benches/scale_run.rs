@@ -8,7 +8,6 @@
 //! started (the simulator's own growth after that, its request log and sessions, is small and
 //! counted against the daemon).
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,6 +22,8 @@ use tripletex_sync::clock::{SharedClock, SystemClock, oslo_date};
 use tripletex_sync::config::Config;
 use tripletex_sync::daemon::{self, Control, Environment};
 use tripletex_sync::store::{Role, Store};
+use tripletex_sync_fixture::daemon::write_private;
+use tripletex_sync_fixture::sim::start_on_loopback;
 
 const CONSUMER: &str = "scale-consumer-token";
 pub const CUSTOMERS: u32 = 50;
@@ -147,10 +148,7 @@ impl SimThread {
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let thread = std::thread::spawn(move || {
             runtime.block_on(async move {
-                let running = sim
-                    .start(SocketAddr::from(([127, 0, 0, 1], 0)))
-                    .await
-                    .expect("sim starts");
+                let running = start_on_loopback(&sim).await;
                 url_tx.send(running.base_url()).expect("bench waits");
                 let _ = stopped.await;
                 running.shutdown().await;
@@ -232,12 +230,6 @@ fn disk_bytes(path: &Path) -> u64 {
         })
         .unwrap_or(0)
         + meta.blocks() * 512
-}
-
-fn write_private(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 /// Seeds `shops` companies and writes a config folder with one shop file per company.

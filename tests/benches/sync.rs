@@ -5,14 +5,11 @@
 //! - the idle pass after it: requests and wall time;
 //! - the verdict over 200 000 numbers (pure `checks::evaluate`): median time.
 
-#[path = "../support/mod.rs"]
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::Fixture;
 use tokio_util::sync::CancellationToken;
 use tripletex_sync::checks::{self, CheckKind, NumberRange, Policy};
+use tripletex_sync_fixture::daemon::Fixture;
 
 const SIZE: u32 = 100_000;
 

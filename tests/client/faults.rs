@@ -5,11 +5,11 @@ use std::time::Duration;
 use tripletex_sim::{Fault, FaultKind};
 use tripletex_sync::tripletex::TripletexError;
 
-use crate::common::assert_conforms;
-use crate::support::MAIN;
 use crate::{creates, hits, one_shop, ping};
+use tripletex_sync_fixture::daemon::{Fixture, MAIN};
+use tripletex_sync_fixture::spec::assert_conforms;
 
-/// `support::fast` sets the breaker's cooldown to 200 ms; a little slack for the timer.
+/// `daemon::fast` sets the breaker's cooldown to 200 ms; a little slack for the timer.
 const COOLDOWN: Duration = Duration::from_millis(250);
 
 fn on_customers(kind: FaultKind, times: Option<u32>) -> Fault {
@@ -123,10 +123,7 @@ async fn three_429s_without_reset_are_waited_out() {
 }
 
 /// Opens the breaker with lasting connection resets on `/customer`; returns the log length then.
-async fn open_the_breaker(
-    f: &crate::support::Fixture,
-    client: &tripletex_sync::tripletex::ShopClient,
-) -> usize {
+async fn open_the_breaker(f: &Fixture, client: &tripletex_sync::tripletex::ShopClient) -> usize {
     client.connect().await.unwrap();
     f.sim.inject(on_customers(FaultKind::ConnectionReset, None));
     // 3 tries, then 2 more: the fifth consecutive failure opens the circuit mid-call.

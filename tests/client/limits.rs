@@ -8,9 +8,9 @@ use tokio_util::sync::CancellationToken;
 use tripletex_sim::LoggedRequest;
 use tripletex_sync::tripletex::TripletexError;
 
-use crate::common::assert_conforms;
-use crate::support::{CONSUMER, MAIN};
 use crate::{one_shop, ping};
+use tripletex_sync_fixture::daemon::{FIXTURE_CONSUMER, MAIN};
+use tripletex_sync_fixture::spec::assert_conforms;
 
 /// The shop's own integration: same consumer and employee token, its own session, and requests
 /// we can tell apart in the log (`invoiceNumber=999999`).
@@ -26,7 +26,7 @@ impl Competitor {
         let body: Value = http
             .post(format!("{base}/token/session/:create"))
             .json(&json!({
-                "consumerToken": CONSUMER,
+                "consumerToken": FIXTURE_CONSUMER,
                 "employeeToken": employee_token,
                 "expirationDate": "2026-03-20",
             }))

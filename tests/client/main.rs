@@ -3,11 +3,6 @@
 //! retries, 403s, the circuit breaker and cancellation. Every test ends by checking the requests
 //! it made against the real OpenAPI spec.
 
-#[path = "../common/mod.rs"]
-mod common;
-#[path = "../support/mod.rs"]
-mod support;
-
 mod faults;
 mod limits;
 mod sessions;
@@ -21,7 +16,7 @@ use tripletex_sync::checks::CheckKind;
 use tripletex_sync::tripletex::model::Record;
 use tripletex_sync::tripletex::{Fetched, ShopClient, Tripletex, TripletexError};
 
-use support::Fixture;
+use tripletex_sync_fixture::daemon::Fixture;
 
 pub const CREATE: &str = "/v2/token/session/:create";
 

@@ -12,9 +12,9 @@ use tripletex_sync::clock::oslo;
 use tripletex_sync::store::SessionState;
 use tripletex_sync::tripletex::TripletexError;
 
-use crate::common::assert_conforms;
-use crate::support::MAIN;
 use crate::{CREATE, assert_no_401, creates, hits, one_shop, ping};
+use tripletex_sync_fixture::daemon::MAIN;
+use tripletex_sync_fixture::spec::assert_conforms;
 
 const HALF_HOUR: Duration = Duration::from_secs(1800);
 

@@ -10,9 +10,9 @@ use tripletex_sync::secrets::SecretString;
 use tripletex_sync::store::{SessionState, Store};
 use tripletex_sync::tripletex::{ClientSettings, ShopClient, Tripletex, TripletexError};
 
-use crate::common::assert_conforms;
-use crate::support::{self, Fixture};
 use crate::{hits, ping};
+use tripletex_sync_fixture::daemon::{self, Fixture};
+use tripletex_sync_fixture::spec::assert_conforms;
 
 const REMEDY: &str = "Employee › API access";
 
@@ -138,7 +138,7 @@ async fn an_unknown_consumer_token_is_reported_as_such() {
     let (f, _, _) = two_shops().await;
     let config = f.config();
     let mut settings = ClientSettings::from(&config);
-    support::fast(&mut settings);
+    daemon::fast(&mut settings);
     let api = Tripletex::new(
         &config.tripletex.base_url,
         SecretString::from("not-a-consumer-token-the-sim-knows".to_owned()),

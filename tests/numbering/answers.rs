@@ -9,8 +9,8 @@ use tripletex_sim::{Fault, FaultKind, Mutation};
 use tripletex_sync::checks::CheckKind::{CustomerNumbers, InvoiceNumbers};
 use tripletex_sync::checks::Verdict;
 
-use crate::support::{Fixture, MAIN};
 use crate::{DAY, HOUR, Shop, conforms, customers, days_before, describe, invoices, today};
+use tripletex_sync_fixture::daemon::{Fixture, MAIN};
 
 fn on(path: &str, kind: FaultKind) -> Fault {
     Fault {

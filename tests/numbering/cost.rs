@@ -6,8 +6,8 @@ use std::time::Instant;
 use tripletex_sync::checks::CheckKind::{CustomerNumbers, InvoiceNumbers};
 use tripletex_sync::checks::{Run, Verdict};
 
-use crate::support::Fixture;
 use crate::{HOUR, Shop, conforms, customers, days_before, describe, invoices, param, today};
+use tripletex_sync_fixture::daemon::Fixture;
 
 #[tokio::test]
 async fn an_idle_pass_sends_one_changed_since_and_one_conditional_invoice_request() {

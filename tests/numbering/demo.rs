@@ -6,8 +6,8 @@ use tripletex_sim::{DEMO_SCENARIO, Scenario};
 use tripletex_sync::checks::{Run, Verdict};
 use tripletex_sync::store::SessionState;
 
-use crate::support::{Fixture, MAIN};
 use crate::{conforms, customers, invoices};
+use tripletex_sync_fixture::daemon::{Fixture, MAIN};
 
 #[tokio::test]
 async fn the_demo_world_gives_ok_conflict_and_error() {

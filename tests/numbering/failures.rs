@@ -4,8 +4,9 @@ use tripletex_sim::{Fault, FaultKind};
 use tripletex_sync::checks::CheckKind::InvoiceNumbers;
 use tripletex_sync::checks::{CheckKind, Verdict};
 
-use crate::support::Fixture;
 use crate::{HOUR, Shop, conforms, customers, days_before, describe, invoices, today};
+use tripletex_sync_fixture::daemon::Fixture;
+use tripletex_sync_fixture::poll;
 
 #[tokio::test]
 async fn a_disabled_invoice_check_sends_no_invoice_requests() {
@@ -116,7 +117,7 @@ async fn a_truncated_mirror_forces_a_full_read_instead_of_losing_its_tail() {
     let mut first = Shop::open(&f, "acme");
     first.pass(&f).await;
     drop(first);
-    truncate_customer_mirror(&f.config().state_dir.join("db"));
+    truncate_customer_mirror(&f.config().state_dir.join("db")).await;
     let mut shop = Shop::open(&f, "acme");
     f.clock.advance(HOUR);
     let before = f.sim.request_log().len();
@@ -152,17 +153,10 @@ async fn a_truncated_mirror_forces_a_full_read_instead_of_losing_its_tail() {
 }
 
 /// Cuts the last 5 bytes off the stored customer mirror, once sled has let go of the database.
-fn truncate_customer_mirror(db: &std::path::Path) {
+async fn truncate_customer_mirror(db: &std::path::Path) {
     let key = b"mirror/acme/customers";
     // The closed store's background flusher may hold sled's lock a moment longer.
-    let sled = (0..200)
-        .find_map(|_| {
-            sled::open(db).ok().or_else(|| {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-                None
-            })
-        })
-        .expect("sled lets go of the database");
+    let sled = poll::until_some("sled to let go of the database", || sled::open(db).ok()).await;
     let value = sled.get(key).unwrap().expect("a mirror");
     sled.insert(key, &value[..value.len() - 5]).unwrap();
     sled.flush().unwrap();

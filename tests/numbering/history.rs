@@ -4,8 +4,8 @@ use jiff::Span;
 use tripletex_sync::checks::{CheckKind, Verdict};
 use tripletex_sync::status::StatusReport;
 
-use crate::support::Fixture;
 use crate::{DAY, HOUR, Shop, conforms, customers, describe, invoices, today};
+use tripletex_sync_fixture::daemon::Fixture;
 
 #[tokio::test]
 async fn results_survive_a_restart_and_the_next_pass_continues_from_the_mirror() {

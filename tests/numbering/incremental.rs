@@ -3,8 +3,8 @@
 
 use tripletex_sync::checks::{Run, Verdict};
 
-use crate::support::Fixture;
 use crate::{DAY, HOUR, Shop, conforms, customers, days_before, describe, invoices, param, today};
+use tripletex_sync_fixture::daemon::Fixture;
 
 /// A healthy shop: customers 1..=500 and Tripletex's from 100 000; invoices 6000..=6199 over
 /// the last 100 days and Tripletex's 50 000..=50 009.

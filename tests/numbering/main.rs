@@ -6,11 +6,6 @@
 //! answers. Every test that reaches Tripletex ends by checking every request the sync sent
 //! against the real OpenAPI spec.
 
-#[path = "../common/mod.rs"]
-mod common;
-#[path = "../support/mod.rs"]
-mod support;
-
 mod answers;
 mod cost;
 mod demo;
@@ -22,13 +17,13 @@ mod props;
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::Fixture;
 use tokio_util::sync::CancellationToken;
 use tripletex_sim::LoggedRequest;
 use tripletex_sync::checks::{CheckKind, CheckOutcome, Verdict};
 use tripletex_sync::pass::PassReport;
 use tripletex_sync::store::Store;
 use tripletex_sync::tripletex::{ShopClient, Tripletex};
+use tripletex_sync_fixture::daemon::Fixture;
 
 pub const HOUR: Duration = Duration::from_secs(3600);
 pub const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -105,7 +100,7 @@ pub fn describe(requests: &[LoggedRequest]) -> String {
 
 /// Checks every request the simulator saw against the OpenAPI spec.
 pub fn conforms(f: &Fixture) {
-    common::assert_conforms(&f.sim.request_log());
+    tripletex_sync_fixture::spec::assert_conforms(&f.sim.request_log());
 }
 
 /// The Oslo date `n` days before (negative: after) `date`.

@@ -14,8 +14,8 @@ use tripletex_sim::{Fault, FaultKind, Mutation};
 use tripletex_sync::checks::CheckKind::{CustomerNumbers, InvoiceNumbers};
 use tripletex_sync::checks::{CheckKind, Verdict};
 
-use crate::support::Fixture;
 use crate::{DAY, HOUR, Shop, days_before, outcome, today};
+use tripletex_sync_fixture::daemon::Fixture;
 
 /// Integers no row id or number may be.
 fn not_positive() -> impl Strategy<Value = Value> {

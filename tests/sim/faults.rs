@@ -5,7 +5,12 @@ use std::time::Duration;
 use serde_json::Value;
 use tripletex_sim::{DEMO_SCENARIO, Fault, FaultKind, Scenario, Simulator};
 
-use crate::common::{self, COMPANY, CONSUMER, Ctx, EMPLOYEE, assert_api_error, assert_conforms};
+use tripletex_sync_fixture::sim::{
+    CTX_COMPANY, CTX_CONSUMER, CTX_EMPLOYEE, Ctx, assert_api_error, clock_at_start,
+    start_on_loopback, token_of,
+};
+use tripletex_sync_fixture::spec::assert_conforms;
+
 use crate::{header, values};
 
 #[tokio::test]
@@ -34,9 +39,10 @@ async fn rate_limit_headers_and_429_without_reset() {
         429
     );
     // Another employee of the same consumer has a window of its own.
-    ctx.sim.add_employee_token("second-employee", COMPANY, 8);
+    ctx.sim
+        .add_employee_token("second-employee", CTX_COMPANY, 8);
     assert_eq!(
-        ctx.mint(CONSUMER, "second-employee", "2026-03-20")
+        ctx.mint(CTX_CONSUMER, "second-employee", "2026-03-20")
             .await
             .status(),
         201
@@ -55,7 +61,7 @@ async fn rate_limit_headers_and_429_without_reset() {
 async fn revoked_key_disabled_add_on_and_denied_paths() {
     let ctx = Ctx::new().await;
     let token = ctx.session().await;
-    ctx.sim.deny_access(EMPLOYEE, "/invoice");
+    ctx.sim.deny_access(CTX_EMPLOYEE, "/invoice");
     let denied = ctx
         .get(
             &token,
@@ -64,10 +70,10 @@ async fn revoked_key_disabled_add_on_and_denied_paths() {
         .await;
     assert_api_error(denied, 403, 9000).await;
     assert_eq!(ctx.get(&token, "/customer").await.status(), 200);
-    ctx.sim.set_integrations_enabled(COMPANY, false);
+    ctx.sim.set_integrations_enabled(CTX_COMPANY, false);
     assert_api_error(ctx.get(&token, "/customer").await, 403, 9000).await;
-    ctx.sim.set_integrations_enabled(COMPANY, true);
-    ctx.sim.revoke_employee_token(EMPLOYEE);
+    ctx.sim.set_integrations_enabled(CTX_COMPANY, true);
+    ctx.sim.revoke_employee_token(CTX_EMPLOYEE);
     assert_api_error(ctx.get(&token, "/customer").await, 401, 3000).await;
     assert_conforms(&ctx.sim.request_log());
 }
@@ -75,7 +81,7 @@ async fn revoked_key_disabled_add_on_and_denied_paths() {
 #[tokio::test]
 async fn injected_faults() {
     let ctx = Ctx::new().await;
-    ctx.sim.add_customers(COMPANY, 1, 20, false);
+    ctx.sim.add_customers(CTX_COMPANY, 1, 20, false);
     let token = ctx.session().await;
     let on_customers = |kind| Fault {
         path_prefix: Some("/customer".into()),
@@ -117,7 +123,7 @@ async fn injected_faults() {
     assert!(malformed.json::<Value>().await.is_err());
 
     ctx.sim.inject(Fault {
-        employee_token: Some(EMPLOYEE.into()),
+        employee_token: Some(CTX_EMPLOYEE.into()),
         ..Fault::always(FaultKind::TooManyRequests)
     });
     for _ in 0..2 {
@@ -163,9 +169,8 @@ async fn holds_100_concurrent_connections() {
 async fn demo_scenario_parses_and_behaves() {
     let scenario = Scenario::from_toml_str(DEMO_SCENARIO).expect("demo.toml is valid");
     assert_eq!(scenario.companies.len(), 3);
-    let clock = tripletex_sync::clock::ManualClock::new(common::START.parse().unwrap());
-    let sim = Simulator::from_scenario(scenario, clock);
-    let running = sim.start(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let sim = Simulator::from_scenario(scenario, clock_at_start());
+    let running = start_on_loopback(&sim).await;
     let http = reqwest::Client::new();
     let base = running.base_url();
     let mint = |employee: &str| {
@@ -173,7 +178,7 @@ async fn demo_scenario_parses_and_behaves() {
             .json(&serde_json::json!({"consumerToken": "demo-consumer-token", "employeeToken": employee, "expirationDate": "2026-03-20"}))
             .send()
     };
-    let token = common::token_of(mint("demo-key-fjellsport").await.unwrap()).await;
+    let token = token_of(mint("demo-key-fjellsport").await.unwrap()).await;
     let top = |query: String| {
         http.get(format!("{base}{query}"))
             .basic_auth("0", Some(&token))
@@ -226,7 +231,7 @@ async fn answer_shaping_faults_bend_list_answers_only() {
     use tripletex_sim::Mutation;
 
     let ctx = Ctx::new().await;
-    ctx.sim.add_customers(COMPANY, 1, 20, false);
+    ctx.sim.add_customers(CTX_COMPANY, 1, 20, false);
     let token = ctx.session().await;
     let body = |response: reqwest::Response| async move { response.json::<Value>().await.unwrap() };
 

@@ -5,14 +5,16 @@ use std::time::Duration;
 use jiff::civil::Date;
 use serde_json::Value;
 
-use crate::common::{self, COMPANY, Ctx, assert_api_error, assert_conforms};
+use tripletex_sync_fixture::sim::{CTX_COMPANY, Ctx, assert_api_error};
+use tripletex_sync_fixture::spec::{self, assert_conforms};
+
 use crate::{header, numbers, values};
 
 #[tokio::test]
 async fn customer_filters_sorting_and_paging() {
     let ctx = Ctx::new().await;
-    ctx.sim.add_customers(COMPANY, 1, 10, false);
-    let inactive = ctx.sim.add_customer(COMPANY, 500, true);
+    ctx.sim.add_customers(CTX_COMPANY, 1, 10, false);
+    let inactive = ctx.sim.add_customer(CTX_COMPANY, 500, true);
     let token = ctx.session().await;
 
     let active = values(ctx.get(&token, "/customer").await).await;
@@ -54,9 +56,9 @@ async fn customer_filters_sorting_and_paging() {
 
     // Changed later: one new customer an hour on (12:00 Oslo time), one edit two hours on.
     ctx.clock.advance(Duration::from_secs(3600));
-    ctx.sim.add_customer(COMPANY, 11, false);
+    ctx.sim.add_customer(CTX_COMPANY, 11, false);
     ctx.clock.advance(Duration::from_secs(3600));
-    ctx.sim.set_customer_inactive(COMPANY, inactive, false);
+    ctx.sim.set_customer_inactive(CTX_COMPANY, inactive, false);
     for (since, expected) in [
         ("2026-03-10", 12),
         ("2026-03-10T13:00:00", 2),
@@ -78,9 +80,9 @@ async fn customer_filters_sorting_and_paging() {
 #[tokio::test]
 async fn fields_really_shrink_the_json() {
     let ctx = Ctx::new().await;
-    ctx.sim.add_customers(COMPANY, 1, 3, false);
+    ctx.sim.add_customers(CTX_COMPANY, 1, 3, false);
     ctx.sim
-        .add_invoice(COMPANY, 6000, Date::constant(2026, 3, 1));
+        .add_invoice(CTX_COMPANY, 6000, Date::constant(2026, 3, 1));
     let token = ctx.session().await;
     let full = ctx.get(&token, "/customer").await.text().await.unwrap();
     let slim = ctx
@@ -115,7 +117,7 @@ async fn fields_really_shrink_the_json() {
 async fn invoices_need_their_dates_and_filter_by_them() {
     let ctx = Ctx::new().await;
     ctx.sim
-        .add_invoices(COMPANY, 6000, 10, Date::constant(2026, 3, 1), 2);
+        .add_invoices(CTX_COMPANY, 6000, 10, Date::constant(2026, 3, 1), 2);
     let token = ctx.session().await;
     let error = assert_api_error(
         ctx.get(&token, "/invoice?invoiceDateTo=2026-04-01").await,
@@ -155,7 +157,7 @@ async fn invoices_need_their_dates_and_filter_by_them() {
     assert_eq!(numbers(&newest, "invoiceNumber"), [6009]);
     // Only the first check fails: a log with the bad requests is caught, the rest conforms.
     let log = ctx.sim.request_log();
-    if let Some(spec) = common::spec::real_spec() {
+    if let Some(spec) = spec::real_spec() {
         assert_eq!(spec.problems(&log, &[]).len(), 2);
     }
     let good: Vec<_> = log.into_iter().filter(|r| r.status != 422).collect();
@@ -165,7 +167,7 @@ async fn invoices_need_their_dates_and_filter_by_them() {
 #[tokio::test]
 async fn if_none_match_gives_304_until_something_changes() {
     let ctx = Ctx::new().await;
-    ctx.sim.add_customers(COMPANY, 1, 50, false);
+    ctx.sim.add_customers(CTX_COMPANY, 1, 50, false);
     let token = ctx.session().await;
     let get = |etag: String| {
         ctx.http
@@ -182,7 +184,7 @@ async fn if_none_match_gives_304_until_something_changes() {
     assert_eq!(header(&again, "x-rate-limit-remaining"), Some("97"));
     assert!(again.bytes().await.unwrap().is_empty());
     // A change beyond the first page still changes the digest of the full result.
-    ctx.sim.add_customer(COMPANY, 51, false);
+    ctx.sim.add_customer(CTX_COMPANY, 51, false);
     let changed = get(digest.clone()).await.unwrap();
     assert_eq!(changed.status(), 200);
     let body: Value = changed.json().await.unwrap();
@@ -194,9 +196,9 @@ async fn if_none_match_gives_304_until_something_changes() {
 async fn pages_through_100k_customers_and_invoices() {
     let ctx = Ctx::new().await;
     ctx.sim.set_rate_limit(10_000, Duration::from_secs(10));
-    ctx.sim.add_customers(COMPANY, 1, 100_000, false);
+    ctx.sim.add_customers(CTX_COMPANY, 1, 100_000, false);
     ctx.sim
-        .add_invoices(COMPANY, 1, 100_000, Date::constant(2025, 1, 1), 300);
+        .add_invoices(CTX_COMPANY, 1, 100_000, Date::constant(2025, 1, 1), 300);
     let token = ctx.session().await;
     let started = std::time::Instant::now();
     let mut seen = 0;

@@ -3,8 +3,6 @@
 //! the answer-shaping ones: mutated envelopes, endless paging, huge bodies) and webhooks. Every
 //! test ends by checking its requests against the real OpenAPI spec.
 
-#[path = "../common/mod.rs"]
-mod common;
 mod faults;
 mod lists;
 mod sessions;

@@ -3,14 +3,15 @@
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{
-    self, COMPANY, CONSUMER, Ctx, EMPLOYEE, EMPLOYEE_ID, assert_api_error, assert_conforms,
+use tripletex_sync_fixture::sim::{
+    CTX_COMPANY, CTX_CONSUMER, CTX_EMPLOYEE, CTX_EMPLOYEE_ID, Ctx, assert_api_error, token_of,
 };
+use tripletex_sync_fixture::spec::{self, assert_conforms, assert_conforms_allowing_deprecated};
 
 #[tokio::test]
 async fn post_create_gives_201_and_a_working_token() {
     let ctx = Ctx::new().await;
-    let response = ctx.mint(CONSUMER, EMPLOYEE, "2026-03-20").await;
+    let response = ctx.mint(CTX_CONSUMER, CTX_EMPLOYEE, "2026-03-20").await;
     assert_eq!(response.status(), 201);
     let body: Value = response.json().await.unwrap();
     let value = &body["value"];
@@ -18,7 +19,7 @@ async fn post_create_gives_201_and_a_working_token() {
     assert!(value["id"].is_i64() && value["consumerToken"]["id"].is_i64());
     assert!(value["employeeToken"]["id"].is_i64() && value["url"].is_string());
     let token = value["token"].as_str().unwrap();
-    assert!(!token.contains(EMPLOYEE) && !token.contains(CONSUMER));
+    assert!(!token.contains(CTX_EMPLOYEE) && !token.contains(CTX_CONSUMER));
     let who = ctx.get(token, "/token/session/>whoAmI").await;
     assert_eq!(who.status(), 200);
     assert_eq!(ctx.sim.live_sessions(), 1);
@@ -32,15 +33,15 @@ async fn deprecated_put_create_gives_200() {
         .http
         .put(ctx.url("/token/session/:create"))
         .query(&[
-            ("consumerToken", CONSUMER),
-            ("employeeToken", EMPLOYEE),
+            ("consumerToken", CTX_CONSUMER),
+            ("employeeToken", CTX_EMPLOYEE),
             ("expirationDate", "2026-03-20"),
         ])
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let token = common::token_of(response).await;
+    let token = token_of(response).await;
     assert_eq!(
         ctx.get(&token, "/token/session/>whoAmI").await.status(),
         200
@@ -50,14 +51,15 @@ async fn deprecated_put_create_gives_200() {
         log[0].query.iter().all(|(_, v)| !v.contains("c4n4ry")),
         "tokens are redacted"
     );
-    common::assert_conforms_allowing_deprecated(&log, &[("PUT", "/token/session/:create")]);
+    assert_conforms_allowing_deprecated(&log, &[("PUT", "/token/session/:create")]);
 }
 
 #[tokio::test]
 async fn create_validates_the_date_and_tokens() {
     let ctx = Ctx::new().await;
     for date in [None, Some(""), Some("20.03.2026")] {
-        let mut body = serde_json::json!({"consumerToken": CONSUMER, "employeeToken": EMPLOYEE});
+        let mut body =
+            serde_json::json!({"consumerToken": CTX_CONSUMER, "employeeToken": CTX_EMPLOYEE});
         if let Some(date) = date {
             body["expirationDate"] = date.into();
         }
@@ -77,22 +79,41 @@ async fn create_validates_the_date_and_tokens() {
             );
         }
     }
-    let error = assert_api_error(ctx.mint("nope", EMPLOYEE, "2026-03-20").await, 422, 18000).await;
+    let error = assert_api_error(
+        ctx.mint("nope", CTX_EMPLOYEE, "2026-03-20").await,
+        422,
+        18000,
+    )
+    .await;
     assert_eq!(error["validationMessages"][0]["field"], "arg:consumerToken");
-    let error = assert_api_error(ctx.mint(CONSUMER, "nope", "2026-03-20").await, 422, 18000).await;
+    let error = assert_api_error(
+        ctx.mint(CTX_CONSUMER, "nope", "2026-03-20").await,
+        422,
+        18000,
+    )
+    .await;
     assert_eq!(error["validationMessages"][0]["field"], "arg:employeeToken");
-    ctx.sim.set_integrations_enabled(COMPANY, false);
-    let error = assert_api_error(ctx.mint(CONSUMER, EMPLOYEE, "2026-03-20").await, 403, 9000).await;
+    ctx.sim.set_integrations_enabled(CTX_COMPANY, false);
+    let error = assert_api_error(
+        ctx.mint(CTX_CONSUMER, CTX_EMPLOYEE, "2026-03-20").await,
+        403,
+        9000,
+    )
+    .await;
     assert!(
         error["message"]
             .as_str()
             .unwrap()
             .contains("Integrations add-on")
     );
-    ctx.sim.set_integrations_enabled(COMPANY, true);
-    ctx.sim.revoke_employee_token(EMPLOYEE);
-    let error =
-        assert_api_error(ctx.mint(CONSUMER, EMPLOYEE, "2026-03-20").await, 422, 18000).await;
+    ctx.sim.set_integrations_enabled(CTX_COMPANY, true);
+    ctx.sim.revoke_employee_token(CTX_EMPLOYEE);
+    let error = assert_api_error(
+        ctx.mint(CTX_CONSUMER, CTX_EMPLOYEE, "2026-03-20").await,
+        422,
+        18000,
+    )
+    .await;
     assert_eq!(error["validationMessages"][0]["field"], "arg:employeeToken");
     assert_eq!(ctx.sim.live_sessions(), 0);
     assert_conforms(&ctx.sim.request_log());
@@ -126,7 +147,7 @@ async fn basic_auth_user_must_be_zero_empty_or_the_company() {
 
 /// Mints a session expiring on `date` and checks it dies exactly at `midnight_utc`.
 async fn assert_dies_at(ctx: &Ctx, date: &str, midnight_utc: &str) {
-    let token = common::token_of(ctx.mint(CONSUMER, EMPLOYEE, date).await).await;
+    let token = token_of(ctx.mint(CTX_CONSUMER, CTX_EMPLOYEE, date).await).await;
     let midnight: jiff::Timestamp = midnight_utc.parse().unwrap();
     ctx.clock.set(midnight - jiff::SignedDuration::from_secs(1));
     assert_eq!(
@@ -159,9 +180,9 @@ async fn session_dies_at_oslo_midnight_across_dst() {
 #[tokio::test]
 async fn a_token_dated_today_is_minted_dead() {
     let ctx = Ctx::new().await;
-    let response = ctx.mint(CONSUMER, EMPLOYEE, "2026-03-10").await;
+    let response = ctx.mint(CTX_CONSUMER, CTX_EMPLOYEE, "2026-03-10").await;
     assert_eq!(response.status(), 201);
-    let token = common::token_of(response).await;
+    let token = token_of(response).await;
     assert_api_error(ctx.get(&token, "/token/session/>whoAmI").await, 401, 3000).await;
     assert_conforms(&ctx.sim.request_log());
 }
@@ -178,8 +199,8 @@ async fn who_am_i_with_raw_and_encoded_angle_bracket() {
         .await
         .unwrap();
     let value = &body["value"];
-    assert_eq!(value["employeeId"], EMPLOYEE_ID);
-    assert_eq!(value["companyId"], COMPANY);
+    assert_eq!(value["employeeId"], CTX_EMPLOYEE_ID);
+    assert_eq!(value["companyId"], CTX_COMPANY);
     assert_eq!(value["company"]["name"], "Testfirma AS");
     assert_eq!(value["language"], "no");
     // A raw `>` needs a hand-written request (reqwest always encodes it).
@@ -237,7 +258,7 @@ async fn unknown_path_is_404_and_the_checker_notices() {
     let token = ctx.session().await;
     assert_api_error(ctx.get(&token, "/customers").await, 404, 6000).await;
     let log = ctx.sim.request_log();
-    if let Some(spec) = common::spec::real_spec() {
+    if let Some(spec) = spec::real_spec() {
         assert_eq!(spec.problems(&log, &[]).len(), 1);
     }
     assert_conforms(&log[..1]);

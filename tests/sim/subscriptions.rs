@@ -5,7 +5,8 @@
 use reqwest::Response;
 use serde_json::{Value, json};
 
-use crate::common::{COMPANY, CONSUMER, Ctx, assert_api_error, assert_conforms, token_of};
+use tripletex_sync_fixture::sim::{CTX_COMPANY, CTX_CONSUMER, Ctx, assert_api_error, token_of};
+use tripletex_sync_fixture::spec::assert_conforms;
 
 pub const SECRET: &str = "hook-s3cret-value-n3ver-shown";
 pub const HMAC: &str = "hmac-s3cret-n3ver-shown";
@@ -108,9 +109,9 @@ async fn event_catalogue_and_examples() {
 #[tokio::test]
 async fn subscriptions_are_created_listed_read_and_deleted_per_token() {
     let ctx = Ctx::new().await;
-    ctx.sim.add_employee_token(OTHER_EMPLOYEE, COMPANY, 8);
+    ctx.sim.add_employee_token(OTHER_EMPLOYEE, CTX_COMPANY, 8);
     let token = ctx.session().await;
-    let other = token_of(ctx.mint(CONSUMER, OTHER_EMPLOYEE, "2026-03-20").await).await;
+    let other = token_of(ctx.mint(CTX_CONSUMER, OTHER_EMPLOYEE, "2026-03-20").await).await;
 
     let mut body = subscription(
         "customer.create",

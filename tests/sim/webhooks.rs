@@ -11,9 +11,10 @@ use jiff::civil::Date;
 use serde_json::{Value, json};
 use tripletex_sim::{DeliveryOutcome, SubscriptionStatus};
 
-use crate::common::receiver::Receiver;
-use crate::common::{COMPANY, Ctx, assert_api_error, assert_conforms};
 use crate::subscriptions::{HMAC, SECRET, send, subscribe, subscription, value};
+use tripletex_sync_fixture::receiver::Receiver;
+use tripletex_sync_fixture::sim::{CTX_COMPANY, Ctx, assert_api_error};
+use tripletex_sync_fixture::spec::assert_conforms;
 
 async fn idle(ctx: &Ctx) {
     tokio::time::timeout(Duration::from_secs(10), ctx.sim.deliveries_idle())
@@ -59,13 +60,13 @@ async fn changes_are_delivered_with_the_auth_header_and_cut_fields() {
     signed["hmacSharedSecret"] = json!(HMAC);
     subscribe(&ctx, &token, signed).await;
 
-    let id = ctx.sim.add_customer(COMPANY, 10001, false);
-    ctx.sim.set_customer_number(COMPANY, id, 10002);
-    ctx.sim.remove_customer(COMPANY, id);
+    let id = ctx.sim.add_customer(CTX_COMPANY, 10001, false);
+    ctx.sim.set_customer_number(CTX_COMPANY, id, 10002);
+    ctx.sim.remove_customer(CTX_COMPANY, id);
     let invoice = ctx
         .sim
-        .add_invoice(COMPANY, 500, Date::constant(2026, 3, 9));
-    ctx.sim.add_customer(COMPANY + 1, 10001, false); // another company: nobody listens
+        .add_invoice(CTX_COMPANY, 500, Date::constant(2026, 3, 9));
+    ctx.sim.add_customer(CTX_COMPANY + 1, 10001, false); // another company: nobody listens
     idle(&ctx).await;
 
     let got = receiver.received();
@@ -135,13 +136,13 @@ async fn a_failing_receiver_disables_the_subscription_until_put_reenables_it() {
     let id = subscribe(&ctx, &token, body).await;
     let path = format!("/event/subscription/{id}");
 
-    ctx.sim.add_customer(COMPANY, 1, false);
+    ctx.sim.add_customer(CTX_COMPANY, 1, false);
     idle(&ctx).await;
     assert_eq!(
         value(ctx.get(&token, &path).await, 200).await["status"],
         "ACTIVE"
     );
-    ctx.sim.add_customer(COMPANY, 2, false);
+    ctx.sim.add_customer(CTX_COMPANY, 2, false);
     idle(&ctx).await;
     let disabled = value(ctx.get(&token, &path).await, 200).await;
     assert_eq!(disabled["status"], "DISABLED_TOO_MANY_ERRORS");
@@ -156,7 +157,7 @@ async fn a_failing_receiver_disables_the_subscription_until_put_reenables_it() {
             .iter()
             .all(|d| d.outcome == DeliveryOutcome::Failed(Some(500)) && d.attempts == 2)
     );
-    ctx.sim.add_customer(COMPANY, 3, false);
+    ctx.sim.add_customer(CTX_COMPANY, 3, false);
     idle(&ctx).await;
     assert_eq!(
         ctx.sim.webhook_deliveries().len(),
@@ -180,7 +181,7 @@ async fn a_failing_receiver_disables_the_subscription_until_put_reenables_it() {
         enabled["authHeaderName"], "X-Sync-Secret",
         "a partial PUT keeps the rest"
     );
-    ctx.sim.add_customer(COMPANY, 4, false);
+    ctx.sim.add_customer(CTX_COMPANY, 4, false);
     idle(&ctx).await;
     let last = receiver.received().pop().unwrap();
     assert_eq!(last.body["value"]["customerNumber"], 4);
@@ -197,7 +198,7 @@ async fn a_failing_receiver_disables_the_subscription_until_put_reenables_it() {
     let change = json!({"targetUrl": format!("http://{gone}/hook")});
     value(send(&ctx, &token, "PUT", &path, Some(change)).await, 200).await;
     ctx.sim.clear_webhook_deliveries();
-    ctx.sim.add_customer(COMPANY, 5, false);
+    ctx.sim.add_customer(CTX_COMPANY, 5, false);
     idle(&ctx).await;
     assert_eq!(
         outcomes(&ctx),
@@ -225,15 +226,15 @@ async fn rate_limit_disabling_and_lost_deliveries_are_injectable() {
     );
     let listed = value(ctx.get(&token, &path).await, 200).await;
     assert_eq!(listed["status"], "DISABLED_RATE_LIMIT_EXCEEDED");
-    ctx.sim.add_customer(COMPANY, 1, false);
+    ctx.sim.add_customer(CTX_COMPANY, 1, false);
     idle(&ctx).await;
     assert!(receiver.received().is_empty());
     let enable = json!({"status": "ACTIVE"});
     value(send(&ctx, &token, "PUT", &path, Some(enable)).await, 200).await;
 
     ctx.sim.lose_webhook_deliveries(1);
-    let lost = ctx.sim.add_customer(COMPANY, 10001, false);
-    let kept = ctx.sim.add_customer(COMPANY, 10002, false);
+    let lost = ctx.sim.add_customer(CTX_COMPANY, 10001, false);
+    let kept = ctx.sim.add_customer(CTX_COMPANY, 10002, false);
     idle(&ctx).await;
     let got = receiver.received();
     assert_eq!(got.len(), 1);
@@ -284,7 +285,7 @@ async fn https_targets_reach_a_loopback_receiver_through_the_proxy() {
     let token = ctx.session().await;
     let public = "https://sync.example.com/tripletex/shop-7f3a";
     let id = subscribe(&ctx, &token, subscription("customer.create", public, "id")).await;
-    ctx.sim.add_customer(COMPANY, 10001, false);
+    ctx.sim.add_customer(CTX_COMPANY, 10001, false);
     idle(&ctx).await;
     let got = receiver.received();
     assert_eq!(got.len(), 1);
