@@ -411,11 +411,16 @@ async fn a_conflict_created_in_tripletex_is_recorded_from_its_callback() {
 /// The done-when test of issue 11, in the daemon: with webhooks on, a customer created in
 /// Tripletex inside the shop's range shows as `conflict` in status.json within 2 s, with no
 /// customer or invoice request after the callback; its deletion clears it the same way.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_daemon_shows_a_pushed_conflict_within_seconds() {
-    let _one = ONE_DAEMON.lock().await;
+#[test]
+fn the_daemon_shows_a_pushed_conflict_within_seconds() {
+    // A runtime whose log is this test's alone: other daemons in this binary log elsewhere.
+    let (runtime, log) = capture::runtime_with_own_log();
+    runtime.block_on(pushed_conflict_within_seconds(&log));
+}
+
+async fn pushed_conflict_within_seconds(log: &capture::Captured) {
     let f = fixture().await;
-    let (store, _control, cancel, daemon, event) = start_daemon(&f).await;
+    let (store, _control, cancel, daemon) = start_daemon(&f).await;
     let keys = keys(&f.config());
     poll::until("acme's subscriptions", || ours(&f, &keys).len() == 4).await;
     let shown = |verdict: Verdict| {
@@ -427,8 +432,7 @@ async fn the_daemon_shows_a_pushed_conflict_within_seconds() {
     };
     poll::until("acme ok in status.json", || shown(Verdict::Ok)).await;
     // Push is healthy: the next pass waits `reconcile_interval` (6 h), not `checks.interval`.
-    poll::until("the next pass scheduled", || event("pass.next").is_some()).await;
-    let next = event("pass.next").unwrap();
+    let next = poll::until_some("the next pass scheduled", || event(log, "pass.next")).await;
     assert_eq!(
         (&next["push"], &next["in_seconds"]),
         (&true.into(), &21_600.into()),
@@ -487,14 +491,9 @@ async fn the_daemon_shows_a_pushed_conflict_within_seconds() {
 }
 
 type Running = tokio::task::JoinHandle<Result<(), daemon::DaemonError>>;
-type Events = Box<dyn Fn(&str) -> Option<serde_json::Value>>;
-
-/// One daemon at a time in this binary: each finds its receiver's address in the shared log.
-static ONE_DAEMON: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Starts the daemon in-process, its webhooks delivered through the simulator's "proxy"; its
-/// store, control channel, token, task, and the first event of a name it logged. Call it
-/// holding [`ONE_DAEMON`].
+/// Starts the daemon in-process, its webhooks delivered through the simulator's "proxy"
+/// (to the receiver's address, which the control channel tells); its store, control channel,
+/// token and task.
 async fn start_daemon(
     f: &Fixture,
 ) -> (
@@ -502,10 +501,7 @@ async fn start_daemon(
     daemon::Controller,
     CancellationToken,
     Running,
-    Events,
 ) {
-    let log = capture::capture_json();
-    let mark = log.mark();
     let store = f.open_store();
     let cancel = CancellationToken::new();
     let (control, orders) = daemon::control::channel(cancel.clone());
@@ -514,18 +510,22 @@ async fn start_daemon(
             (f.config_path.clone(), f.config(), store.clone(), f.env());
         async move { daemon::run(&path, config, store, env, orders).await }
     });
-    let event: Events = Box::new(move |name: &str| {
-        log.since(mark)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["event"] == name)
-    });
-    let listening =
-        || event("webhooks.listening").and_then(|v| v["addr"].as_str().map(str::to_owned));
-    poll::until("the receiver", || listening().is_some()).await;
-    f.sim
-        .proxy_webhooks(PUBLIC, &format!("http://{}", listening().unwrap()));
-    (store, control, cancel, daemon, event)
+    let listening = control.listening(|l| l.webhooks.is_some());
+    let receiver = tokio::time::timeout(poll::BOUND, listening)
+        .await
+        .expect("the receiver listens")
+        .webhooks
+        .unwrap();
+    f.sim.proxy_webhooks(PUBLIC, &format!("http://{receiver}"));
+    (store, control, cancel, daemon)
+}
+
+/// The first event named `name` in `log`.
+fn event(log: &capture::Captured, name: &str) -> Option<serde_json::Value> {
+    log.since(0)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == name)
 }
 
 /// How many of our subscriptions call `shop`'s path.
@@ -540,11 +540,10 @@ fn subscribed(f: &Fixture, keys: &Keys, shop: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shop_removed_on_reload_loses_its_subscriptions() {
-    let _one = ONE_DAEMON.lock().await;
     let f = fixture().await;
     f.add_shop("bolt", 1002, "");
     f.sim.add_customers(1002, 1, 5, false);
-    let (_store, control, cancel, daemon, _event) = start_daemon(&f).await;
+    let (_store, control, cancel, daemon) = start_daemon(&f).await;
     let keys = keys(&f.config());
     poll::until("both shops subscribed", || {
         subscribed(&f, &keys, "acme") == 4 && subscribed(&f, &keys, "bolt") == 4
@@ -566,9 +565,8 @@ async fn a_shop_removed_on_reload_loses_its_subscriptions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_reenables_a_disabled_subscription_at_the_next_pass() {
-    let _one = ONE_DAEMON.lock().await;
     let f = fixture().await;
-    let (store, control, cancel, daemon, _event) = start_daemon(&f).await;
+    let (store, control, cancel, daemon) = start_daemon(&f).await;
     let keys = keys(&f.config());
     poll::until("acme's subscriptions", || ours(&f, &keys).len() == 4).await;
     let active = || {

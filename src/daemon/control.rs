@@ -12,12 +12,17 @@
 //! daemon takes a pending reload before pending passes, so a `check` sent right after
 //! `systemctl reload` covers the new shops; [`Control::Stop`] cancels the daemon's one
 //! `CancellationToken` at once, never queued behind other orders.
+//!
+//! The channel also carries where the daemon's endpoints listen once they do ([`Listening`]), so
+//! whoever holds a [`Controller`] (a test, an embedding program) learns a port 0's address
+//! without reading the log.
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -43,10 +48,29 @@ struct Pending {
     shops: BTreeSet<String>,
 }
 
-#[derive(Default)]
+/// The addresses the daemon's endpoints are bound to; `None` until (unless) they listen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Listening {
+    /// The webhook receiver (`[webhooks] listen`).
+    pub webhooks: Option<SocketAddr>,
+    /// `/metrics` and `/healthz` (`[metrics] listen`).
+    pub metrics: Option<SocketAddr>,
+}
+
 struct Shared {
     pending: Mutex<Pending>,
     wake: Notify,
+    listening: watch::Sender<Listening>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self {
+            pending: Mutex::default(),
+            wake: Notify::new(),
+            listening: watch::Sender::new(Listening::default()),
+        }
+    }
 }
 
 impl Shared {
@@ -106,6 +130,18 @@ impl Controller {
     pub fn shop_triggers(&self) -> ShopTriggers {
         ShopTriggers(self.clone())
     }
+
+    /// Where the daemon's endpoints listen, once `ready` says they all that will do: e.g.
+    /// `|l| l.webhooks.is_some()`. Returns at once if they already do; waits for ever if the
+    /// daemon never gets there (bound it with a timeout).
+    pub async fn listening(&self, ready: impl FnMut(&Listening) -> bool) -> Listening {
+        let mut seen = self.shared.listening.subscribe();
+        match seen.wait_for(ready).await {
+            Ok(listening) => *listening,
+            // The sender lives in `Shared`, which `self` holds.
+            Err(_) => unreachable!("the channel outlives its controllers"),
+        }
+    }
 }
 
 /// Asks the daemon for passes of single shops, and nothing else; cheap to clone.
@@ -150,6 +186,11 @@ impl Orders {
     /// The daemon's one cancellation token, which [`Control::Stop`] cancels.
     pub fn stop_token(&self) -> &CancellationToken {
         &self.stop
+    }
+
+    /// Publishes that an endpoint listens (see [`Controller::listening`]).
+    pub fn listening_on(&self, update: impl FnOnce(&mut Listening)) {
+        self.shared.listening.send_modify(update);
     }
 
     /// Another sender into this channel, for the daemon's own parts (e.g. a webhook listener).

@@ -125,6 +125,9 @@ pub async fn run(
     configured(&metrics, &world.config, &[]);
     let listen = world.config.metrics_listen;
     let mut push = Push::start(&world, cancel.clone()).await?;
+    if let Some(addr) = push.addr() {
+        orders.listening_on(|l| l.webhooks = Some(addr));
+    }
     let mut scheduler = Scheduler::new(world, env, store, reports_tx, cancel.clone());
     for (shop, token) in initial {
         scheduler.start(shop, token);
@@ -145,6 +148,7 @@ pub async fn run(
                 error: e.to_string(),
             })?;
             tracing::info!(event = "metrics.listening", addr = %server.addr, "serving /metrics and /healthz");
+            orders.listening_on(|l| l.metrics = Some(server.addr));
             Some(tokio::time::interval(watchdog::HEALTH_TICK))
         }
         None => None,

@@ -64,6 +64,11 @@ impl Push {
         })
     }
 
+    /// Where the receiver listens, while webhooks are on.
+    pub fn addr(&self) -> Option<std::net::SocketAddr> {
+        self.running.as_ref().map(|(receiver, _)| receiver.addr())
+    }
+
     /// The next callback; pending forever while webhooks are off.
     pub async fn next(&mut self) -> Option<Callback> {
         match &mut self.callbacks {
