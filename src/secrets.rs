@@ -206,6 +206,23 @@ pub fn derive_public(secret: &SecretString, context: &str) -> String {
     hmac_hex(secret, context)
 }
 
+/// Whether `signature` is the base64 (standard alphabet) HMAC-SHA512 of the concatenated
+/// `parts` under `secret`: how Tripletex signs a webhook callback with a subscription's
+/// `hmacSharedSecret`. Compared in constant time; anything that does not decode is wrong.
+pub fn verify_sha512(secret: &SecretString, parts: &[&[u8]], signature: &str) -> bool {
+    use aws_lc_rs::hmac;
+    use base64::Engine as _;
+    let Ok(tag) = base64::engine::general_purpose::STANDARD.decode(signature.trim()) else {
+        return false;
+    };
+    let key = hmac::Key::new(hmac::HMAC_SHA512, secret.expose_secret().as_bytes());
+    let mut context = hmac::Context::with_key(&key);
+    for part in parts {
+        context.update(part);
+    }
+    constant_time_eq(context.sign().as_ref(), &tag)
+}
+
 fn hmac_hex(secret: &SecretString, context: &str) -> String {
     use aws_lc_rs::hmac;
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret.expose_secret().as_bytes());

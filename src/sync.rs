@@ -134,7 +134,7 @@ pub async fn run(
     if changed || corrupt {
         batch.put_mirror(shop, job.kind, &mirror);
     }
-    Ok(mirror.values().map(|e| e.number).collect())
+    Ok(mirror.values().filter_map(|e| e.number).collect())
 }
 
 /// Reads one kind's records for one pass.

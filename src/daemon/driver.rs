@@ -1,10 +1,12 @@
 //! One supervised pass of one shop, the same for the daemon's shop tasks and the one-shot
 //! `check`: a permit of the concurrency gate, the watchdog's heartbeat, the pass inside
-//! [`CatchPanic`], and a failure recorded as `error` ([`supervise::pass_failed`]).
+//! [`CatchPanic`], and a failure recorded as `error` ([`supervise::pass_failed`]). A webhook
+//! callback's change is applied the same way ([`Driver::apply_callback`]): whatever triggers
+//! work on a shop's records, it runs under the same supervision.
 //!
-//! Invariants: a pass runs only while it holds a permit of the gate (so at most
+//! Invariants: a pass (or callback) runs only while it holds a permit of the gate (so at most
 //! `max_concurrent_shops` at once) and is marked busy in the [`Heartbeat`] while it runs; a
-//! cancelled pass records nothing; a failed or panicked pass is logged (`pass.failed`) and
+//! cancelled one records nothing; a failed or panicked one is logged (`pass.failed`) and
 //! recorded for every enabled check; a panic can leave the client half-updated (a poisoned lock
 //! in its limiter, breaker or session slot), so the client it happened in is closed (best
 //! effort) and replaced before the next pass: a retry never inherits the panic.
@@ -18,11 +20,13 @@ use tokio_util::sync::CancellationToken;
 use super::supervise::{self, CatchPanic};
 use super::watchdog::Heartbeat;
 use super::world::{Environment, World};
+use crate::checks::CheckKind;
 use crate::config::ShopConfig;
 use crate::pass::{self, PassError, PassReport, PassSettings};
 use crate::secrets::SecretString;
 use crate::store::Store;
 use crate::tripletex::ShopClient;
+use crate::webhooks::{self, Change};
 
 /// How long after its cancellation a stopping shop may take to delete its session token; what
 /// is left of systemd's stop timeout goes to the last status.json write and sled's flush.
@@ -66,35 +70,79 @@ impl Driver {
 
     /// Runs pass number `pass_no` with `client`, replacing the client after a panic.
     pub async fn run_pass(&self, client: &mut ShopClient, pass_no: u64) -> Ran {
-        let permit = tokio::select! {
-            _ = self.cancel.cancelled() => return Ran::Cancelled,
+        let (shop, store, clock) = (&self.shop, &self.store, &self.env.clock);
+        let started = std::time::Instant::now();
+        let work = async { pass::run(shop, &*client, store, &self.settings, clock, pass_no).await };
+        match self.supervised(work).await {
+            Supervised::Done(report) => {
+                self.env.metrics.pass_recorded(started.elapsed());
+                Ran::Recorded(report)
+            }
+            Supervised::Cancelled => Ran::Cancelled,
+            Supervised::Failed { reason, panicked } => {
+                if panicked {
+                    close_after_panic(std::mem::replace(client, self.client())).await;
+                }
+                Ran::Failed(self.failed(&reason).await)
+            }
+        }
+    }
+
+    /// Applies a webhook callback's `change` of `kind` (no Tripletex request) under the same
+    /// supervision as a pass. Applied (or old news, or cancelled): `None`, the status view
+    /// refreshes from the store; failed: what a failed pass records, if it could be.
+    pub async fn apply_callback(&self, kind: CheckKind, change: &Change) -> Option<PassReport> {
+        let (shop, store, clock) = (&self.shop, &*self.store, &self.env.clock);
+        let work = webhooks::apply::apply((kind, change), shop, store, &self.settings, clock);
+        match self.supervised(work).await {
+            Supervised::Done(_) | Supervised::Cancelled => None,
+            Supervised::Failed { reason, .. } => self.failed(&reason).await,
+        }
+    }
+
+    /// Runs `work` within the gate, busy in the heartbeat, its panic caught.
+    async fn supervised<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, PassError>>,
+    ) -> Supervised<T> {
+        let _permit = tokio::select! {
+            _ = self.cancel.cancelled() => return Supervised::Cancelled,
             p = self.gate.clone().acquire_owned() => p.expect("gate never closes"),
         };
         let _busy = self.heartbeat.pass_started(&self.shop.name);
-        let (shop, store, clock) = (&self.shop, &self.store, &self.env.clock);
         // Boxed: a pass's future is kilobytes (HTTP, sled), and inline it would sit in every idle
         // shop's task; boxed, only the passes running now hold one.
-        let pass = Box::pin(CatchPanic::new(async {
-            (self.env.before_pass)(&shop.name);
-            pass::run(shop, &*client, store, &self.settings, clock, pass_no).await
+        let work = Box::pin(CatchPanic::new(async {
+            (self.env.before_pass)(&self.shop.name);
+            work.await
         }));
-        let started = std::time::Instant::now();
-        let reason = match pass.await {
-            Ok(Ok(report)) => {
-                self.env.metrics.pass_recorded(started.elapsed());
-                return Ran::Recorded(report);
-            }
-            Ok(Err(PassError::Cancelled)) => return Ran::Cancelled,
-            Ok(Err(e)) => e.to_string(),
-            Err(panic) => {
-                close_after_panic(std::mem::replace(client, self.client())).await;
-                panic
-            }
-        };
-        drop(permit);
-        self.env.metrics.pass_failed();
-        Ran::Failed(supervise::pass_failed(shop, store, clock, &reason).await)
+        match work.await {
+            Ok(Ok(done)) => Supervised::Done(done),
+            Ok(Err(PassError::Cancelled)) => Supervised::Cancelled,
+            Ok(Err(e)) => Supervised::Failed {
+                reason: e.to_string(),
+                panicked: false,
+            },
+            Err(panic) => Supervised::Failed {
+                reason: panic,
+                panicked: true,
+            },
+        }
     }
+
+    /// Counts, logs and records a failure (after the gate's permit is given back).
+    async fn failed(&self, reason: &str) -> Option<PassReport> {
+        self.env.metrics.pass_failed();
+        let (shop, store, clock) = (&self.shop, &self.store, &self.env.clock);
+        supervise::pass_failed(shop, store, clock, reason).await
+    }
+}
+
+/// What supervised work came to, before its failure is recorded.
+enum Supervised<T> {
+    Done(T),
+    Cancelled,
+    Failed { reason: String, panicked: bool },
 }
 
 /// Deletes the session token of a client a pass panicked in, if it can. It may panic again here

@@ -128,7 +128,14 @@ pub async fn run(
     if let Some(addr) = push.addr() {
         orders.listening_on(|l| l.webhooks = Some(addr));
     }
-    let mut scheduler = Scheduler::new(world, env, store, reports_tx, cancel.clone());
+    let mut scheduler = Scheduler::new(
+        world,
+        env,
+        store,
+        reports_tx,
+        push.subscribed(),
+        cancel.clone(),
+    );
     for (shop, token) in initial {
         scheduler.start(shop, token);
     }

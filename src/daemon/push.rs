@@ -24,7 +24,7 @@ use crate::config::ShopConfig;
 use crate::secrets::SecretString;
 use crate::status::PushStatus;
 use crate::tripletex::{EXPIRY_MARGIN, ShopClient};
-use crate::webhooks::{self, Callback, Receiver, Routes};
+use crate::webhooks::{self, Callback, News, Receiver, Routes, Subscribed};
 
 /// The webhook receiver of a daemon with `[webhooks]`: its routes follow reloads, its callbacks
 /// go to the shop tasks. Its address and secret are those of the start: changing where it
@@ -33,6 +33,8 @@ pub(super) struct Push {
     running: Option<(Receiver, watch::Sender<Arc<Routes>>)>,
     callbacks: Option<mpsc::Receiver<Callback>>,
     listen: Option<std::net::SocketAddr>,
+    /// What the shop tasks' reconciles found, for the receiver's checks.
+    subscribed: Subscribed,
 }
 
 /// Callbacks waiting for the shop tasks; when full the receiver answers 503 and Tripletex
@@ -46,11 +48,13 @@ impl Push {
                 running: None,
                 callbacks: None,
                 listen: None,
+                subscribed: Subscribed::default(),
             });
         };
         let (routes_tx, routes) = watch::channel(Arc::new(keys.routes(&world.config.shops)));
         let (tx, rx) = mpsc::channel(CALLBACK_QUEUE);
-        let receiver = Receiver::start(w.listen, routes, tx, cancel)
+        let subscribed = Subscribed::default();
+        let receiver = Receiver::start(w.listen, routes, subscribed.clone(), tx, cancel)
             .await
             .map_err(|e| DaemonError::Webhooks {
                 addr: w.listen,
@@ -61,7 +65,13 @@ impl Push {
             running: Some((receiver, routes_tx)),
             callbacks: Some(rx),
             listen: Some(w.listen),
+            subscribed,
         })
+    }
+
+    /// The registry the shop tasks keep up to date (see [`reconcile`]).
+    pub fn subscribed(&self) -> Subscribed {
+        self.subscribed.clone()
     }
 
     /// Where the receiver listens, while webhooks are on.
@@ -138,34 +148,79 @@ pub(super) fn unsubscribe(
     tokio::spawn(work.instrument(span));
 }
 
-/// Applies one webhook callback to the shop's mirror and verdict (no Tripletex request; apply
-/// logs a changed verdict), notes its arrival in `push`, and has the status view refreshed.
+/// What a shop task does after a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AfterCallback {
+    /// Nothing more: applied, or failed like a pass (recorded; the next pass reads it).
+    Done,
+    /// It could not be applied: the shop's next pass comes within [`PASS_SOON`].
+    PassSoon,
+}
+
+/// How soon a pass follows a callback that could not be applied.
+pub(super) const PASS_SOON: Duration = Duration::from_secs(60);
+/// At most one `webhooks.unusable` line per shop this often.
+const UNUSABLE_LOG_EVERY: Duration = Duration::from_secs(600);
+
+/// A shop task's throttle of `webhooks.unusable` lines.
+#[derive(Debug, Default)]
+pub(super) struct UnusableLog {
+    last: Option<Instant>,
+    unlogged: u64,
+}
+
+/// Applies one webhook callback to the shop's mirror and verdict through the pass driver (the
+/// gate, the panic catcher, `pass.failed`; no Tripletex request; a changed verdict is logged),
+/// notes its arrival in `push`, and has the status view refreshed.
 pub(super) async fn apply_callback(
     d: &Driver,
     reports: &mpsc::UnboundedSender<Update>,
     push: &mut PushStatus,
+    unusable: &mut UnusableLog,
     callback: &Callback,
-) {
-    let (shop, store, clock) = (&d.shop, &*d.store, &d.env.clock);
-    let applied = webhooks::apply::apply(callback, shop, store, &d.settings, clock).await;
-    push.last_callback_at = Some(clock.now());
-    let _ = reports.send(Update::Push(shop.name.clone(), *push));
-    match applied {
-        Ok(_) => {}
-        Err(e) => {
-            tracing::warn!(event = "webhooks.apply_failed", error = %e, "callback not applied; the next pass reads it")
+) -> AfterCallback {
+    // The status view refreshes the shop from the store on `Update::Push`: sent once the
+    // callback is recorded.
+    let arrived = d.env.clock.now();
+    let after = match &callback.news {
+        News::Changed(kind, change) => {
+            if let Some(failed) = d.apply_callback(*kind, change).await {
+                let _ = reports.send(Update::Pass(failed));
+            }
+            AfterCallback::Done
         }
-    }
+        News::Unusable(reason) => {
+            let now = Instant::now();
+            if unusable
+                .last
+                .is_some_and(|at| now.duration_since(at) < UNUSABLE_LOG_EVERY)
+            {
+                unusable.unlogged += 1;
+            } else {
+                let unlogged = std::mem::take(&mut unusable.unlogged);
+                unusable.last = Some(now);
+                tracing::warn!(event = "webhooks.unusable", reason = %reason, unlogged, "a callback could not be applied; the next pass reads it within a minute");
+            }
+            AfterCallback::PassSoon
+        }
+    };
+    push.last_callback_at = Some(arrived);
+    let _ = reports.send(Update::Push(d.shop.name.clone(), *push));
+    after
 }
 
-/// Makes the shop's webhook subscriptions what they should be (when webhooks are on); true
-/// while all of them are active.
-pub(super) async fn reconcile(d: &Driver, client: &ShopClient) -> bool {
+/// Makes the shop's webhook subscriptions what they should be (when webhooks are on) and
+/// tells the receiver which they are; true while all of them are active.
+pub(super) async fn reconcile(d: &Driver, client: &ShopClient, subscribed: &Subscribed) -> bool {
     let Some(keys) = &d.world.keys else {
         return false;
     };
     match webhooks::reconcile::reconcile(client, keys, &d.shop).await {
-        Ok(done) => done.healthy(),
+        Ok(done) => {
+            let healthy = done.healthy();
+            subscribed.set(&d.shop.name, done.subscriptions);
+            healthy
+        }
         Err(e) => {
             tracing::warn!(event = "webhooks.reconcile_failed", error = %e, "webhook subscriptions not reconciled; polling goes on");
             false

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::driver::{CLOSE_WITHIN, Driver, Ran};
-use super::push;
+use super::push::{self, AfterCallback, UnusableLog};
 use super::report::Update;
 use super::supervise;
 use super::watchdog::Heartbeat;
@@ -36,7 +36,7 @@ use crate::status::PushStatus;
 use crate::store::{SessionRecord, SessionState, Store};
 use crate::tripletex::ratelimit::full_jitter;
 use crate::tripletex::{Closed, ShopClient};
-use crate::webhooks::Callback;
+use crate::webhooks::{Callback, Subscribed};
 
 pub(super) struct Scheduler {
     world: Arc<World>,
@@ -47,6 +47,8 @@ pub(super) struct Scheduler {
     cancel: CancellationToken,
     tasks: HashMap<String, ShopTask>,
     heartbeat: Arc<Heartbeat>,
+    /// The shops' webhook subscriptions, for the receiver (see `push::reconcile`).
+    subscribed: Subscribed,
 }
 
 struct ShopTask {
@@ -67,6 +69,8 @@ struct ShopLoop {
     callbacks: mpsc::Receiver<Callback>,
     /// What status.json shows of this shop's push.
     push: PushStatus,
+    unusable: UnusableLog,
+    subscribed: Subscribed,
 }
 
 /// Callbacks a shop task may have waiting; more (a burst during a long pass) are dropped, and
@@ -79,6 +83,7 @@ impl Scheduler {
         env: Environment,
         store: Arc<Store>,
         reports: mpsc::UnboundedSender<Update>,
+        subscribed: Subscribed,
         cancel: CancellationToken,
     ) -> Self {
         let gate = Arc::new(Semaphore::new(world.config.rate_limit.max_concurrent_shops));
@@ -91,6 +96,7 @@ impl Scheduler {
             cancel,
             tasks: HashMap::new(),
             heartbeat: Arc::default(),
+            subscribed,
         }
     }
 
@@ -137,6 +143,8 @@ impl Scheduler {
             trigger: trigger.clone(),
             callbacks: callbacks_rx,
             push: PushStatus::default(),
+            unusable: UnusableLog::default(),
+            subscribed: self.subscribed.clone(),
         };
         let handle = tokio::spawn(task.run().instrument(span));
         let name = shop.name.clone();
@@ -233,6 +241,7 @@ impl Scheduler {
             let _ = task.handle.await;
         }
         for (shop, token) in retired {
+            self.subscribed.forget(&shop.name);
             push::unsubscribe(
                 &self.world,
                 self.gate.clone(),
@@ -316,7 +325,18 @@ impl ShopLoop {
                 _ = self.trigger.notified() => {}
                 // Between passes, on this task: never beside a pass of this shop.
                 Some(callback) = self.callbacks.recv() => {
-                    push::apply_callback(d, &self.reports, &mut self.push, &callback).await;
+                    let after = push::apply_callback(
+                        d, &self.reports, &mut self.push, &mut self.unusable, &callback,
+                    ).await;
+                    if after == AfterCallback::PassSoon {
+                        due = due.min(Instant::now() + push::PASS_SOON);
+                        tracing::debug!(
+                            event = "pass.next",
+                            in_seconds = due.saturating_duration_since(Instant::now()).as_secs(),
+                            soon = true,
+                            "next pass brought forward: a callback could not be applied"
+                        );
+                    }
                     continue;
                 }
             }
@@ -325,7 +345,7 @@ impl ShopLoop {
                 Ran::Recorded(report) => {
                     let _ = self.reports.send(Update::Pass(report));
                     failures = 0;
-                    let push = push::reconcile(d, &client).await;
+                    let push = push::reconcile(d, &client, &self.subscribed).await;
                     if d.world.keys.is_some() && push != self.push.active {
                         self.push.active = push;
                         let _ = self

@@ -4,9 +4,10 @@
 //! Keyed by id (not number) so that a number used twice shows up as two entries. A shop's mirror
 //! of one kind is one value under `mirror/{shop}/{spec.mirror}` (100 000 entries stay one small
 //! read and one write, not 100 000 sled operations): fixed-width records sorted by id, `id i64 BE,
-//! number u32 BE`, then the kind's tail: a flag as one byte (0/1), a date as i32 BE days since
-//! 1970-01-01 (i32::MIN = none). So customers (`isInactive`) take 13 bytes, invoices
-//! (`invoiceDate`) 16. A sync replaces a kind's whole value, and only when it changed. The cursor
+//! number u32 BE (0 = none), version i32 BE (Tripletex's `version`; -1 = deleted)`, then the kind's
+//! tail: a flag as one byte (0/1), a date as i32 BE days since 1970-01-01 (i32::MIN = none). So
+//! customers (`isInactive`) take 17 bytes, invoices (`invoiceDate`) 20 (schema 4; before it, 13
+//! and 16 without the version). A sync replaces a kind's whole value, and only when it changed. The cursor
 //! is one JSON object per shop whose field names each kind's spec gives (`CursorKeys`).
 
 use jiff::Timestamp;
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::{Batch, Store, StoreError, decode};
-use crate::checks::kinds::{CursorKeys, Entry, PerKind, Tail, TailValue};
+use crate::checks::kinds::{CursorKeys, Entry, PerKind, Tail, TailValue, Version};
 use crate::checks::{CheckKind, KindSpec};
 
 /// Where incremental sync continues from, per kind (one kind's failure must not skip another's).
@@ -111,8 +112,10 @@ impl TryFrom<Map<String, Value>> for SyncCursor {
 }
 
 const EPOCH: Date = Date::constant(1970, 1, 1);
-/// Bytes of the id and the number, before the tail.
-const HEAD: usize = 12;
+/// Bytes of the id, the number and the version, before the tail.
+const HEAD: usize = 16;
+/// The stored version of a deleted record.
+const DELETED: i32 = -1;
 
 fn tail_width(tail: Tail) -> usize {
     match tail {
@@ -202,7 +205,13 @@ impl Batch {
         let mut v = Vec::with_capacity(sorted.len() * (HEAD + tail_width(spec.tail)));
         for (id, entry) in sorted {
             v.extend_from_slice(&id.to_be_bytes());
-            v.extend_from_slice(&entry.number.to_be_bytes());
+            v.extend_from_slice(&entry.number.unwrap_or(0).to_be_bytes());
+            let version = match entry.version {
+                // Tripletex's versions are int32: never above i32::MAX.
+                Version::Seen(v) => i32::try_from(v).unwrap_or(i32::MAX),
+                Version::Deleted => DELETED,
+            };
+            v.extend_from_slice(&version.to_be_bytes());
             match (spec.tail, entry.tail) {
                 (Tail::Flag(_), TailValue::Flag(flag)) => v.push(u8::from(flag)),
                 (Tail::Date(_), TailValue::Date(date)) => {
@@ -226,7 +235,12 @@ impl Batch {
 
 fn decode_entry(v: &[u8], tail: Tail) -> Option<(i64, Entry)> {
     let id = i64::from_be_bytes(v.get(..8)?.try_into().ok()?);
-    let number = u32::from_be_bytes(v.get(8..HEAD)?.try_into().ok()?);
+    let number = u32::from_be_bytes(v.get(8..12)?.try_into().ok()?);
+    let version = match i32::from_be_bytes(v.get(12..HEAD)?.try_into().ok()?) {
+        DELETED => Version::Deleted,
+        // Nothing else below 0 is written; read it as the oldest version, never as news.
+        seen => Version::Seen(u32::try_from(seen).unwrap_or(0)),
+    };
     let tail = match tail {
         Tail::Flag(_) => TailValue::Flag(*v.get(HEAD)? != 0),
         Tail::Date(_) => {
@@ -242,5 +256,10 @@ fn decode_entry(v: &[u8], tail: Tail) -> Option<(i64, Entry)> {
             )
         }
     };
-    Some((id, Entry { number, tail }))
+    let entry = Entry {
+        number: (number != 0).then_some(number),
+        tail,
+        version,
+    };
+    Some((id, entry))
 }

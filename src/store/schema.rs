@@ -12,12 +12,15 @@
 //! every record reads older and newer shapes of itself; 3 = a check's time is its own record
 //! (`result/{shop}/{kind}/checked`) and a result is rewritten only when its outcome changes, so a
 //! result's own `checked_at` can be older than the check (nothing to convert: a result without a
-//! time record keeps its own; an older release must not read the stale one as current).
+//! time record keeps its own; an older release must not read the stale one as current); 4 = a
+//! mirrored record keeps Tripletex's `version` (and deletions), so its width grew: the mirrors
+//! and sync cursors of schema 3 are removed, and each shop's next pass reads everything once
+//! (results, history and sessions stay).
 
 use super::{StoreError, mirror};
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 const KEY: &[u8] = b"meta/schema_version";
 
 /// Brings `db` to [`SCHEMA_VERSION`], or refuses a newer one.
@@ -63,6 +66,24 @@ pub(super) fn migrate(db: &sled::Db, path: &std::path::Path) -> Result<(), Store
         }
     }
     // 2 → 3 changes how new records are written, not the records already there.
+    if found < 4 {
+        // Without versions a mirror cannot tell a replayed callback from news; rather than guess
+        // a version for every record, the next pass reads them afresh (a full read, once).
+        let mut removed = 0usize;
+        for prefix in [b"mirror/".as_slice(), b"cursor/".as_slice()] {
+            for key in db.scan_prefix(prefix).keys() {
+                batch.remove(key.map_err(&sled)?);
+                removed += 1;
+            }
+        }
+        tracing::info!(
+            event = "store.migrated",
+            from = found,
+            to = 4,
+            removed,
+            "mirrors now keep versions: each shop's next pass reads its records in full once"
+        );
+    }
     batch.insert(KEY, &SCHEMA_VERSION.to_be_bytes());
     db.apply_batch(batch).map_err(&sled)?;
     db.flush().map_err(&sled)?;
@@ -99,7 +120,7 @@ mod tests {
     }
 
     #[test]
-    fn schema_1_loses_the_old_mirror_keys_and_keeps_everything_else() {
+    fn schema_1_loses_its_mirrors_and_cursors_and_keeps_everything_else() {
         let dir = tempfile::tempdir().unwrap();
         let id_with_slash = 0x2F2F_0000_0000_0001_i64.to_be_bytes();
         {
@@ -114,6 +135,8 @@ mod tests {
             }
             db.insert("cursor/acme", br#"{"customers_full":null}"#.as_slice())
                 .unwrap();
+            db.insert("result/acme/customer_numbers", br#"{}"#.as_slice())
+                .unwrap();
             db.flush().unwrap();
         }
         drop(Store::open(dir.path(), Role::OneShot).unwrap());
@@ -125,12 +148,7 @@ mod tests {
             .collect();
         assert_eq!(
             keys,
-            [
-                "cursor/acme",
-                "meta/schema_version",
-                "mirror/acme/customers",
-                "mirror/acme/invoices"
-            ]
+            ["meta/schema_version", "result/acme/customer_numbers"]
         );
         assert_eq!(version(&db), Some(SCHEMA_VERSION));
     }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::checks::kinds::{Entry, TailValue};
+use crate::checks::kinds::{Entry, TailValue, Version};
 use crate::checks::{self, CheckKind, Verdict};
 
 fn ts(s: &str) -> Timestamp {
@@ -207,8 +207,13 @@ async fn the_mirror_round_trips_as_one_value_per_kind() {
     let customers: std::collections::HashMap<i64, Entry> = (0..3000i64)
         .map(|id| {
             let entry = Entry {
-                number: (id % 1500) as u32,
+                // 0 is "no number"; some records are deleted.
+                number: (id % 11 != 0).then_some((id % 1500) as u32 + 1),
                 tail: TailValue::Flag(id % 7 == 0),
+                version: match id % 13 {
+                    0 => Version::Deleted,
+                    v => Version::Seen(v as u32 * 1000),
+                },
             };
             (id * 13, entry)
         })
@@ -217,15 +222,17 @@ async fn the_mirror_round_trips_as_one_value_per_kind() {
         (
             5i64,
             Entry {
-                number: 6000,
+                number: Some(6000),
                 tail: TailValue::Date(Some(Date::constant(2026, 3, 1))),
+                version: Version::Seen(i32::MAX as u32),
             },
         ),
         (
             -2,
             Entry {
-                number: 6001,
+                number: Some(6001),
                 tail: TailValue::Date(None),
+                version: Version::Seen(0),
             },
         ),
     ];
@@ -246,19 +253,22 @@ async fn the_mirror_round_trips_as_one_value_per_kind() {
     assert!(store.mirror("other", c).unwrap().is_empty());
 }
 
-/// The bytes under `mirror/…` and `cursor/…` are what every release since schema 1 reads.
+/// The bytes under `mirror/…` are what schema 4 defined, and under `cursor/…` what every
+/// release since schema 1 reads.
 #[tokio::test]
 async fn the_mirror_and_cursor_encodings_are_unchanged() {
     use jiff::civil::Date;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), Role::OneShot).unwrap();
     let customer = Entry {
-        number: 0x0102_0304,
+        number: Some(0x0102_0304),
         tail: TailValue::Flag(true),
+        version: Version::Seen(5),
     };
     let invoice = Entry {
-        number: 6000,
+        number: None,
         tail: TailValue::Date(Some(Date::constant(1970, 1, 3))),
+        version: Version::Deleted,
     };
     let mut cursor = SyncCursor::default();
     cursor.of_mut(CheckKind::CustomerNumbers).full = Some(ts("2026-03-01T00:00:00Z"));
@@ -271,10 +281,11 @@ async fn the_mirror_and_cursor_encodings_are_unchanged() {
     let raw = |key: &str| store.db.get(key).unwrap().unwrap().to_vec();
     assert_eq!(
         raw("mirror/acme/customers"),
-        [0, 0, 0, 0, 0, 0, 0, 7, 1, 2, 3, 4, 1]
+        [0, 0, 0, 0, 0, 0, 0, 7, 1, 2, 3, 4, 0, 0, 0, 5, 1]
     );
     let mut invoice_bytes = (-1i64).to_be_bytes().to_vec();
-    invoice_bytes.extend(6000u32.to_be_bytes());
+    invoice_bytes.extend(0u32.to_be_bytes());
+    invoice_bytes.extend((-1i32).to_be_bytes());
     invoice_bytes.extend(2i32.to_be_bytes());
     assert_eq!(raw("mirror/acme/invoices"), invoice_bytes);
     assert_eq!(
@@ -327,8 +338,9 @@ async fn a_mirror_that_is_not_whole_records_is_an_error_not_a_shorter_mirror() {
             (
                 id,
                 Entry {
-                    number: id as u32,
+                    number: Some(id as u32),
                     tail: TailValue::Flag(false),
+                    version: Version::Seen(0),
                 },
             )
         })
@@ -344,8 +356,8 @@ async fn a_mirror_that_is_not_whole_records_is_an_error_not_a_shorter_mirror() {
         matches!(
             err,
             StoreError::MirrorTruncated {
-                len: 38,
-                width: 13,
+                len: 50,
+                width: 17,
                 ..
             }
         ),

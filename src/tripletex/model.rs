@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::checks::KindSpec;
-use crate::checks::kinds::{Entry, Tail, TailValue};
+use crate::checks::kinds::{Entry, Tail, TailValue, Version};
 
 /// `PostSessionTokenBody`: the JSON body of `POST /token/session/:create`.
 #[derive(Serialize)]
@@ -45,7 +45,8 @@ pub struct WhoAmI {
 /// Tripletex's numbers are int32: a number above this is not one it could have sent.
 const MAX_NUMBER: i64 = i32::MAX as i64;
 
-/// A row of a check kind's list, as read with its spec's `fields`; every field required.
+/// A row of a check kind's list, as read with its spec's `fields`; every field required (the
+/// number may be `null` or 0: Tripletex's "no number").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub id: i64,
@@ -56,6 +57,7 @@ impl Record {
     /// Reads `row` as a record of the kind `spec` describes, refusing what does not fit.
     pub fn parse(spec: &KindSpec, row: &Map<String, Value>) -> Result<Self, String> {
         let id = positive(row, "id", i64::MAX)?;
+        let version = version(row)?;
         let number = number(row, spec.list.number_field)?;
         let tail = match spec.tail {
             Tail::Flag(field) => TailValue::Flag(boolean(row, field)?),
@@ -63,15 +65,37 @@ impl Record {
         };
         Ok(Self {
             id,
-            entry: Entry { number, tail },
+            entry: Entry {
+                number,
+                tail,
+                version: Version::Seen(version),
+            },
         })
     }
 }
 
-/// A number of a check kind: a positive int32.
-fn number(row: &Map<String, Value>, name: &str) -> Result<u32, String> {
+/// A number of a check kind: a positive int32, or `None` for `null` and 0 (the spec's minimum
+/// is 0: an object without a number). A missing field is an error: we asked for it.
+fn number(row: &Map<String, Value>, name: &str) -> Result<Option<u32>, String> {
+    match row.get(name) {
+        Some(Value::Null) => return Ok(None),
+        Some(v) if v.as_i64() == Some(0) => return Ok(None),
+        _ => {}
+    }
     let n = positive(row, name, MAX_NUMBER)?;
-    u32::try_from(n).map_err(|_| format!("`{name}` is {n}, beyond {MAX_NUMBER}"))
+    u32::try_from(n)
+        .map(Some)
+        .map_err(|_| format!("`{name}` is {n}, beyond {MAX_NUMBER}"))
+}
+
+/// The object's `version`: an int32 from 0.
+fn version(row: &Map<String, Value>) -> Result<u32, String> {
+    let value = row.get("version").ok_or("`version` is missing")?;
+    value
+        .as_i64()
+        .filter(|v| (0..=MAX_NUMBER).contains(v))
+        .map(|v| v as u32)
+        .ok_or_else(|| format!("`version` is {value}, not an integer from 0"))
 }
 
 /// A required positive integer field of a row, at most `max`.

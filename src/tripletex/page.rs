@@ -179,6 +179,7 @@ fn kind_of(value: &Value) -> &'static str {
 mod tests {
     use super::*;
     use crate::checks::CheckKind;
+    use crate::checks::kinds::Version;
 
     const ASKED: Asked = Asked {
         from: 0,
@@ -204,11 +205,12 @@ mod tests {
     fn a_good_page_parses() {
         let page = customers(
             r#"{"fullResultSize":1,"from":0,"count":1,"versionDigest":null,
-                "values":[{"id":5,"customerNumber":12,"isInactive":false}]}"#,
+                "values":[{"id":5,"version":3,"customerNumber":12,"isInactive":false}]}"#,
         )
         .unwrap();
         assert_eq!(page.rows.len(), 1);
-        assert_eq!(page.rows[0].entry.number, 12);
+        assert_eq!(page.rows[0].entry.number, Some(12));
+        assert_eq!(page.rows[0].entry.version, Version::Seen(3));
         assert_eq!(page.full_result_size, Some(1));
     }
 
@@ -227,21 +229,40 @@ mod tests {
     }
 
     #[test]
+    fn a_customer_without_a_number_is_read_as_none() {
+        // The spec allows it (`customerNumber` is optional, minimum 0).
+        for none in ["null", "0"] {
+            let page = customers(&format!(
+                r#"{{"from":0,"count":1,"values":[{{"id":1,"version":0,"customerNumber":{none},"isInactive":false}}]}}"#
+            ))
+            .unwrap();
+            assert_eq!(page.rows[0].entry.number, None, "{none}");
+        }
+    }
+
+    #[test]
     fn row_problems_are_named() {
         let row = |fields: &str| format!(r#"{{"from":0,"count":1,"values":[{{{fields}}}]}}"#);
-        let missing = refused(&row(r#""id":1,"isInactive":false"#));
+        let missing = refused(&row(r#""id":1,"version":0,"isInactive":false"#));
         assert!(missing.contains("`customerNumber` is missing"), "{missing}");
-        for bad in ["0", "-3", "1.5", "\"7\"", "null", "true"] {
+        for bad in ["-3", "1.5", "\"7\"", "true"] {
             let reason = refused(&row(&format!(
-                r#""id":1,"customerNumber":{bad},"isInactive":false"#
+                r#""id":1,"version":0,"customerNumber":{bad},"isInactive":false"#
             )));
             assert!(reason.contains("not a positive integer"), "{bad}: {reason}");
         }
         let huge = refused(&row(
-            r#""id":1,"customerNumber":2147483648,"isInactive":false"#,
+            r#""id":1,"version":0,"customerNumber":2147483648,"isInactive":false"#,
         ));
         assert!(huge.contains("beyond"), "{huge}");
-        assert!(refused(&row(r#""customerNumber":1,"isInactive":false"#)).contains("`id`"));
+        let no_id = refused(&row(r#""version":0,"customerNumber":1,"isInactive":false"#));
+        assert!(no_id.contains("`id`"), "{no_id}");
+        let no_version = refused(&row(r#""id":1,"customerNumber":1,"isInactive":false"#));
+        assert!(no_version.contains("`version` is missing"), "{no_version}");
+        let bad_version = refused(&row(
+            r#""id":1,"version":-1,"customerNumber":1,"isInactive":false"#,
+        ));
+        assert!(bad_version.contains("`version`"), "{bad_version}");
         assert!(refused(r#"{"from":0,"count":1,"values":[7]}"#).contains("not an object"));
     }
 
@@ -267,11 +288,12 @@ mod tests {
         fn envelope() -> impl Strategy<Value = Value> {
             let key = prop_oneof![
                 Just("id"),
+                Just("version"),
                 Just("customerNumber"),
                 Just("isInactive"),
                 Just("x")
             ];
-            let row = prop::collection::btree_map(key, leaf(), 0..4)
+            let row = prop::collection::btree_map(key, leaf(), 0..5)
                 .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.into(), v)).collect()));
             let values = prop_oneof![
                 prop::collection::vec(prop_oneof![row, leaf()], 0..6).prop_map(Value::Array),
@@ -317,9 +339,16 @@ mod tests {
                     prop_assert_eq!(page.rows.len(), values.len());
                     for (row, value) in page.rows.iter().zip(values) {
                         prop_assert!(row.id > 0);
-                        let number = row.entry.number;
-                        prop_assert!(number > 0 && number <= i32::MAX as u32);
-                        prop_assert_eq!(value["customerNumber"].as_u64(), Some(u64::from(number)));
+                        match row.entry.number {
+                            Some(number) => {
+                                prop_assert!(number > 0 && number <= i32::MAX as u32);
+                                prop_assert_eq!(value["customerNumber"].as_u64(), Some(u64::from(number)));
+                            }
+                            None => prop_assert!(
+                                value["customerNumber"].is_null() || value["customerNumber"] == json!(0)
+                            ),
+                        }
+                        prop_assert!(value["version"].as_u64().is_some_and(|v| v <= i32::MAX as u64));
                         prop_assert!(value["isInactive"].is_boolean());
                     }
                 }

@@ -47,6 +47,9 @@ pub struct SubscriptionSpec {
     pub fields: &'static str,
     pub auth_header_name: &'static str,
     pub auth_header_value: SecretString,
+    /// Tripletex signs each callback with it (`x-request-signature`); write-only, like the
+    /// auth header's value.
+    pub hmac_shared_secret: SecretString,
 }
 
 impl SubscriptionSpec {
@@ -58,6 +61,7 @@ impl SubscriptionSpec {
             "fields": self.fields,
             "authHeaderName": self.auth_header_name,
             "authHeaderValue": self.auth_header_value.expose_secret(),
+            "hmacSharedSecret": self.hmac_shared_secret.expose_secret(),
             "status": "ACTIVE",
         });
         if let Some((id, version)) = update {

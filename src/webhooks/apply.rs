@@ -1,35 +1,36 @@
-//! Applies one callback: the record goes into the shop's mirror (a delete removes it), the kind's
-//! verdict is re-evaluated from the mirror and the stored history, and both are recorded in one
-//! flushed batch, as a pass records them (`crate::pass::record_evaluation`), with a changed
-//! verdict logged as `check.verdict`.
+//! Applies one callback: the record goes into the shop's mirror (a delete marks it deleted), the
+//! kind's verdict is re-evaluated from the mirror and the stored history, and both are recorded
+//! in one flushed batch, as a pass records them (`crate::pass::record_evaluation`), with a
+//! changed verdict logged as `check.verdict`.
 //!
 //! Invariants: no Tripletex request; a callback for a shop or kind that is off changes nothing,
 //! and so does one for a kind no pass has read in full yet (a verdict from callbacks alone would
-//! vouch for numbers nobody read); one that changes nothing in the mirror records nothing. The caller runs it on the shop's own
-//! task, never beside a pass of the same shop: both rewrite the shop's mirror of the kind.
+//! vouch for numbers nobody read); one that changes nothing in the mirror records nothing.
+//! Callbacks come late, repeated and out of order, so a record changes only for a newer
+//! `version` than the mirror holds, and a delete is final for its id (until a pass lists it
+//! again): a replayed or reordered delivery never changes a verdict. The caller runs it on the
+//! shop's own task, never beside a pass of the same shop: both rewrite the shop's mirror.
 
 use std::collections::HashMap;
 
-use super::{Callback, Change};
-use crate::checks::CheckOutcome;
-use crate::checks::kinds::Entry;
+use super::Change;
+use crate::checks::kinds::{Entry, Version};
+use crate::checks::{CheckKind, CheckOutcome};
 use crate::clock::SharedClock;
 use crate::config::ShopConfig;
 use crate::pass::{self, PassError, PassSettings};
 use crate::store::{Store, StoreError};
 
-/// Applies `callback` to `shop` (whose name it carries); the new outcome, or `None` when nothing
-/// was recorded.
+/// Applies `change` of `kind`, from a callback of `shop`; the new outcome, or `None` when no
+/// verdict was recorded.
 pub async fn apply(
-    callback: &Callback,
+    (kind, change): (CheckKind, &Change),
     shop: &ShopConfig,
     store: &Store,
     settings: &PassSettings,
     clock: &SharedClock,
 ) -> Result<Option<CheckOutcome>, PassError> {
-    let kind = callback.kind;
-    let Some(range) = shop.checks[kind].filter(|_| shop.enabled && shop.name == callback.shop)
-    else {
+    let Some(range) = shop.checks[kind].filter(|_| shop.enabled) else {
         return Ok(None);
     };
     let name = shop.name.as_str();
@@ -42,16 +43,35 @@ pub async fn apply(
         Err(StoreError::MirrorTruncated { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let changed = match &callback.change {
-        Change::Upsert(record) => mirror.insert(record.id, record.entry) != Some(record.entry),
-        Change::Delete(id) => mirror.remove(id).is_some(),
+    let (id, incoming) = match change {
+        Change::Upsert(record) => (record.id, record.entry),
+        &Change::Delete(id) => {
+            let tail = mirror
+                .get(&id)
+                .map_or_else(|| kind.spec().tail.absent(), |e| e.tail);
+            let deleted = Entry {
+                number: None,
+                version: Version::Deleted,
+                tail,
+            };
+            (id, deleted)
+        }
     };
-    if !changed {
+    // A delete of a record never seen (its create may still be on the way) is remembered too,
+    // so that create changes nothing when it comes.
+    let before = mirror.insert(id, incoming);
+    if !Version::is_news(incoming.version, before.map(|e| e.version)) {
         return Ok(None);
     }
     let mut batch = store.batch();
     batch.put_mirror(name, kind, &mirror);
-    let numbers: Vec<u32> = mirror.values().map(|e| e.number).collect();
+    if before.and_then(|e| e.number) == incoming.number {
+        // Only the version, the tail or a deletion of a record without a number: the verdict
+        // reads numbers alone, so only the mirror is written.
+        store.commit(batch).await?;
+        return Ok(None);
+    }
+    let numbers: Vec<u32> = mirror.values().filter_map(|e| e.number).collect();
     let outcome = pass::record_evaluation(
         name,
         (kind, range),

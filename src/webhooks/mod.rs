@@ -20,8 +20,10 @@ pub mod apply;
 mod envelope;
 pub mod receiver;
 pub mod reconcile;
+mod replays;
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use url::Url;
 
@@ -42,8 +44,19 @@ const PATH_TOKEN_LEN: usize = 32;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Callback {
     pub shop: String,
-    pub kind: CheckKind,
-    pub change: Change,
+    pub news: News,
+}
+
+/// What a callback tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum News {
+    /// A record of a kind the shop checks, as it now is, or its deletion.
+    Changed(CheckKind, Change),
+    /// Ours and well-formed, but nothing the mirror can take: an event of a kind the shop does
+    /// not check, a record without a number, or without a field we ask for (a subscription made
+    /// before we asked for it). Answered 200, so Tripletex counts no failed delivery and never
+    /// disables the subscription; the shop's next pass comes soon and reads what it said.
+    Unusable(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,11 +100,17 @@ impl Keys {
         secrets::derive(&self.secret, &format!("webhook-auth\0{shop}"))
     }
 
+    /// The `hmacSharedSecret` of the shop's subscriptions: Tripletex signs callbacks with it.
+    pub fn hmac_secret(&self, shop: &str) -> SecretString {
+        secrets::derive(&self.secret, &format!("webhook-hmac\0{shop}"))
+    }
+
     /// The subscriptions `shop` should have: each event of each enabled kind, asking for the
     /// kind's listing `fields` (so a callback's `value` is a row the mirror takes as it is).
     pub fn wanted(&self, shop: &ShopConfig) -> Vec<SubscriptionSpec> {
         let target_url = self.target_url(&shop.name);
         let auth = self.auth_value(&shop.name);
+        let hmac = self.hmac_secret(&shop.name);
         shop.checks
             .iter()
             .filter(|(_, range)| range.is_some())
@@ -107,6 +126,7 @@ impl Keys {
                 fields,
                 auth_header_name: AUTH_HEADER,
                 auth_header_value: auth.clone(),
+                hmac_shared_secret: hmac.clone(),
             })
             .collect()
     }
@@ -123,12 +143,60 @@ impl Keys {
                 let route = Route {
                     shop: s.name.clone(),
                     auth: self.auth_value(&s.name),
+                    hmac: self.hmac_secret(&s.name),
                     kinds: PerKind::from_fn(|k| s.checks[k].is_some()),
                 };
                 (self.path_token(&s.name), route)
             })
             .collect();
         Routes { prefix, by_token }
+    }
+}
+
+/// Each shop's subscriptions (id → event) as its last reconcile left them: written by the shop
+/// tasks, read by the receiver to refuse a callback of a subscription that is not the shop's, or
+/// of an event that is not the subscription's. A shop not reconciled since start is unknown, and
+/// its callbacks pass on the auth header alone. Cheap to clone (one shared map).
+#[derive(Debug, Clone, Default)]
+pub struct Subscribed(Arc<RwLock<HashMap<String, HashMap<i64, &'static str>>>>);
+
+/// What [`Subscribed`] says of one subscription id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subscription {
+    /// The shop has not been reconciled since start: nothing to check against.
+    Unknown,
+    /// Not one of the shop's.
+    NotOurs,
+    /// The shop's, for this event.
+    For(&'static str),
+}
+
+impl Subscribed {
+    /// Records what the shop's reconcile left.
+    pub fn set(&self, shop: &str, subscriptions: HashMap<i64, &'static str>) {
+        self.write().insert(shop.to_owned(), subscriptions);
+    }
+
+    /// Forgets a shop that is gone (its next task starts unknown).
+    pub fn forget(&self, shop: &str) {
+        self.write().remove(shop);
+    }
+
+    pub fn of(&self, shop: &str, id: i64) -> Subscription {
+        let map = self.0.read().unwrap_or_else(|e| e.into_inner());
+        match map.get(shop) {
+            None => Subscription::Unknown,
+            Some(ids) => ids
+                .get(&id)
+                .map_or(Subscription::NotOurs, |e| Subscription::For(e)),
+        }
+    }
+
+    fn write(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, HashMap<String, HashMap<i64, &'static str>>> {
+        // Only plain maps live here: a panic while writing leaves them usable.
+        self.0.write().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -144,6 +212,8 @@ pub struct Routes {
 struct Route {
     shop: String,
     auth: SecretString,
+    /// Verifies `x-request-signature` when Tripletex sends one.
+    hmac: SecretString,
     /// The kinds the shop checks; callbacks of others are refused.
     kinds: PerKind<bool>,
 }

@@ -28,9 +28,13 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{AUTH_HEADER, Callback, Routes, envelope};
+use super::replays::RecentKeys;
+use super::{AUTH_HEADER, Callback, Routes, Subscribed, Subscription, envelope};
 use crate::secrets::{self, SecretString};
 
+/// Headers Tripletex sends with each delivery (per the spec's WebHook description).
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const SIGNATURE: &str = "x-request-signature";
 /// A callback is one small JSON object; Tripletex's are well under 1 KiB.
 pub const MAX_BODY: usize = 64 << 10;
 pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
@@ -57,10 +61,11 @@ pub struct Receiver {
 
 impl Receiver {
     /// Binds `listen` and serves until `cancel`. `routes` is read per request, so a reload
-    /// takes effect at once; `callbacks` gets every valid callback.
+    /// takes effect at once, and so is `subscribed`; `callbacks` gets every valid callback.
     pub async fn start(
         listen: SocketAddr,
         routes: watch::Receiver<Arc<Routes>>,
+        subscribed: Subscribed,
         callbacks: mpsc::Sender<Callback>,
         cancel: CancellationToken,
     ) -> io::Result<Self> {
@@ -69,7 +74,9 @@ impl Receiver {
         let shared = Arc::new(Shared {
             cancel: cancel.clone(),
             routes,
+            subscribed,
             callbacks,
+            recent: Mutex::default(),
             refusals: Mutex::new(Refusals::default()),
         });
         let task = tokio::spawn(accept_loop(listener, shared, cancel));
@@ -91,7 +98,9 @@ impl Receiver {
 struct Shared {
     cancel: CancellationToken,
     routes: watch::Receiver<Arc<Routes>>,
+    subscribed: Subscribed,
     callbacks: mpsc::Sender<Callback>,
+    recent: Mutex<RecentKeys>,
     refusals: Mutex<Refusals>,
 }
 
@@ -137,21 +146,75 @@ async fn accept(shared: &Shared, request: Request<Incoming>) -> Result<(), Refus
     if request.method() != Method::POST {
         return Err((StatusCode::METHOD_NOT_ALLOWED, "not a POST"));
     }
-    let (shop, kinds) = {
+    let (shop, kinds, hmac) = {
         let routes = shared.routes.borrow();
         let route = routes
             .find(request.uri().path())
             .ok_or((StatusCode::NOT_FOUND, "no shop has this path"))?;
-        let sent = request
-            .headers()
-            .get(AUTH_HEADER)
-            .and_then(|v| v.to_str().ok())
+        let sent = header(&request, AUTH_HEADER)
             .ok_or((StatusCode::UNAUTHORIZED, "the auth header is missing"))?;
-        if !secrets::same(&SecretString::from(sent.to_owned()), &route.auth) {
+        if !secrets::same(&SecretString::from(sent), &route.auth) {
             return Err((StatusCode::UNAUTHORIZED, "the auth header is wrong"));
         }
-        (route.shop.clone(), route.kinds.clone())
+        (route.shop.clone(), route.kinds.clone(), route.hmac.clone())
     };
+    let key = header(&request, IDEMPOTENCY_KEY);
+    let signature = header(&request, SIGNATURE);
+    let body = read_body(request).await?;
+    // Some companies may not sign; a signature that is sent must be right.
+    if let Some(signature) = signature {
+        let signed = [key.as_deref().unwrap_or("").as_bytes(), b"&", &body];
+        if !secrets::verify_sha512(&hmac, &signed, &signature) {
+            return Err((StatusCode::UNAUTHORIZED, "the signature is wrong"));
+        }
+    }
+    let envelope = envelope::parse(&body, &kinds).map_err(|reason| {
+        tracing::debug!(event = "webhooks.malformed", shop, %reason, "callback refused");
+        (
+            StatusCode::BAD_REQUEST,
+            "the body is not a callback of this shop",
+        )
+    })?;
+    match shared.subscribed.of(&shop, envelope.subscription_id) {
+        Subscription::Unknown => {}
+        Subscription::NotOurs => {
+            return Err((StatusCode::BAD_REQUEST, "not a subscription of this shop"));
+        }
+        Subscription::For(event) if event != envelope.event => {
+            return Err((StatusCode::BAD_REQUEST, "not the subscription's event"));
+        }
+        Subscription::For(_) => {}
+    }
+    if let Some(key) = &key
+        && shared.recent().contains(key)
+    {
+        // Handed on already: Tripletex did not see our answer. Nothing to do twice.
+        return Ok(());
+    }
+    let callback = Callback {
+        shop,
+        news: envelope.news,
+    };
+    shared.callbacks.try_send(callback).map_err(|_| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the daemon is not keeping up (Tripletex will retry)",
+        )
+    })?;
+    if let Some(key) = &key {
+        shared.recent().remember(key);
+    }
+    Ok(())
+}
+
+/// A header's value as text, if it is sent and is text.
+fn header(request: &Request<Incoming>, name: &str) -> Option<String> {
+    let value = request.headers().get(name)?.to_str().ok()?;
+    Some(value.to_owned())
+}
+
+/// The body, at most [`MAX_BODY`], within [`BODY_TIMEOUT`].
+async fn read_body(request: Request<Incoming>) -> Result<Bytes, Refusal> {
     let too_large = (StatusCode::PAYLOAD_TOO_LARGE, "the body is too large");
     let declared = request
         .headers()
@@ -175,27 +238,16 @@ async fn accept(shared: &Shared, request: Request<Incoming>) -> Result<(), Refus
             } else {
                 (StatusCode::BAD_REQUEST, "the body could not be read")
             }
-        })?
-        .to_bytes();
-    let (kind, change) = envelope::parse(&body, &kinds).map_err(|reason| {
-        tracing::debug!(event = "webhooks.malformed", shop, %reason, "callback refused");
-        (
-            StatusCode::BAD_REQUEST,
-            "the body is not a callback of this shop",
-        )
-    })?;
-    shared
-        .callbacks
-        .try_send(Callback { shop, kind, change })
-        .map_err(|_| {
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the daemon is not keeping up (Tripletex will retry)",
-            )
-        })
+        })?;
+    Ok(body.to_bytes())
 }
 
 impl Shared {
+    fn recent(&self) -> std::sync::MutexGuard<'_, RecentKeys> {
+        // A set of strings: a panic while holding it leaves it usable.
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Logs a refusal, at most once per [`REFUSAL_LOG_EVERY`]; the ones held back are counted in
     /// the next line, or in a `webhooks.refused_since` line once the period ends quietly.
     fn refused(self: &Arc<Self>, status: StatusCode, reason: &'static str) {
@@ -294,7 +346,9 @@ mod tests {
         let shared = Arc::new(Shared {
             cancel: CancellationToken::new(),
             routes,
+            subscribed: Subscribed::default(),
             callbacks,
+            recent: Mutex::default(),
             refusals: Mutex::new(Refusals::default()),
         });
         for _ in 0..5 {

@@ -8,13 +8,17 @@
 //! place; extras and ours for events no longer wanted → deleted. One listing plus one request per
 //! change, so a healthy shop costs one GET.
 
+use std::collections::HashMap;
+
 use super::{AUTH_HEADER, Keys};
 use crate::config::ShopConfig;
 use crate::tripletex::{ShopClient, Subscription, SubscriptionSpec, TripletexError};
 
 /// What a reconcile found and did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reconciled {
+    /// The shop's subscriptions now (id → event), disabled ones included.
+    pub subscriptions: HashMap<i64, &'static str>,
     /// Subscriptions the shop should have, and how many of them are now ACTIVE.
     pub wanted: usize,
     pub active: usize,
@@ -54,12 +58,14 @@ pub async fn reconcile(
         // The best match first: right target and fields, then ACTIVE.
         ours.sort_by_key(|s| (s.event != want.event, !fits(s, want), s.status != "ACTIVE"));
         if ours.first().is_none_or(|s| s.event != want.event) {
-            client.create_subscription(want).await?;
+            let id = client.create_subscription(want).await?;
+            done.subscriptions.insert(id, want.event);
             done.created += 1;
             done.active += 1;
             continue;
         }
         let have = ours.remove(0);
+        done.subscriptions.insert(have.id, want.event);
         if !fits(&have, want) {
             client
                 .update_subscription(have.id, have.version, want)

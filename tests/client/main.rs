@@ -33,7 +33,10 @@ pub async fn one_shop(main: &str) -> (Fixture, Arc<Tripletex>, ShopClient, Strin
 /// The cheapest data request: one customer.
 pub async fn ping(client: &ShopClient) -> Result<Fetched<Record>, TripletexError> {
     let query = [
-        ("fields", "id,customerNumber,isInactive".to_owned()),
+        (
+            "fields",
+            CheckKind::CustomerNumbers.spec().list.fields.to_owned(),
+        ),
         ("count", "1".to_owned()),
     ];
     client

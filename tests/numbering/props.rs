@@ -31,10 +31,20 @@ fn not_positive() -> impl Strategy<Value = Value> {
     ]
 }
 
-/// What no customer or invoice number may be: not a positive integer, or beyond int32.
+/// What no customer or invoice number may be: not a positive integer, or beyond int32. (`null`
+/// and 0 are Tripletex's "no number", which the spec allows: not damage.)
 fn bad_number() -> impl Strategy<Value = Value> {
     prop_oneof![
-        not_positive(),
+        not_positive().prop_filter("null and 0 are no number", |v| !v.is_null()
+            && v != &json!(0)),
+        (i64::from(i32::MAX) + 1..=i64::MAX).prop_map(|n| json!(n)),
+    ]
+}
+
+/// What no object's `version` may be: not an integer from 0, or beyond int32.
+fn bad_version() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        not_positive().prop_filter("0 is the first version", |v| v != &json!(0)),
         (i64::from(i32::MAX) + 1..=i64::MAX).prop_map(|n| json!(n)),
     ]
 }
@@ -96,7 +106,7 @@ fn damage(kind: CheckKind) -> impl Strategy<Value = Mutation> {
         bad_envelope_key().prop_map(|(key, value)| Mutation::SetKey(key, value)),
         (
             row.clone(),
-            prop_oneof![Just("id"), Just(number), Just(third)]
+            prop_oneof![Just("id"), Just("version"), Just(number), Just(third)]
         )
             .prop_map(|(row, field)| Mutation::RemoveField {
                 row,
@@ -110,6 +120,11 @@ fn damage(kind: CheckKind) -> impl Strategy<Value = Mutation> {
         (row.clone(), bad_number()).prop_map(move |(row, value)| Mutation::SetField {
             row,
             field: number.into(),
+            value
+        }),
+        (row.clone(), bad_version()).prop_map(|(row, value)| Mutation::SetField {
+            row,
+            field: "version".into(),
             value
         }),
         (row.clone(), bad_third).prop_map(move |(row, value)| Mutation::SetField {

@@ -83,9 +83,9 @@ pub(crate) fn endless(route: &Route, request: &Request) -> Reply {
             let number = 1 + i % 2_000_000_000;
             match route {
                 Route::Invoices => {
-                    json!({"id": id, "invoiceNumber": number, "invoiceDate": "2026-01-05"})
+                    json!({"id": id, "version": 0, "invoiceNumber": number, "invoiceDate": "2026-01-05"})
                 }
-                _ => json!({"id": id, "customerNumber": number, "isInactive": false}),
+                _ => json!({"id": id, "version": 0, "customerNumber": number, "isInactive": false}),
             }
         })
         .collect();

@@ -74,6 +74,8 @@ pub enum DeliveryOutcome {
 #[derive(Debug)]
 pub(crate) struct DeliveryBook {
     log: Vec<Delivery>,
+    /// What each entry of `log` sent, for [`Simulator::redeliver_webhook`].
+    sent: Vec<Job>,
     failure_limit: u32,
     attempts: u32,
     backoff: Duration,
@@ -86,6 +88,7 @@ impl Default for DeliveryBook {
     fn default() -> Self {
         Self {
             log: Vec::new(),
+            sent: Vec::new(),
             failure_limit: DEFAULT_FAILURE_LIMIT,
             attempts: DEFAULT_ATTEMPTS,
             backoff: DEFAULT_BACKOFF,
@@ -112,7 +115,7 @@ impl Default for Dispatcher {
 }
 
 /// One envelope for one subscription, cut when the change happened.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Job {
     subscription_id: i64,
     event: &'static str,
@@ -282,7 +285,21 @@ impl Simulator {
     }
 
     pub fn clear_webhook_deliveries(&self) {
-        self.lock().deliveries.log.clear();
+        let book = &mut self.lock().deliveries;
+        book.log.clear();
+        book.sent.clear();
+    }
+
+    /// Sends delivery `index` of [`Simulator::webhook_deliveries`] again, as Tripletex retries or
+    /// replays one: the same body and `idempotency-key`, to the subscription's target now.
+    /// Returns false for an index past the log.
+    pub fn redeliver_webhook(&self, index: usize) -> bool {
+        let mut world = self.lock();
+        let Some(job) = world.deliveries.sent.get(index).cloned() else {
+            return false;
+        };
+        self.enqueue(&mut world, job);
+        true
     }
 
     /// Resolves once every queued delivery has finished (at once when none is queued); each
@@ -370,6 +387,7 @@ impl DeliveryBook {
             outcome = ?outcome,
             "sim webhook delivery"
         );
+        self.sent.push(job.clone());
         self.log.push(Delivery {
             subscription_id: job.subscription_id,
             event: job.event.to_owned(),

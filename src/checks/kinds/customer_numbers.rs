@@ -14,7 +14,7 @@ pub static SPEC: KindSpec = KindSpec {
     list: Listing {
         path: "/customer",
         metrics_label: "customer",
-        fields: "id,customerNumber,isInactive",
+        fields: "id,version,customerNumber,isInactive",
         number_field: "customerNumber",
         // Tripletex lists only active customers unless asked: a full read asks for both.
         reads: Reads::ChangedSince {

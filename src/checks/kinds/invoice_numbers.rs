@@ -15,7 +15,7 @@ pub static SPEC: KindSpec = KindSpec {
     list: Listing {
         path: "/invoice",
         metrics_label: "invoice",
-        fields: "id,invoiceNumber,invoiceDate",
+        fields: "id,version,invoiceNumber,invoiceDate",
         number_field: "invoiceNumber",
         // Tripletex requires both dates on every invoice listing.
         reads: Reads::DateWindow {

@@ -75,7 +75,7 @@ pub struct Listing {
     /// The `endpoint` label of this listing's requests in the metrics, e.g. `customer`. Alert
     /// rules name it, so once released it never changes.
     pub metrics_label: &'static str,
-    /// The `fields` asked for: `id`, the number field and the tail's field.
+    /// The `fields` asked for: `id`, `version`, the number field and the tail's field.
     pub fields: &'static str,
     /// The row field holding the number (a positive int32).
     pub number_field: &'static str,
@@ -118,13 +118,48 @@ impl Tail {
             Tail::Flag(field) | Tail::Date(field) => field,
         }
     }
+
+    /// The value of a record whose tail was never read (e.g. one deleted before it was seen).
+    pub fn absent(self) -> TailValue {
+        match self {
+            Tail::Flag(_) => TailValue::Flag(false),
+            Tail::Date(_) => TailValue::Date(None),
+        }
+    }
 }
 
-/// One record of a kind as the mirror keeps it: its number and the value of its [`Tail`].
+/// One record of a kind as the mirror keeps it: its number, the value of its [`Tail`], and which
+/// state of the Tripletex object it reflects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
-    pub number: u32,
+    /// `None` while the object has no number (Tripletex's `null` or 0) and once it is deleted.
+    pub number: Option<u32>,
     pub tail: TailValue,
+    pub version: Version,
+}
+
+/// Which state of a Tripletex object a mirrored record reflects. Callbacks arrive late, repeated
+/// and out of order; the version says whether one is news or history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// Tripletex's `version` field: 0 for a new object, higher after every change.
+    Seen(u32),
+    /// Deleted, as a callback said. Tripletex neither restores nor reuses an id, so nothing
+    /// a callback says of it later is news; only a pass that lists it again brings it back.
+    Deleted,
+}
+
+impl Version {
+    /// Whether a callback's record at `incoming` is news to a mirror holding `stored` (`None`:
+    /// the mirror has no record of that id).
+    pub fn is_news(incoming: Version, stored: Option<Version>) -> bool {
+        match (stored, incoming) {
+            (None, _) => true,
+            (Some(Version::Deleted), _) => false,
+            (Some(Version::Seen(_)), Version::Deleted) => true,
+            (Some(Version::Seen(old)), Version::Seen(new)) => new > old,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,8 +367,8 @@ mod tests {
                 s.key
             );
             let fields: Vec<&str> = s.list.fields.split(',').collect();
-            assert_eq!(fields.len(), 3, "{}", s.key);
-            for field in ["id", s.list.number_field, s.tail.field()] {
+            assert_eq!(fields.len(), 4, "{}", s.key);
+            for field in ["id", "version", s.list.number_field, s.tail.field()] {
                 assert!(fields.contains(&field), "{}: {field}", s.key);
             }
             assert!(s.defaults.shop_start >= 1);
