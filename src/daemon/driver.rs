@@ -134,7 +134,7 @@ impl Driver {
     async fn failed(&self, reason: &str) -> Option<PassReport> {
         self.env.metrics.pass_failed();
         let (shop, store, clock) = (&self.shop, &self.store, &self.env.clock);
-        supervise::pass_failed(shop, store, clock, reason).await
+        supervise::pass_failed(shop, store, clock, &self.settings, reason).await
     }
 }
 

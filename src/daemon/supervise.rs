@@ -13,10 +13,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::checks::Verdict;
 use crate::clock::SharedClock;
 use crate::config::ShopConfig;
-use crate::pass::{self, PassReport};
+use crate::pass::{PassReport, PassSettings, Recording};
 use crate::store::{ResultRecord, SessionRecord, Store, StoreError};
 use crate::tripletex::ratelimit::full_jitter;
 
@@ -61,6 +60,7 @@ pub(super) async fn pass_failed(
     shop: &ShopConfig,
     store: &Store,
     clock: &SharedClock,
+    settings: &PassSettings,
     reason: &str,
 ) -> Option<PassReport> {
     tracing::error!(
@@ -69,7 +69,7 @@ pub(super) async fn pass_failed(
         error = %reason,
         "pass failed; its checks show error until a pass succeeds"
     );
-    match record(shop, store, clock, reason).await {
+    match record(shop, store, clock, settings, reason).await {
         Ok(report) => Some(report),
         Err(e) => {
             tracing::error!(
@@ -87,20 +87,17 @@ async fn record(
     shop: &ShopConfig,
     store: &Store,
     clock: &SharedClock,
+    settings: &PassSettings,
     reason: &str,
 ) -> Result<PassReport, StoreError> {
     let now = clock.now();
     let name = shop.name.as_str();
-    let mut batch = store.batch();
-    let mut outcomes = Vec::new();
-    let mut before = Vec::new();
+    let mut recording = Recording::new(store, name, now, settings, store.batch());
     for (kind, _) in shop.checks.iter().filter(|(_, range)| range.is_some()) {
         // An unreadable previous result is what may have failed the pass: overwrite it.
         let previous = store.result(name, kind).ok().flatten();
         let record = ResultRecord::pass_failed(previous.as_ref(), kind, reason, now);
-        batch.put_result(name, kind, &record);
-        before.push(previous.map_or(Verdict::Unknown, |r| r.verdict()));
-        outcomes.push(record.outcome);
+        recording.check(kind, previous.as_ref(), record)?;
     }
     let session = match store.session(name) {
         Ok(session) => session.unwrap_or_default(),
@@ -110,14 +107,11 @@ async fn record(
                 detail: Some(e.to_string()),
                 ..SessionRecord::default()
             };
-            batch.put_session(name, &session);
+            recording.batch().put_session(name, &session);
             session
         }
     };
-    store.commit(batch).await?;
-    for (outcome, was) in outcomes.iter().zip(before) {
-        pass::log_verdict(name, outcome, was);
-    }
+    let outcomes = recording.commit().await?;
     Ok(PassReport {
         shop: shop.name.clone(),
         session,

@@ -43,6 +43,7 @@ async fn a_replayed_or_reordered_callback_changes_no_verdict() {
         }
     };
     let verdict = || store.result("acme", kind).unwrap().unwrap().verdict();
+    let history = store.history("acme", kind).unwrap();
 
     // Created inside the shop's range, then renumbered out of it.
     assert!(apply(customer(900, 20001, 0)).await.is_some());
@@ -75,6 +76,9 @@ async fn a_replayed_or_reordered_callback_changes_no_verdict() {
         .map(|(id, e)| (*id, e.number))
         .collect();
     assert_eq!(deleted, [(900, None), (901, None)]);
+    // The shop's own run (1–5) never moved: callbacks record through the same throttle as a
+    // pass, so none of them added a history point for the forecast.
+    assert_eq!(store.history("acme", kind).unwrap(), history);
     assert!(f.sim.request_log().is_empty(), "{:?}", f.sim.request_log());
 }
 

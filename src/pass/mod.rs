@@ -8,25 +8,27 @@
 //! believable, is `error` with the reason, never `ok`; a pass ends by `checks.pass_deadline`,
 //! giving `error` to the checks it had not finished (their mirrors untouched).
 //!
-//! What a pass writes is what changed: a result whose outcome (evidence included) is unchanged
-//! gets only its check's time (`store::Batch::put_checked`); the session and cursor records only
-//! when they differ; a history point only when the shop's highest number moved, or when the
-//! newest point is 6 h old, so an idle shop-pass writes a few hundred bytes, not kilobytes.
+//! What a pass writes is what changed: its outcomes go through [`Recording`] (the one recording
+//! path, shared with callbacks and failed passes: an unchanged result gets only its check's time,
+//! a history point only when the shop's highest number moved or the newest is 6 h old); the
+//! session and cursor records only when they differ; so an idle shop-pass writes a few hundred
+//! bytes, not kilobytes.
+
+mod record;
+
+pub(crate) use record::Recording;
 
 use std::time::Duration;
 
 use jiff::Timestamp;
 use tracing::Instrument as _;
 
-use crate::checks::{self, CheckKind, CheckOutcome, HistoryPoint, NumberRange, Policy, Verdict};
-use crate::clock::{SharedClock, span};
+use crate::checks::{self, CheckKind, CheckOutcome, NumberRange, Policy, Verdict};
+use crate::clock::SharedClock;
 use crate::config::ShopConfig;
 use crate::store::{Batch, ResultRecord, SessionRecord, SessionState, Store, StoreError};
 use crate::sync::{self, SyncError, SyncSettings};
 use crate::tripletex::{ShopClient, TripletexError};
-
-/// How long an unchanged highest number goes without a new history point.
-const HISTORY_HOLD: Duration = Duration::from_secs(6 * 60 * 60);
 
 #[derive(Debug, Clone, Copy)]
 pub struct PassSettings {
@@ -106,7 +108,7 @@ async fn run_inner(
     let deadline = tokio::time::Instant::now() + settings.deadline;
     let name = shop.name.as_str();
     let previous = store.session(name)?.unwrap_or_default();
-    let mut batch = store.batch();
+    let mut recording = Recording::new(store, name, start, settings, store.batch());
     let mut cursor = store.cursor(name)?;
     let cursor_before = cursor.clone();
     let kinds: Vec<(CheckKind, checks::NumberRange)> = shop
@@ -122,8 +124,6 @@ async fn run_inner(
         Ok(connected) => connected.err(),
         Err(_) => Some(past_deadline()),
     };
-    let mut outcomes = Vec::with_capacity(kinds.len());
-    let mut changes = Vec::with_capacity(kinds.len());
     for (kind, range) in kinds {
         let last_result = store.result(name, kind)?;
         // While a check is in conflict, re-read that kind in full every pass: `changedSince`
@@ -141,22 +141,16 @@ async fn run_inner(
             None => {
                 // The sync writes to `cursor` and `batch` only once it has read everything, so
                 // dropping it at the deadline leaves both as they were.
-                let sync = sync::run(client, store, job, &settings.sync, &mut cursor, &mut batch);
+                let batch = recording.batch();
+                let sync = sync::run(client, store, job, &settings.sync, &mut cursor, batch);
                 tokio::time::timeout_at(deadline, sync)
                     .await
                     .unwrap_or_else(|_| Err(SyncError::Tripletex(past_deadline())))
             }
         };
-        let cutoff = history_cutoff(start, settings);
-        // The newest point, and whether any are due for pruning, once the history was read.
-        let mut history_read = None;
         let outcome = match numbers {
             Ok(numbers) => {
-                let mut history = store.history(name, kind)?;
-                let stale = history.first().is_some_and(|p| p.at < cutoff);
-                // Points the pruning below removes must not steer this pass's forecast.
-                history.retain(|p| p.at >= cutoff);
-                history_read = Some((history.last().copied(), stale));
+                let history = recording.history(kind)?;
                 checks::evaluate(kind, &numbers, range, &settings.policy, &history, start)
             }
             Err(SyncError::Tripletex(TripletexError::Cancelled)) => {
@@ -171,41 +165,20 @@ async fn run_inner(
                 outcome
             }
         };
-        let record = ResultRecord::next(last_result.as_ref(), outcome.clone(), start);
-        match &last_result {
-            Some(last) if last.same_apart_from_checked_at(&record) => {
-                batch.put_checked(name, kind, start);
-            }
-            _ => batch.put_result(name, kind, &record),
-        }
-        if outcome.verdict != Verdict::Error {
-            let point = outcome.evidence.history_point(start);
-            let newest = history_read.and_then(|(newest, _)| newest);
-            if point_due(newest.as_ref(), &point) {
-                batch.push_history(name, kind, &point);
-            }
-        }
-        if history_read.is_none_or(|(_, stale)| stale) {
-            store.prune_history(&mut batch, name, kind, cutoff)?;
-        }
-        changes.push(last_result.map_or(Verdict::Unknown, |r| r.verdict()));
-        outcomes.push(outcome);
+        let record = ResultRecord::next(last_result.as_ref(), outcome, start);
+        recording.check(kind, last_result.as_ref(), record)?;
     }
     // An idle pass rewrites what changed only (the cursor's `changedSince` start, the checks'
     // times), not what it found again.
     if cursor != cursor_before {
-        batch.put_cursor(name, &cursor);
+        recording.batch().put_cursor(name, &cursor);
     }
     let session = session_record(client, session_failure.as_ref(), &previous);
     if session != previous {
-        batch.put_session(name, &session);
+        recording.batch().put_session(name, &session);
     }
-    store.commit(batch).await?;
-
-    // Only what is recorded is reported.
-    for (outcome, was) in outcomes.iter().zip(changes) {
-        log_verdict(name, outcome, was);
-    }
+    // Only what is recorded is reported (the verdicts are logged once committed).
+    let outcomes = recording.commit().await?;
     if session.state == SessionState::KeyRejected && previous.state != SessionState::KeyRejected {
         tracing::error!(
             event = "session.key_rejected",
@@ -233,80 +206,25 @@ async fn run_inner(
 }
 
 /// Evaluates `kind` over `numbers` (what its mirror holds once `batch` is committed), without
-/// any Tripletex request, and records it as a pass records a check: result, history point and
-/// pruning in the same flushed commit as `batch`; then logs the verdict like a pass.
+/// any Tripletex request, and records it as a pass records a check, in the same flushed commit
+/// as `batch`.
 pub(crate) async fn record_evaluation(
     shop: &str,
     (kind, range): (CheckKind, NumberRange),
     numbers: &[u32],
     store: &Store,
-    mut batch: Batch,
+    batch: Batch,
     settings: &PassSettings,
     now: Timestamp,
 ) -> Result<CheckOutcome, PassError> {
     let last_result = store.result(shop, kind)?;
-    let cutoff = history_cutoff(now, settings);
-    let mut history = store.history(shop, kind)?;
-    history.retain(|p| p.at >= cutoff);
+    let mut recording = Recording::new(store, shop, now, settings, batch);
+    let history = recording.history(kind)?;
     let outcome = checks::evaluate(kind, numbers, range, &settings.policy, &history, now);
-    let record = ResultRecord::next(last_result.as_ref(), outcome.clone(), now);
-    batch.put_result(shop, kind, &record);
-    if outcome.verdict != Verdict::Error {
-        batch.push_history(shop, kind, &outcome.evidence.history_point(now));
-    }
-    store.prune_history(&mut batch, shop, kind, cutoff)?;
-    store.commit(batch).await?;
-    log_verdict(
-        shop,
-        &outcome,
-        last_result.map_or(Verdict::Unknown, |r| r.verdict()),
-    );
-    Ok(outcome)
-}
-
-/// One `check.verdict` event: at the level operators alert on when the verdict changed, DEBUG when
-/// it held.
-pub(crate) fn log_verdict(shop: &str, outcome: &CheckOutcome, before: Verdict) {
-    let (check, verdict, was) = (
-        outcome.kind.as_str(),
-        outcome.verdict.as_str(),
-        before.as_str(),
-    );
-    let summary = &outcome.summary;
-    if before == outcome.verdict {
-        tracing::debug!(event = "check.verdict", shop, check, verdict, was, %summary, "verdict unchanged");
-        return;
-    }
-    let fix = outcome.fix.as_deref().unwrap_or_default();
-    match outcome.verdict {
-        Verdict::Conflict => {
-            tracing::error!(event = "check.verdict", shop, check, verdict, was, %summary, fix, "numbering conflict");
-        }
-        Verdict::Warn => {
-            tracing::warn!(event = "check.verdict", shop, check, verdict, was, %summary, fix, "numbering needs attention");
-        }
-        Verdict::Error => {
-            tracing::warn!(event = "check.verdict", shop, check, verdict, was, %summary, "check could not run");
-        }
-        Verdict::Ok | Verdict::Unknown => {
-            tracing::info!(event = "check.verdict", shop, check, verdict, was, %summary, "verdict changed");
-        }
-    }
-}
-
-/// Whether `point` goes into the history after `newest`: when the shop's highest number moved,
-/// and otherwise once per [`HISTORY_HOLD`], so a shop that stands still keeps points for the
-/// forecast without one per pass.
-fn point_due(newest: Option<&HistoryPoint>, point: &HistoryPoint) -> bool {
-    newest.is_none_or(|n| {
-        n.shop_high != point.shop_high
-            || point.at.duration_since(n.at).unsigned_abs() >= HISTORY_HOLD
-    })
-}
-
-/// History older than this is pruned and ignored.
-fn history_cutoff(now: Timestamp, settings: &PassSettings) -> Timestamp {
-    now.checked_sub(span(settings.history)).unwrap_or(now)
+    let record = ResultRecord::next(last_result.as_ref(), outcome, now);
+    recording.check(kind, last_result.as_ref(), record)?;
+    let mut outcomes = recording.commit().await?;
+    Ok(outcomes.pop().expect("one check recorded"))
 }
 
 /// Errors that say the shop cannot talk to Tripletex at all, rather than about one endpoint.

@@ -1,0 +1,160 @@
+//! The one way a check's outcome is recorded, whoever produced it: a pass, a webhook callback
+//! (`webhooks::apply`) or a pass that failed as a whole (`daemon::supervise`).
+//!
+//! Invariants: a result is rewritten only when it differs apart from its time, else only the
+//! check's time is written (`store::Batch::put_checked`); a history point is added when the
+//! shop's highest number moved, else at most once per [`HISTORY_HOLD`], never for `error`, so a
+//! burst of callbacks cannot fill the history the forecast reads; points older than
+//! `checks.history` are pruned in the same batch; everything goes into one flushed commit, and a
+//! verdict is logged (`check.verdict`: conflict = ERROR, warn/error = WARN, recovery = INFO,
+//! unchanged = DEBUG) only once it is recorded.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::PassSettings;
+use crate::checks::{CheckKind, CheckOutcome, HistoryPoint, Verdict};
+use crate::clock::span;
+use crate::store::{Batch, ResultRecord, Store, StoreError};
+
+/// How long an unchanged highest number goes without a new history point.
+const HISTORY_HOLD: Duration = Duration::from_secs(6 * 60 * 60);
+
+/// Outcomes of one shop on their way into one commit.
+pub(crate) struct Recording<'a> {
+    store: &'a Store,
+    shop: &'a str,
+    now: Timestamp,
+    cutoff: Timestamp,
+    batch: Batch,
+    /// Per kind whose history was read: its newest point, and whether older ones are due for
+    /// pruning.
+    read: Vec<(CheckKind, Option<HistoryPoint>, bool)>,
+    /// What each recorded outcome was before, for the log once committed.
+    logged: Vec<(CheckOutcome, Verdict)>,
+}
+
+impl<'a> Recording<'a> {
+    /// Starts recording `shop`'s outcomes at `now` into `batch` (which may already hold what
+    /// they were read from, e.g. a mirror).
+    pub fn new(
+        store: &'a Store,
+        shop: &'a str,
+        now: Timestamp,
+        settings: &PassSettings,
+        batch: Batch,
+    ) -> Self {
+        Self {
+            store,
+            shop,
+            now,
+            cutoff: now.checked_sub(span(settings.history)).unwrap_or(now),
+            batch,
+            read: Vec::new(),
+            logged: Vec::new(),
+        }
+    }
+
+    /// The batch the outcomes go into, for what else belongs to the same commit.
+    pub fn batch(&mut self) -> &mut Batch {
+        &mut self.batch
+    }
+
+    /// `kind`'s history a forecast may use: the points within `checks.history`.
+    pub fn history(&mut self, kind: CheckKind) -> Result<Vec<HistoryPoint>, StoreError> {
+        let mut history = self.store.history(self.shop, kind)?;
+        let stale = history.first().is_some_and(|p| p.at < self.cutoff);
+        // Points the pruning removes must not steer this forecast.
+        history.retain(|p| p.at >= self.cutoff);
+        self.read.push((kind, history.last().copied(), stale));
+        Ok(history)
+    }
+
+    /// Records `record` of `kind`, where `last` is what the store held before.
+    pub fn check(
+        &mut self,
+        kind: CheckKind,
+        last: Option<&ResultRecord>,
+        record: ResultRecord,
+    ) -> Result<(), StoreError> {
+        let shop = self.shop;
+        match last {
+            Some(last) if last.same_apart_from_checked_at(&record) => {
+                self.batch.put_checked(shop, kind, self.now);
+            }
+            _ => self.batch.put_result(shop, kind, &record),
+        }
+        let read = self.read.iter().find(|(k, ..)| *k == kind).copied();
+        if record.verdict() != Verdict::Error {
+            let point = record.outcome.evidence.history_point(self.now);
+            let newest = match read {
+                Some((_, newest, _)) => newest,
+                None => self.store.history(shop, kind)?.last().copied(),
+            };
+            if point_due(newest.as_ref(), &point) {
+                self.batch.push_history(shop, kind, &point);
+            }
+        }
+        if read.is_none_or(|(_, _, stale)| stale) {
+            self.store
+                .prune_history(&mut self.batch, shop, kind, self.cutoff)?;
+        }
+        let before = last.map_or(Verdict::Unknown, ResultRecord::verdict);
+        self.logged.push((record.outcome, before));
+        Ok(())
+    }
+
+    /// Commits everything (flushed), then logs each verdict; the outcomes, in recording order.
+    pub async fn commit(self) -> Result<Vec<CheckOutcome>, StoreError> {
+        self.store.commit(self.batch).await?;
+        Ok(self
+            .logged
+            .into_iter()
+            .map(|(outcome, before)| {
+                log_verdict(self.shop, &outcome, before);
+                outcome
+            })
+            .collect())
+    }
+}
+
+/// One `check.verdict` event: at the level operators alert on when the verdict changed, DEBUG when
+/// it held.
+fn log_verdict(shop: &str, outcome: &CheckOutcome, before: Verdict) {
+    let (check, verdict, was) = (
+        outcome.kind.as_str(),
+        outcome.verdict.as_str(),
+        before.as_str(),
+    );
+    let summary = &outcome.summary;
+    if before == outcome.verdict {
+        tracing::debug!(event = "check.verdict", shop, check, verdict, was, %summary, "verdict unchanged");
+        return;
+    }
+    let fix = outcome.fix.as_deref().unwrap_or_default();
+    match outcome.verdict {
+        Verdict::Conflict => {
+            tracing::error!(event = "check.verdict", shop, check, verdict, was, %summary, fix, "numbering conflict");
+        }
+        Verdict::Warn => {
+            tracing::warn!(event = "check.verdict", shop, check, verdict, was, %summary, fix, "numbering needs attention");
+        }
+        Verdict::Error => {
+            tracing::warn!(event = "check.verdict", shop, check, verdict, was, %summary, "check could not run");
+        }
+        Verdict::Ok | Verdict::Unknown => {
+            tracing::info!(event = "check.verdict", shop, check, verdict, was, %summary, "verdict changed");
+        }
+    }
+}
+
+/// Whether `point` goes into the history after `newest`: when the shop's highest number moved,
+/// and otherwise once per [`HISTORY_HOLD`], so a shop that stands still keeps points for the
+/// forecast without one per pass (or per callback).
+fn point_due(newest: Option<&HistoryPoint>, point: &HistoryPoint) -> bool {
+    newest.is_none_or(|n| {
+        n.shop_high != point.shop_high
+            || point.at.duration_since(n.at).unsigned_abs() >= HISTORY_HOLD
+    })
+}
