@@ -27,7 +27,7 @@ mod settings;
 mod subscription;
 
 pub use client::{Fetched, ShopClient};
-pub use error::{Cancelled, TripletexError};
+pub use error::{Cancelled, KeyRefusal, TripletexError};
 pub use observer::Observer;
 pub use page::Page;
 pub use pipeline::Tripletex;
