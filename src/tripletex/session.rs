@@ -1,16 +1,16 @@
 //! One shop's session token: mint, prove, swap, renew, revoke. [`Session`] holds the employee
 //! token and the live session token; its requests take the shop's one send path ([`Pipeline`],
-//! the file below, passed in), and the client above calls it on a 401.
+//! the `pipeline` file, passed in), and the client above calls it on a 401.
 //!
 //! A token minted with `expirationDate = D` dies at 00:00 Europe/Oslo at the start of D, so D is
 //! "today in Oslo + session_valid_days" and the expiry instant comes from the tz database.
 //! Invariants: a new token is proven with `GET /token/session/>whoAmI` before it replaces the old
 //! one (an answer must name a positive `employeeId` and `companyId`, and with the shop's
-//! `company_id` set, that company: a key of another company is refused, its token deleted), and
-//! the old one stays in use until then; at most one mint per shop is in flight (callers
-//! that meet a 401 share it, and its error if it fails); a token past its expiry, or refused with
-//! a 401 that no re-mint could replace, is never sent again; renewal failures back off (capped,
-//! full jitter) while the old token lives; the token text lives only in memory.
+//! `company_id` set, that company: see `proof`; a token whose answer failed the proof is
+//! deleted), and the old one stays in use until then; at most one mint per shop is in flight
+//! (callers that meet a 401 share it, and its error if it fails); a token past its expiry, or
+//! refused with a 401 that no re-mint could replace, is never sent again; renewal failures back
+//! off (capped, full jitter) while the old token lives; the token text lives only in memory.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -24,15 +24,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::body::{api_error, read_json, transport_error};
 use super::error::{KeyRefusal, TripletexError, mint_refused};
-use super::model::{PostSessionTokenBody, SessionToken, WhoAmI, Wrapper};
-use super::observer::{SESSION_CREATE, SESSION_DELETE, SESSION_WHOAMI};
+use super::model::{PostSessionTokenBody, SessionToken, Wrapper};
+use super::observer::{SESSION_CREATE, SESSION_DELETE};
 use super::pipeline::{Auth, Call, Pipeline};
+use super::proof::prove;
 use super::ratelimit::{backoff, full_jitter};
 use super::settings::ClientSettings;
 use crate::clock::{oslo_date, oslo_midnight, span};
-
-/// The path of whoAmI, which proves a new token.
-const WHO_AM_I: &str = "/token/session/>whoAmI";
 
 /// A token this close to its expiry counts as dead: Tripletex's clock may run ahead of ours.
 pub const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
@@ -402,66 +400,6 @@ fn expiration_date(settings: &ClientSettings, now: Timestamp) -> Result<Date, Tr
 /// When a token minted at `now` would die.
 fn expiration_for(settings: &ClientSettings, now: Timestamp) -> Timestamp {
     expiration_date(settings, now).map_or(now, oslo_midnight)
-}
-
-/// `GET /token/session/>whoAmI` with a new token: it works, it names its employee and company,
-/// and the company is the shop's `company_id` (when set). With `company_id` set, a 401 may mean
-/// the key cannot reach that company rather than a dead token: whoAmI as the key's owner tells.
-async fn prove(pipe: &Pipeline, auth: Auth<'_>) -> Result<WhoAmI, TripletexError> {
-    let configured = pipe.company_id;
-    let who = match who_am_i(pipe, auth, false).await? {
-        Some(who) => who,
-        // The token died at once: Tripletex and we disagree about the date. Never use it.
-        None if configured == 0 => return Err(TripletexError::Unauthorized),
-        None => match who_am_i(pipe, auth, true).await? {
-            Some(own) if own.company_id != configured => own,
-            _ => return Err(TripletexError::Unauthorized),
-        },
-    };
-    if configured != 0 && who.company_id != configured {
-        tracing::warn!(
-            event = "session.wrong_company",
-            shop = %pipe.name,
-            company_id = configured,
-            key_company_id = who.company_id,
-            "the employee key logs in to another company than the shop's company_id; session refused"
-        );
-        return Err(TripletexError::KeyRejected(KeyRefusal::OtherCompany {
-            shop: pipe.name.clone(),
-            configured,
-            actual: who.company_id,
-        }));
-    }
-    Ok(who)
-}
-
-/// One whoAmI, as the shop's company or (`as_key_owner`) the key owner's; `None` on a 401.
-async fn who_am_i(
-    pipe: &Pipeline,
-    auth: Auth<'_>,
-    as_key_owner: bool,
-) -> Result<Option<WhoAmI>, TripletexError> {
-    let query = [("fields", "employeeId,companyId".to_owned())];
-    let call = Call {
-        as_key_owner,
-        ..Call::get(SESSION_WHOAMI, WHO_AM_I, &query)
-    };
-    let who = pipe.send(&call, Some(auth)).await?;
-    if who.status() == StatusCode::UNAUTHORIZED {
-        return Ok(None);
-    }
-    if who.status() == StatusCode::FORBIDDEN {
-        return Err(TripletexError::Forbidden {
-            access: "read its own login (whoAmI)".into(),
-        });
-    }
-    let answer: serde_json::Value = read_json(who, pipe.api.settings.max_body).await?;
-    WhoAmI::parse(&answer)
-        .map(Some)
-        .map_err(|reason| TripletexError::Malformed {
-            path: WHO_AM_I.to_owned(),
-            reason,
-        })
 }
 
 /// Best effort `DELETE /token/session/{token}` of a superseded token, authorised by the new one.
