@@ -12,12 +12,12 @@
 //! at once; a reload that fails validation changes nothing (`config.reload_failed`), one that
 //! succeeds restarts only the shops whose file or token changed (others keep their sessions; a
 //! restarted shop keeps its session too unless its key, `company_id`, the base URL or the
-//! consumer token changed) and retries key-rejected shops at once; `status.json` is rewritten after passes (debounced and
-//! rate-limited, from an in-memory view) so `status` works while we hold sled; a pass that panics
-//! or fails is caught, recorded as `error` and retried (`driver`, `supervise`), in the daemon and
-//! in `check_once` alike; under a systemd watchdog, the control loop pings only while no pass is
-//! stuck ([`watchdog`]); on stop, every live session token is deleted that can be within the stop
-//! deadline, and the rest counted.
+//! consumer token changed) and retries key-rejected shops at once; `status.json` is rewritten
+//! after passes (debounced and rate-limited, from an in-memory view) so `status` works while we
+//! hold sled; a pass that panics or fails is caught, recorded as `error` and retried (`driver`,
+//! `supervise`), in the daemon and in `check_once` alike; under a systemd watchdog, the control
+//! loop pings only while no pass is stuck ([`watchdog`]); on stop, every live session token is
+//! deleted that can be within the stop deadline, and the rest counted.
 
 mod ask;
 pub mod control;

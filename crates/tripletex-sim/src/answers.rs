@@ -3,9 +3,9 @@
 //! huge bodies.
 //!
 //! Invariants: a mutation or replacement only touches a 200 JSON answer (errors and 304s pass
-//! through untouched), and an index into the rows wraps, so any mutation applies to any list; huge bodies
-//! are generated as they are sent, never held in memory, so a test of a 100 MB page costs the
-//! simulator a few kilobytes.
+//! through untouched), and an index into the rows wraps, so any mutation applies to any list;
+//! huge bodies are generated as they are sent, never held in memory, so a test of a 100 MB page
+//! costs the simulator a few kilobytes.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
