@@ -1,8 +1,10 @@
 //! The stable log events an operator alerts on, at the levels `src/pass.rs` and
 //! `src/daemon/report.rs` promise: a verdict change is one `check.verdict` (conflict = ERROR,
 //! recovery = INFO) and an unchanged verdict is DEBUG only; a rejected key is one ERROR
-//! `session.key_rejected` when the state changes, not one per pass; a rejected consumer token is
-//! one ERROR `consumer_token.rejected` per round, not one per shop. No line carries a token.
+//! `session.key_rejected` when the state changes, not one per pass (a key of another company than
+//! the shop's `company_id` too, after a WARN `session.wrong_company` per attempt); a rejected
+//! consumer token is one ERROR `consumer_token.rejected` per round, not one per shop. No line
+//! carries a token.
 //!
 //! One global JSON subscriber (TRACE, every crate) is shared by the tests of this binary through a
 //! `OnceLock`; each test reads only the lines after its own marks and filters by its own shop
@@ -252,5 +254,42 @@ async fn an_unknown_consumer_token_is_one_error_per_round_not_per_shop() {
         );
     }
     assert_no_secrets(&captured, &[&tokens[0], &tokens[1], bogus]);
+    spec::assert_conforms(&f.sim.request_log());
+}
+
+#[tokio::test]
+async fn a_key_of_another_company_warns_per_attempt_and_is_rejected_once() {
+    let captured = capture_json();
+    const SHOP: &str = "ev-wrong-company";
+    const COMPANY: i64 = 3301;
+    let f = Fixture::new().await;
+    let token = f.add_shop(SHOP, COMPANY, "company_id = 3302\n");
+    f.sim.add_company(3302, "Other AS", true);
+    let store = f.open_store();
+    let api = f.api();
+    let client = f.client(&api, SHOP, &CancellationToken::new());
+
+    let start = captured.mark();
+    for pass_no in 1..=2 {
+        f.pass(&store, &client, pass_no).await;
+        f.clock.advance(HOUR);
+    }
+    let lines = since(&captured, start);
+    let wrong = events(&lines, "session.wrong_company", SHOP);
+    assert_eq!(wrong.len(), 2, "one per mint: {wrong:#?}");
+    for line in wrong {
+        assert_eq!(str_field(line, "level"), "WARN", "{line:#}");
+        assert_eq!(line["company_id"], 3302, "{line:#}");
+        assert_eq!(line["key_company_id"], COMPANY, "{line:#}");
+    }
+    let rejected = events(&lines, "session.key_rejected", SHOP);
+    assert_eq!(rejected.len(), 1, "once per change: {rejected:#?}");
+    assert!(
+        str_field(rejected[0], "remedy")
+            .contains("the key belongs to company 3301; fix company_id"),
+        "{:#}",
+        rejected[0]
+    );
+    assert_no_secrets(&captured, &[&token, FIXTURE_CONSUMER]);
     spec::assert_conforms(&f.sim.request_log());
 }

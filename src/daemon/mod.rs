@@ -10,13 +10,14 @@
 //! Invariants: one [`CancellationToken`] stops everything (each shop task holds a child of it and
 //! every sleep, limiter wait and request selects on it); at most `max_concurrent_shops` passes run
 //! at once; a reload that fails validation changes nothing (`config.reload_failed`), one that
-//! succeeds restarts only the shops whose file or token changed (others keep their sessions) and
-//! retries key-rejected shops at once; `status.json` is rewritten after passes (debounced and
-//! rate-limited, from an in-memory view) so `status` works while we hold sled; a pass that panics
-//! or fails is caught, recorded as `error` and retried (`driver`, `supervise`), in the daemon and
-//! in `check_once` alike; under a systemd watchdog, the control loop pings only while no pass is
-//! stuck ([`watchdog`]); on stop, every live session token is deleted that can be within the stop
-//! deadline, and the rest counted.
+//! succeeds restarts only the shops whose file or token changed (others keep their sessions; a
+//! restarted shop keeps its session too unless its key, `company_id`, the base URL or the
+//! consumer token changed) and retries key-rejected shops at once; `status.json` is rewritten
+//! after passes (debounced and rate-limited, from an in-memory view) so `status` works while we
+//! hold sled; a pass that panics or fails is caught, recorded as `error` and retried (`driver`,
+//! `supervise`), in the daemon and in `check_once` alike; under a systemd watchdog, the control
+//! loop pings only while no pass is stuck ([`watchdog`]); on stop, every live session token is
+//! deleted that can be within the stop deadline, and the rest counted.
 
 mod ask;
 pub mod control;

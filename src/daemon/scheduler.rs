@@ -5,17 +5,22 @@
 //! the shop's callbacks while it waits.
 //!
 //! Invariants: a shop has at most one task; a reload restarts a shop only when its file or token
-//! (or the shared configuration) changed, so unchanged shops keep their sessions; a pass that
-//! panics or fails never ends its task (see `driver` and `supervise`): it is recorded as `error`
-//! and retried with backoff, with a fresh client after a panic, and pass-now still reaches the
-//! shop; a trigger or callback for a shop without a task is logged at DEBUG and dropped; a
-//! callback is applied on its shop's task, so never beside a pass of that shop, and a callback
-//! does not move the next pass; a shop removed or disabled by a reload has its webhook
-//! subscriptions deleted (best effort, bounded; see `push`).
+//! (or the shared configuration) changed, so unchanged shops keep their sessions, and a restarted
+//! shop keeps its session too (its old task hands its client to the new one, which mints
+//! nothing) unless what the session was minted with changed: the shop's key or `company_id`, or
+//! the base URL or consumer token ([`World::sessions_carry_to`]); only a session that is not
+//! handed over is deleted when its task stops; a pass that panics or fails never ends its task
+//! (see `driver` and `supervise`): it is recorded as `error` and retried with backoff, with a
+//! fresh client after a panic, and pass-now still reaches the shop; a trigger or callback for a
+//! shop without a task is logged at DEBUG and dropped; a callback is applied on its shop's task,
+//! so never beside a pass of that shop, and a callback does not move the next pass; a shop
+//! removed or disabled by a reload has its webhook subscriptions deleted (best effort, bounded;
+//! see `push`).
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, mpsc};
@@ -58,12 +63,27 @@ struct ShopTask {
     trigger: Arc<Notify>,
     /// Webhook callbacks for the task to apply between its passes.
     callbacks: mpsc::Sender<Callback>,
-    handle: JoinHandle<Closed>,
+    /// Set before `cancel` when the task that replaces this one takes over its session.
+    hand_over: Arc<AtomicBool>,
+    handle: JoinHandle<Stopped>,
+}
+
+/// How a shop task ended.
+enum Stopped {
+    /// It closed its session (see [`Closed`]).
+    Closed(Closed),
+    /// It handed its client, session and all, to the task that replaces it (boxed: a client is
+    /// large, and every task's handle holds room for the result).
+    HandedOver(Box<ShopClient>),
 }
 
 /// What one shop task owns.
 struct ShopLoop {
     driver: Driver,
+    /// The session of the task this one replaces, to go on with instead of minting.
+    carried: Option<ShopClient>,
+    /// Read once the task is cancelled: hand the client over rather than close its session.
+    hand_over: Arc<AtomicBool>,
     reports: mpsc::UnboundedSender<Update>,
     trigger: Arc<Notify>,
     callbacks: mpsc::Receiver<Callback>,
@@ -123,7 +143,15 @@ impl Scheduler {
 
     /// Starts `shop`'s task; its first pass comes within `checks.jitter`, spreading many shops.
     pub fn start(&mut self, shop: ShopConfig, token: SecretString) {
+        self.launch(shop, token, None);
+    }
+
+    /// Starts `shop`'s task, going on with the session of `carried` (the client of the task it
+    /// replaces) if given.
+    fn launch(&mut self, shop: ShopConfig, token: SecretString, carried: Option<ShopClient>) {
         let cancel = self.cancel.child_token();
+        let carried = carried.map(|c| c.carry_over(&self.world.api, cancel.clone()));
+        let hand_over = Arc::new(AtomicBool::new(false));
         let trigger = Arc::new(Notify::new());
         let (callbacks, callbacks_rx) = mpsc::channel(SHOP_CALLBACKS);
         let span = tracing::info_span!("shop", shop = %shop.name);
@@ -139,6 +167,8 @@ impl Scheduler {
                 cancel: cancel.clone(),
                 settings: self.world.pass_settings(),
             },
+            carried,
+            hand_over: hand_over.clone(),
             reports: self.reports.clone(),
             trigger: trigger.clone(),
             callbacks: callbacks_rx,
@@ -156,6 +186,7 @@ impl Scheduler {
                 cancel,
                 trigger,
                 callbacks,
+                hand_over,
                 handle,
             },
         );
@@ -204,6 +235,7 @@ impl Scheduler {
     /// Switches to a reloaded configuration; `rebuild` when its shared parts changed.
     pub async fn apply(&mut self, world: World, rebuild: bool, shops: ShopTokens) {
         let push = self.world.keys.is_some();
+        let sessions_carry = self.world.sessions_carry_to(&world);
         if rebuild {
             self.gate = Arc::new(Semaphore::new(world.config.rate_limit.max_concurrent_shops));
             self.world = Arc::new(world);
@@ -221,6 +253,17 @@ impl Scheduler {
                     }
                     self.tasks.insert(shop.name.clone(), t);
                 }
+                // Only its checks (or shared settings other than the session's) changed: the
+                // new task goes on with this one's session.
+                Some(t)
+                    if sessions_carry
+                        && t.shop.company_id == shop.company_id
+                        && same(&t.token, &token) =>
+                {
+                    t.hand_over.store(true, Ordering::Release);
+                    to_stop.push(t);
+                    to_start.push((shop, token));
+                }
                 previous => {
                     to_stop.extend(previous);
                     to_start.push((shop, token));
@@ -237,8 +280,11 @@ impl Scheduler {
         to_stop.extend(old.into_values());
         // Stop them all at once, and only then start replacements: one task per shop at a time.
         to_stop.iter().for_each(|t| t.cancel.cancel());
+        let mut carried = HashMap::new();
         for task in to_stop {
-            let _ = task.handle.await;
+            if let Ok(Stopped::HandedOver(client)) = task.handle.await {
+                carried.insert(task.shop.name, client);
+            }
         }
         for (shop, token) in retired {
             self.subscribed.forget(&shop.name);
@@ -250,14 +296,17 @@ impl Scheduler {
                 token,
             );
         }
+        let sessions_kept = carried.len();
         for (shop, token) in to_start {
-            self.start(shop, token);
+            let client = carried.remove(&shop.name).map(|c| *c);
+            self.launch(shop, token, client);
         }
         let _ = self.reports.send(Update::Reloaded);
         tracing::info!(
             event = "config.reloaded",
             kept,
             started,
+            sessions_kept,
             removed,
             "configuration reloaded"
         );
@@ -269,9 +318,9 @@ impl Scheduler {
         let (mut revoked, mut kept) = (0usize, 0usize);
         for (_, task) in self.tasks {
             match task.handle.await {
-                Ok(Closed::Revoked) => revoked += 1,
-                Ok(Closed::Kept) => kept += 1,
-                Ok(Closed::NoSession) | Err(_) => {}
+                Ok(Stopped::Closed(Closed::Revoked)) => revoked += 1,
+                Ok(Stopped::Closed(Closed::Kept)) => kept += 1,
+                Ok(Stopped::Closed(Closed::NoSession) | Stopped::HandedOver(_)) | Err(_) => {}
             }
         }
         if kept > 0 {
@@ -292,28 +341,32 @@ impl Scheduler {
 }
 
 impl ShopLoop {
-    /// Passes until cancelled, then deletes the session token (nobody holds it any more). The
-    /// deletes of a stopping daemon share the gate, so at most `max_concurrent_shops` run at
-    /// once, each also paced by its shop's limiter.
-    async fn run(mut self) -> Closed {
+    /// Passes until cancelled, then hands the client over (when told to) or deletes the session
+    /// token (nobody holds it any more). The deletes of a stopping daemon share the gate, so at
+    /// most `max_concurrent_shops` run at once, each also paced by its shop's limiter.
+    async fn run(mut self) -> Stopped {
         let client = self.passes().await;
+        if self.hand_over.load(Ordering::Acquire) {
+            return Stopped::HandedOver(Box::new(client));
+        }
         let deadline = tokio::time::Instant::now() + CLOSE_WITHIN;
         let closing = async {
             let _permit = self.driver.gate.acquire().await.expect("gate never closes");
             // Boxed for the same reason as a pass.
             Box::pin(client.close(deadline)).await
         };
-        match tokio::time::timeout_at(deadline, closing).await {
+        Stopped::Closed(match tokio::time::timeout_at(deadline, closing).await {
             Ok(closed) => closed,
             Err(_) if client.session_info().is_some() => Closed::Kept,
             Err(_) => Closed::NoSession,
-        }
+        })
     }
 
     /// Runs passes until cancelled; returns the client in use then.
     async fn passes(&mut self) -> ShopClient {
+        let carried = self.carried.take();
         let d = &self.driver;
-        let mut client = d.client();
+        let mut client = carried.unwrap_or_else(|| d.client());
         let checks = &d.world.config.checks;
         let mut due = Instant::now() + full_jitter(checks.jitter);
         let mut pass_no = 0u64;

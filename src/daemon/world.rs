@@ -4,7 +4,9 @@
 //!
 //! Invariants: a [`World`] is built whole or not at all (a missing token or secret refuses it),
 //! so a reload that fails changes nothing; whether a reload restarts every shop is decided here
-//! ([`reload`]), by comparing the shared parts and the secrets (in constant time).
+//! ([`reload`]), by comparing the shared parts and the secrets (in constant time), and so is
+//! whether the shops' sessions may go on in the next generation ([`World::sessions_carry_to`]:
+//! only the base URL and the consumer token of the shared parts make a session).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -112,6 +114,14 @@ impl World {
             keys,
             webhook_secret,
         })
+    }
+
+    /// Whether a session minted in this generation may serve `next`: a session belongs to the
+    /// Tripletex it was minted at (base URL) with the consumer token (and to the shop's key and
+    /// company, which the scheduler compares); every other setting may change under it.
+    pub fn sessions_carry_to(&self, next: &World) -> bool {
+        self.config.tripletex.base_url == next.config.tripletex.base_url
+            && same(&self.consumer_token, &next.consumer_token)
     }
 
     pub fn pass_settings(&self) -> PassSettings {

@@ -76,6 +76,20 @@ impl ShopClient {
         self.ensure_session().await.map(|a| a.info.clone())
     }
 
+    /// This shop's session on a new pipeline (`api`'s settings, a fresh limiter and breaker,
+    /// `cancel`): how a restarted shop task goes on with its session instead of minting. Only for
+    /// the same key and company, and an `api` of the same base URL and consumer token, which the
+    /// caller has compared: the session was minted with those.
+    pub fn carry_over(self, api: &Arc<Tripletex>, cancel: CancellationToken) -> ShopClient {
+        let Pipeline {
+            name, company_id, ..
+        } = self.pipeline;
+        ShopClient {
+            pipeline: Pipeline::new(Arc::clone(api), &name, company_id, cancel),
+            session: self.session,
+        }
+    }
+
     /// Deletes the live session token, if any, by `deadline`: at shutdown, or when a reload
     /// stops the shop. Waits for the shop's limiter but not on its cancellation, which has fired
     /// by then; a token left alive expires on its own.

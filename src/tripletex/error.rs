@@ -1,5 +1,6 @@
 //! Why a Tripletex call failed, in the categories callers branch on (a refused mint included:
-//! which token was refused), and what the operator can do about it ([`TripletexError::remedy`]).
+//! which token was refused; a key that logs in to another company than the shop's counts as
+//! rejected, [`KeyRefusal`]), and what the operator can do about it ([`TripletexError::remedy`]).
 //!
 //! Invariants: an error names what happened as it happened (a 5xx says "Tripletex answered 500
 //! …", an open circuit names the failure that opened it) and never carries a URL or token text:
@@ -19,9 +20,9 @@ pub struct Cancelled;
 /// Why a Tripletex call failed, in the categories callers branch on.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TripletexError {
-    /// The employee token is wrong or revoked, or the company lacks the Integrations add-on.
-    #[error("Tripletex rejected the employee key ({status}: {message})")]
-    KeyRejected { status: u16, message: String },
+    /// The employee key cannot serve the shop (see [`KeyRefusal`] for why).
+    #[error(transparent)]
+    KeyRejected(KeyRefusal),
     /// The consumer token itself was refused: a deployment problem, not a shop's.
     #[error("Tripletex rejected the consumer token ({status}: {message})")]
     ConsumerRejected { status: u16, message: String },
@@ -73,6 +74,25 @@ pub enum TripletexError {
     Cancelled,
 }
 
+/// Why an employee key cannot serve its shop. Both are the key's problem, not the session's:
+/// minting again with the same key cannot help, a new key (or shop file) can.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyRefusal {
+    /// Tripletex refused the mint: the token is wrong or revoked, or the company lacks the
+    /// Integrations add-on.
+    #[error("Tripletex rejected the employee key ({status}: {message})")]
+    Refused { status: u16, message: String },
+    /// The key logs in, but to company `actual`, not to the shop's `company_id` (`configured`).
+    #[error(
+        "the employee key logs in to company {actual}, not to the shop's company_id {configured}"
+    )]
+    OtherCompany {
+        shop: String,
+        configured: i64,
+        actual: i64,
+    },
+}
+
 fn human_size(bytes: &u64) -> String {
     if *bytes >= 1 << 20 {
         format!("{} MiB", bytes >> 20)
@@ -92,10 +112,13 @@ impl TripletexError {
     pub fn remedy(&self) -> Option<String> {
         match self {
             // 403 means the key is known but may not log in: the company lacks the add-on.
-            Self::KeyRejected { status: 403, .. } => Some(
+            Self::KeyRejected(KeyRefusal::Refused { status: 403, .. }) => Some(
                 "switch on the company's Integrations add-on in Tripletex (the key itself is fine), then reload (systemctl reload tripletex-sync)".into(),
             ),
-            Self::KeyRejected { .. } => Some(
+            Self::KeyRejected(KeyRefusal::OtherCompany { shop, actual, .. }) => Some(format!(
+                "the key belongs to company {actual}; fix company_id in the shop file ({shop}.toml in shops_dir) or paste the right key into its token file, then reload (systemctl reload tripletex-sync)"
+            )),
+            Self::KeyRejected(KeyRefusal::Refused { .. }) => Some(
                 "create a new key in Tripletex under Employee › API access › New key, paste it into the shop's token file, then reload (systemctl reload tripletex-sync)".into(),
             ),
             Self::ConsumerRejected { .. } => Some(
@@ -137,10 +160,10 @@ pub(super) fn mint_refused(status: StatusCode, err: ApiError) -> TripletexError 
         || status == StatusCode::UNAUTHORIZED
         || status == StatusCode::FORBIDDEN
     {
-        TripletexError::KeyRejected {
+        TripletexError::KeyRejected(KeyRefusal::Refused {
             status: code,
             message: detail,
-        }
+        })
     } else {
         TripletexError::Api {
             status: code,

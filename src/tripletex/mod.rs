@@ -10,8 +10,9 @@
 //! Its files depend on each other in a line, each only on files before it: `model` (the JSON),
 //! `error`, `page` (list answers), `breaker`, `ratelimit`, `observer`, `settings`, `body` (reading
 //! answers), `pipeline` (the one send path: breaker, limiter, retries; what all shops share),
-//! `session` (mint, prove, renew, revoke, through the pipeline), `client` ([`ShopClient`]: the
-//! 401 policy, listings), `subscription`. This file only declares and re-exports.
+//! `proof` (what proves a new session: whoAmI's ids and company), `session` (mint, prove, renew,
+//! revoke, through the pipeline), `client` ([`ShopClient`]: the 401 policy, listings),
+//! `subscription`. This file only declares and re-exports.
 
 mod body;
 mod breaker;
@@ -21,13 +22,14 @@ pub mod model;
 pub mod observer;
 pub mod page;
 mod pipeline;
+mod proof;
 pub mod ratelimit;
 mod session;
 mod settings;
 mod subscription;
 
 pub use client::{Fetched, ShopClient};
-pub use error::{Cancelled, TripletexError};
+pub use error::{Cancelled, KeyRefusal, TripletexError};
 pub use observer::Observer;
 pub use page::Page;
 pub use pipeline::Tripletex;

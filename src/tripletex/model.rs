@@ -34,12 +34,27 @@ pub struct SessionToken {
     pub token: String,
 }
 
-/// The parts of `LoggedInUserInfo` (`GET /token/session/>whoAmI`) we record.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// The parts of `LoggedInUserInfo` (`GET /token/session/>whoAmI`) we record: both required,
+/// since an answer without them proves nothing about the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WhoAmI {
-    pub employee_id: Option<i64>,
-    pub company_id: Option<i64>,
+    pub employee_id: i64,
+    pub company_id: i64,
+}
+
+impl WhoAmI {
+    /// Reads the `{"value": …}` answer, refusing one without positive `employeeId` and
+    /// `companyId` (e.g. `{"value":{}}`).
+    pub fn parse(answer: &Value) -> Result<Self, String> {
+        let value = answer
+            .get("value")
+            .and_then(Value::as_object)
+            .ok_or("`value` is missing or not an object")?;
+        Ok(Self {
+            employee_id: positive(value, "employeeId", i64::MAX)?,
+            company_id: positive(value, "companyId", i64::MAX)?,
+        })
+    }
 }
 
 /// Tripletex's numbers are int32: a number above this is not one it could have sent.
@@ -205,6 +220,35 @@ pub struct ValidationMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_who_am_i_answer_without_positive_ids_is_refused() {
+        let parse = |text: &str| WhoAmI::parse(&serde_json::from_str(text).unwrap());
+        assert_eq!(
+            parse(r#"{"value":{"employeeId":7,"companyId":4711,"language":"no"}}"#),
+            Ok(WhoAmI {
+                employee_id: 7,
+                company_id: 4711
+            })
+        );
+        for (answer, why) in [
+            (r#"{"value":{}}"#, "`employeeId` is missing"),
+            (r#"{"value":{"employeeId":7}}"#, "`companyId` is missing"),
+            (
+                r#"{"value":{"employeeId":0,"companyId":1}}"#,
+                "`employeeId` is 0",
+            ),
+            (
+                r#"{"value":{"employeeId":7,"companyId":null}}"#,
+                "`companyId` is null",
+            ),
+            (r#"{"value":null}"#, "`value` is missing"),
+            (r#"{}"#, "`value` is missing"),
+        ] {
+            let refused = parse(answer).unwrap_err();
+            assert!(refused.starts_with(why), "{answer}: {refused}");
+        }
+    }
 
     #[test]
     fn an_error_message_is_kept_as_one_short_line() {

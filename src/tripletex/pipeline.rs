@@ -69,7 +69,7 @@ pub(super) struct Pipeline {
     /// The shop's name, in logs and for the observer.
     pub name: String,
     /// Sent as the basic-auth user name; 0 means the key owner's own company.
-    company_id: i64,
+    pub company_id: i64,
     pub limiter: ShopLimiter,
     breaker: Breaker,
     pub cancel: CancellationToken,
@@ -95,6 +95,9 @@ pub(super) struct Call<'a> {
     pub json: Option<&'a serde_json::Value>,
     pub if_none_match: Option<&'a str>,
     pub idempotent: bool,
+    /// Log in as the key owner's own company (Basic user `0`) instead of the shop's
+    /// `company_id`: to learn which company a key belongs to when it cannot reach the shop's.
+    pub as_key_owner: bool,
 }
 
 impl<'a> Call<'a> {
@@ -108,6 +111,7 @@ impl<'a> Call<'a> {
             json: None,
             if_none_match: None,
             idempotent: true,
+            as_key_owner: false,
         }
     }
 }
@@ -260,7 +264,12 @@ impl Pipeline {
             req = req.query(call.query);
         }
         if let Some(token) = session {
-            req = req.basic_auth(self.company_id, Some(token.expose_secret()));
+            let company = if call.as_key_owner {
+                0
+            } else {
+                self.company_id
+            };
+            req = req.basic_auth(company, Some(token.expose_secret()));
         }
         if let Some(tag) = call.if_none_match {
             req = req.header(reqwest::header::IF_NONE_MATCH, tag);

@@ -1,14 +1,16 @@
 //! One shop's session token: mint, prove, swap, renew, revoke. [`Session`] holds the employee
 //! token and the live session token; its requests take the shop's one send path ([`Pipeline`],
-//! the file below, passed in), and the client above calls it on a 401.
+//! the `pipeline` file, passed in), and the client above calls it on a 401.
 //!
 //! A token minted with `expirationDate = D` dies at 00:00 Europe/Oslo at the start of D, so D is
 //! "today in Oslo + session_valid_days" and the expiry instant comes from the tz database.
 //! Invariants: a new token is proven with `GET /token/session/>whoAmI` before it replaces the old
-//! one, and the old one stays in use until then; at most one mint per shop is in flight (callers
-//! that meet a 401 share it, and its error if it fails); a token past its expiry, or refused with
-//! a 401 that no re-mint could replace, is never sent again; renewal failures back off (capped,
-//! full jitter) while the old token lives; the token text lives only in memory.
+//! one (an answer must name a positive `employeeId` and `companyId`, and with the shop's
+//! `company_id` set, that company: see `proof`; a token whose answer failed the proof is
+//! deleted), and the old one stays in use until then; at most one mint per shop is in flight
+//! (callers that meet a 401 share it, and its error if it fails); a token past its expiry, or
+//! refused with a 401 that no re-mint could replace, is never sent again; renewal failures back
+//! off (capped, full jitter) while the old token lives; the token text lives only in memory.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -21,10 +23,11 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
 use super::body::{api_error, read_json, transport_error};
-use super::error::{TripletexError, mint_refused};
-use super::model::{PostSessionTokenBody, SessionToken, WhoAmI, Wrapper};
-use super::observer::{SESSION_CREATE, SESSION_DELETE, SESSION_WHOAMI};
+use super::error::{KeyRefusal, TripletexError, mint_refused};
+use super::model::{PostSessionTokenBody, SessionToken, Wrapper};
+use super::observer::{SESSION_CREATE, SESSION_DELETE};
 use super::pipeline::{Auth, Call, Pipeline};
+use super::proof::prove;
 use super::ratelimit::{backoff, full_jitter};
 use super::settings::ClientSettings;
 use crate::clock::{oslo_date, oslo_midnight, span};
@@ -347,12 +350,21 @@ impl Session {
             Err(e) => {
                 // A token we will not use should not stay alive for a week. Only when Tripletex
                 // answered: when it is down or throttling, another round of retries would hold
-                // the mint lock twice as long for a token that expires anyway.
-                if matches!(
+                // the mint lock twice as long for a token that expires anyway. A key of another
+                // company can only reach its own: the token is deleted from there.
+                let as_key_owner = matches!(
                     e,
-                    TripletexError::Forbidden { .. } | TripletexError::Decode(_)
-                ) {
-                    delete_token(pipe, &token, auth).await;
+                    TripletexError::KeyRejected(KeyRefusal::OtherCompany { .. })
+                );
+                if as_key_owner
+                    || matches!(
+                        e,
+                        TripletexError::Forbidden { .. }
+                            | TripletexError::Decode(_)
+                            | TripletexError::Malformed { .. }
+                    )
+                {
+                    delete_token(pipe, &token, auth, as_key_owner).await;
                 }
                 return Err(e);
             }
@@ -371,8 +383,8 @@ impl Session {
                 minted_at,
                 expires_at,
                 renew_at,
-                company_id: who.company_id,
-                employee_id: who.employee_id,
+                company_id: Some(who.company_id),
+                employee_id: Some(who.employee_id),
             },
         })
     }
@@ -390,39 +402,22 @@ fn expiration_for(settings: &ClientSettings, now: Timestamp) -> Timestamp {
     expiration_date(settings, now).map_or(now, oslo_midnight)
 }
 
-/// `GET /token/session/>whoAmI` with a new token: it works, and for which company.
-async fn prove(pipe: &Pipeline, auth: Auth<'_>) -> Result<WhoAmI, TripletexError> {
-    let query = [("fields", "employeeId,companyId".to_owned())];
-    let who = pipe
-        .send(
-            &Call::get(SESSION_WHOAMI, "/token/session/>whoAmI", &query),
-            Some(auth),
-        )
-        .await?;
-    if who.status() == StatusCode::UNAUTHORIZED {
-        // The token died at once: Tripletex and we disagree about the date. Never use it.
-        return Err(TripletexError::Unauthorized);
-    }
-    if who.status() == StatusCode::FORBIDDEN {
-        return Err(TripletexError::Forbidden {
-            access: "read its own login (whoAmI)".into(),
-        });
-    }
-    let who: Wrapper<WhoAmI> = read_json(who, pipe.api.settings.max_body).await?;
-    Ok(who.value)
-}
-
 /// Best effort `DELETE /token/session/{token}` of a superseded token, authorised by the new one.
 async fn revoke(pipe: &Pipeline, old: &Active, fresh: &Active) {
     if old.alive_at(pipe.api.clock.now()) {
-        delete_token(pipe, &old.token, fresh.auth()).await;
+        delete_token(pipe, &old.token, fresh.auth(), false).await;
     }
 }
 
-/// Best effort `DELETE /token/session/{victim}`; a token left alive expires on its own.
-async fn delete_token(pipe: &Pipeline, victim: &SecretString, auth: Auth<'_>) {
+/// Best effort `DELETE /token/session/{victim}`, as the shop's company or (`as_key_owner`) the
+/// key owner's; a token left alive expires on its own.
+async fn delete_token(pipe: &Pipeline, victim: &SecretString, auth: Auth<'_>, as_key_owner: bool) {
+    let call = Call {
+        as_key_owner,
+        ..revoke_call(victim)
+    };
     let sent = pipe
-        .send(&revoke_call(victim), Some(auth))
+        .send(&call, Some(auth))
         .await
         .map(|resp| resp.status())
         .map_err(|e| e.to_string());

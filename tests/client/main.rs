@@ -1,10 +1,12 @@
 //! The Tripletex client against the simulator: session expiry at Oslo midnight across DST,
-//! month-long runs, single-flight re-minting, rejected keys and consumer tokens, rate limits,
-//! retries, 403s, the circuit breaker and cancellation. Every test ends by checking the requests
+//! month-long runs, single-flight re-minting, what proves a session (whoAmI's ids and company),
+//! rejected keys and consumer tokens, rate limits, retries, 403s, the circuit breaker and
+//! cancellation. Every test ends by checking the requests
 //! it made against the real OpenAPI spec.
 
 mod faults;
 mod limits;
+mod proof;
 mod sessions;
 mod shops;
 

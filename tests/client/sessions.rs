@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use tripletex_sim::{Fault, FaultKind};
 use tripletex_sync::clock::oslo;
 use tripletex_sync::store::SessionState;
-use tripletex_sync::tripletex::TripletexError;
+use tripletex_sync::tripletex::{KeyRefusal, TripletexError};
 
 use crate::{CREATE, assert_no_401, creates, hits, one_shop, ping};
 use tripletex_sync_fixture::daemon::MAIN;
@@ -212,7 +212,10 @@ async fn a_key_revoked_mid_session_fails_every_waiter_with_one_mint_attempt() {
     for result in tasks.join_all().await {
         let err = result.unwrap_err();
         assert!(
-            matches!(err, TripletexError::KeyRejected { status: 422, .. }),
+            matches!(
+                err,
+                TripletexError::KeyRejected(KeyRefusal::Refused { status: 422, .. })
+            ),
             "{err:?}"
         );
     }

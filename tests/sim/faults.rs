@@ -300,3 +300,30 @@ async fn answer_shaping_faults_bend_list_answers_only() {
     }
     assert_conforms(&ctx.sim.request_log());
 }
+
+#[tokio::test]
+async fn an_answer_fault_replaces_any_200_answer_but_no_error() {
+    let ctx = Ctx::new().await;
+    let token = ctx.session().await;
+    let empty = serde_json::json!({"value": {}});
+    for _ in 0..2 {
+        ctx.sim.inject(Fault {
+            times: Some(1),
+            ..Fault::always(FaultKind::Answer(empty.clone()))
+        });
+    }
+    let who: Value = ctx
+        .get(&token, "/token/session/>whoAmI")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(who, empty);
+    assert_eq!(
+        ctx.get("dead-token", "/token/session/>whoAmI")
+            .await
+            .status(),
+        401
+    );
+    assert_conforms(&ctx.sim.request_log());
+}

@@ -1,10 +1,11 @@
 //! Misshapen answers that faults ask for: list envelopes and rows mutated after the real handler
-//! ran, paging that never ends, a first page served for every `from`, and huge bodies.
+//! ran, any answer replaced, paging that never ends, a first page served for every `from`, and
+//! huge bodies.
 //!
-//! Invariants: a mutation only touches a 200 JSON object answer (errors and 304s pass through
-//! untouched), and an index into the rows wraps, so any mutation applies to any list; huge bodies
-//! are generated as they are sent, never held in memory, so a test of a 100 MB page costs the
-//! simulator a few kilobytes.
+//! Invariants: a mutation or replacement only touches a 200 JSON answer (errors and 304s pass
+//! through untouched), and an index into the rows wraps, so any mutation applies to any list;
+//! huge bodies are generated as they are sent, never held in memory, so a test of a 100 MB page
+//! costs the simulator a few kilobytes.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -56,6 +57,14 @@ pub(crate) fn mutate(reply: Reply, mutations: &[Mutation]) -> Reply {
         }
     }
     Reply::Json(200, Value::Object(envelope))
+}
+
+/// `value` instead of a 200 JSON answer's body.
+pub(crate) fn replace(reply: Reply, value: Value) -> Reply {
+    match reply {
+        Reply::Json(200, _) => Reply::Json(200, value),
+        other => other,
+    }
 }
 
 fn row_mut(envelope: &mut serde_json::Map<String, Value>, index: usize) -> Option<&mut Value> {

@@ -4,7 +4,9 @@
 //! are tried in injection order and only the first match fires for a request, so two faults never
 //! combine on one request (combine [`Mutation`]s inside one [`FaultKind::Envelope`] instead).
 //! The answer-shaping kinds are carried out by `answers.rs`; the list ones (`Envelope`,
-//! `EndlessPages`, `RepeatFirstPage`) leave answers to other operations as they are.
+//! `EndlessPages`, `RepeatFirstPage`) leave answers to other operations as they are, while
+//! `Answer` replaces any operation's 200 answer (after the real handler ran, so still
+//! authenticated).
 
 use std::time::Duration;
 
@@ -55,6 +57,9 @@ pub enum FaultKind {
     /// 200 with a list body of about this many bytes (decoded), sent chunked; gzip'd when
     /// `gzip`, so little goes over the wire.
     HugeBody { bytes: u64, gzip: bool },
+    /// The real answer, but a 200 JSON answer's body replaced by this JSON (any operation, e.g.
+    /// `{"value":{}}` for `>whoAmI`); errors pass through, so a dead session still gets its 401.
+    Answer(serde_json::Value),
 }
 
 /// One change to a list answer. Row indexes wrap around the rows there are; with no rows, row

@@ -133,6 +133,7 @@ enum Shape {
     Normal,
     Malformed,
     Mutated(Vec<super::faults::Mutation>),
+    Replaced(serde_json::Value),
     Endless,
     FirstPageAgain,
 }
@@ -219,6 +220,7 @@ async fn respond(
                         Some(FaultKind::EndlessPages) => handle(None, Shape::Endless),
                         Some(FaultKind::RepeatFirstPage) => handle(None, Shape::FirstPageAgain),
                         Some(FaultKind::HugeBody { bytes, gzip }) => Step::Huge { bytes, gzip },
+                        Some(FaultKind::Answer(value)) => handle(None, Shape::Replaced(value)),
                     }
                 };
                 (verdict, step, company)
@@ -273,6 +275,10 @@ async fn respond(
                 Shape::Mutated(mutations) => {
                     let reply = api::handle(&mut world, &route, &request, now);
                     (answers::mutate(reply, &mutations), false)
+                }
+                Shape::Replaced(value) => {
+                    let reply = api::handle(&mut world, &route, &request, now);
+                    (answers::replace(reply, value), false)
                 }
                 // Still authenticated: only a caller with a live session sees the endless list.
                 Shape::Endless => match api::handle(&mut world, &route, &request, now) {
