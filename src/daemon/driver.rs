@@ -100,6 +100,24 @@ impl Driver {
         }
     }
 
+    /// Runs other work on the shop (e.g. reconciling its webhook subscriptions) as a pass runs:
+    /// within the gate, busy in the heartbeat, its panic caught and logged as `what` failing
+    /// (`shop.work_panicked`). `None` when cancelled or panicked; nothing is recorded.
+    pub async fn guarded<T>(
+        &self,
+        what: &'static str,
+        work: impl std::future::Future<Output = T>,
+    ) -> Option<T> {
+        match self.supervised(async { Ok(work.await) }).await {
+            Supervised::Done(done) => Some(done),
+            Supervised::Cancelled => None,
+            Supervised::Failed { reason, .. } => {
+                tracing::error!(event = "shop.work_panicked", shop = %self.shop.name, work = what, error = %reason, "work on the shop panicked; it is retried after the next pass");
+                None
+            }
+        }
+    }
+
     /// Runs `work` within the gate, busy in the heartbeat, its panic caught.
     async fn supervised<T>(
         &self,

@@ -215,7 +215,11 @@ pub(super) async fn reconcile(d: &Driver, client: &ShopClient, subscribed: &Subs
     let Some(keys) = &d.world.keys else {
         return false;
     };
-    match webhooks::reconcile::reconcile(client, keys, &d.shop).await {
+    let reconciling = webhooks::reconcile::reconcile(client, keys, &d.shop);
+    let Some(reconciled) = d.guarded("reconcile", reconciling).await else {
+        return false;
+    };
+    match reconciled {
         Ok(done) => {
             let healthy = done.healthy();
             subscribed.set(&d.shop.name, done.subscriptions);

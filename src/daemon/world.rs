@@ -28,8 +28,9 @@ pub struct Environment {
     pub credentials_dir: Option<PathBuf>,
     /// Adjusts HTTP tunables (tests shrink backoffs).
     pub tune: fn(&mut ClientSettings),
-    /// Runs at the start of every pass, and of every callback applied, of the named shop, inside
-    /// its supervision: tests make one panic here; the process environment does nothing.
+    /// Runs at the start of every pass of the named shop, and of all other supervised work on it
+    /// (a callback applied, a reconcile), inside that supervision: tests make one panic here;
+    /// the process environment does nothing.
     pub before_pass: fn(&str),
     /// Where the daemon counts and measures (exposed as metrics.prom and `[metrics] listen`).
     pub metrics: Arc<Metrics>,
