@@ -125,7 +125,7 @@ pub async fn run(
     let metrics = env.metrics.clone();
     configured(&metrics, &world.config, &[]);
     let listen = world.config.metrics_listen;
-    let mut push = Push::start(&world, cancel.clone()).await?;
+    let mut push = Push::start(&world, &env.metrics, cancel.clone()).await?;
     if let Some(addr) = push.addr() {
         orders.listening_on(|l| l.webhooks = Some(addr));
     }

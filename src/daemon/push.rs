@@ -21,6 +21,7 @@ use super::driver::{CLOSE_WITHIN, Driver};
 use super::report::Update;
 use super::world::{DaemonError, World};
 use crate::config::ShopConfig;
+use crate::metrics::Metrics;
 use crate::secrets::SecretString;
 use crate::status::PushStatus;
 use crate::tripletex::{EXPIRY_MARGIN, ShopClient};
@@ -42,7 +43,11 @@ pub(super) struct Push {
 const CALLBACK_QUEUE: usize = 1024;
 
 impl Push {
-    pub async fn start(world: &World, cancel: CancellationToken) -> Result<Self, DaemonError> {
+    pub async fn start(
+        world: &World,
+        metrics: &Arc<Metrics>,
+        cancel: CancellationToken,
+    ) -> Result<Self, DaemonError> {
         let (Some(keys), Some(w)) = (&world.keys, &world.config.webhooks) else {
             return Ok(Self {
                 running: None,
@@ -54,7 +59,8 @@ impl Push {
         let (routes_tx, routes) = watch::channel(Arc::new(keys.routes(&world.config.shops)));
         let (tx, rx) = mpsc::channel(CALLBACK_QUEUE);
         let subscribed = Subscribed::default();
-        let receiver = Receiver::start(w.listen, routes, subscribed.clone(), tx, cancel)
+        let metrics = Arc::clone(metrics);
+        let receiver = Receiver::start(w.listen, routes, subscribed.clone(), tx, metrics, cancel)
             .await
             .map_err(|e| DaemonError::Webhooks {
                 addr: w.listen,

@@ -73,6 +73,11 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ShopSetLabels {
     set: &'static str,
 }
@@ -169,6 +174,7 @@ pub struct Metrics {
     pass_duration: Histogram,
     passes_failed: Counter,
     reloads: Family<ResultLabels, Counter>,
+    webhooks_refused: Family<StatusLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -269,6 +275,11 @@ impl Metrics {
                 "Passes that could not be recorded or panicked",
             ),
             reloads: register(&mut r, "config_reloads", "Configuration reloads by result"),
+            webhooks_refused: register(
+                &mut r,
+                "webhook_refusals",
+                "Webhook callbacks refused, by the status answered",
+            ),
             registry: r,
         }
     }
@@ -417,6 +428,12 @@ impl Metrics {
 
     pub fn pass_failed(&self) {
         self.passes_failed.inc();
+    }
+
+    pub fn webhook_refused(&self, status: u16) {
+        self.webhooks_refused
+            .get_or_create(&StatusLabels { status })
+            .inc();
     }
 
     pub fn reload(&self, ok: bool) {

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::replays::RecentKeys;
 use super::{AUTH_HEADER, Callback, Routes, Subscribed, Subscription, envelope};
+use crate::metrics::Metrics;
 use crate::secrets::{self, SecretString};
 
 /// Headers Tripletex sends with each delivery (per the spec's WebHook description).
@@ -67,6 +68,7 @@ impl Receiver {
         routes: watch::Receiver<Arc<Routes>>,
         subscribed: Subscribed,
         callbacks: mpsc::Sender<Callback>,
+        metrics: Arc<Metrics>,
         cancel: CancellationToken,
     ) -> io::Result<Self> {
         let listener = TcpListener::bind(listen).await?;
@@ -78,6 +80,7 @@ impl Receiver {
             callbacks,
             recent: Mutex::default(),
             refusals: Mutex::new(Refusals::default()),
+            metrics,
         });
         let task = tokio::spawn(accept_loop(listener, shared, cancel));
         Ok(Self { addr, task })
@@ -102,6 +105,8 @@ struct Shared {
     callbacks: mpsc::Sender<Callback>,
     recent: Mutex<RecentKeys>,
     refusals: Mutex<Refusals>,
+    /// Counts every refusal (`webhook_refusals_total{status}`), logged or not.
+    metrics: Arc<Metrics>,
 }
 
 /// The log throttle of refusals.
@@ -251,6 +256,7 @@ impl Shared {
     /// Logs a refusal, at most once per [`REFUSAL_LOG_EVERY`]; the ones held back are counted in
     /// the next line, or in a `webhooks.refused_since` line once the period ends quietly.
     fn refused(self: &Arc<Self>, status: StatusCode, reason: &'static str) {
+        self.metrics.webhook_refused(status.as_u16());
         let mut r = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         if let Some(at) = r
@@ -350,6 +356,7 @@ mod tests {
             callbacks,
             recent: Mutex::default(),
             refusals: Mutex::new(Refusals::default()),
+            metrics: Arc::default(),
         });
         for _ in 0..5 {
             shared.refused(StatusCode::NOT_FOUND, "no shop has this path");
@@ -363,6 +370,12 @@ mod tests {
         assert_eq!(events.len(), 2, "{events:?}");
         assert_eq!(events[1]["event"], "webhooks.refused_since");
         assert_eq!(events[1]["unlogged"], 4);
+        // Each refusal is counted, logged or not.
+        let text = shared.metrics.prometheus_text();
+        assert!(
+            text.contains(r#"tripletex_sync_webhook_refusals_total{status="404"} 5"#),
+            "{text}"
+        );
         // Nothing held back: no further line.
         tokio::time::sleep(REFUSAL_LOG_EVERY * 2).await;
         assert_eq!(lines.events().len(), 2);

@@ -211,7 +211,8 @@ async fn receiver_with(
     let (_routes_tx, routes) = watch::channel(Arc::new(keys.routes(&config.shops)));
     let (tx, rx) = mpsc::channel(16);
     let listen = "127.0.0.1:0".parse().unwrap();
-    let receiver = Receiver::start(listen, routes, subscribed, tx, cancel.clone())
+    let metrics = Arc::default();
+    let receiver = Receiver::start(listen, routes, subscribed, tx, metrics, cancel.clone())
         .await
         .unwrap();
     (receiver, rx)
