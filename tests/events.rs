@@ -293,3 +293,41 @@ async fn a_key_of_another_company_warns_per_attempt_and_is_rejected_once() {
     assert_no_secrets(&captured, &[&token, FIXTURE_CONSUMER]);
     spec::assert_conforms(&f.sim.request_log());
 }
+
+#[tokio::test]
+async fn a_shop_file_that_is_never_read_is_a_config_warning() {
+    let captured = capture_json();
+    const CASE: &str = "unread-shop-file";
+    let f = Fixture::new().await;
+    f.add_shop("ev-warned", 3401, "");
+    std::fs::write(f.path("shops.d/bike.TOML"), "").unwrap();
+    let mark = captured.mark();
+    let span = tracing::info_span!("events_test", case = CASE);
+    daemon::check_once(
+        f.config(),
+        f.open_store(),
+        &f.env(),
+        &[],
+        CancellationToken::new(),
+    )
+    .instrument(span)
+    .await
+    .unwrap();
+    let lines = since(&captured, mark);
+    let warned: Vec<&Value> = lines
+        .iter()
+        .filter(|l| str_field(l, "event") == "config.warning")
+        .filter(|l| {
+            l["spans"]
+                .as_array()
+                .is_some_and(|spans| spans.iter().any(|s| s["case"] == CASE))
+        })
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:#?}");
+    assert_eq!(str_field(warned[0], "level"), "WARN");
+    assert!(
+        str_field(warned[0], "warning").contains("bike.TOML"),
+        "{:#}",
+        warned[0]
+    );
+}

@@ -86,6 +86,11 @@ pub(super) struct World {
 
 impl World {
     pub fn build(config: Config, env: &Environment) -> Result<Self, DaemonError> {
+        // What `validate` prints as warnings (e.g. a `bike.TOML` that is never read), at start
+        // and at every reload, so an operator who only reads the journal sees it too.
+        for warning in config.warnings() {
+            tracing::warn!(event = "config.warning", warning = %warning, "configuration warning");
+        }
         let consumer_token = config
             .tripletex
             .consumer_token
