@@ -184,6 +184,34 @@ async fn reconcile_creates_reenables_replaces_and_deletes() {
     spec::assert_conforms(&f.sim.request_log());
 }
 
+/// A customer change as a callback tells it.
+fn customer(id: i64, number: u32, version: u32) -> Change {
+    let entry = Entry {
+        number: Some(number),
+        tail: TailValue::Flag(false),
+        version: Version::Seen(version),
+    };
+    Change::Upsert(Record { id, entry })
+}
+
+/// acme's customer result, once there is one.
+fn acme_result(
+    store: &tripletex_sync::store::Store,
+) -> Option<tripletex_sync::store::ResultRecord> {
+    store
+        .result("acme", CheckKind::CustomerNumbers)
+        .ok()
+        .flatten()
+}
+
+/// acme's push state as status.json shows it.
+fn acme_push(store: &tripletex_sync::store::Store) -> Option<tripletex_sync::status::PushStatus> {
+    StatusReport::read(store.state_dir())
+        .ok()
+        .and_then(|r| r.shops.into_iter().find(|s| s.name == "acme"))
+        .and_then(|s| s.push)
+}
+
 /// The change a callback tells; panics on one that cannot be applied.
 fn changed(callback: &Callback) -> (CheckKind, &Change) {
     match &callback.news {
@@ -311,13 +339,8 @@ async fn a_callback_is_applied_without_any_tripletex_request() {
     let client = f.client(&f.api(), "acme", &cancel);
     let settings = PassSettings::new(&config);
     let clock: SharedClock = f.clock.clone();
-    let entry = Entry {
-        number: Some(10001),
-        tail: TailValue::Flag(false),
-        version: Version::Seen(0),
-    };
     let customers = CheckKind::CustomerNumbers;
-    let created = Change::Upsert(Record { id: 900, entry });
+    let created = customer(900, 10001, 0);
     // Before a pass has read the kind in full, a callback alone vouches for nothing.
     let early = apply::apply((customers, &created), shop, &store, &settings, &clock).await;
     assert!(early.unwrap().is_none());
@@ -472,12 +495,7 @@ async fn the_daemon_shows_a_pushed_conflict_within_seconds() {
         (&true.into(), &21_600.into()),
         "{next}"
     );
-    let push = || {
-        StatusReport::read(store.state_dir())
-            .ok()
-            .and_then(|r| r.shops.into_iter().find(|s| s.name == "acme"))
-            .and_then(|s| s.push)
-    };
+    let push = || acme_push(&store);
     poll::until("push active in status.json", || {
         push().is_some_and(|p| p.active)
     })
@@ -655,13 +673,7 @@ async fn the_daemon_reenables_a_disabled_subscription_at_the_next_pass() {
     } = start_daemon(&f).await;
     let keys = keys(&f.config());
     poll::until("acme's subscriptions", || ours(&f, &keys).len() == 4).await;
-    let active = || {
-        StatusReport::read(store.state_dir())
-            .ok()
-            .and_then(|r| r.shops.into_iter().find(|s| s.name == "acme"))
-            .and_then(|s| s.push)
-            .is_some_and(|p| p.active)
-    };
+    let active = || acme_push(&store).is_some_and(|p| p.active);
     poll::until("push active", active).await;
 
     let disabled = f

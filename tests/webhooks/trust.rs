@@ -11,16 +11,6 @@ use tripletex_sim::DeliveryOutcome;
 
 use super::*;
 
-/// A customer change as a callback tells it.
-fn customer(id: i64, number: u32, version: u32) -> Change {
-    let entry = Entry {
-        number: Some(number),
-        tail: TailValue::Flag(false),
-        version: Version::Seen(version),
-    };
-    Change::Upsert(Record { id, entry })
-}
-
 #[tokio::test]
 async fn a_replayed_or_reordered_callback_changes_no_verdict() {
     let f = fixture().await;
@@ -99,12 +89,7 @@ async fn the_daemon_keeps_a_cleared_conflict_cleared_whatever_is_replayed() {
     let receiver = format!("http://{}", receiver.webhooks.unwrap());
     let keys = keys(&f.config());
     poll::until("acme's subscriptions", || ours(&f, &keys).len() == 4).await;
-    let result = || {
-        store
-            .result("acme", CheckKind::CustomerNumbers)
-            .ok()
-            .flatten()
-    };
+    let result = || acme_result(&store);
     let recorded = |verdict: Verdict| result().is_some_and(|r| r.verdict() == verdict);
     poll::until("acme ok", || recorded(Verdict::Ok)).await;
 
@@ -137,13 +122,7 @@ async fn the_daemon_keeps_a_cleared_conflict_cleared_whatever_is_replayed() {
     f.clock.advance(Duration::from_secs(1));
     let status = post_to(&receiver, &keys, &old, "a-key-of-its-own", None).await;
     assert_eq!(status, 200);
-    let arrived = || {
-        StatusReport::read(store.state_dir())
-            .ok()
-            .and_then(|r| r.shops.into_iter().find(|s| s.name == "acme"))
-            .and_then(|s| s.push)
-            .is_some_and(|p| p.last_callback_at == Some(f.now()))
-    };
+    let arrived = || acme_push(&store).is_some_and(|p| p.last_callback_at == Some(f.now()));
     poll::until("the old version's arrival", arrived).await;
     assert_eq!(result().unwrap(), cleared, "nothing recorded again");
     let conflicts = log
@@ -299,12 +278,7 @@ async fn the_daemon_supervises_callbacks_and_answers_what_it_cannot_apply() {
     } = start_daemon_in(&f, env).await;
     let keys = keys(&f.config());
     poll::until("acme's subscriptions", || ours(&f, &keys).len() == 4).await;
-    let result = || {
-        store
-            .result("acme", CheckKind::CustomerNumbers)
-            .ok()
-            .flatten()
-    };
+    let result = || acme_result(&store);
     poll::until("acme ok", || {
         result().is_some_and(|r| r.verdict() == Verdict::Ok)
     })
