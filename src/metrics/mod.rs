@@ -506,4 +506,6 @@ impl Observer for Metrics {
 }
 
 #[cfg(test)]
+mod dashboard_tests;
+#[cfg(test)]
 mod tests;

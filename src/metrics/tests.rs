@@ -32,7 +32,8 @@ fn recorded_check(m: &Metrics, shop: &str, kind: CheckKind, verdict: Verdict, e:
     m.check(shop, kind, Some(&state));
 }
 
-fn recorded() -> Metrics {
+/// A registry with data in every family.
+pub(super) fn recorded() -> Metrics {
     let m = Metrics::new();
     m.configured(2, 2, Duration::from_secs(3600), &[]);
     let e = evidence();
@@ -75,6 +76,8 @@ fn recorded() -> Metrics {
     m.pass_failed();
     m.reload(true);
     m.reload(false);
+    m.webhook_refused(401);
+    m.push("acme", Some((true, Some(now()))));
     m
 }
 
