@@ -7,6 +7,8 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+#[cfg(feature = "sim")]
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
@@ -17,6 +19,8 @@ use tripletex_sim::{DEMO_SCENARIO, Scenario, Simulator};
 use tripletex_sync::checks::{CheckKind, Verdict};
 use tripletex_sync::clock::{SharedClock, SystemClock};
 use tripletex_sync::config::Config;
+#[cfg(feature = "sim")]
+use tripletex_sync::daemon::control::Controller;
 use tripletex_sync::daemon::control::{self, Forwarding, Signals};
 use tripletex_sync::daemon::oneshot::{self, CheckBy};
 use tripletex_sync::daemon::{self, Environment};
@@ -210,8 +214,21 @@ pub async fn sim(listen: SocketAddr, scenario: Option<&Path>) -> anyhow::Result<
     Ok(exit::OK)
 }
 
-/// `demo`: the simulator's demo world, a throwaway config for its three shops, the daemon for
-/// `seconds`, then the status table.
+/// What the demo's "Tripletex" calls back: a name that resolves nowhere, since the simulator plays
+/// the reverse proxy in front of the daemon's receiver.
+#[cfg(feature = "sim")]
+const DEMO_PUBLIC_URL: &str = "https://sync.demo.invalid/tripletex";
+/// The shop the demo shows push with, its company and the customer its shop creates (the
+/// next after its run 1–1200; the demo world's own scheduled change, for `sim`, is 1201).
+#[cfg(feature = "sim")]
+const DEMO_PUSH: (&str, i64, u32) = ("fjellsport", 1001, 1202);
+/// How long the demo runs past `--seconds` to show push, if it has not yet.
+#[cfg(feature = "sim")]
+const DEMO_PUSH_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `demo`: the simulator's demo world, a throwaway config for its three shops (webhooks on), the
+/// daemon for `seconds` (and until push was shown, within a grace), then the status table and
+/// what push did.
 #[cfg(feature = "sim")]
 pub async fn demo(seconds: u64) -> anyhow::Result<u8> {
     let scenario = Scenario::from_toml_str(DEMO_SCENARIO)?;
@@ -236,19 +253,71 @@ pub async fn demo(seconds: u64) -> anyhow::Result<u8> {
     let signals = Signals::stop_only()
         .context("installing signal handlers")?
         .forward(controller.clone());
+    let mut pushed = tokio::spawn(show_push(
+        sim.clone(),
+        controller.clone(),
+        config.state_dir.clone(),
+    ));
     let stopper = tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+        let run = std::time::Duration::from_secs(seconds);
+        tokio::time::sleep(run).await;
+        let shown = match tokio::time::timeout(DEMO_PUSH_GRACE, &mut pushed).await {
+            Ok(joined) => joined.ok().flatten(),
+            Err(_) => {
+                pushed.abort();
+                None
+            }
+        };
         controller.send(daemon::Control::Stop);
+        shown
     });
     let env = Environment::from_process(system_clock());
     let ran = daemon::run(&config_path, config.clone(), store.clone(), env, orders).await;
-    stopper.abort();
+    let pushed = stopper.await.ok().flatten();
     drop(signals);
     running.shutdown().await;
     ran?;
     let report = StatusReport::collect(Some(&store), &config, jiff::Timestamp::now())?;
     print!("{}", report.table());
+    match pushed {
+        Some(line) => println!("{line}"),
+        None => println!("push: not shown within the run (try a longer --seconds)"),
+    }
     Ok(exit::OK)
+}
+
+/// Once the daemon's receiver listens and the push shop's subscriptions are active, creates the
+/// shop's next customer in "Tripletex" and waits until the daemon has taken its callback (as
+/// status.json shows): what push looks like. The line to print.
+#[cfg(feature = "sim")]
+async fn show_push(sim: Simulator, control: Controller, state_dir: PathBuf) -> Option<String> {
+    use std::time::{Duration, Instant};
+    let (shop, company, number) = DEMO_PUSH;
+    let addr = control.listening(|l| l.webhooks.is_some()).await.webhooks?;
+    sim.proxy_webhooks(DEMO_PUBLIC_URL, &format!("http://{addr}"));
+    let push = || {
+        StatusReport::read(&state_dir)
+            .ok()?
+            .shops
+            .into_iter()
+            .find(|s| s.name == shop)?
+            .push
+    };
+    // A demo's own pacing: status.json is rewritten at most a few times a second.
+    let tick = Duration::from_millis(100);
+    while !push().is_some_and(|p| p.active) {
+        tokio::time::sleep(tick).await;
+    }
+    sim.add_customer(company, number, false);
+    let created = Instant::now();
+    while push().and_then(|p| p.last_callback_at).is_none() {
+        tokio::time::sleep(tick).await;
+    }
+    Some(format!(
+        "pushed: customer {number}, created in {shop}'s Tripletex, reached the daemon by webhook \
+         and was checked within {:.1} s, without a Tripletex request",
+        created.elapsed().as_secs_f64()
+    ))
 }
 
 /// Writes config.toml, the consumer token and one shop file + token per scenario company.
@@ -280,9 +349,16 @@ fn write_demo_config(
             "state_dir = \"state\"\nshops_dir = \"shops.d\"\n\n[tripletex]\nbase_url = \"{base_url}\"\n\
              consumer_token_file = \"consumer-token\"\nsession_valid_days = 7\nrenew_before = \"1d\"\n\
              request_timeout = \"10s\"\n\n[rate_limit]\nper_second = 5\nburst = 10\nreserve = 20\n\
-             max_concurrent_shops = 8\n\n[checks]\ninterval = \"4s\"\njitter = \"1s\"\nfull_resync = \"1h\"\n"
+             max_concurrent_shops = 8\n\n[checks]\ninterval = \"4s\"\njitter = \"1s\"\nfull_resync = \"1h\"\n\n\
+             [webhooks]\npublic_url = \"{DEMO_PUBLIC_URL}\"\nlisten = \"127.0.0.1:0\"\n\
+             secret_file = \"webhook-secret\"\nreconcile_interval = \"1h\"\n"
         ),
     )?;
+    // Random per run: the demo's callback paths are derived from it.
+    let secret: String = std::iter::repeat_with(fastrand::alphanumeric)
+        .take(48)
+        .collect();
+    write_private(&dir.join("webhook-secret"), &secret)?;
     Ok(path)
 }
 

@@ -312,6 +312,13 @@ async fn demo_finds_one_healthy_one_conflicting_and_one_rejected_shop() {
     );
     assert!(row("kaffebrenneriet").contains("conflict"), "{table}");
     assert!(row("sykkelsmia").contains("key_rejected"), "{table}");
+    // Push at work: the shop's new customer reached the daemon by webhook, and is in its run.
+    let pushed = row("pushed:");
+    assert!(
+        pushed.contains("customer 1202") && pushed.contains("without a Tripletex request"),
+        "{table}"
+    );
+    assert!(row("fjellsport").contains("1–1202"), "{table}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
