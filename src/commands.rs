@@ -3,7 +3,8 @@
 //! signals, the lock wait, passes and `check` beside the daemon live in `daemon`.
 //!
 //! Exit codes are part of the interface: `check` 0 = all ok/warn, 1 = any conflict/error verdict,
-//! 2 = could not run (including a pass that could not be recorded); every other command 0 or 2.
+//! 2 = could not run (including a pass that could not be recorded); `status --problems` 0 =
+//! nothing needs attention, 1 = something does; every other command 0 or 2.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -24,7 +25,7 @@ use tripletex_sync::daemon::control::Controller;
 use tripletex_sync::daemon::control::{self, Forwarding, Signals};
 use tripletex_sync::daemon::oneshot::{self, CheckBy};
 use tripletex_sync::daemon::{self, Environment};
-use tripletex_sync::status::StatusReport;
+use tripletex_sync::status::{self, StatusReport};
 #[cfg(feature = "sim")]
 use tripletex_sync::store::{Role, Store};
 
@@ -93,24 +94,19 @@ fn preflight(config: &Config, all_shops: bool) -> bool {
     problems.is_empty()
 }
 
-/// `status`: what is recorded, per shop. Never writes, never takes the database: it reads
-/// status.json, which the daemon and `check` rewrite after every pass.
-pub fn status(config_path: &Path, json: bool) -> anyhow::Result<u8> {
-    let config = Config::load(config_path)?;
-    let path = StatusReport::path(&config.state_dir);
-    let report = match StatusReport::read(&config.state_dir) {
-        Ok(report) => report.aligned_to(&config),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!(
-                "nothing recorded yet ({} does not exist: the daemon or `check` writes it)",
-                path.display()
-            );
-            StatusReport::collect(None, &config, jiff::Timestamp::now())?
-        }
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
-    print_report(&report, json)?;
-    Ok(exit::OK)
+/// `status`: what is recorded, per shop (see `status::show`: it reads status.json, never the
+/// database). `--problems` exits 1 when anything needs attention.
+pub fn status(config_path: &Path, request: &status::Request) -> anyhow::Result<u8> {
+    let shown = status::show(config_path, request)?;
+    for note in &shown.notes {
+        eprintln!("{note}");
+    }
+    print!("{}", shown.out);
+    Ok(if request.problems && shown.problems {
+        exit::FINDINGS
+    } else {
+        exit::OK
+    })
 }
 
 /// `check`: one verification pass now, here, or by the running daemon.
@@ -277,8 +273,12 @@ pub async fn demo(seconds: u64) -> anyhow::Result<u8> {
     drop(signals);
     running.shutdown().await;
     ran?;
-    let report = StatusReport::collect(Some(&store), &config, jiff::Timestamp::now())?;
-    print!("{}", report.table());
+    let now = jiff::Timestamp::now();
+    let report = StatusReport::collect(Some(&store), &config, now)?;
+    print!(
+        "{}",
+        report.compact(&status::View::for_terminal(&config, now))
+    );
     match pushed {
         Some(line) => println!("{line}"),
         None => println!("push: not shown within the run (try a longer --seconds)"),

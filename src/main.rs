@@ -8,6 +8,7 @@ mod commands;
 use clap::{Parser, Subcommand};
 use tripletex_sync::config::DEFAULT_CONFIG_PATH;
 use tripletex_sync::logging::{self, LogFormat};
+use tripletex_sync::status::Request;
 
 use commands::exit;
 
@@ -40,11 +41,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show what is recorded, per shop (works while the daemon runs).
+    /// Show what is recorded, per shop (works while the daemon runs): one line per shop and
+    /// check, problems first, fitted to the terminal.
+    /// Exit 0; with --problems 1 if anything needs attention; 2: could not run.
     Status {
         /// Print JSON instead of a table.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "wide")]
         json: bool,
+        /// The full table: sessions, since when, whole summaries and fixes.
+        #[arg(long, short = 'l')]
+        wide: bool,
+        /// Only what needs attention (conflict, rejected key, error, warn, stale); exit 1 if
+        /// anything does, else 0.
+        #[arg(long)]
+        problems: bool,
+        /// Only this shop (repeatable).
+        #[arg(long = "shop", value_name = "NAME")]
+        shops: Vec<String>,
     },
     /// Check the configuration and token files without touching the network. Exit 0 or 2.
     Validate,
@@ -82,7 +95,20 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run => commands::run(&cli.config).await,
             Command::Check { shops, json } => commands::check(&cli.config, &shops, json).await,
-            Command::Status { json } => commands::status(&cli.config, json),
+            Command::Status {
+                json,
+                wide,
+                problems,
+                shops,
+            } => {
+                let request = Request {
+                    json,
+                    wide,
+                    problems,
+                    shops,
+                };
+                commands::status(&cli.config, &request)
+            }
             Command::Validate => commands::validate(&cli.config),
             Command::Demo { seconds } => commands::demo(seconds).await,
             Command::Sim { listen, scenario } => commands::sim(listen, scenario.as_deref()).await,

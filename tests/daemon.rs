@@ -1,5 +1,6 @@
 //! The daemon in-process: passes, reload of shops.d, pass-now (every shop, or one), the start-up
-//! wait for a one-shot holder of the database, shutdown, supervision of a
+//! wait for a one-shot holder of the database, shutdown (sessions deleted and recorded
+//! `revoked`), supervision of a
 //! panicking shop, and what `check` beside it waits for.
 
 use std::sync::Arc;
@@ -268,6 +269,21 @@ async fn one_shops_trigger_passes_only_that_shop_and_stop_is_an_order_too() {
         .unwrap()
         .unwrap();
     assert_eq!(f.sim.live_sessions(), 0);
+    // The deleted tokens are recorded before the store closes, and status.json shows them.
+    let written = StatusReport::read(store.state_dir()).unwrap();
+    for shop in ["acme", "bolt"] {
+        let stored = store.session(shop).unwrap().unwrap();
+        assert_eq!(stored.state, SessionState::Revoked, "{shop}");
+        assert_eq!(stored.expires_at, None, "{shop}");
+        let shown = &written
+            .shops
+            .iter()
+            .find(|s| s.name == shop)
+            .unwrap()
+            .session;
+        assert_eq!(shown.state, SessionState::Revoked, "{shop}");
+        assert_eq!(shown.expires_at, None, "{shop}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -202,6 +202,30 @@ impl Config {
 
     /// [`Config::load`] with the overrides given as (variable, value) pairs.
     pub fn load_with_env(path: &Path, env: &[(String, String)]) -> Result<Self, ConfigError> {
+        let (mut config, shops) = Self::load_parts(path, env)?;
+        config.shops = shops?;
+        Ok(config)
+    }
+
+    /// The main file (with the process's overrides) must load; a shop file that does not is
+    /// returned beside a config without shops. For `status`, which reads `state_dir` whatever
+    /// shops.d holds: a broken shop file is exactly when the operator needs it.
+    pub fn load_main_then_shops(path: &Path) -> Result<(Self, Option<ConfigError>), ConfigError> {
+        let (mut config, shops) = Self::load_parts(path, &env_overrides()?)?;
+        match shops {
+            Ok(shops) => {
+                config.shops = shops;
+                Ok((config, None))
+            }
+            Err(e) => Ok((config, Some(e))),
+        }
+    }
+
+    /// The main file as a config without shops, and the shops (of this shard) apart.
+    fn load_parts(
+        path: &Path,
+        env: &[(String, String)],
+    ) -> Result<(Self, Result<Vec<ShopConfig>, ConfigError>), ConfigError> {
         let text = read_main(path)?;
         let (raw, overrides) = parse::main_file(path, &text, env)?;
         let base = parent_dir(path);
@@ -225,9 +249,11 @@ impl Config {
         let metrics_listen = validate::metrics_listen(&raw.metrics.listen, &blame)?;
         let shard = shard(&raw, &blame)?;
         let webhooks = webhooks::from_raw(&raw.webhooks, path, &base, &blame, &checks)?;
-        let mut shops = shops::load_shops(&shops_dir, &blame)?;
-        shops.retain(|s| shard.is_none_or(|shard| shard.owns(&s.name)));
-        Ok(Self {
+        let shops = shops::load_shops(&shops_dir, &blame).map(|mut shops| {
+            shops.retain(|s| shard.is_none_or(|shard| shard.owns(&s.name)));
+            shops
+        });
+        let config = Self {
             source: path.to_path_buf(),
             state_dir,
             shops_dir,
@@ -236,9 +262,10 @@ impl Config {
             checks,
             metrics_listen,
             shard,
-            shops,
+            shops: Vec::new(),
             webhooks,
-        })
+        };
+        Ok((config, shops))
     }
 
     pub fn shop(&self, name: &str) -> Option<&ShopConfig> {

@@ -5,7 +5,8 @@
 //! ([`StatusView`]); status.json is rewritten from that view (never from the whole store) when
 //! something changed, gathering passes for 200 ms and leaving at least ten times the last write's
 //! duration between writes, so big files are written seldom and the cost per pass does not grow
-//! with the number of shops; it is written once more after the last pass before shutdown; a
+//! with the number of shops; it is written once more after the last pass before shutdown (and
+//! after the sessions that shutdown deleted were recorded `revoked`); a
 //! rejected consumer token is logged once until some shop's mint gets past it again; a shop's
 //! push state (webhooks) lives only here, sent by its task, and is shown for every enabled shop
 //! while webhooks are on.
@@ -43,6 +44,8 @@ pub(super) enum Update {
     Push(String, PushStatus),
     /// The shop set changed (reload): `check` must see new shops listed at once.
     Reloaded,
+    /// The shop's session token was deleted as its task stopped; its record says `revoked`.
+    Revoked(String),
 }
 
 /// Runs until every update sender is gone, then writes the file a last time.
@@ -86,6 +89,11 @@ pub(super) async fn status_writer(
                 }
                 Some(Update::Push(shop, push)) => {
                     writer.push.insert(shop.clone(), push);
+                    if writer.refresh(&shop) {
+                        due.get_or_insert(next.max(Instant::now() + DEBOUNCE));
+                    }
+                }
+                Some(Update::Revoked(shop)) => {
                     if writer.refresh(&shop) {
                         due.get_or_insert(next.max(Instant::now() + DEBOUNCE));
                     }

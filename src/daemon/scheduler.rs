@@ -97,6 +97,11 @@ struct ShopLoop {
 /// the next pass reads what they carried.
 const SHOP_CALLBACKS: usize = 256;
 
+/// How long a stopping shop may take to record that its session token was deleted (after
+/// `CLOSE_WITHIN`; the rest of systemd's stop timeout is the last status.json write and sled's
+/// flush).
+const RECORD_WITHIN: Duration = Duration::from_secs(1);
+
 impl Scheduler {
     pub fn new(
         world: World,
@@ -355,11 +360,53 @@ impl ShopLoop {
             // Boxed for the same reason as a pass.
             Box::pin(client.close(deadline)).await
         };
-        Stopped::Closed(match tokio::time::timeout_at(deadline, closing).await {
+        let closed = match tokio::time::timeout_at(deadline, closing).await {
             Ok(closed) => closed,
             Err(_) if client.session_info().is_some() => Closed::Kept,
             Err(_) => Closed::NoSession,
-        })
+        };
+        if closed == Closed::Revoked {
+            self.record_revoked().await;
+        }
+        Stopped::Closed(closed)
+    }
+
+    /// Records that the shop's session token is gone (state `revoked`, no expiry), so status
+    /// never shows a deleted session as valid, and tells the status writer. At shutdown this
+    /// comes before the writer's last write (it ends only once every task has) and before
+    /// sled's final flush (the store outlives the tasks).
+    async fn record_revoked(&self) {
+        let (store, shop) = (&self.driver.store, &self.driver.shop.name);
+        // An unreadable record is replaced: the company and employee are all it would keep.
+        let previous = store.session(shop).ok().flatten().unwrap_or_default();
+        let record = SessionRecord {
+            state: SessionState::Revoked,
+            expires_at: None,
+            detail: Some(
+                "session token deleted when this shop's task stopped; the next pass mints a new one"
+                    .to_owned(),
+            ),
+            ..previous
+        };
+        let mut batch = store.batch();
+        batch.put_session(shop, &record);
+        // A flush takes milliseconds; bounded all the same, so a stuck disk cannot eat the stop
+        // timeout. Cut short, the batch is applied already and sled's final flush writes it.
+        match tokio::time::timeout(RECORD_WITHIN, store.commit(batch)).await {
+            Ok(Ok(())) => {
+                let _ = self.reports.send(Update::Revoked(shop.clone()));
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(event = "status.write_failed", shop, error = %e, "the deleted session token could not be recorded");
+            }
+            Err(_) => {
+                tracing::warn!(
+                    event = "status.write_failed",
+                    shop,
+                    "the deleted session token was not recorded in time"
+                );
+            }
+        }
     }
 
     /// Runs passes until cancelled; returns the client in use then.

@@ -145,10 +145,11 @@ const VERDICTS: [Verdict; 5] = [
     Verdict::Error,
     Verdict::Unknown,
 ];
-const SESSION_STATES: [SessionState; 4] = [
+const SESSION_STATES: [SessionState; 5] = [
     SessionState::Valid,
     SessionState::Renewing,
     SessionState::KeyRejected,
+    SessionState::Revoked,
     SessionState::Unknown,
 ];
 

@@ -19,6 +19,10 @@ pub enum SessionState {
     Valid,
     Renewing,
     KeyRejected,
+    /// The daemon deleted the session token when the shop's task stopped (at shutdown, or when
+    /// a reload stopped the shop); no expiry is kept, and the next pass mints a new session.
+    /// Releases before it read it as `Unknown` (see below), so it needs no migration.
+    Revoked,
     /// Also what a state added by a newer release reads as.
     #[default]
     #[serde(other)]
@@ -31,6 +35,7 @@ impl SessionState {
             Self::Valid => "valid",
             Self::Renewing => "renewing",
             Self::KeyRejected => "key_rejected",
+            Self::Revoked => "revoked",
             Self::Unknown => "unknown",
         }
     }
@@ -105,5 +110,28 @@ impl ResultRecord {
 
     pub fn verdict(&self) -> Verdict {
         self.outcome.verdict
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `revoked` reads back; a state from a newer release reads as `unknown`, as `revoked` does
+    /// in releases before it (so neither needs a migration).
+    #[test]
+    fn session_states_read_back_tolerantly() {
+        let record = SessionRecord {
+            state: SessionState::Revoked,
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&record).unwrap();
+        assert!(json.contains(r#""state":"revoked""#), "{json}");
+        assert_eq!(
+            serde_json::from_str::<SessionRecord>(&json).unwrap(),
+            record
+        );
+        let newer: SessionRecord = serde_json::from_str(r#"{"state":"paused_by_2030"}"#).unwrap();
+        assert_eq!(newer.state, SessionState::Unknown);
     }
 }

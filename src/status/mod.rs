@@ -1,4 +1,6 @@
-//! What operators see: the `status --json` shape, its table form, and `STATE_DIR/status.json`.
+//! What operators see: the `status --json` shape, its views for people (`table`: the default
+//! one line per check that fits the terminal, and the full table), the `status` command itself
+//! (`show`), and `STATE_DIR/status.json`.
 //!
 //! The JSON shape is a contract: fields are added, never renamed; reading takes defaults for
 //! missing fields and ignores unknown ones, so `status` reads a file another release wrote. One
@@ -6,6 +8,14 @@
 //! `status.json` is written atomically (buffered temp file, fsync, rename) so `status` can read it while the daemon holds
 //! the database: by `check` after its passes, and by the daemon from its per-shop view
 //! (`daemon/view.rs`, built from [`ShopStatus::collect`]). Nothing here ever sees a token.
+
+mod show;
+mod table;
+#[cfg(test)]
+mod tests;
+
+pub use show::{Request, Shown, StatusError, show, terminal_width};
+pub use table::{Attention, View};
 
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
@@ -16,7 +26,6 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::checks::{self, CheckKind, Evidence, PerKind, Verdict};
-use crate::clock::oslo;
 use crate::config::{Config, ShopConfig};
 use crate::store::{SessionRecord, SessionState, Store, StoreError};
 
@@ -228,53 +237,6 @@ impl StatusReport {
             shard: blank.shard,
             shops,
         }
-    }
-
-    /// A fixed-width table for terminals.
-    pub fn table(&self) -> String {
-        let mut out = match &self.shard {
-            Some(shard) => {
-                format!("shard {shard}: only this shard's shops; other instances check the rest\n")
-            }
-            None => String::new(),
-        };
-        out += &format!(
-            "{:<20} {:<13} {:<17} {:<9} {:<16} {}\n",
-            "SHOP", "SESSION", "CHECK", "VERDICT", "SINCE (OSLO)", "SUMMARY"
-        );
-        for shop in &self.shops {
-            let session = if shop.enabled {
-                shop.session.state.as_str()
-            } else {
-                "disabled"
-            };
-            for (i, kind) in CheckKind::ALL.into_iter().enumerate() {
-                let c = shop.checks.get(kind);
-                let (name, session) = if i == 0 {
-                    (shop.name.as_str(), session)
-                } else {
-                    ("", "")
-                };
-                let since = c.since.map_or_else(
-                    || "-".to_owned(),
-                    |t| {
-                        t.to_zoned_datetime(oslo())
-                            .strftime("%Y-%m-%d %H:%M")
-                            .to_string()
-                    },
-                );
-                out.push_str(&format!(
-                    "{name:<20} {session:<13} {:<17} {:<9} {since:<16} {}\n",
-                    kind.as_str(),
-                    c.verdict.as_str(),
-                    c.summary
-                ));
-                if let Some(fix) = c.fix.as_deref().filter(|_| c.verdict >= Verdict::Warn) {
-                    out.push_str(&format!("{:<78}fix: {fix}\n", ""));
-                }
-            }
-        }
-        out
     }
 
     pub fn path(state_dir: &Path) -> PathBuf {
