@@ -3,7 +3,8 @@
 //! signals, the lock wait, passes and `check` beside the daemon live in `daemon`.
 //!
 //! Exit codes are part of the interface: `check` 0 = all ok/warn, 1 = any conflict/error verdict,
-//! 2 = could not run (including a pass that could not be recorded); every other command 0 or 2.
+//! 2 = could not run (including a pass that could not be recorded); `notify test` 0 = delivered,
+//! 1 = refused or failed, 2 = could not run (configuration, secret); every other command 0 or 2.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -20,6 +21,7 @@ use tripletex_sync::config::Config;
 use tripletex_sync::daemon::control::{self, Forwarding, Signals};
 use tripletex_sync::daemon::oneshot::{self, CheckBy};
 use tripletex_sync::daemon::{self, Environment};
+use tripletex_sync::notify;
 use tripletex_sync::status::StatusReport;
 #[cfg(feature = "sim")]
 use tripletex_sync::store::{Role, Store};
@@ -76,6 +78,19 @@ pub fn validate(config_path: &Path) -> anyhow::Result<u8> {
         config.tripletex.base_url
     );
     Ok(exit::OK)
+}
+
+/// `notify test`: one signed `test` message to `notify.url` now; prints the answer in one line.
+pub async fn notify_test(config_path: &Path) -> anyhow::Result<u8> {
+    let config = Config::load(config_path)?;
+    let env = Environment::from_process(system_clock());
+    let answer = notify::test(&config, env.credentials_dir.as_deref()).await?;
+    println!("{answer}");
+    Ok(if answer.delivered() {
+        exit::OK
+    } else {
+        exit::FINDINGS
+    })
 }
 
 /// Checks state_dir and the tokens (of every shop, or of the enabled ones) before anything
