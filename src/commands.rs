@@ -4,7 +4,8 @@
 //!
 //! Exit codes are part of the interface: `check` 0 = all ok/warn, 1 = any conflict/error verdict,
 //! 2 = could not run (including a pass that could not be recorded); `status --problems` 0 =
-//! nothing needs attention, 1 = something does; every other command 0 or 2.
+//! nothing needs attention, 1 = something does; `notify test` 0 = delivered, 1 = refused or
+//! failed, 2 = could not run (configuration, secret); every other command 0 or 2.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -25,6 +26,7 @@ use tripletex_sync::daemon::control::Controller;
 use tripletex_sync::daemon::control::{self, Forwarding, Signals};
 use tripletex_sync::daemon::oneshot::{self, CheckBy};
 use tripletex_sync::daemon::{self, Environment};
+use tripletex_sync::notify;
 use tripletex_sync::status::{self, StatusReport};
 #[cfg(feature = "sim")]
 use tripletex_sync::store::{Role, Store};
@@ -81,6 +83,19 @@ pub fn validate(config_path: &Path) -> anyhow::Result<u8> {
         config.tripletex.base_url
     );
     Ok(exit::OK)
+}
+
+/// `notify test`: one signed `test` message to `notify.url` now; prints the answer in one line.
+pub async fn notify_test(config_path: &Path) -> anyhow::Result<u8> {
+    let config = Config::load(config_path)?;
+    let env = Environment::from_process(system_clock());
+    let answer = notify::test(&config, env.credentials_dir.as_deref()).await?;
+    println!("{answer}");
+    Ok(if answer.delivered() {
+        exit::OK
+    } else {
+        exit::FINDINGS
+    })
 }
 
 /// Checks state_dir and the tokens (of every shop, or of the enabled ones) before anything

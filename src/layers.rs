@@ -22,6 +22,8 @@ const LAYERS: &[&str] = &[
     "metrics",
     "sync",
     "config",
+    // Takes a NotifyConfig; the outbox that will use it belongs to the daemon, above.
+    "notify",
     "pass",
     "webhooks",
     "status",

@@ -8,8 +8,8 @@
 //! because it is the client's `Observer`; the client reports through that trait, so it reaches
 //! neither the registry nor the store (`layers.rs` lists such "never" pairs and tests them,
 //! through other modules too). `config` builds on them (e.g.
-//! `ClientSettings::from(&Config)`, token refusals in its one-line format); `pass`, `status` and
-//! `webhooks` and `daemon` build on config (and `webhooks` on `pass`).
+//! `ClientSettings::from(&Config)`, token refusals in its one-line format); `notify`, `pass`,
+//! `status`, `webhooks` and `daemon` build on config (and `webhooks` on `pass`).
 //!
 //! Below them all, in crates of their own that the simulator shares: [`clock`] (the `oslo-clock`
 //! crate: time as a parameter, the Oslo calendar) and `http-accept` (the one HTTP accept loop).
@@ -22,6 +22,7 @@ pub mod daemon;
 pub mod files;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod pass;
 pub mod secrets;
 pub mod status;

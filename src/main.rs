@@ -61,6 +61,11 @@ enum Command {
     },
     /// Check the configuration and token files without touching the network. Exit 0 or 2.
     Validate,
+    /// Notifications to the platform (the `[notify]` table).
+    Notify {
+        #[command(subcommand)]
+        command: NotifyCommand,
+    },
     /// Run the daemon against the built-in Tripletex simulator's demo shops, then print status.
     Demo {
         /// How long the daemon runs.
@@ -76,6 +81,13 @@ enum Command {
         #[arg(long)]
         scenario: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum NotifyCommand {
+    /// Send one signed `test` message now and print the platform's answer.
+    /// Exit 0: delivered; 1: refused or failed; 2: could not run (configuration).
+    Test,
 }
 
 fn main() -> ExitCode {
@@ -110,6 +122,9 @@ fn main() -> ExitCode {
                 commands::status(&cli.config, &request)
             }
             Command::Validate => commands::validate(&cli.config),
+            Command::Notify {
+                command: NotifyCommand::Test,
+            } => commands::notify_test(&cli.config).await,
             Command::Demo { seconds } => commands::demo(seconds).await,
             Command::Sim { listen, scenario } => commands::sim(listen, scenario.as_deref()).await,
         }

@@ -6,7 +6,7 @@
 //! its range and the relations between them; `state_dir` holds the state_dir rules and the
 //! preflight of `validate`/`check`/`run`; `shops` lists and reads the shop files; `token` turns a
 //! `*_file`/`*_credential` key pair into a [`TokenConfig`]; `webhooks` reads the `[webhooks]`
-//! table. Invariants of a [`Config`]: every relative path is resolved against the folder of the
+//! table, `notify` the `[notify]` table. Invariants of a [`Config`]: every relative path is resolved against the folder of the
 //! file that declared it; `state_dir` is absolute, not a system folder, and neither is nor holds
 //! the main file's folder or `shops_dir`; `shops_dir` is not the main file's folder; `base_url` is
 //! https (http only for loopback hosts, which is how the simulator is reached) without user info;
@@ -22,6 +22,7 @@
 //! into theirs (e.g. `ClientSettings::from(&Config)`); none of them imports config (a test in
 //! `crate::layers` keeps it so).
 
+mod notify;
 mod parse;
 mod raw;
 mod shard;
@@ -42,6 +43,7 @@ use crate::checks::{NumberRange, PerKind, Policy};
 use crate::files::{FileProblem, read_regular};
 use crate::secrets::TokenRole;
 use crate::tripletex::{ClientSettings, LimitSettings};
+pub use notify::NotifyConfig;
 pub use shard::Shard;
 pub use token::TokenConfig;
 pub use webhooks::{MIN_WEBHOOK_SECRET, WebhooksConfig};
@@ -67,6 +69,8 @@ pub struct Config {
     pub shops: Vec<ShopConfig>,
     /// `None` while `webhooks.public_url` is empty (push off; passes alone find conflicts).
     pub webhooks: Option<WebhooksConfig>,
+    /// `None` while `notify.url` is empty (nothing is sent to the platform).
+    pub notify: Option<NotifyConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -249,6 +253,7 @@ impl Config {
         let metrics_listen = validate::metrics_listen(&raw.metrics.listen, &blame)?;
         let shard = shard(&raw, &blame)?;
         let webhooks = webhooks::from_raw(&raw.webhooks, path, &base, &blame, &checks)?;
+        let notify = notify::from_raw(&raw.notify, path, &base, &blame)?;
         let shops = shops::load_shops(&shops_dir, &blame).map(|mut shops| {
             shops.retain(|s| shard.is_none_or(|shard| shard.owns(&s.name)));
             shops
@@ -264,6 +269,7 @@ impl Config {
             shard,
             shops: Vec::new(),
             webhooks,
+            notify,
         };
         Ok((config, shops))
     }
@@ -407,6 +413,8 @@ pub(crate) fn resolve(base: &Path, value: &str) -> PathBuf {
 mod edge_tests;
 #[cfg(test)]
 mod input_tests;
+#[cfg(test)]
+mod notify_tests;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]

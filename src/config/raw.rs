@@ -31,6 +31,7 @@ pub struct RawConfig {
     pub checks: RawChecks,
     pub metrics: RawMetrics,
     pub webhooks: RawWebhooks,
+    pub notify: RawNotify,
 }
 
 impl Default for RawConfig {
@@ -44,6 +45,7 @@ impl Default for RawConfig {
             checks: RawChecks::default(),
             metrics: RawMetrics::default(),
             webhooks: RawWebhooks::default(),
+            notify: RawNotify::default(),
         }
     }
 }
@@ -159,6 +161,34 @@ impl Default for RawWebhooks {
             secret_file: None,
             secret_credential: None,
             reconcile_interval: Duration::from_secs(6 * 3600),
+        }
+    }
+}
+
+/// Notifications to the platform (Standard Webhooks); off while `url` is empty.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawNotify {
+    /// Where messages are POSTed.
+    pub url: String,
+    pub secret_file: Option<String>,
+    pub secret_credential: Option<String>,
+    /// Per attempt.
+    #[serde(with = "whole_seconds")]
+    pub timeout: Duration,
+    /// An undelivered message is dead after this.
+    #[serde(with = "whole_seconds")]
+    pub max_age: Duration,
+}
+
+impl Default for RawNotify {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            secret_file: None,
+            secret_credential: None,
+            timeout: Duration::from_secs(10),
+            max_age: Duration::from_secs(7 * 86_400),
         }
     }
 }

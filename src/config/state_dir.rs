@@ -228,8 +228,8 @@ fn writable(dir: &Path) -> Result<(), (String, String)> {
 impl Config {
     /// Everything `validate`, `check` and `run` need before they create or lock anything in
     /// state_dir: state_dir itself, the consumer token, the webhook secret (when webhooks are
-    /// on), and the token of every shop (`all_shops`) or of every enabled shop. Every problem is
-    /// listed, not just the first.
+    /// on), the notify secret and its format (when notify is on), and the token of every shop
+    /// (`all_shops`) or of every enabled shop. Every problem is listed, not just the first.
     pub fn preflight(&self, credentials_dir: Option<&Path>, all_shops: bool) -> Vec<ConfigError> {
         let mut problems = Vec::new();
         if let Err((problem, fix)) = usable(&self.state_dir) {
@@ -248,6 +248,9 @@ impl Config {
             .as_ref()
             .map(|w| w.load_secret(credentials_dir))
         {
+            problems.push(e);
+        }
+        if let Some(Err(e)) = self.notify.as_ref().map(|n| n.load_signer(credentials_dir)) {
             problems.push(e);
         }
         for shop in self.shops.iter().filter(|s| all_shops || s.enabled) {

@@ -315,6 +315,10 @@ const MAIN_EDGES: &[(&str, &str, &str)] = &[
     ("checks.forecast_warn_days", "0", "3661"),
     ("checks.headroom_warn", "2147483647", "2147483648"),
     ("checks.headroom_warn", "0", "2147483648"),
+    ("notify.timeout", "\"5m\"", "\"5m 1s\""),
+    ("notify.timeout", "\"1s\"", "\"0s\""),
+    ("notify.max_age", "\"90d\"", "\"90d 1s\""),
+    ("notify.max_age", "\"1h\"", "\"59m 59s\""),
 ];
 
 #[test]

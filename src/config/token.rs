@@ -79,9 +79,7 @@ impl TokenConfig {
     ) -> Result<SecretString, ConfigError> {
         let secret = self.load_with(credentials_dir)?;
         if crate::secrets::length(&secret) < min {
-            return Err(ConfigError::new(
-                &self.declared_in,
-                Some(&self.key),
+            return Err(self.refuse(
                 format!(
                     "the secret in {} is shorter than {min} characters",
                     self.describe()
@@ -98,6 +96,11 @@ impl TokenConfig {
     /// What an operator sees in messages: the path or credential name, never the token.
     pub fn describe(&self) -> String {
         self.source.describe()
+    }
+
+    /// A refusal of the secret this names, blamed on the key that declared it.
+    pub(super) fn refuse(&self, problem: String, fix: String) -> ConfigError {
+        ConfigError::new(&self.declared_in, Some(&self.key), problem, fix)
     }
 
     fn refusal(&self, e: &SecretsError) -> ConfigError {

@@ -38,6 +38,9 @@ pub(super) const HEADROOM_WARN: RangeInclusive<u32> = 0..=i32::MAX as u32;
 pub(super) const MAX_RECORDS: RangeInclusive<u32> = 1000..=100_000_000;
 pub(super) const PASS_DEADLINE: RangeInclusive<Duration> = SECOND..=DAY;
 pub(super) const RECONCILE_MAX: Duration = Duration::from_secs(30 * 86_400);
+pub(super) const NOTIFY_TIMEOUT: RangeInclusive<Duration> = SECOND..=Duration::from_secs(300);
+pub(super) const NOTIFY_MAX_AGE: RangeInclusive<Duration> =
+    Duration::from_secs(3600)..=Duration::from_secs(90 * 86_400);
 
 /// `[webhooks]` once `public_url` is set; `interval` is `checks.interval`.
 pub(super) fn webhooks(
@@ -260,7 +263,7 @@ fn in_range(
     ))
 }
 
-fn duration_in(
+pub(super) fn duration_in(
     blame: &Blame<'_>,
     key: &str,
     value: Duration,
@@ -282,11 +285,22 @@ fn duration_in(
     ))
 }
 
-/// A base URL, never echoed with its user info: a password there must not reach a log.
-fn parse_base_url(text: &str) -> Result<Url, String> {
-    let shown = redact(text);
-    let url = Url::parse(text.trim_end_matches('/'))
-        .map_err(|e| format!("{shown:?} is not a URL: {e}"))?;
+/// A base URL (paths are appended to it, so without a trailing slash), never echoed with its
+/// user info: a password there must not reach a log.
+pub(super) fn parse_base_url(text: &str) -> Result<Url, String> {
+    parse_url(text.trim_end_matches('/'), text)
+}
+
+/// An endpoint URL (`notify.url`), taken as written: its path is the platform's, slash and all.
+pub(super) fn parse_endpoint_url(text: &str) -> Result<Url, String> {
+    parse_url(text, text)
+}
+
+/// `text` as an https URL (http for loopback) without user info, query or fragment; `written`
+/// is what the operator wrote, for messages.
+fn parse_url(text: &str, written: &str) -> Result<Url, String> {
+    let shown = redact(written);
+    let url = Url::parse(text).map_err(|e| format!("{shown:?} is not a URL: {e}"))?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err(format!(
             "{:?} carries a user name or password; tokens are sent by tripletex-sync, never in the URL",

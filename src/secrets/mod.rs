@@ -7,7 +7,9 @@
 //! regular file (or a symlink to one) of at most [`MAX_TOKEN_BYTES`] is read, and reading never
 //! blocks (a FIFO or device is refused before it is opened). Tokens are compared only by
 //! [`same`], in constant time. Per-purpose values (a shop's webhook path and auth header) are
-//! HMAC-SHA256s of the webhook secret ([`derive`]), so the secret itself never leaves here. `secrecy::ExposeSecret` is used here and in `crate::tripletex`,
+//! HMAC-SHA256s of the webhook secret ([`derive`]), so the secret itself never leaves here; what
+//! the daemon sends the platform is signed here too ([`Signer`], Standard Webhooks), with a key
+//! that never leaves the signer. `secrecy::ExposeSecret` is used here and in `crate::tripletex`,
 //! nowhere else (a test in `crate::layers` keeps it so).
 //!
 //! Layering: this module knows nothing of the configuration. It takes a path or credential name
@@ -20,6 +22,9 @@ use secrecy::ExposeSecret;
 pub use secrecy::SecretString;
 
 use crate::files::{FileProblem, read_regular};
+pub use signer::{Signer, SigningKeyError};
+
+mod signer;
 
 /// Environment variable systemd sets for `LoadCredential=`.
 pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
@@ -35,6 +40,8 @@ pub enum TokenRole {
     Consumer,
     /// The secret every shop's webhook path and auth header are derived from ([`derive`]).
     WebhookSecret,
+    /// The Standard Webhooks secret (`whsec_…`) notifications to the platform are signed with.
+    NotifySecret,
 }
 
 /// Where one token is stored.
@@ -255,6 +262,10 @@ fn new_token_hint(role: TokenRole, path: &Path) -> String {
         ),
         TokenRole::WebhookSecret => format!(
             "put a random secret into {0} (e.g. openssl rand -hex 32 > {0}; chmod 600)",
+            path.display()
+        ),
+        TokenRole::NotifySecret => format!(
+            "put the platform's whsec_ secret into {0} (or make one: echo \"whsec_$(openssl rand -base64 32)\" > {0}; chmod 600, and give the platform the same)",
             path.display()
         ),
     }

@@ -1,0 +1,60 @@
+//! Notifying the platform: messages in the Standard Webhooks format (<https://www.standardwebhooks.com/>),
+//! signed with the `[notify]` secret and POSTed to `notify.url`.
+//!
+//! This first part owns the message and its body (`message.rs`), sending one message and
+//! reading the answer (`send.rs`), and `notify test` ([`test`]). The durable outbox that will
+//! carry verdict changes (`check.verdict`, so far only in contrib/notify/message.schema.json)
+//! builds on [`send`]. Invariants: the secret is read through config's preflight rules and only
+//! [`crate::secrets::Signer`] holds it; no message carries anything secret.
+//!
+//! Layering: above `config` (it takes a [`NotifyConfig`]) and `secrets`; nothing below imports it.
+
+mod message;
+mod send;
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{Config, ConfigError, NotifyConfig};
+pub use message::{Kind, Message};
+pub use send::{Answer, client, send};
+
+/// Why `notify test` could not send. Each is one line naming the file and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error(
+        "{}: there is no [notify] table with a url, so there is nowhere to send (fix: add [notify] with url = \"https://HOST/PATH\" and secret_file = \"PATH\" to it; see README, Notifying the platform)",
+        path.display()
+    )]
+    NotConfigured { path: PathBuf },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot set up the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
+/// `notify test`: reads the secret and sends one signed `test` message now; the answer is what
+/// the platform made of it. `credentials_dir` stands in for `$CREDENTIALS_DIRECTORY`.
+pub async fn test(config: &Config, credentials_dir: Option<&Path>) -> Result<Answer, NotifyError> {
+    let target: &NotifyConfig = config.notify.as_ref().ok_or(NotifyError::NotConfigured {
+        path: config.source.clone(),
+    })?;
+    let signer = target.load_signer(credentials_dir)?;
+    let client = client().map_err(NotifyError::Client)?;
+    let message = Message::test(&hostname(), jiff::Timestamp::now());
+    Ok(send(&client, target, &signer, &message).await)
+}
+
+/// The machine's name, so the platform can tell which instance sent a test; `unknown` when
+/// the system will not say.
+fn hostname() -> String {
+    let mut name = [0u8; 256];
+    // gethostname writes at most `len` bytes into the buffer it is given.
+    if unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len()) } != 0 {
+        return "unknown".into();
+    }
+    let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    String::from_utf8_lossy(&name[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod schema_tests;
