@@ -7,7 +7,11 @@
 //! cancelled pass records nothing; a failed or panicked pass is logged (`pass.failed`) and
 //! recorded for every enabled check; a panic can leave the client half-updated (a poisoned lock
 //! in its limiter, breaker or session slot), so the client it happened in is closed (best
-//! effort) and replaced before the next pass: a retry never inherits the panic.
+//! effort) and replaced before the next pass: a retry never inherits the panic. While the store
+//! cannot write, a pass is refused before it sends a request (nothing it found could be
+//! recorded) and a pass that failed because the store broke under it is logged at DEBUG only:
+//! the store logs that failure itself, once and then rate-limited (`store.broken`,
+//! `store.failing`), not once per shop and retry.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +52,8 @@ pub(super) enum Ran {
     Recorded(PassReport),
     /// The pass failed or panicked; it is recorded as `error` (the report, unless that failed too).
     Failed(Option<PassReport>),
+    /// Not run, or not recorded, because the store cannot write (see `store::Store::refuse`).
+    Refused,
     /// Stopped before it was recorded.
     Cancelled,
 }
@@ -70,8 +76,13 @@ impl Driver {
             _ = self.cancel.cancelled() => return Ran::Cancelled,
             p = self.gate.clone().acquire_owned() => p.expect("gate never closes"),
         };
-        let _busy = self.heartbeat.pass_started(&self.shop.name);
         let (shop, store, clock) = (&self.shop, &self.store, &self.env.clock);
+        if let Some(e) = store.refuse() {
+            self.env.metrics.pass_failed();
+            tracing::debug!(event = "pass.refused", shop = %shop.name, error = %e, "pass not run: the store cannot record it");
+            return Ran::Refused;
+        }
+        let _busy = self.heartbeat.pass_started(&self.shop.name);
         // Boxed: a pass's future is kilobytes (HTTP, sled), and inline it would sit in every idle
         // shop's task; boxed, only the passes running now hold one.
         let pass = Box::pin(CatchPanic::new(async {
@@ -85,6 +96,11 @@ impl Driver {
                 return Ran::Recorded(report);
             }
             Ok(Err(PassError::Cancelled)) => return Ran::Cancelled,
+            Ok(Err(PassError::Store(e))) if store.failing().is_some() => {
+                self.env.metrics.pass_failed();
+                tracing::debug!(event = "pass.failed", shop = %shop.name, error = %e, "not recorded: the store cannot write");
+                return Ran::Refused;
+            }
             Ok(Err(e)) => e.to_string(),
             Err(panic) => {
                 close_after_panic(std::mem::replace(client, self.client())).await;

@@ -16,13 +16,16 @@
 //! or fails is caught, recorded as `error` and retried (`driver`, `supervise`), in the daemon and
 //! in `check_once` alike; under a systemd watchdog, the control loop pings only while no pass is
 //! stuck ([`watchdog`]); on stop, every live session token is deleted that can be within the stop
-//! deadline, and the rest counted.
+//! deadline, and the rest counted. A store whose writes fail (a full disk) is reopened in-process
+//! once there is room again (`recover`); meanwhile `/healthz` answers 503 and status.json shows
+//! the failure (`report`).
 
 mod ask;
 pub mod control;
 mod driver;
 pub mod oneshot;
 mod push;
+mod recover;
 mod report;
 mod scheduler;
 mod supervise;
@@ -39,7 +42,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -123,6 +126,14 @@ pub async fn run(
     ));
     let metrics = env.metrics.clone();
     configured(&metrics, &world.config, &[]);
+    let (retry_store, recovered) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let recovery = tokio::spawn(recover::recover(
+        store.clone(),
+        retry_store.clone(),
+        recovered.clone(),
+        cancel.clone(),
+    ));
+    let store_probe = store.clone();
     let listen = world.config.metrics_listen;
     let mut push = Push::start(&world, cancel.clone()).await?;
     if let Some(addr) = push.addr() {
@@ -139,7 +150,7 @@ pub async fn run(
             let server = crate::metrics::serve(
                 addr,
                 metrics.clone(),
-                Arc::new(move || probe.healthy()),
+                Arc::new(move || probe.healthy() && store_probe.failing().is_none()),
                 cancel.clone(),
             )
             .await
@@ -183,12 +194,24 @@ pub async fn run(
                 scheduler.callback(callback);
                 continue;
             }
+            // The store writes again: every shop's pass now, not after its retry backoff.
+            _ = recovered.notified() => {
+                scheduler.pass_now();
+                continue;
+            }
             order = orders.recv() => order,
         };
         match order {
             Control::Stop => break,
-            Control::PassNow => scheduler.pass_now(),
-            Control::PassNowFor(shop) => scheduler.pass_now_for(&shop),
+            // Also "try the store now": whoever asks for a pass may just have freed space.
+            Control::PassNow => {
+                retry_store.notify_one();
+                scheduler.pass_now();
+            }
+            Control::PassNowFor(shop) => {
+                retry_store.notify_one();
+                scheduler.pass_now_for(&shop);
+            }
             Control::Reload => {
                 report::notify_reloading();
                 match reload(config_path, scheduler.env(), scheduler.world()) {
@@ -225,6 +248,7 @@ pub async fn run(
     report::notify_systemd(&[sd_notify::NotifyState::Stopping]);
     scheduler.shutdown().await;
     push.join().await;
+    let _ = recovery.await;
     let _ = writer.await;
     tracing::info!(event = "daemon.stopped", "tripletex-sync stopped");
     Ok(())

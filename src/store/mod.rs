@@ -21,6 +21,7 @@
 //! without a time record (written before schema 3) keeps its own `checked_at`.
 
 mod group;
+mod handle;
 mod mirror;
 mod records;
 mod schema;
@@ -97,8 +98,31 @@ fn io_fix(kind: std::io::ErrorKind) -> &'static str {
 /// sled's own text, without its `IO error: ` prefix.
 fn sled_cause(cause: &sled::Error) -> String {
     match cause {
-        sled::Error::Io(e) => e.to_string(),
+        sled::Error::Io(e) => plain_io(e),
         other => other.to_string(),
+    }
+}
+
+/// The OS's words for `e`. sled hands out clones of the I/O error that broke a handle, and each
+/// clone wraps the Debug text of the one before (`Os { code: 28, …`, then `Custom { kind:
+/// StorageFull, error: "Os { code: 28, …` and so on); that is unwrapped to the OS error it began
+/// as, or to its kind.
+fn plain_io(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let wrapped = ["Os {", "Custom {", "Kind("]
+        .iter()
+        .any(|debug| text.starts_with(debug));
+    if e.raw_os_error().is_some() || !wrapped {
+        return text;
+    }
+    let code = text
+        .split("code: ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|digits| digits.parse().ok());
+    match code {
+        Some(code) => std::io::Error::from_raw_os_error(code).to_string(),
+        None => std::io::Error::from(e.kind()).to_string(),
     }
 }
 
@@ -120,8 +144,8 @@ pub enum Role {
 }
 
 pub struct Store {
-    db: sled::Db,
-    group: group::FlushGroup,
+    /// The live sled handle, replaced when a write broke it (see `handle`).
+    db: handle::Handle,
     state_dir: PathBuf,
     // Held for the life of the store: dropping it releases the lock.
     _lock: File,
@@ -231,14 +255,58 @@ impl Store {
         let db = open_sled(&db_dir).map_err(sled_at(&db_dir))?;
         // Databases written before files were made private (or under another umask).
         make_private(&db_dir).map_err(db_io)?;
-        let store = Self {
-            db,
-            group: group::FlushGroup::new(),
+        schema::migrate(&db, &db_dir)?;
+        Ok(Self {
+            db: handle::Handle::new(db, db_dir),
             state_dir: state_dir.to_path_buf(),
             _lock: lock,
+        })
+    }
+
+    /// While writes fail (see `handle`): the error, one line naming the database folder and the
+    /// fix. Each call counts as one refused write or pass in the rate-limited `store.failing`
+    /// line, so call it only for work that is refused.
+    pub fn refuse(&self) -> Option<StoreError> {
+        self.db.refuse().map(self.sled())
+    }
+
+    /// Whether writes fail now, and why (one line naming the folder and the fix).
+    pub fn failing(&self) -> Option<String> {
+        self.db.error().map(|e| self.db.describe(&e))
+    }
+
+    /// Changes each time the store breaks or recovers; see [`Store::failing`].
+    pub fn watch_health(&self) -> tokio::sync::watch::Receiver<Option<sled::Error>> {
+        self.db.watch()
+    }
+
+    /// Brings a store whose writes fail back without a restart (blocking): when its file system
+    /// has room again, drops the broken sled handle and opens the database anew, as a restart
+    /// would. Safe in-process: we hold the state dir's lock, so no other process opens it, and
+    /// sled's own file lock opens only once every thread of the old handle has let go of it
+    /// (`open_sled` waits for that). A no-op while the store is healthy; when it fails, the store
+    /// stays failing and the caller retries later.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        let Some(broken) = self.db.error() else {
+            return Ok(());
         };
-        schema::migrate(&store.db, &db_dir)?;
-        Ok(store)
+        let db_dir = self.state_dir.join(DB_DIR);
+        let attempt = || -> Result<(), StoreError> {
+            room_to_write(&db_dir).map_err(|cause| StoreError::StateDir {
+                path: db_dir.clone(),
+                cause,
+            })?;
+            // Dropped before opening: sled's file lock is held until it is.
+            drop(self.db.take());
+            let db = open_sled(&db_dir).map_err(sled_at(&db_dir))?;
+            schema::migrate(&db, &db_dir)?;
+            self.db.install(handle::Live::new(db));
+            Ok(())
+        };
+        attempt().inspect_err(|e| {
+            tracing::debug!(event = "store.reopen_failed", error = %e, broken = %self.db.describe(&broken));
+            self.db.reopen_failed(e.to_string());
+        })
     }
 
     pub fn state_dir(&self) -> &Path {
@@ -272,7 +340,7 @@ impl Store {
     pub fn history(&self, shop: &str, kind: CheckKind) -> Result<Vec<HistoryPoint>, StoreError> {
         let prefix = history_prefix(shop, kind);
         let mut points = Vec::new();
-        for kv in self.db.scan_prefix(prefix.as_bytes()) {
+        for kv in self.live()?.db.scan_prefix(prefix.as_bytes()) {
             let (k, v) = kv.map_err(self.sled())?;
             match decode(&k, &v) {
                 Ok(point) => points.push(point),
@@ -288,13 +356,26 @@ impl Store {
 
     /// Applies `batch` atomically and flushes; only then is anything in it "recorded". Commits
     /// of many shops at once share flushes (see `group.rs`).
+    /// While the store is failing, refused at once (see `handle`); a sled I/O error marks it
+    /// failing.
     pub async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
-        self.db.apply_batch(batch.inner).map_err(self.sled())?;
-        let ticket = self.group.ticket();
-        self.group
-            .flushed(ticket, &self.db)
-            .await
-            .map_err(self.sled())
+        if let Some(e) = self.refuse() {
+            return Err(e);
+        }
+        let live = self.live()?;
+        let written = async {
+            live.db.apply_batch(batch.inner)?;
+            let ticket = live.group.ticket();
+            live.group.flushed(ticket, &live.db).await
+        };
+        written.await.map_err(|e| {
+            self.db.failed(&e);
+            self.sled()(e)
+        })
+    }
+
+    fn live(&self) -> Result<handle::Live, StoreError> {
+        self.db.current().map_err(self.sled())
     }
 
     /// Removes history of `shop`/`kind` older than `cutoff` (into `batch`).
@@ -307,7 +388,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let prefix = history_prefix(shop, kind);
         let end = history_key(shop, kind, cutoff);
-        for kv in self.db.range(prefix.as_bytes().to_vec()..end) {
+        for kv in self.live()?.db.range(prefix.as_bytes().to_vec()..end) {
             let (k, _) = kv.map_err(self.sled())?;
             batch.inner.remove(k);
         }
@@ -353,6 +434,28 @@ impl Batch {
         let bytes = serde_json::to_vec(value).expect("records serialize");
         self.inner.insert(key, bytes);
     }
+}
+
+/// Free space a reopen needs: a few of sled's 512 KiB segments, so that a file system with only
+/// crumbs free is not reopened only to fail at once again.
+const REOPEN_ROOM: u64 = 4 * 1024 * 1024;
+
+/// Fails with `StorageFull` while the file system of `dir` has less than [`REOPEN_ROOM`] free.
+fn room_to_write(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    // SAFETY: `path` is NUL-terminated and `stat` a plain struct statvfs(3) fills in.
+    let free = unsafe {
+        let mut stat: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(path.as_ptr(), &mut stat) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize))
+    };
+    if free < REOPEN_ROOM {
+        return Err(std::io::Error::from(std::io::ErrorKind::StorageFull));
+    }
+    Ok(())
 }
 
 /// Drops the permission bits of `path` outside `allowed` (never widens).
@@ -455,5 +558,7 @@ pub fn read_holder(state_dir: &Path) -> Option<(Role, u32)> {
 
 #[cfg(test)]
 mod error_tests;
+#[cfg(test)]
+mod full_disk_tests;
 #[cfg(test)]
 mod tests;
