@@ -1,15 +1,13 @@
-//! Bringing a store that cannot write back, without a restart: the daemon's side of
-//! `store::Store::reopen` (why sled needs reopening, and why that is safe in-process, is in
-//! `store/handle.rs` and the README's "Storage").
+//! What the daemon does about a store that cannot write (see `store/health.rs` for why sled's
+//! handle cannot be trusted again in this process): keep running, visibly failing, until the
+//! state dir's file system has room again, then stop like a normal stop and exit with
+//! [`EXIT_STORE_RESTART`] for systemd to restart it on a fresh handle. Exiting at once would not
+//! do: on a full disk the restarted daemon could not even open the database.
 //!
-//! Invariants: nothing happens while the store is healthy (the task sleeps on its health);
-//! once it fails, a reopen is tried after [`REOPEN_FIRST`], doubling up to [`REOPEN_MAX`], each
-//! wait selecting on the daemon's cancellation token and cut short by a pass-now order (SIGUSR1,
-//! or `check` beside the daemon: "I freed space, try now"); a reopen runs on the blocking pool and is
-//! itself bounded (a free-space probe, then sled's open, which waits at most a second for its own
-//! lock); failed attempts are counted into the store's rate-limited `store.failing` line, never
-//! logged one by one; after a reopen the daemon asks every shop for a pass at once, so status
-//! shows fresh verdicts instead of waiting out each shop's retry backoff.
+//! Invariants: nothing happens while the store is healthy (the task sleeps on its health); once
+//! it fails, room is probed after [`PROBE_FIRST`], doubling up to [`PROBE_MAX`], each wait
+//! selecting on the daemon's cancellation token and cut short by a pass-now order (SIGUSR1, or
+//! `check` beside the daemon: "I freed space, try now"); a probe is one statvfs(2), never a write.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,47 +17,48 @@ use tokio_util::sync::CancellationToken;
 
 use crate::store::Store;
 
-/// The first reopen attempt after the store broke.
-const REOPEN_FIRST: Duration = Duration::from_secs(1);
-/// Attempts back off, doubling, to at most this.
-const REOPEN_MAX: Duration = Duration::from_secs(30);
+/// The exit code of a daemon that stopped because its store broke (EX_TEMPFAIL): not 2, which
+/// the systemd units exclude from restarts (`RestartPreventExitStatus=2`).
+pub const EXIT_STORE_RESTART: u8 = 75;
 
-/// Runs until `cancel`; `retry_now` cuts a wait short; notifies `recovered` after each
-/// successful reopen.
-pub(super) async fn recover(
+/// The first probe for room after the store broke.
+const PROBE_FIRST: Duration = Duration::from_secs(1);
+/// Probes back off, doubling, to at most this.
+const PROBE_MAX: Duration = Duration::from_secs(30);
+
+/// Runs until `cancel`; `probe_now` cuts a wait short; notifies `restart` once the store is
+/// failing and its file system has room again.
+pub(super) async fn await_room(
     store: Arc<Store>,
-    retry_now: Arc<Notify>,
-    recovered: Arc<Notify>,
+    probe_now: Arc<Notify>,
+    restart: Arc<Notify>,
     cancel: CancellationToken,
 ) {
     let mut health = store.watch_health();
+    tokio::select! {
+        _ = cancel.cancelled() => return,
+        broken = health.wait_for(Option::is_some) => if broken.is_err() { return },
+    }
+    let mut wait = PROBE_FIRST;
     loop {
-        if health.borrow_and_update().is_none() {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                changed = health.changed() => if changed.is_err() { return },
-            }
-            continue;
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+            _ = probe_now.notified() => {}
         }
-        let mut wait = REOPEN_FIRST;
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
-                _ = retry_now.notified() => {}
+        match store.has_room() {
+            Ok(()) => {
+                tracing::info!(
+                    event = "store.room",
+                    path = %store.state_dir().display(),
+                    "the state dir has room again; stopping to restart on a fresh database handle"
+                );
+                restart.notify_one();
+                return;
             }
-            let attempt = store.clone();
-            // `reopen` logs and counts its own failures.
-            match tokio::task::spawn_blocking(move || attempt.reopen()).await {
-                Ok(Ok(())) => {
-                    recovered.notify_one();
-                    break;
-                }
-                Ok(Err(_)) => wait = (wait * 2).min(REOPEN_MAX),
-                Err(panic) => {
-                    tracing::error!(event = "store.reopen_failed", error = %panic, "reopening the state store panicked; trying again");
-                    wait = (wait * 2).min(REOPEN_MAX);
-                }
+            Err(e) => {
+                tracing::debug!(event = "store.no_room", error = %e, "still no room");
+                wait = (wait * 2).min(PROBE_MAX);
             }
         }
     }

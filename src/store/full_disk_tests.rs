@@ -60,10 +60,10 @@ fn filler(n: usize, round: usize) -> Batch {
 }
 
 /// The issue "Trust": 2 MiB state disk, filled, then grown to 64 MiB. sled's handle stays broken
-/// after the space returns; the store reopens it in-process and writes again, keeping what was
-/// recorded before.
+/// after the space returns (so the store stays failing); a new handle, as a restart opens, writes
+/// again and has kept what was recorded before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_file_system_breaks_the_handle_and_a_reopen_recovers_once_there_is_room() {
+async fn a_full_file_system_breaks_the_handle_for_good_and_a_new_one_writes_once_there_is_room() {
     let dir = tempfile::tempdir().unwrap();
     let Some(tmpfs) = Tmpfs::mount(&dir.path().join("fs"), "2m") else {
         return;
@@ -83,12 +83,12 @@ async fn a_full_file_system_breaks_the_handle_and_a_reopen_recovers_once_there_i
         }
     };
     let text = err.to_string();
+    let db_dir = state.join(DB_DIR).display().to_string();
+    assert!(text.contains(&db_dir), "{text}");
     assert!(
-        text.contains(&state.join(DB_DIR).display().to_string()),
-        "{text}"
-    );
-    assert!(
-        text.contains("(fix: free space on that file system)"),
+        text.contains(
+            ": No space left on device (os error 28) (fix: free space on that file system)"
+        ),
         "{text}"
     );
     assert_eq!(store.failing().as_deref(), Some(text.as_str()));
@@ -98,92 +98,74 @@ async fn a_full_file_system_breaks_the_handle_and_a_reopen_recovers_once_there_i
         store.commit(store.batch()).await.unwrap_err().to_string(),
         text
     );
+    let checked = checked_key("acme", CheckKind::CustomerNumbers);
+    assert!(store.db.get(&checked).unwrap().is_some());
+    let full = store.has_room().unwrap_err();
     assert!(
-        store
-            .live()
-            .unwrap()
-            .db
-            .get(checked_key("acme", CheckKind::CustomerNumbers))
-            .unwrap()
-            .is_some()
+        matches!(&full, StoreError::StateDir { cause, .. } if cause.kind() == ErrorKind::StorageFull),
+        "{full:?}"
     );
-    // Still full: no reopen.
-    let still = store.reopen().unwrap_err();
-    assert!(
-        matches!(&still, StoreError::StateDir { cause, .. } if cause.kind() == ErrorKind::StorageFull),
-        "{still:?}"
-    );
-    assert!(store.failing().is_some());
 
     tmpfs.resize("64m");
-    // What sled does on its own once the space is back: its handle still fails every flush.
-    let old = store.live().unwrap().db;
-    old.insert("probe", "x").unwrap_or_default();
-    let stuck = old.flush().unwrap_err();
+    store.has_room().unwrap();
+    // What sled does on its own once the space is back: its handle still fails every write.
+    let _ = store.db.insert("probe", "x");
+    let stuck = store.db.flush().unwrap_err();
     assert!(
         matches!(&stuck, sled::Error::Io(e) if e.kind() == ErrorKind::StorageFull),
         "{stuck:?}"
     );
-    drop(old);
+    assert!(store.failing().is_some());
 
-    store.reopen().unwrap();
+    // What the restart does: a new handle, which writes and has what was recorded before.
+    drop(store);
+    let store = Store::open(&state, Role::Daemon).unwrap();
     assert_eq!(store.failing(), None);
     let mut after = store.batch();
     after.put_checked("acme", CheckKind::InvoiceNumbers, Timestamp::UNIX_EPOCH);
     store.commit(after).await.unwrap();
-    for kind in [CheckKind::CustomerNumbers, CheckKind::InvoiceNumbers] {
-        let key = checked_key("acme", kind);
-        assert!(
-            store.live().unwrap().db.get(key).unwrap().is_some(),
-            "{kind:?}"
-        );
-    }
+    assert!(store.db.get(&checked).unwrap().is_some());
     drop(store);
     drop(tmpfs);
 }
 
-/// Where no tmpfs can be mounted: the same failure injected as sled reports it. The reopen drops
-/// the handle and opens the same folder again in this process.
+/// Where no tmpfs can be mounted: the same failure injected as sled reports it.
 #[tokio::test]
-async fn a_broken_handle_refuses_writes_and_is_reopened_in_process() {
+async fn an_io_error_marks_the_store_failing_and_refuses_writes_from_then_on() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), Role::Daemon).unwrap();
-    let mut before = store.batch();
-    before.put_checked("acme", CheckKind::CustomerNumbers, Timestamp::UNIX_EPOCH);
-    store.commit(before).await.unwrap();
-    let mut health = store.watch_health();
+    let health = store.watch_health();
 
     // Not an I/O error: not a broken handle.
-    store.db.failed(&sled::Error::Unsupported("x".into()));
+    store.health.failed(&sled::Error::Unsupported("x".into()));
     assert_eq!(store.failing(), None);
-    store
-        .db
-        .failed(&sled::Error::Io(ErrorKind::StorageFull.into()));
+    assert!(!health.has_changed().unwrap());
+    // What sled hands out: a clone of a clone of the OS error.
+    let os = std::io::Error::from_raw_os_error(28);
+    let cloned = sled::Error::Io(os).clone().clone();
+    store.health.failed(&cloned);
     assert!(health.has_changed().unwrap());
     let failing = store.failing().unwrap();
-    assert!(
-        failing.contains("(fix: free space on that file system)"),
-        "{failing}"
+    assert_eq!(
+        failing,
+        format!(
+            "database {}: No space left on device (os error 28) (fix: free space on that file system)",
+            dir.path().join(DB_DIR).display()
+        )
     );
-    let refused = store.commit(store.batch()).await.unwrap_err();
-    assert_eq!(refused.to_string(), failing);
-
-    store.reopen().unwrap();
-    assert_eq!(store.failing(), None);
-    health.borrow_and_update();
-    let mut after = store.batch();
-    after.put_checked("acme", CheckKind::InvoiceNumbers, Timestamp::UNIX_EPOCH);
-    store.commit(after).await.unwrap();
+    let mut batch = store.batch();
+    batch.put_checked("acme", CheckKind::InvoiceNumbers, Timestamp::UNIX_EPOCH);
+    assert_eq!(store.commit(batch).await.unwrap_err().to_string(), failing);
     assert!(
         store
-            .result("acme", CheckKind::CustomerNumbers)
+            .db
+            .get(checked_key("acme", CheckKind::InvoiceNumbers))
             .unwrap()
             .is_none()
     );
-    for kind in [CheckKind::CustomerNumbers, CheckKind::InvoiceNumbers] {
-        let key = checked_key("acme", kind);
-        assert!(store.db.get(key).unwrap().is_some(), "{kind:?}");
-    }
-    // A healthy store is not reopened.
-    store.reopen().unwrap();
+    // A later error does not replace the first.
+    store
+        .health
+        .failed(&sled::Error::Io(ErrorKind::PermissionDenied.into()));
+    assert_eq!(store.failing().unwrap(), failing);
 }

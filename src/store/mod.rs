@@ -21,7 +21,7 @@
 //! without a time record (written before schema 3) keeps its own `checked_at`.
 
 mod group;
-mod handle;
+mod health;
 mod mirror;
 mod records;
 mod schema;
@@ -79,6 +79,22 @@ pub enum StoreError {
         len: usize,
         width: usize,
     },
+}
+
+impl StoreError {
+    /// Whether the cause is a full file system (or quota): room, not a fix in the configuration.
+    pub fn storage_full(&self) -> bool {
+        use std::io::ErrorKind as K;
+        let kind = match self {
+            Self::StateDir { cause, .. } => cause.kind(),
+            Self::Sled {
+                cause: sled::Error::Io(e),
+                ..
+            } => e.kind(),
+            _ => return false,
+        };
+        matches!(kind, K::StorageFull | K::QuotaExceeded)
+    }
 }
 
 fn io_fix(kind: std::io::ErrorKind) -> &'static str {
@@ -144,8 +160,10 @@ pub enum Role {
 }
 
 pub struct Store {
-    /// The live sled handle, replaced when a write broke it (see `handle`).
-    db: handle::Handle,
+    db: sled::Db,
+    group: group::FlushGroup,
+    /// Whether a write broke `db` (see `health`).
+    health: health::Health,
     state_dir: PathBuf,
     // Held for the life of the store: dropping it releases the lock.
     _lock: File,
@@ -257,55 +275,39 @@ impl Store {
         make_private(&db_dir).map_err(db_io)?;
         schema::migrate(&db, &db_dir)?;
         Ok(Self {
-            db: handle::Handle::new(db, db_dir),
+            db,
+            group: group::FlushGroup::new(),
+            health: health::Health::new(db_dir),
             state_dir: state_dir.to_path_buf(),
             _lock: lock,
         })
     }
 
-    /// While writes fail (see `handle`): the error, one line naming the database folder and the
-    /// fix. Each call counts as one refused write or pass in the rate-limited `store.failing`
-    /// line, so call it only for work that is refused.
+    /// While writes fail (see `health`): the error, one line naming the database folder and
+    /// the fix. Each call counts as one refused write or pass in the rate-limited
+    /// `store.failing` line, so call it only for work that is refused.
     pub fn refuse(&self) -> Option<StoreError> {
-        self.db.refuse().map(self.sled())
+        self.health.refuse().map(self.sled())
     }
 
-    /// Whether writes fail now, and why (one line naming the folder and the fix).
+    /// Whether writes fail, and why (one line naming the folder and the fix). Once they do, they
+    /// do until the process ends: sled's handle cannot be trusted again (see `health`).
     pub fn failing(&self) -> Option<String> {
-        self.db.error().map(|e| self.db.describe(&e))
+        self.health.error().map(|e| self.health.describe(&e))
     }
 
-    /// Changes each time the store breaks or recovers; see [`Store::failing`].
+    /// Changes when the store breaks; see [`Store::failing`].
     pub fn watch_health(&self) -> tokio::sync::watch::Receiver<Option<sled::Error>> {
-        self.db.watch()
+        self.health.watch()
     }
 
-    /// Brings a store whose writes fail back without a restart (blocking): when its file system
-    /// has room again, drops the broken sled handle and opens the database anew, as a restart
-    /// would. Safe in-process: we hold the state dir's lock, so no other process opens it, and
-    /// sled's own file lock opens only once every thread of the old handle has let go of it
-    /// (`open_sled` waits for that). A no-op while the store is healthy; when it fails, the store
-    /// stays failing and the caller retries later.
-    pub fn reopen(&self) -> Result<(), StoreError> {
-        let Some(broken) = self.db.error() else {
-            return Ok(());
-        };
+    /// Whether the database's file system has room again (at least [`ROOM`] free): what a
+    /// restart needs to open the database and write.
+    pub fn has_room(&self) -> Result<(), StoreError> {
         let db_dir = self.state_dir.join(DB_DIR);
-        let attempt = || -> Result<(), StoreError> {
-            room_to_write(&db_dir).map_err(|cause| StoreError::StateDir {
-                path: db_dir.clone(),
-                cause,
-            })?;
-            // Dropped before opening: sled's file lock is held until it is.
-            drop(self.db.take());
-            let db = open_sled(&db_dir).map_err(sled_at(&db_dir))?;
-            schema::migrate(&db, &db_dir)?;
-            self.db.install(handle::Live::new(db));
-            Ok(())
-        };
-        attempt().inspect_err(|e| {
-            tracing::debug!(event = "store.reopen_failed", error = %e, broken = %self.db.describe(&broken));
-            self.db.reopen_failed(e.to_string());
+        room_to_write(&db_dir).map_err(|cause| StoreError::StateDir {
+            path: db_dir,
+            cause,
         })
     }
 
@@ -340,7 +342,7 @@ impl Store {
     pub fn history(&self, shop: &str, kind: CheckKind) -> Result<Vec<HistoryPoint>, StoreError> {
         let prefix = history_prefix(shop, kind);
         let mut points = Vec::new();
-        for kv in self.live()?.db.scan_prefix(prefix.as_bytes()) {
+        for kv in self.db.scan_prefix(prefix.as_bytes()) {
             let (k, v) = kv.map_err(self.sled())?;
             match decode(&k, &v) {
                 Ok(point) => points.push(point),
@@ -356,26 +358,21 @@ impl Store {
 
     /// Applies `batch` atomically and flushes; only then is anything in it "recorded". Commits
     /// of many shops at once share flushes (see `group.rs`).
-    /// While the store is failing, refused at once (see `handle`); a sled I/O error marks it
-    /// failing.
+    /// While the store is failing, refused at once (see `health`); a sled I/O error marks it
+    /// failing. sled runs on the blocking pool, batch and flush alike, and never beside each
+    /// other (see `group.rs`): a write error cannot wedge the async workers.
     pub async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         if let Some(e) = self.refuse() {
             return Err(e);
         }
-        let live = self.live()?;
         let written = async {
-            live.db.apply_batch(batch.inner)?;
-            let ticket = live.group.ticket();
-            live.group.flushed(ticket, &live.db).await
+            let ticket = self.group.apply(&self.db, batch.inner).await?;
+            self.group.flushed(ticket, &self.db).await
         };
         written.await.map_err(|e| {
-            self.db.failed(&e);
+            self.health.failed(&e);
             self.sled()(e)
         })
-    }
-
-    fn live(&self) -> Result<handle::Live, StoreError> {
-        self.db.current().map_err(self.sled())
     }
 
     /// Removes history of `shop`/`kind` older than `cutoff` (into `batch`).
@@ -388,7 +385,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let prefix = history_prefix(shop, kind);
         let end = history_key(shop, kind, cutoff);
-        for kv in self.live()?.db.range(prefix.as_bytes().to_vec()..end) {
+        for kv in self.db.range(prefix.as_bytes().to_vec()..end) {
             let (k, _) = kv.map_err(self.sled())?;
             batch.inner.remove(k);
         }
@@ -436,11 +433,11 @@ impl Batch {
     }
 }
 
-/// Free space a reopen needs: a few of sled's 512 KiB segments, so that a file system with only
-/// crumbs free is not reopened only to fail at once again.
-const REOPEN_ROOM: u64 = 4 * 1024 * 1024;
+/// Free space a restart needs: a few of sled's 512 KiB segments, so that a file system with
+/// only crumbs free is not reopened only to fail at once again.
+const ROOM: u64 = 4 * 1024 * 1024;
 
-/// Fails with `StorageFull` while the file system of `dir` has less than [`REOPEN_ROOM`] free.
+/// Fails with `StorageFull` while the file system of `dir` has less than [`ROOM`] free.
 fn room_to_write(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::ffi::OsStrExt as _;
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
@@ -450,9 +447,9 @@ fn room_to_write(dir: &Path) -> std::io::Result<()> {
         if libc::statvfs(path.as_ptr(), &mut stat) != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize))
+        stat.f_bavail.saturating_mul(stat.f_frsize)
     };
-    if free < REOPEN_ROOM {
+    if free < ROOM {
         return Err(std::io::Error::from(std::io::ErrorKind::StorageFull));
     }
     Ok(())

@@ -204,10 +204,7 @@ mod tests {
         // Read through the open store: sled's I/O threads may hold its file lock for a moment after
         // the last handle is dropped, so a raw reopen right away can fail.
         let store = Store::open(&state, Role::OneShot).unwrap();
-        assert_eq!(
-            version(&store.db.current().unwrap().db),
-            Some(SCHEMA_VERSION)
-        );
+        assert_eq!(version(&store.db), Some(SCHEMA_VERSION));
         drop(store);
         let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&state), 0o750);
