@@ -93,13 +93,13 @@ async fn a_full_file_system_breaks_the_handle_for_good_and_a_new_one_writes_once
     );
     assert_eq!(store.failing().as_deref(), Some(text.as_str()));
 
-    // Refused at once while failing; reads still answered.
+    // Refused at once while failing (reads may fail too: sled reads pages it lost from its cache
+    // through the same broken log).
     assert_eq!(
         store.commit(store.batch()).await.unwrap_err().to_string(),
         text
     );
     let checked = checked_key("acme", CheckKind::CustomerNumbers);
-    assert!(store.db.get(&checked).unwrap().is_some());
     let full = store.has_room().unwrap_err();
     assert!(
         matches!(&full, StoreError::StateDir { cause, .. } if cause.kind() == ErrorKind::StorageFull),
