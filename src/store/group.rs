@@ -45,13 +45,11 @@ impl FlushGroup {
         }
     }
 
-    /// Applies `batch` (on the blocking pool, never beside a flush); the ticket to wait for.
+    /// Applies `batch`, never beside a flush (so sled's lock is free for it: a batch is
+    /// in-memory work); the ticket to wait for.
     pub async fn apply(&self, db: &sled::Db, batch: sled::Batch) -> Result<u64, sled::Error> {
         let _alone = self.sled.lock().await;
-        let db = db.clone();
-        tokio::task::spawn_blocking(move || db.apply_batch(batch))
-            .await
-            .map_err(|e| sled::Error::ReportableBug(e.to_string()))??;
+        db.apply_batch(batch)?;
         Ok(self.applied.fetch_add(1, Ordering::SeqCst) + 1)
     }
 

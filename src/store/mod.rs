@@ -257,8 +257,8 @@ impl Store {
     /// Applies `batch` atomically and flushes; only then is anything in it "recorded". Commits
     /// of many shops at once share flushes (see `group.rs`).
     /// While the store is failing, refused at once (see `health`); a sled I/O error marks it
-    /// failing. sled runs on the blocking pool, batch and flush alike, and never beside each
-    /// other (see `group.rs`): a write error cannot wedge the async workers.
+    /// failing. Batches and flushes never run beside each other, and flushes run on the blocking
+    /// pool (see `group.rs`): a write error cannot wedge the async workers.
     pub async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         if let Some(e) = self.refuse() {
             return Err(e);
