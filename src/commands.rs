@@ -3,7 +3,8 @@
 //! signals, the lock wait, passes and `check` beside the daemon live in `daemon`.
 //!
 //! Exit codes are part of the interface: `check` 0 = all ok/warn, 1 = any conflict/error verdict,
-//! 2 = could not run (including a pass that could not be recorded); `status --problems` 0 =
+//! 2 = could not run (including a pass that could not be recorded); `run` also 75 = its state
+//! store cannot write (a full disk; systemd restarts it, 2 it does not); `status --problems` 0 =
 //! nothing needs attention, 1 = something does; `notify test` 0 = delivered, 1 = refused or
 //! failed, 2 = could not run (configuration, secret); every other command 0 or 2.
 
@@ -198,8 +199,25 @@ pub async fn run(config_path: &Path) -> anyhow::Result<u8> {
         .context("installing signal handlers")?
         .forward(controller);
     let env = Environment::from_process(system_clock());
-    daemon::serve(config_path, config, env, orders).await?;
-    Ok(exit::OK)
+    match daemon::serve(config_path, config.clone(), env, orders).await {
+        Ok(()) => Ok(exit::OK),
+        Err(e @ daemon::DaemonError::StoreRestart(_)) => {
+            eprintln!("error: {e}");
+            Ok(daemon::EXIT_STORE_RESTART)
+        }
+        // A full disk at start: not a configuration problem, so systemd is to try again.
+        Err(daemon::DaemonError::Store(e)) if e.storage_full() => {
+            let report = StatusReport {
+                store_error: Some(e.to_string()),
+                ..StatusReport::collect(None, &config, jiff::Timestamp::now())?
+            };
+            // Best effort, and only in place: there is no room for a new file.
+            let _ = report.overwrite_in_place(&config.state_dir);
+            eprintln!("error: {e}; exiting with code 75 for systemd to try again");
+            Ok(daemon::EXIT_STORE_RESTART)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `sim`: serve a scenario (default: the demo world) until SIGTERM/SIGINT.

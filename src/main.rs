@@ -129,6 +129,8 @@ fn main() -> ExitCode {
             Command::Sim { listen, scenario } => commands::sim(listen, scenario.as_deref()).await,
         }
     });
+    // Not an unbounded wait for blocking tasks: one stuck in a broken sled handle never ends.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

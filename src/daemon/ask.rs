@@ -3,8 +3,9 @@
 //!
 //! Invariants: the wait is bounded (`within`) and polls status.json only (the daemon holds the
 //! database); it ends early, naming the shop and why, as soon as a shop's pass is recorded as
-//! failed (`pass_failed`), or when the daemon does not list a wanted shop after a grace period;
-//! a timeout names every shop still without a pass.
+//! failed (`pass_failed`), as soon as the daemon writes that its store cannot record passes
+//! (`store_error`, written after it was asked), or when the daemon does not list a wanted shop
+//! after a grace period; a timeout names every shop still without a pass.
 
 use std::path::Path;
 use std::time::Duration;
@@ -28,6 +29,9 @@ pub enum AskError {
     /// "shop: why" for each shop whose pass failed as a whole.
     #[error("the daemon could not pass {0}")]
     PassFailed(String),
+    /// The daemon's state store cannot write (one line naming the folder and the fix).
+    #[error("the daemon cannot record passes: {0}")]
+    StoreFailing(String),
     #[error("the daemon did not finish a pass of {pending} within {}; latest: {latest} (see its log; tripletex-sync status)", humantime::format_duration(*within))]
     TimedOut {
         pending: String,
@@ -48,6 +52,13 @@ pub async fn await_pass(
     let mut latest = None;
     loop {
         if let Ok(report) = StatusReport::read(state_dir) {
+            if let Some(e) = report
+                .store_error
+                .as_ref()
+                .filter(|_| report.generated_at >= asked)
+            {
+                return Err(AskError::StoreFailing(e.clone()));
+            }
             let unknown: Vec<&str> = wanted
                 .iter()
                 .copied()

@@ -9,7 +9,11 @@
 //! cancelled one records nothing; a failed or panicked one is logged (`pass.failed`) and
 //! recorded for every enabled check; a panic can leave the client half-updated (a poisoned lock
 //! in its limiter, breaker or session slot), so the client it happened in is closed (best
-//! effort) and replaced before the next pass: a retry never inherits the panic.
+//! effort) and replaced before the next pass: a retry never inherits the panic. While the store
+//! cannot write, a pass is refused before it sends a request (nothing it found could be
+//! recorded) and a pass that failed because the store broke under it is logged at DEBUG only:
+//! the store logs that failure itself, once and then rate-limited (`store.broken`,
+//! `store.failing`), not once per shop and retry.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +56,8 @@ pub(super) enum Ran {
     Recorded(PassReport),
     /// The pass failed or panicked; it is recorded as `error` (the report, unless that failed too).
     Failed(Option<PassReport>),
+    /// Not run, or not recorded, because the store cannot write (see `store::Store::refuse`).
+    Refused,
     /// Stopped before it was recorded.
     Cancelled,
 }
@@ -79,6 +85,7 @@ impl Driver {
                 Ran::Recorded(report)
             }
             Supervised::Cancelled => Ran::Cancelled,
+            Supervised::Refused => Ran::Refused,
             Supervised::Failed { reason, panicked } => {
                 if panicked {
                     close_after_panic(std::mem::replace(client, self.client())).await;
@@ -95,7 +102,7 @@ impl Driver {
         let (shop, store, clock) = (&self.shop, &*self.store, &self.env.clock);
         let work = webhooks::apply::apply((kind, change), shop, store, &self.settings, clock);
         match self.supervised(work).await {
-            Supervised::Done(_) | Supervised::Cancelled => None,
+            Supervised::Done(_) | Supervised::Cancelled | Supervised::Refused => None,
             Supervised::Failed { reason, .. } => self.failed(&reason).await,
         }
     }
@@ -110,7 +117,7 @@ impl Driver {
     ) -> Option<T> {
         match self.supervised(async { Ok(work.await) }).await {
             Supervised::Done(done) => Some(done),
-            Supervised::Cancelled => None,
+            Supervised::Cancelled | Supervised::Refused => None,
             Supervised::Failed { reason, .. } => {
                 tracing::error!(event = "shop.work_panicked", shop = %self.shop.name, work = what, error = %reason, "work on the shop panicked; it is retried after the next pass");
                 None
@@ -127,6 +134,11 @@ impl Driver {
             _ = self.cancel.cancelled() => return Supervised::Cancelled,
             p = self.gate.clone().acquire_owned() => p.expect("gate never closes"),
         };
+        if let Some(e) = self.store.refuse() {
+            self.env.metrics.pass_failed();
+            tracing::debug!(event = "pass.refused", shop = %self.shop.name, error = %e, "not run: the store cannot record it");
+            return Supervised::Refused;
+        }
         let _busy = self.heartbeat.pass_started(&self.shop.name);
         // Boxed: a pass's future is kilobytes (HTTP, sled), and inline it would sit in every idle
         // shop's task; boxed, only the passes running now hold one.
@@ -137,6 +149,11 @@ impl Driver {
         match work.await {
             Ok(Ok(done)) => Supervised::Done(done),
             Ok(Err(PassError::Cancelled)) => Supervised::Cancelled,
+            Ok(Err(PassError::Store(e))) if self.store.failing().is_some() => {
+                self.env.metrics.pass_failed();
+                tracing::debug!(event = "pass.failed", shop = %self.shop.name, error = %e, "not recorded: the store cannot write");
+                Supervised::Refused
+            }
             Ok(Err(e)) => Supervised::Failed {
                 reason: e.to_string(),
                 panicked: false,
@@ -160,7 +177,12 @@ impl Driver {
 enum Supervised<T> {
     Done(T),
     Cancelled,
-    Failed { reason: String, panicked: bool },
+    /// The store cannot write: not run, or not recorded (the store logs that itself).
+    Refused,
+    Failed {
+        reason: String,
+        panicked: bool,
+    },
 }
 
 /// Deletes the session token of a client a pass panicked in, if it can. It may panic again here

@@ -17,13 +17,17 @@
 //! hold sled; a pass that panics or fails is caught, recorded as `error` and retried (`driver`,
 //! `supervise`), in the daemon and in `check_once` alike; under a systemd watchdog, the control
 //! loop pings only while no pass is stuck ([`watchdog`]); on stop, every live session token is
-//! deleted that can be within the stop deadline, and the rest counted.
+//! deleted that can be within the stop deadline, and the rest counted. A store whose writes fail
+//! (a full disk) keeps the daemon running, with `/healthz` 503 and status.json showing the
+//! failure (`report`), until there is room again; then it stops like a normal stop and `run`
+//! fails with [`DaemonError::StoreRestart`], for an exit that systemd restarts (`recover`).
 
 mod ask;
 pub mod control;
 mod driver;
 pub mod oneshot;
 mod push;
+mod recover;
 mod report;
 mod scheduler;
 mod supervise;
@@ -34,13 +38,14 @@ mod world;
 pub use ask::{AskError, await_pass};
 pub use control::{Control, Controller, Orders, ShopTriggers};
 pub use oneshot::check_once;
+pub use recover::EXIT_STORE_RESTART;
 pub use world::{DaemonError, Environment};
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -124,6 +129,14 @@ pub async fn run(
     ));
     let metrics = env.metrics.clone();
     configured(&metrics, &world.config, &[]);
+    let (probe_room, restart) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let recovery = tokio::spawn(recover::await_room(
+        store.clone(),
+        probe_room.clone(),
+        restart.clone(),
+        cancel.clone(),
+    ));
+    let store_probe = store.clone();
     let listen = world.config.metrics_listen;
     let mut push = Push::start(&world, &env.metrics, cancel.clone()).await?;
     if let Some(addr) = push.addr() {
@@ -132,7 +145,7 @@ pub async fn run(
     let mut scheduler = Scheduler::new(
         world,
         env,
-        store,
+        store.clone(),
         reports_tx,
         push.subscribed(),
         cancel.clone(),
@@ -147,7 +160,7 @@ pub async fn run(
             let server = crate::metrics::serve(
                 addr,
                 metrics.clone(),
-                Arc::new(move || probe.healthy()),
+                Arc::new(move || probe.healthy() && store_probe.failing().is_none()),
                 cancel.clone(),
             )
             .await
@@ -171,6 +184,7 @@ pub async fn run(
     report::notify_systemd(&[sd_notify::NotifyState::Ready]);
 
     let mut watchdog = watchdog::Watchdog::from_process();
+    let mut store_restart = false;
     loop {
         let order = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -191,12 +205,24 @@ pub async fn run(
                 scheduler.callback(callback);
                 continue;
             }
+            // The store is broken for good and there is room again: restart.
+            _ = restart.notified() => {
+                store_restart = true;
+                break;
+            }
             order = orders.recv() => order,
         };
         match order {
             Control::Stop => break,
-            Control::PassNow => scheduler.pass_now(),
-            Control::PassNowFor(shop) => scheduler.pass_now_for(&shop),
+            // Also "look for room now": whoever asks for a pass may just have freed space.
+            Control::PassNow => {
+                probe_room.notify_one();
+                scheduler.pass_now();
+            }
+            Control::PassNowFor(shop) => {
+                probe_room.notify_one();
+                scheduler.pass_now_for(&shop);
+            }
             Control::Reload => {
                 report::notify_reloading();
                 match reload(config_path, scheduler.env(), scheduler.world()) {
@@ -231,12 +257,34 @@ pub async fn run(
     }
 
     report::notify_systemd(&[sd_notify::NotifyState::Stopping]);
-    scheduler.shutdown().await;
+    // Stopping on our own (store restart): every task still ends with this token.
+    cancel.cancel();
+    let failing = store.failing();
+    if failing.is_some() {
+        // A pass stuck in a wedged sled call never ends (see `store/health.rs`): stop without it.
+        let stopped = tokio::time::timeout(STOP_WITH_BROKEN_STORE, scheduler.shutdown()).await;
+        if stopped.is_err() {
+            tracing::warn!(
+                event = "shutdown.timed_out",
+                "some shop tasks did not stop in time (a broken store); stopping without them"
+            );
+        }
+    } else {
+        scheduler.shutdown().await;
+    }
     push.join().await;
+    let _ = recovery.await;
     let _ = writer.await;
     tracing::info!(event = "daemon.stopped", "tripletex-sync stopped");
-    Ok(())
+    match failing {
+        Some(error) if store_restart => Err(DaemonError::StoreRestart(error)),
+        _ => Ok(()),
+    }
 }
+
+/// How long a stop waits for the shop tasks while the store is broken: their session deletes
+/// take at most [`driver::CLOSE_WITHIN`]; a task past this is stuck in sled.
+const STOP_WITH_BROKEN_STORE: Duration = Duration::from_secs(10);
 
 /// Resolves at the next health tick; never while `/healthz` is not served.
 async fn tick(ticks: &mut Option<tokio::time::Interval>) {

@@ -165,7 +165,7 @@ pub async fn check_once(
         tasks.spawn(async move {
             match driver.run_pass(&mut driver.client(), 1).await {
                 Ran::Recorded(report) => Some(report),
-                Ran::Failed(_) | Ran::Cancelled => None,
+                Ran::Failed(_) | Ran::Refused | Ran::Cancelled => None,
             }
         });
     }

@@ -9,7 +9,12 @@
 //! after the sessions that shutdown deleted were recorded `revoked`); a
 //! rejected consumer token is logged once until some shop's mint gets past it again; a shop's
 //! push state (webhooks) lives only here, sent by its task, and is shown for every enabled shop
-//! while webhooks are on.
+//! while webhooks are on. While the store cannot write, the file says so (`store_error`, every
+//! enabled check `error` with the reason, rewritten after each refused pass so `check` beside
+//! the daemon answers at once), in place of the old file if the file system has no room for a
+//! new one; the writer alone sets `tripletex_sync_store_healthy`, as soon as the store breaks or
+//! recovers; `status.write_failed` is logged at most once per [`QUIET`], with how many were
+//! left out.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -25,6 +30,7 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::metrics::{CheckState, Metrics};
 use crate::pass::PassReport;
+use crate::status::StatusReport;
 use crate::status::{PushStatus, ShopStatus};
 use crate::store::{SessionState, Store};
 
@@ -35,6 +41,8 @@ const DEBOUNCE: Duration = Duration::from_millis(200);
 const WRITE_SHARE: u32 = 10;
 /// However long a write took, the next comes within this (once something changed).
 const MAX_GAP: Duration = Duration::from_secs(30);
+/// A failing write of status.json is logged at most this often.
+const QUIET: Duration = Duration::from_secs(60);
 
 /// What makes status.json stale.
 pub(super) enum Update {
@@ -46,6 +54,8 @@ pub(super) enum Update {
     Reloaded,
     /// The shop's session token was deleted as its task stopped; its record says `revoked`.
     Revoked(String),
+    /// A pass was refused because the store cannot write: `check` must see that at once.
+    Refused,
 }
 
 /// Runs until every update sender is gone, then writes the file a last time.
@@ -66,7 +76,10 @@ pub(super) async fn status_writer(
         push: HashMap::new(),
         consumer: Rejections::default(),
         consumer_reported: false,
+        failing_since: None,
+        quiet: Quiet::default(),
     };
+    let mut health = writer.store.watch_health();
     writer.rebuild();
     let mut next = writer.write().await;
     // When the file must next be written; `None` while it is current.
@@ -102,7 +115,15 @@ pub(super) async fn status_writer(
                     writer.rebuild();
                     due = Some(Instant::now() + DEBOUNCE);
                 }
+                Some(Update::Refused) => {
+                    due.get_or_insert(next.max(Instant::now() + DEBOUNCE));
+                }
             },
+            // Broken or recovered: the file must stop (or start) showing the old verdicts.
+            Ok(()) = health.changed() => {
+                writer.metrics.store_healthy(health.borrow_and_update().is_none());
+                due = Some(Instant::now() + DEBOUNCE);
+            }
             _ = timer => {
                 due = None;
                 next = writer.write().await;
@@ -124,6 +145,28 @@ struct Writer {
     push: HashMap<String, PushStatus>,
     consumer: Rejections,
     consumer_reported: bool,
+    /// When the writer first saw the store failing, while it fails (the checks' `since`).
+    failing_since: Option<jiff::Timestamp>,
+    quiet: Quiet,
+}
+
+/// Rate-limits one repeated warning: the first is logged, then at most one per [`QUIET`].
+#[derive(Default)]
+struct Quiet {
+    logged: Option<Instant>,
+    left_out: u64,
+}
+
+impl Quiet {
+    /// `Some(how many were left out since the last one)` when this one is to be logged.
+    fn due(&mut self) -> Option<u64> {
+        if self.logged.is_some_and(|at| at.elapsed() < QUIET) {
+            self.left_out += 1;
+            return None;
+        }
+        self.logged = Some(Instant::now());
+        Some(std::mem::take(&mut self.left_out))
+    }
 }
 
 /// Consumer-token rejections among the passes since the last write.
@@ -138,9 +181,12 @@ impl Writer {
         let config = self.config.read().expect("config lock");
         let (metrics, push) = (&self.metrics, &self.push);
         let on = config.webhooks.is_some();
+        let quiet = &mut self.quiet;
         self.view = StatusView::build(&self.store, &config, |s| observe(metrics, push, on, s))
             .inspect_err(|e| {
-                tracing::warn!(event = "status.write_failed", error = %e, "status not collected")
+                if let Some(left_out) = quiet.due() {
+                    tracing::warn!(event = "status.write_failed", error = %e, left_out, "status not collected");
+                }
             })
             .ok();
     }
@@ -167,7 +213,9 @@ impl Writer {
         }) {
             Ok(changed) => changed,
             Err(e) => {
-                tracing::warn!(event = "status.write_failed", shop, error = %e, "status not collected");
+                if let Some(left_out) = self.quiet.due() {
+                    tracing::warn!(event = "status.write_failed", shop, error = %e, left_out, "status not collected");
+                }
                 true
             }
         }
@@ -182,28 +230,74 @@ impl Writer {
             &mut self.consumer_reported,
         );
         let started = Instant::now();
+        let now = self.clock.now();
+        let failing = self.store.failing();
+        self.failing_since = failing.as_ref().map(|_| self.failing_since.unwrap_or(now));
         if self.view.is_none() {
             self.rebuild();
         }
+        let failing = failing.as_deref().zip(self.failing_since);
+        let state_dir = self.store.state_dir().to_path_buf();
+        // Never the old verdicts while the store fails: without a view, a report of the failure.
+        let mut last_resort = failing.map(|(error, _)| StatusReport {
+            generated_at: now,
+            shard: None,
+            store_error: Some(error.to_owned()),
+            shops: Vec::new(),
+        });
+        let mut summary = match failing {
+            Some((error, _)) => format!("state store failing: {error}"),
+            None => String::new(),
+        };
         if let Some(view) = &self.view {
-            let snapshot = view.snapshot(self.clock.now());
-            let summary = view.summary_line();
-            let state_dir = self.store.state_dir().to_path_buf();
+            let snapshot = view.snapshot(now, failing);
+            summary = match failing {
+                Some(_) => format!("{summary}; last recorded {}", view.summary_line()),
+                None => view.summary_line(),
+            };
             // Rendered here, written with status.json: both are views of the same passes.
             let metrics = self.metrics.prometheus_text();
+            let last = last_resort.take();
             let written = tokio::task::spawn_blocking(move || {
-                snapshot.write(&state_dir)?;
+                if let Err(e) = snapshot.write(&state_dir) {
+                    // No room for a new file: the failure in place of the old one.
+                    return match last.map(|r| r.overwrite_in_place(&state_dir)) {
+                        Some(Ok(true)) => Ok(()),
+                        _ => Err(e),
+                    };
+                }
                 crate::metrics::write_textfile(&state_dir, &metrics)
             })
             .await
             .map_err(std::io::Error::other)
             .and_then(|r| r);
-            if let Err(e) = written {
-                tracing::warn!(event = "status.write_failed", error = %e, "status.json or metrics.prom not updated");
-            }
+            self.write_failed(written);
+        } else if let Some(report) = last_resort {
+            let written = tokio::task::spawn_blocking(move || {
+                report.write(&state_dir).or_else(|e| {
+                    report
+                        .overwrite_in_place(&state_dir)?
+                        .then_some(())
+                        .ok_or(e)
+                })
+            })
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r);
+            self.write_failed(written);
+        }
+        if !summary.is_empty() {
             notify_systemd(&[sd_notify::NotifyState::Status(&summary)]);
         }
         Instant::now() + (started.elapsed() * WRITE_SHARE).clamp(DEBOUNCE, MAX_GAP)
+    }
+
+    fn write_failed(&mut self, written: std::io::Result<()>) {
+        if let Err(e) = written
+            && let Some(left_out) = self.quiet.due()
+        {
+            tracing::warn!(event = "status.write_failed", error = %e, left_out, "status.json or metrics.prom not updated");
+        }
     }
 }
 

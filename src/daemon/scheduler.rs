@@ -468,6 +468,12 @@ impl ShopLoop {
                     failures = failures.saturating_add(1);
                     supervise::retry_wait(failures, checks.interval)
                 }
+                // The daemon asks every shop for a pass once the store writes again.
+                Ran::Refused => {
+                    let _ = self.reports.send(Update::Refused);
+                    failures = failures.saturating_add(1);
+                    supervise::retry_wait(failures, checks.interval)
+                }
                 Ran::Cancelled => return client,
             };
             due = Instant::now() + wait;

@@ -36,6 +36,7 @@ struct Entry {
 pub(super) struct Snapshot {
     generated_at: Timestamp,
     shard: Option<String>,
+    store_error: Option<String>,
     shops: Vec<Arc<str>>,
 }
 
@@ -94,11 +95,32 @@ impl StatusView {
         Ok(changed)
     }
 
-    pub fn snapshot(&self, generated_at: Timestamp) -> Snapshot {
+    /// The file as of `generated_at`; while the store fails (`failing`: why, and since when),
+    /// every enabled check shows `error` with that reason instead of its last recorded verdict.
+    pub fn snapshot(
+        &self,
+        generated_at: Timestamp,
+        failing: Option<(&str, Timestamp)>,
+    ) -> Snapshot {
+        let shops = match failing {
+            None => self.shops.iter().map(|e| e.json.clone()).collect(),
+            // Re-serialised only while failing, which is rare and rate-limited like every write.
+            Some((error, since)) => self
+                .shops
+                .iter()
+                .map(|e| {
+                    let mut status: ShopStatus =
+                        serde_json::from_str(&e.json).expect("the view holds status JSON");
+                    status.store_failing(error, generated_at, since);
+                    Entry::of(&status).json
+                })
+                .collect(),
+        };
         Snapshot {
             generated_at,
             shard: self.shard.clone(),
-            shops: self.shops.iter().map(|e| e.json.clone()).collect(),
+            store_error: failing.map(|(error, _)| error.to_owned()),
+            shops,
         }
     }
 
@@ -142,6 +164,10 @@ impl Snapshot {
             if let Some(shard) = &self.shard {
                 let shard = serde_json::to_string(shard).map_err(std::io::Error::other)?;
                 write!(out, "\"shard\":{shard},")?;
+            }
+            if let Some(error) = &self.store_error {
+                let error = serde_json::to_string(error).map_err(std::io::Error::other)?;
+                write!(out, "\"store_error\":{error},")?;
             }
             out.write_all(b"\"shops\":[")?;
             for (i, shop) in self.shops.iter().enumerate() {
@@ -217,7 +243,7 @@ request_timeout = "30s"
                 .unwrap()
         );
 
-        view.snapshot(at).write(store.state_dir()).unwrap();
+        view.snapshot(at, None).write(store.state_dir()).unwrap();
         let written = StatusReport::read(store.state_dir()).unwrap();
         assert_eq!(
             written,
@@ -236,6 +262,7 @@ request_timeout = "30s"
         let empty = Snapshot {
             generated_at: at,
             shard: None,
+            store_error: None,
             shops: Vec::new(),
         };
         empty.write(dir.path()).unwrap();

@@ -71,6 +71,11 @@ pub enum DaemonError {
     Tripletex(#[from] TripletexError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The store broke (a full disk) and there is room again: a new process must open it.
+    #[error(
+        "{0}; there is room again, and tripletex-sync exits (code 75) to be restarted on a fresh database handle (by systemd; by hand: start it again)"
+    )]
+    StoreRestart(String),
 }
 
 /// Everything shared by the shop tasks of one configuration generation.

@@ -174,6 +174,7 @@ pub struct Metrics {
     interval: Gauge,
     pass_duration: Histogram,
     passes_failed: Counter,
+    store_healthy: Gauge,
     reloads: Family<ResultLabels, Counter>,
     webhooks_refused: Family<StatusLabels, Counter>,
 }
@@ -275,6 +276,15 @@ impl Metrics {
                 "passes_failed",
                 "Passes that could not be recorded or panicked",
             ),
+            store_healthy: {
+                let gauge: Gauge = register(
+                    &mut r,
+                    "store_healthy",
+                    "1 while the state store (sled in state_dir) can write, 0 while it cannot (passes are not recorded; see event=store.broken)",
+                );
+                gauge.set(1);
+                gauge
+            },
             reloads: register(&mut r, "config_reloads", "Configuration reloads by result"),
             webhooks_refused: register(
                 &mut r,
@@ -435,6 +445,11 @@ impl Metrics {
         self.webhooks_refused
             .get_or_create(&StatusLabels { status })
             .inc();
+    }
+
+    /// Whether the state store can write (it breaks on a full disk and recovers by itself).
+    pub fn store_healthy(&self, healthy: bool) {
+        self.store_healthy.set(i64::from(healthy));
     }
 
     pub fn reload(&self, ok: bool) {

@@ -1,7 +1,8 @@
 //! The opt-in HTTP endpoint (`[metrics] listen`): `GET /metrics` and `GET /healthz`.
 //!
 //! Invariants: only those two paths answer (anything else 404, any other method 405); `/healthz`
-//! is 200 while the daemon's health probe says the scheduler is making progress and 503 otherwise;
+//! is 200 while the daemon's health probe says the scheduler is making progress and the state
+//! store can write, and 503 otherwise;
 //! the accept loop (the workspace's `http-accept`) and every connection end with the daemon's
 //! cancellation token. Nothing a client
 //! sends is logged.
@@ -100,7 +101,7 @@ fn respond(
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     PROMETHEUS_TEXT,
-                    "scheduler not making progress\n".to_owned(),
+                    "unhealthy: the scheduler is not making progress or the state store cannot write (see the log)\n".to_owned(),
                 )
             }
         }

@@ -38,6 +38,10 @@ pub struct StatusReport {
     /// "i/n" when this instance handles one shard of the shops (config `shard`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<String>,
+    /// Set while the daemon's state store cannot write (one line naming the folder and the fix):
+    /// no pass is recorded, and every enabled check shows `error` with that reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_error: Option<String>,
     pub shops: Vec<ShopStatus>,
 }
 
@@ -136,6 +140,31 @@ impl ShopStatus {
         })
     }
 
+    /// What a shop shows while its passes cannot be recorded (`store_error`): each enabled check
+    /// `error` with that reason as of `at` (so `check` beside the daemon sees the failure at
+    /// once), `since` when the failure began; the last figures stay as evidence.
+    pub fn store_failing(&mut self, store_error: &str, at: Timestamp, since: Timestamp) {
+        if !self.enabled {
+            return;
+        }
+        for kind in CheckKind::ALL {
+            let c = &mut self.checks[kind];
+            if c.disabled {
+                continue;
+            }
+            let o = checks::could_not_run(
+                kind,
+                &format!("the state store cannot record passes: {store_error}"),
+            );
+            c.verdict = o.verdict;
+            c.summary = o.summary;
+            c.fix = None;
+            c.checked_at = Some(at);
+            c.since = Some(since);
+            c.pass_failed = true;
+        }
+    }
+
     /// The verdict the shop is counted by: its worst check.
     pub fn worst(&self) -> Verdict {
         CheckKind::ALL
@@ -213,28 +242,33 @@ impl StatusReport {
         Ok(Self {
             generated_at: now,
             shard: config.shard.map(|s| s.to_string()),
+            store_error: None,
             shops,
         })
     }
 
     /// Lines this report (read from status.json) up with `config`: shops in config order, new
-    /// shops as not yet checked, removed shops dropped.
+    /// shops as not yet checked (or, while the store fails, as failing), removed shops dropped.
     pub fn aligned_to(self, config: &Config) -> Self {
-        let blank = Self::collect(None, config, self.generated_at).expect("no store, no errors");
+        let at = self.generated_at;
+        let blank = Self::collect(None, config, at).expect("no store, no errors");
         let shops = blank
             .shops
             .into_iter()
-            .map(|b| {
-                self.shops
-                    .iter()
-                    .find(|s| s.name == b.name)
-                    .cloned()
-                    .unwrap_or(b)
+            .map(|mut b| match self.shops.iter().find(|s| s.name == b.name) {
+                Some(s) => s.clone(),
+                None => {
+                    if let Some(e) = &self.store_error {
+                        b.store_failing(e, at, at);
+                    }
+                    b
+                }
             })
             .collect();
         Self {
-            generated_at: self.generated_at,
+            generated_at: at,
             shard: blank.shard,
+            store_error: self.store_error,
             shops,
         }
     }
@@ -249,6 +283,25 @@ impl StatusReport {
             serde_json::to_writer_pretty(&mut *out, self)?;
             out.write_all(b"\n")
         })
+    }
+
+    /// Overwrites the existing status.json in place with this report, when that needs no new
+    /// space: for a full file system, where the atomic write cannot get the space for its temp
+    /// file. Not atomic, so only for a report short enough to fit (a reader that catches it
+    /// half-written fails to parse it and reads again); false when it did not fit.
+    pub fn overwrite_in_place(&self, state_dir: &Path) -> std::io::Result<bool> {
+        let text = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(Self::path(state_dir))?;
+        if file.metadata()?.len() < text.len() as u64 + 1 {
+            return Ok(false);
+        }
+        file.write_all(&text)?;
+        file.write_all(b"\n")?;
+        file.set_len(text.len() as u64 + 1)?;
+        file.sync_all()?;
+        Ok(true)
     }
 
     pub fn read(state_dir: &Path) -> std::io::Result<Self> {
@@ -273,12 +326,19 @@ pub(crate) fn write_atomically(
         .mode(0o640)
         .open(&tmp)?;
     file.set_permissions(std::fs::Permissions::from_mode(0o640))?;
-    // serde_json writes a few bytes at a time: unbuffered, that is one syscall per token.
-    let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
-    fill(&mut out)?;
-    let file = out.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
+    let written = (|| {
+        // serde_json writes a few bytes at a time: unbuffered, that is one syscall per token.
+        let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
+        fill(&mut out)?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    })();
+    if written.is_err() {
+        // A half-written temp file would hold space a full file system needs back.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
     if let Ok(dir) = File::open(state_dir) {
         // Best effort: the rename is already visible; this makes it durable too.
         let _ = dir.sync_all();

@@ -128,6 +128,9 @@ impl StatusReport {
                 "shard {shard}: only this shard's shops; other instances check the rest"
             ));
         }
+        if let Some(e) = &self.store_error {
+            out.push(format!("STATE STORE FAILING, passes are not recorded: {e}"));
+        }
         if !shown.is_empty() {
             let shop_w = shown
                 .iter()
@@ -208,6 +211,9 @@ impl StatusReport {
             }
             None => String::new(),
         };
+        if let Some(e) = &self.store_error {
+            out += &format!("STATE STORE FAILING, passes are not recorded: {e}\n");
+        }
         out += &format!(
             "{:<20} {:<13} {:<17} {:<9} {:<16} {}\n",
             "SHOP", "SESSION", "CHECK", "VERDICT", "SINCE (OSLO)", "SUMMARY"

@@ -53,6 +53,7 @@ fn report() -> StatusReport {
     StatusReport {
         generated_at: at(NOW),
         shard: None,
+        store_error: None,
         shops: vec![
             shop("fjellsport", SessionState::Valid, [ok(LONG), ok(LONG)]),
             shop(

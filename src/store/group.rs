@@ -5,10 +5,24 @@
 //! commits that arrive meanwhile are all covered by the one after it, so a thousand shops ending
 //! their passes together cost a handful of fsyncs, not a thousand; a failed flush is retried by
 //! the next waiter rather than reported as a success; a leader dropped mid-flush hands over.
+//!
+//! Batches and flushes never overlap (one async lock, [`FlushGroup::apply`]): sled's
+//! `apply_batch` takes its process-wide concurrency lock exclusively, and a flush holds it shared
+//! while it waits; a flush that a write error left waiting forever (see `health.rs`) would then
+//! block the batch, and behind that waiting writer every read in the process. Instead, batches
+//! wait here, asynchronously, and a flush that takes longer than [`KICK_AFTER`] is kicked with a
+//! one-key insert: sled's reservation for it sees the handle's error and wakes the flush, which
+//! then fails with it (on a healthy, merely slow disk the insert is a few bytes).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{Mutex, watch};
+
+/// How long a flush runs before it is kicked (and again each time this passes).
+const KICK_AFTER: Duration = Duration::from_secs(1);
+/// What the kick inserts (an empty value; nothing reads it).
+const KICK_KEY: &[u8] = b"meta/flush_kick";
 
 pub(super) struct FlushGroup {
     /// Commits applied so far; a commit's ticket is its position in this count.
@@ -17,6 +31,8 @@ pub(super) struct FlushGroup {
     flushed: watch::Sender<u64>,
     /// Whether some commit is running the flush right now.
     flushing: AtomicBool,
+    /// Held by a batch being applied and by the flush: they never overlap.
+    sled: Mutex<()>,
 }
 
 impl FlushGroup {
@@ -25,12 +41,16 @@ impl FlushGroup {
             applied: AtomicU64::new(0),
             flushed: watch::Sender::new(0),
             flushing: AtomicBool::new(false),
+            sled: Mutex::new(()),
         }
     }
 
-    /// Call right after applying a batch; the ticket to wait for.
-    pub fn ticket(&self) -> u64 {
-        self.applied.fetch_add(1, Ordering::SeqCst) + 1
+    /// Applies `batch`, never beside a flush (so sled's lock is free for it: a batch is
+    /// in-memory work); the ticket to wait for.
+    pub async fn apply(&self, db: &sled::Db, batch: sled::Batch) -> Result<u64, sled::Error> {
+        let _alone = self.sled.lock().await;
+        db.apply_batch(batch)?;
+        Ok(self.applied.fetch_add(1, Ordering::SeqCst) + 1)
     }
 
     /// Returns once a flush that started after `ticket` was taken has succeeded, running it when
@@ -47,21 +67,38 @@ impl FlushGroup {
                 continue;
             }
             let lead = Leader(self);
+            let alone = self.sled.lock().await;
             // Everything applied by now is covered by this flush, ours included.
             let target = self.applied.load(Ordering::SeqCst);
-            // Not `flush_async`: in sled 0.34 concurrent `flush_async` calls can wait forever
-            // (spacejam/sled#1241, #1308). A blocking flush on the blocking pool is safe and
-            // keeps the runtime's workers free.
-            let db = db.clone();
-            let result = tokio::task::spawn_blocking(move || db.flush())
-                .await
-                .map_err(|e| sled::Error::ReportableBug(e.to_string()))
-                .and_then(|r| r);
+            let result = flush(db).await;
+            drop(alone);
             if result.is_ok() {
                 self.flushed.send_modify(|f| *f = (*f).max(target));
             }
             drop(lead);
             result?;
+        }
+    }
+}
+
+/// Flushes `db`, kicking a flush that takes long (see the module doc). Not `flush_async`: in
+/// sled 0.34 concurrent `flush_async` calls can wait forever (spacejam/sled#1241, #1308). A
+/// blocking flush on the blocking pool keeps the runtime's workers free.
+async fn flush(db: &sled::Db) -> Result<(), sled::Error> {
+    let flushing = db.clone();
+    let mut flushed = tokio::task::spawn_blocking(move || flushing.flush());
+    loop {
+        tokio::select! {
+            done = &mut flushed => {
+                return done
+                    .map_err(|e| sled::Error::ReportableBug(e.to_string()))?
+                    .map(drop);
+            }
+            _ = tokio::time::sleep(KICK_AFTER) => {
+                let kick = db.clone();
+                // Its own result does not matter: the flush reports the handle's error.
+                tokio::task::spawn_blocking(move || kick.insert(KICK_KEY, &[]));
+            }
         }
     }
 }

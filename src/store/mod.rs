@@ -20,7 +20,9 @@
 //! rewrites only the time ([`Batch::put_checked`]); [`Store::result`] joins the two, and a result
 //! without a time record (written before schema 3) keeps its own `checked_at`.
 
+mod error;
 mod group;
+mod health;
 mod mirror;
 mod records;
 mod schema;
@@ -34,6 +36,8 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use error::StoreError;
+use error::sled_at;
 pub use mirror::{KindCursor, SyncCursor};
 pub use records::{ResultRecord, SessionRecord, SessionState};
 pub use schema::SCHEMA_VERSION;
@@ -45,73 +49,6 @@ const CACHE_BYTES: u64 = 4 * 1024 * 1024;
 const LOCK_FILE: &str = "tripletex-sync.lock";
 const DB_DIR: &str = "db";
 
-/// Every variant prints as one line naming the file and the fix, with its cause in that line;
-/// none has a `source()`, so an error chain (`{:#}`, `one_line`) never repeats the cause.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("another tripletex-sync is running on {} ({holder})", state_dir.display())]
-    Locked { state_dir: PathBuf, holder: String },
-    #[error("{} belongs to uid {owner}, not to this user (fix: run as the service user, e.g. `sudo -u tripletex-sync tripletex-sync …`)", state_dir.display())]
-    NotOwner { state_dir: PathBuf, owner: u32 },
-    /// `path` is the file or folder in state_dir that could not be used.
-    #[error("cannot use {}: {cause} (fix: {})", path.display(), io_fix(cause.kind()))]
-    StateDir {
-        path: PathBuf,
-        cause: std::io::Error,
-    },
-    #[error("database in {} has schema {found}, newer than this build's {SCHEMA_VERSION}: it was written by a newer tripletex-sync (fix: run that release or newer; this one leaves the database untouched)", path.display())]
-    Schema { path: PathBuf, found: u32 },
-    /// `path` is the database folder.
-    #[error("database {}: {} (fix: {})", path.display(), sled_cause(cause), sled_fix(cause))]
-    Sled { path: PathBuf, cause: sled::Error },
-    #[error("stored value under {key} is unreadable: {cause}")]
-    Corrupt {
-        key: String,
-        cause: serde_json::Error,
-    },
-    /// A mirror value that is not whole records: reading on would silently lose its tail.
-    #[error(
-        "stored mirror under {key} is {len} bytes, not whole {width}-byte records (a full resync replaces it)"
-    )]
-    MirrorTruncated {
-        key: String,
-        len: usize,
-        width: usize,
-    },
-}
-
-fn io_fix(kind: std::io::ErrorKind) -> &'static str {
-    use std::io::ErrorKind as K;
-    match kind {
-        K::PermissionDenied | K::ReadOnlyFilesystem => {
-            "make state_dir and everything in it owned and writable by the service user, e.g. `chown -R tripletex-sync: STATE_DIR`"
-        }
-        K::NotADirectory | K::IsADirectory | K::AlreadyExists | K::NotFound => {
-            "move it away: state_dir holds only tripletex-sync's own files, which it creates"
-        }
-        K::StorageFull | K::QuotaExceeded => "free space on that file system",
-        _ => "make state_dir a local folder the service user owns and can write",
-    }
-}
-
-/// sled's own text, without its `IO error: ` prefix.
-fn sled_cause(cause: &sled::Error) -> String {
-    match cause {
-        sled::Error::Io(e) => e.to_string(),
-        other => other.to_string(),
-    }
-}
-
-fn sled_fix(cause: &sled::Error) -> &'static str {
-    match cause {
-        sled::Error::Io(e) => io_fix(e.kind()),
-        sled::Error::Corruption { .. } | sled::Error::Unsupported(_) => {
-            "stop tripletex-sync and move the db folder away; the next pass re-reads every number from Tripletex (verdict history starts again)"
-        }
-        _ => "restart tripletex-sync; if it happens again, move the db folder away",
-    }
-}
-
 /// Who holds the lock, written into the lock file so `check` and `status` can find the daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -122,6 +59,9 @@ pub enum Role {
 pub struct Store {
     db: sled::Db,
     group: group::FlushGroup,
+    /// Whether a write broke `db` (see `health`). Boxed: `Store` is moved around by value
+    /// (`check` opening it) and this is its biggest part.
+    health: Box<health::Health>,
     state_dir: PathBuf,
     // Held for the life of the store: dropping it releases the lock.
     _lock: File,
@@ -231,14 +171,42 @@ impl Store {
         let db = open_sled(&db_dir).map_err(sled_at(&db_dir))?;
         // Databases written before files were made private (or under another umask).
         make_private(&db_dir).map_err(db_io)?;
-        let store = Self {
+        schema::migrate(&db, &db_dir)?;
+        Ok(Self {
             db,
             group: group::FlushGroup::new(),
+            health: Box::new(health::Health::new(db_dir)),
             state_dir: state_dir.to_path_buf(),
             _lock: lock,
-        };
-        schema::migrate(&store.db, &db_dir)?;
-        Ok(store)
+        })
+    }
+
+    /// While writes fail (see `health`): the error, one line naming the database folder and
+    /// the fix. Each call counts as one refused write or pass in the rate-limited
+    /// `store.failing` line, so call it only for work that is refused.
+    pub fn refuse(&self) -> Option<StoreError> {
+        self.health.refuse().map(self.sled())
+    }
+
+    /// Whether writes fail, and why (one line naming the folder and the fix). Once they do, they
+    /// do until the process ends: sled's handle cannot be trusted again (see `health`).
+    pub fn failing(&self) -> Option<String> {
+        self.health.error().map(|e| self.health.describe(&e))
+    }
+
+    /// Changes when the store breaks; see [`Store::failing`].
+    pub fn watch_health(&self) -> tokio::sync::watch::Receiver<Option<sled::Error>> {
+        self.health.watch()
+    }
+
+    /// Whether the database's file system has room again (at least [`ROOM`] free): what a
+    /// restart needs to open the database and write.
+    pub fn has_room(&self) -> Result<(), StoreError> {
+        let db_dir = self.state_dir.join(DB_DIR);
+        room_to_write(&db_dir).map_err(|cause| StoreError::StateDir {
+            path: db_dir,
+            cause,
+        })
     }
 
     pub fn state_dir(&self) -> &Path {
@@ -288,13 +256,21 @@ impl Store {
 
     /// Applies `batch` atomically and flushes; only then is anything in it "recorded". Commits
     /// of many shops at once share flushes (see `group.rs`).
+    /// While the store is failing, refused at once (see `health`); a sled I/O error marks it
+    /// failing. Batches and flushes never run beside each other, and flushes run on the blocking
+    /// pool (see `group.rs`): a write error cannot wedge the async workers.
     pub async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
-        self.db.apply_batch(batch.inner).map_err(self.sled())?;
-        let ticket = self.group.ticket();
-        self.group
-            .flushed(ticket, &self.db)
-            .await
-            .map_err(self.sled())
+        if let Some(e) = self.refuse() {
+            return Err(e);
+        }
+        let written = async {
+            let ticket = self.group.apply(&self.db, batch.inner).await?;
+            self.group.flushed(ticket, &self.db).await
+        };
+        written.await.map_err(|e| {
+            self.health.failed(&e);
+            self.sled()(e)
+        })
     }
 
     /// Removes history of `shop`/`kind` older than `cutoff` (into `batch`).
@@ -353,6 +329,28 @@ impl Batch {
         let bytes = serde_json::to_vec(value).expect("records serialize");
         self.inner.insert(key, bytes);
     }
+}
+
+/// Free space a restart needs: a few of sled's 512 KiB segments, so that a file system with
+/// only crumbs free is not reopened only to fail at once again.
+const ROOM: u64 = 4 * 1024 * 1024;
+
+/// Fails with `StorageFull` while the file system of `dir` has less than [`ROOM`] free.
+fn room_to_write(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    // SAFETY: `path` is NUL-terminated and `stat` a plain struct statvfs(3) fills in.
+    let free = unsafe {
+        let mut stat: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(path.as_ptr(), &mut stat) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        stat.f_bavail.saturating_mul(stat.f_frsize)
+    };
+    if free < ROOM {
+        return Err(std::io::Error::from(std::io::ErrorKind::StorageFull));
+    }
+    Ok(())
 }
 
 /// Drops the permission bits of `path` outside `allowed` (never widens).
@@ -414,14 +412,6 @@ fn history_key(shop: &str, kind: CheckKind, at: Timestamp) -> Vec<u8> {
     key
 }
 
-fn sled_at(db_dir: &Path) -> impl Fn(sled::Error) -> StoreError + use<> {
-    let path = db_dir.to_path_buf();
-    move |cause| StoreError::Sled {
-        path: path.clone(),
-        cause,
-    }
-}
-
 fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(value).map_err(|cause| StoreError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
@@ -455,5 +445,7 @@ pub fn read_holder(state_dir: &Path) -> Option<(Role, u32)> {
 
 #[cfg(test)]
 mod error_tests;
+#[cfg(test)]
+mod full_disk_tests;
 #[cfg(test)]
 mod tests;
