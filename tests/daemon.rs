@@ -13,29 +13,21 @@ use tripletex_sync::checks::{CheckKind, Verdict};
 use tripletex_sync::daemon::{self, Control, Controller};
 use tripletex_sync::status::{CheckStatus, StatusReport};
 use tripletex_sync::store::{SessionState, Store};
-use tripletex_sync_fixture::daemon::{Fixture, MAIN, write_private};
+use tripletex_sync_fixture::daemon::{DaemonTask, Fixture, MAIN, write_private};
 use tripletex_sync_fixture::{capture, poll, spec};
-
-type Running = tokio::task::JoinHandle<Result<(), daemon::DaemonError>>;
 
 /// Starts the daemon in-process on the fixture's config; returns its store, control channel,
 /// cancellation token and task.
-fn start(f: &Fixture) -> (Arc<Store>, Controller, CancellationToken, Running) {
+fn start(f: &Fixture) -> (Arc<Store>, Controller, CancellationToken, DaemonTask) {
     start_with(f, f.env())
 }
 
 fn start_with(
     f: &Fixture,
     env: daemon::Environment,
-) -> (Arc<Store>, Controller, CancellationToken, Running) {
-    let store = f.open_store();
-    let cancel = CancellationToken::new();
-    let (control, rx) = daemon::control::channel(cancel.clone());
-    let daemon = tokio::spawn({
-        let (path, config, store, env) = (f.config_path.clone(), f.config(), store.clone(), env);
-        async move { daemon::run(&path, config, store, env, rx).await }
-    });
-    (store, control, cancel, daemon)
+) -> (Arc<Store>, Controller, CancellationToken, DaemonTask) {
+    let d = f.start_daemon_in(env, tracing::Span::none());
+    (d.store, d.control, d.cancel, d.task)
 }
 
 fn verdict(store: &Store, shop: &str) -> Option<Verdict> {
@@ -168,18 +160,7 @@ async fn reload_adds_shops_keeps_sessions_refuses_bad_files_and_shutdown_is_prom
         "acme and bolt kept their sessions; carl minted once"
     );
 
-    cancel.cancel();
-    tokio::time::timeout(Duration::from_secs(5), daemon)
-        .await
-        .expect("shutdown within 5 s")
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        f.sim.live_sessions(),
-        0,
-        "stopped shops delete their session tokens"
-    );
-    spec::assert_conforms(&f.sim.request_log());
+    f.stop_daemon(cancel, daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

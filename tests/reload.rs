@@ -9,24 +9,15 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tripletex_sim::LoggedRequest;
 use tripletex_sync::checks::{CheckKind, Verdict};
-use tripletex_sync::daemon::{self, Control, Controller};
+use tripletex_sync::daemon::{Control, Controller};
 use tripletex_sync::store::Store;
-use tripletex_sync_fixture::daemon::Fixture;
-use tripletex_sync_fixture::{poll, spec};
-
-type Running = tokio::task::JoinHandle<Result<(), daemon::DaemonError>>;
+use tripletex_sync_fixture::daemon::{DaemonTask, Fixture};
+use tripletex_sync_fixture::poll;
 
 /// Starts the daemon in-process on the fixture's config.
-fn start(f: &Fixture) -> (Arc<Store>, Controller, CancellationToken, Running) {
-    let store = f.open_store();
-    let cancel = CancellationToken::new();
-    let (control, rx) = daemon::control::channel(cancel.clone());
-    let daemon = tokio::spawn({
-        let (path, config, store, env) =
-            (f.config_path.clone(), f.config(), store.clone(), f.env());
-        async move { daemon::run(&path, config, store, env, rx).await }
-    });
-    (store, control, cancel, daemon)
+fn start(f: &Fixture) -> (Arc<Store>, Controller, CancellationToken, DaemonTask) {
+    let d = f.start_daemon_in(f.env(), tracing::Span::none());
+    (d.store, d.control, d.cancel, d.task)
 }
 
 fn session_requests(f: &Fixture, method: &str) -> Vec<LoggedRequest> {
@@ -62,21 +53,6 @@ fn acme_with(f: &Fixture, token: &str, tripletex_start: u32, company_id: i64) {
             "company_id = {company_id}\n[customer_numbers]\ntripletex_start = {tripletex_start}\n"
         ),
     );
-}
-
-async fn stop(f: &Fixture, cancel: CancellationToken, daemon: Running) {
-    cancel.cancel();
-    tokio::time::timeout(Duration::from_secs(5), daemon)
-        .await
-        .expect("shutdown within 5 s")
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        f.sim.live_sessions(),
-        0,
-        "stopped shops delete their tokens"
-    );
-    spec::assert_conforms(&f.sim.request_log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,7 +112,7 @@ async fn reloads_that_change_only_check_settings_keep_the_session() {
     assert_eq!(mints(&f), 2, "no mint for a change of check settings");
     assert_eq!(deletes(&f), 0, "no session deleted before the stop");
     assert_eq!(f.sim.live_sessions(), 2);
-    stop(&f, cancel, daemon).await;
+    f.stop_daemon(cancel, daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,5 +146,5 @@ async fn a_new_key_or_company_id_mints_and_deletes_the_old_session() {
     })
     .await;
     assert_eq!(f.sim.live_sessions(), 1);
-    stop(&f, cancel, daemon).await;
+    f.stop_daemon(cancel, daemon).await;
 }

@@ -81,14 +81,12 @@ async fn the_daemon_shows_a_pushed_conflict_within_seconds() {
     spec::assert_conforms(&f.sim.request_log());
 }
 
-type Running = tokio::task::JoinHandle<Result<(), daemon::DaemonError>>;
-
 /// A daemon started by [`start_daemon`]: its store, control channel, token, task and log.
 pub(crate) struct Started {
     pub(crate) store: Arc<tripletex_sync::store::Store>,
     pub(crate) control: daemon::Controller,
     pub(crate) cancel: CancellationToken,
-    pub(crate) task: Running,
+    pub(crate) task: DaemonTask,
     pub(crate) log: DaemonLog,
 }
 
@@ -131,20 +129,12 @@ pub(crate) async fn start_daemon(f: &Fixture) -> Started {
 
 /// [`start_daemon`] in `env`.
 pub(crate) async fn start_daemon_in(f: &Fixture, env: daemon::Environment) -> Started {
-    use tracing::Instrument as _;
     static DAEMONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let id = DAEMONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let captured = capture::capture_json();
     let mark = captured.mark();
-    let store = f.open_store();
-    let cancel = CancellationToken::new();
-    let (control, orders) = daemon::control::channel(cancel.clone());
-    let task = tokio::spawn({
-        let (path, config, store) = (f.config_path.clone(), f.config(), store.clone());
-        async move { daemon::run(&path, config, store, env, orders).await }
-            .instrument(tracing::info_span!("test", test_daemon = id))
-    });
-    let listening = control.listening(|l| l.webhooks.is_some());
+    let d = f.start_daemon_in(env, tracing::info_span!("test", test_daemon = id));
+    let listening = d.control.listening(|l| l.webhooks.is_some());
     let receiver = tokio::time::timeout(poll::BOUND, listening)
         .await
         .expect("the receiver listens")
@@ -152,10 +142,10 @@ pub(crate) async fn start_daemon_in(f: &Fixture, env: daemon::Environment) -> St
         .unwrap();
     f.sim.proxy_webhooks(PUBLIC, &format!("http://{receiver}"));
     Started {
-        store,
-        control,
-        cancel,
-        task,
+        store: d.store,
+        control: d.control,
+        cancel: d.cancel,
+        task: d.task,
         log: DaemonLog { captured, mark, id },
     }
 }

@@ -36,7 +36,7 @@ use tripletex_sync::webhooks::reconcile::{self, Reconciled};
 use tripletex_sync::webhooks::{
     AUTH_HEADER, Callback, Change, Keys, News, Receiver, Subscribed, apply,
 };
-use tripletex_sync_fixture::daemon::{Fixture, MAIN, write_private};
+use tripletex_sync_fixture::daemon::{DaemonTask, Fixture, MAIN, write_private};
 use tripletex_sync_fixture::poll::{self, Poll};
 use tripletex_sync_fixture::{capture, spec};
 
