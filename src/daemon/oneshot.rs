@@ -31,7 +31,7 @@ pub enum CheckError {
     #[error("another tripletex-sync ({holder}) is using {}; try again when it ends", state_dir.display())]
     Busy { holder: String, state_dir: PathBuf },
     #[error(
-        "{missing} of {expected} passes could not be recorded (see the pass.failed events above)"
+        "{missing} of {expected} passes could not be recorded (see the pass.failed or store.broken events above)"
     )]
     NotRecorded { missing: usize, expected: usize },
     #[error("interrupted")]
