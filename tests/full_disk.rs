@@ -18,6 +18,11 @@ use tripletex_sync_fixture::{capture, poll};
 
 const SHOPS: i64 = 20;
 
+/// One test of this binary at a time: each forks mount(8), and a forked child holds every open
+/// descriptor of the process for a moment, the other test's lock files included, which would make
+/// a store reopened meanwhile look locked.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn events(log: &str, name: &str) -> Vec<serde_json::Value> {
     log.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -40,6 +45,7 @@ fn all_checked_ok(report: &StatusReport, names: &[String], since: jiff::Timestam
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_state_disk_shows_answers_check_logs_once_and_restarts_once_there_is_room() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let captured = capture::capture_json();
     let f = Fixture::with_main(&format!("{MAIN}\n[metrics]\nlisten = \"127.0.0.1:0\"\n")).await;
     let Some(disk) = Tmpfs::mount(&f.path("state"), "2m", "the full-disk daemon test") else {
@@ -208,6 +214,67 @@ async fn a_full_state_disk_shows_answers_check_logs_once_and_restarts_once_there
     drop(control);
     cancel.cancel();
     running.await.unwrap().unwrap();
+    drop(store);
+    drop(disk);
+}
+
+/// The store alone on a real full file system: a write fails with the OS error, names the
+/// database and the fix, and marks the store failing; freeing space does not heal the handle (so
+/// the daemon restarts); a new handle, as the restart opens, writes again and kept what was
+/// recorded before the disk filled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_file_system_breaks_the_store_for_good_and_a_new_handle_writes_once_there_is_room() {
+    use tripletex_sync::checks;
+    use tripletex_sync::store::{ResultRecord, Role, Store};
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = Tmpfs::mount(&dir.path().join("fs"), "2m", "the full-disk store test") else {
+        return;
+    };
+    let state = dir.path().join("fs").join("state");
+    let kind = CheckKind::CustomerNumbers;
+    let now = jiff::Timestamp::now();
+    let record = ResultRecord::next(None, checks::not_yet_checked(kind), now);
+    let store = Store::open(&state, Role::Daemon).unwrap();
+    let mut early = store.batch();
+    early.put_result("acme", kind, &record);
+    store.commit(early).await.unwrap();
+
+    disk.fill("filler");
+    let mut round = 0;
+    let err = loop {
+        round += 1;
+        assert!(round < 1000, "a full disk never failed a commit");
+        let mut batch = store.batch();
+        batch.put_result(&format!("shop{round}"), kind, &record);
+        if let Err(e) = store.commit(batch).await {
+            break e.to_string();
+        }
+    };
+    let db = state.join("db").display().to_string();
+    assert!(err.contains(&db), "{err}");
+    assert!(
+        err.contains("No space left on device (os error 28) (fix: free space on that file system)"),
+        "{err}"
+    );
+    assert_eq!(store.failing().as_deref(), Some(err.as_str()));
+    assert!(store.has_room().is_err());
+
+    disk.resize("64m");
+    store.has_room().unwrap();
+    assert!(
+        store.failing().is_some(),
+        "room alone does not heal sled's handle"
+    );
+    assert!(store.commit(store.batch()).await.is_err());
+
+    drop(store);
+    let store = Store::open(&state, Role::Daemon).unwrap();
+    assert_eq!(store.failing(), None);
+    let mut after = store.batch();
+    after.put_result("bolt", kind, &record);
+    store.commit(after).await.unwrap();
+    assert_eq!(store.result("acme", kind).unwrap(), Some(record));
     drop(store);
     drop(disk);
 }
