@@ -15,6 +15,7 @@ use jiff::Timestamp;
 
 use crate::checks::Verdict;
 use crate::config::Config;
+use crate::notify::Backlog;
 use crate::status::{ShopStatus, write_atomically};
 use crate::store::{Store, StoreError};
 
@@ -37,6 +38,8 @@ pub(super) struct Snapshot {
     generated_at: Timestamp,
     shard: Option<String>,
     store_error: Option<String>,
+    /// The outbox (`[notify]`), while notify is on or messages remain.
+    notify: Option<Backlog>,
     shops: Vec<Arc<str>>,
 }
 
@@ -120,6 +123,7 @@ impl StatusView {
             generated_at,
             shard: self.shard.clone(),
             store_error: failing.map(|(error, _)| error.to_owned()),
+            notify: None,
             shops,
         }
     }
@@ -155,6 +159,11 @@ impl Entry {
 }
 
 impl Snapshot {
+    /// The same, with the outbox's `notify` block.
+    pub fn with_notify(self, notify: Option<Backlog>) -> Self {
+        Self { notify, ..self }
+    }
+
     /// Replaces `STATE_DIR/status.json` (blocking: file I/O and fsync).
     pub fn write(&self, state_dir: &Path) -> std::io::Result<()> {
         write_atomically(state_dir, |out| {
@@ -168,6 +177,10 @@ impl Snapshot {
             if let Some(error) = &self.store_error {
                 let error = serde_json::to_string(error).map_err(std::io::Error::other)?;
                 write!(out, "\"store_error\":{error},")?;
+            }
+            if let Some(notify) = &self.notify {
+                let notify = serde_json::to_string(notify).map_err(std::io::Error::other)?;
+                write!(out, "\"notify\":{notify},")?;
             }
             out.write_all(b"\"shops\":[")?;
             for (i, shop) in self.shops.iter().enumerate() {
@@ -263,6 +276,7 @@ request_timeout = "30s"
             generated_at: at,
             shard: None,
             store_error: None,
+            notify: None,
             shops: Vec::new(),
         };
         empty.write(dir.path()).unwrap();
