@@ -269,7 +269,22 @@ pub async fn demo(seconds: u64) -> anyhow::Result<u8> {
         .tempdir()
         .context("creating the demo folder")?;
     std::fs::create_dir(dir.path().join("shops.d")).context("creating the demo folder")?;
-    let config_path = write_demo_config(dir.path(), &scenario, &running.base_url())?;
+    // The platform the daemon notifies, verifying signatures with a secret made for this run.
+    let secret = {
+        use base64::Engine as _;
+        let key: [u8; 32] = std::array::from_fn(|_| fastrand::u8(..));
+        format!(
+            "whsec_{}",
+            base64::engine::general_purpose::STANDARD.encode(key)
+        )
+    };
+    let platform_stop = CancellationToken::new();
+    let _platform_guard = platform_stop.clone().drop_guard();
+    let platform = notify::DemoPlatform::start(&secret, platform_stop)
+        .await
+        .context("starting the demo's platform receiver")?;
+    write_private(&dir.path().join("notify-secret"), &secret)?;
+    let config_path = write_demo_config(dir.path(), &scenario, &running.base_url(), &platform.url)?;
     let config = Config::load(&config_path)?;
     let store = Arc::new(Store::open(&config.state_dir, Role::Daemon)?);
     eprintln!(
@@ -316,6 +331,9 @@ pub async fn demo(seconds: u64) -> anyhow::Result<u8> {
         Some(line) => println!("{line}"),
         None => println!("push: not shown within the run (try a longer --seconds)"),
     }
+    for line in platform.lines() {
+        println!("{line}");
+    }
     Ok(exit::OK)
 }
 
@@ -359,6 +377,7 @@ fn write_demo_config(
     dir: &Path,
     scenario: &Scenario,
     base_url: &str,
+    notify_url: &str,
 ) -> anyhow::Result<std::path::PathBuf> {
     let consumer = scenario
         .consumer_tokens
@@ -384,7 +403,9 @@ fn write_demo_config(
              request_timeout = \"10s\"\n\n[rate_limit]\nper_second = 5\nburst = 10\nreserve = 20\n\
              max_concurrent_shops = 8\n\n[checks]\ninterval = \"4s\"\njitter = \"1s\"\nfull_resync = \"1h\"\n\n\
              [webhooks]\npublic_url = \"{DEMO_PUBLIC_URL}\"\nlisten = \"127.0.0.1:0\"\n\
-             secret_file = \"webhook-secret\"\nreconcile_interval = \"1h\"\n"
+             secret_file = \"webhook-secret\"\nreconcile_interval = \"1h\"\n\n\
+             [notify]\nurl = \"{notify_url}\"\nsecret_file = \"notify-secret\"\n\
+             retry_min = \"1s\"\nretry_max = \"5s\"\n"
         ),
     )?;
     // Random per run: the demo's callback paths are derived from it.

@@ -14,6 +14,8 @@
 
 mod backlog;
 mod deliver;
+#[cfg(feature = "sim")]
+mod demo_platform;
 mod message;
 mod queue;
 mod send;
@@ -23,6 +25,8 @@ use std::path::{Path, PathBuf};
 use crate::config::{Config, ConfigError, NotifyConfig};
 pub use backlog::Backlog;
 pub use deliver::{Delivery, Destination, Http, STOP_GRACE, Transport, run};
+#[cfg(feature = "sim")]
+pub use demo_platform::DemoPlatform;
 pub use message::{Kind, Message};
 pub use queue::{Queueing, queue};
 pub use send::{Answer, client, send};

@@ -161,6 +161,7 @@ impl StatusReport {
             &closing(self, &lines, &counts, view.problems_only),
             view.width,
         ));
+        out.extend(self.notify_line());
         let mut text = String::new();
         for line in out {
             text.push_str(ellipsize(&line, view.width).trim_end());
@@ -250,7 +251,32 @@ impl StatusReport {
                 }
             }
         }
+        if let Some(line) = self.notify_line() {
+            out.push_str(&line);
+            out.push('\n');
+        }
         out
+    }
+
+    /// "notify: 12 pending since 2026-12-06 07:12 (Oslo), 1 dead; last error: …" while the
+    /// platform has not taken everything (see README, Notifying the platform).
+    fn notify_line(&self) -> Option<String> {
+        let n = self
+            .notify
+            .as_ref()
+            .filter(|n| n.pending > 0 || n.dead > 0)?;
+        let mut line = format!("notify: {} pending", n.pending);
+        if let Some(oldest) = n.oldest_pending_at {
+            let at = oldest.to_zoned_datetime(oslo()).strftime("%Y-%m-%d %H:%M");
+            line += &format!(" since {at} (Oslo)");
+        }
+        if n.dead > 0 {
+            line += &format!(", {} dead", n.dead);
+        }
+        if let Some(error) = &n.last_error {
+            line += &format!("; last error: {error}");
+        }
+        Some(line)
     }
 }
 

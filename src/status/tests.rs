@@ -203,3 +203,31 @@ fn status_shop_names_longer_than_the_width_are_cut_too() {
         assert!(line.chars().count() <= 60, "{line}");
     }
 }
+
+#[test]
+fn a_notify_backlog_gets_a_line_that_fits_and_none_while_everything_is_delivered() {
+    let mut report = report();
+    let view = view(80, false);
+    report.notify = Some(crate::notify::Backlog {
+        delivered: 12,
+        ..Default::default()
+    });
+    assert!(!report.compact(&view).contains("notify:"));
+    report.notify = Some(crate::notify::Backlog {
+        pending: 12,
+        oldest_pending_at: Some(at("2026-12-06T06:12:00Z")),
+        dead: 1,
+        last_error: Some("refused: 503 Service Unavailable in 3 ms, retry after 30s (the platform asks to come back later)".into()),
+        ..Default::default()
+    });
+    let text = report.compact(&view);
+    let line = text.lines().find(|l| l.starts_with("notify:")).unwrap();
+    assert!(
+        line.starts_with(
+            "notify: 12 pending since 2026-12-06 07:12 (Oslo), 1 dead; last error: refused: 503"
+        ),
+        "{line}"
+    );
+    assert!(line.chars().count() <= 80, "{line}");
+    assert!(report.table().contains("notify: 12 pending"));
+}
