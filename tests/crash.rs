@@ -320,7 +320,15 @@ async fn notifications_survive_sigkill_during_passes_and_deliveries() {
     for round in 0..KILLS {
         // The platform takes messages in some rounds and fails them in others.
         receiver.answer(if fastrand::bool() { 204 } else { 500 });
-        sim.set_customer_number(1001, moving, if round % 2 == 0 { 10_000 } else { 100_050 });
+        sim.set_customer_number(
+            1001,
+            moving,
+            if round.is_multiple_of(2) {
+                10_000
+            } else {
+                100_050
+            },
+        );
         let log = dir.path().join(format!("notify-{round}.log"));
         let mut child = binary(&config, &["--log-format", "json", "run"], &log)
             .spawn()
@@ -332,7 +340,7 @@ async fn notifications_survive_sigkill_during_passes_and_deliveries() {
     }
     // The last run: the platform takes everything, and the last move is recorded and sent.
     receiver.answer(204);
-    let last = if KILLS % 2 == 0 {
+    let last = if KILLS.is_multiple_of(2) {
         Verdict::Ok
     } else {
         Verdict::Conflict

@@ -191,3 +191,122 @@ async fn recorded_changes_reach_the_platform_signed_in_order_with_stable_ids() {
     });
     assert_eq!(counts["check.verdict"], 6);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_token_close_to_expiry_is_read_once_a_day_logged_measured_and_told() {
+    let receiver = Receiver::start().await;
+    let main = format!(
+        "{MAIN}\n[notify]\nurl = \"{}\"\nsecret_file = \"notify-secret\"\n",
+        receiver.url("/hook")
+    );
+    let f = Fixture::with_main(&main).await;
+    write_private(&f.path("notify-secret"), SECRET);
+    let today = tripletex_sync::clock::oslo_date(f.now());
+    let expires = today.checked_add(jiff::Span::new().days(5)).unwrap();
+    f.sim.set_consumer_token_expiry(
+        tripletex_sync_fixture::daemon::FIXTURE_CONSUMER,
+        Some(expires),
+    );
+    f.add_shop("fine", 501, "");
+    f.add_shop("other", 502, "");
+    let env = f.env();
+    let metrics = env.metrics.clone();
+    let d = f.start_daemon_in(env, tracing::Span::none());
+    let told = poll::until_some("consumer_token.expiring told", || {
+        distinct(&receiver.received())
+            .into_iter()
+            .find(|m| m["type"] == "consumer_token.expiring")
+    })
+    .await;
+    let expires_at = tripletex_sync::clock::oslo_midnight(expires);
+    assert_eq!(told["data"]["days_left"], 5);
+    assert_eq!(told["data"]["expires_at"], expires_at.to_string());
+    assert_signed_and_valid(
+        receiver
+            .received()
+            .iter()
+            .find(|h| h.body["type"] == "consumer_token.expiring")
+            .unwrap(),
+        &schema(),
+    );
+    let series = format!(
+        "tripletex_sync_consumer_token_expiry_timestamp_seconds {}",
+        expires_at.as_second()
+    );
+    assert!(metrics.prometheus_text().contains(&series), "{series}");
+    // Both shops pass again: the expiry is not read again the same day.
+    d.control.send(Control::PassNow);
+    poll::until("both shops passed twice", || {
+        let customers = f
+            .sim
+            .request_log()
+            .iter()
+            .filter(|r| r.path == "/v2/customer")
+            .count();
+        customers >= 4
+    })
+    .await;
+    let reads = f
+        .sim
+        .request_log()
+        .iter()
+        .filter(|r| r.path == "/v2/token/consumer/byToken")
+        .count();
+    assert_eq!(reads, 1);
+    f.stop_daemon(d.cancel, d.task).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_consumer_token_is_told_once_beside_the_shops_first_verdicts() {
+    let receiver = Receiver::start().await;
+    let main = format!(
+        "{MAIN}\n[notify]\nurl = \"{}\"\nsecret_file = \"notify-secret\"\n",
+        receiver.url("/hook")
+    );
+    let f = Fixture::with_main(&main).await;
+    write_private(&f.path("notify-secret"), SECRET);
+    write_private(
+        &f.path("consumer-token"),
+        "a-consumer-token-tripletex-never-issued",
+    );
+    f.add_shop("fine", 501, "");
+    f.add_shop("other", 502, "");
+    let d = f.start_daemon_in(f.env(), tracing::Span::none());
+    poll::until("the rejection and both shops' first verdicts told", || {
+        distinct(&receiver.received()).len() >= 5 && d.store.outbox_pending_count() == 0
+    })
+    .await;
+    let messages: Vec<Value> = distinct(&receiver.received());
+    let rejected: Vec<&Value> = messages
+        .iter()
+        .filter(|m| m["type"] == "consumer_token.rejected")
+        .collect();
+    assert_eq!(rejected.len(), 1, "{messages:#?}");
+    assert!(
+        rejected[0]["data"]["remedy"]
+            .as_str()
+            .unwrap()
+            .contains("consumer_token")
+    );
+    assert!(
+        !serde_json::to_string(&messages)
+            .unwrap()
+            .contains("never-issued")
+    );
+    d.control.send(Control::PassNow);
+    poll::until("both shops passed again", || {
+        f.sim
+            .request_log()
+            .iter()
+            .filter(|r| r.path == "/v2/token/session/:create")
+            .count()
+            >= 4
+    })
+    .await;
+    f.stop_daemon(d.cancel, d.task).await;
+    let again = distinct(&receiver.received())
+        .iter()
+        .filter(|m| m["type"] == "consumer_token.rejected")
+        .count();
+    assert_eq!(again, 1, "told once while it stays rejected");
+}

@@ -23,6 +23,7 @@
 //! fails with [`DaemonError::StoreRestart`], for an exit that systemd restarts (`recover`).
 
 mod ask;
+mod consumer;
 pub mod control;
 mod driver;
 pub mod oneshot;

@@ -29,8 +29,8 @@ use crate::checks::CheckKind;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::metrics::{CheckState, Metrics};
-use crate::notify::Backlog;
-use crate::pass::PassReport;
+use crate::notify::{self, Backlog, Message};
+use crate::pass::{PassReport, PassSettings};
 use crate::status::StatusReport;
 use crate::status::{PushStatus, ShopStatus};
 use crate::store::{SessionState, Store};
@@ -226,14 +226,31 @@ impl Writer {
         }
     }
 
+    /// Tells the platform (with `[notify]` on) that the consumer token was rejected.
+    async fn notify_consumer_rejected(&self) {
+        let queueing = PassSettings::new(&self.config.read().expect("config lock")).notify;
+        let Some(queueing) = queueing else {
+            return;
+        };
+        let mut batch = self.store.batch();
+        let message = Message::consumer_token_rejected(CONSUMER_REMEDY, self.clock.now());
+        // A store that cannot write says so itself (store.broken).
+        if notify::queue(&self.store, &mut batch, message, queueing).is_ok() {
+            let _ = self.store.commit(batch).await;
+        }
+    }
+
     /// Writes status.json and systemd's STATUS= line; returns when the next write may start.
     async fn write(&mut self, backlog: &watch::Receiver<Option<Backlog>>) -> Instant {
         let consumer = std::mem::take(&mut self.consumer);
-        consumer_rejected(
+        let newly_rejected = consumer_rejected(
             consumer.rejected,
             consumer.live,
             &mut self.consumer_reported,
         );
+        if newly_rejected {
+            self.notify_consumer_rejected().await;
+        }
         let started = Instant::now();
         let now = self.clock.now();
         let failing = self.store.failing();
@@ -348,18 +365,24 @@ pub(super) fn consumer_rejection(reports: &[PassReport], reported: &mut bool) {
     consumer_rejected(rejected, live, reported);
 }
 
+/// What to do about a rejected consumer token.
+const CONSUMER_REMEDY: &str = "Tripletex rejected the integration's consumer token: a deployment problem, not the shops' keys; check tripletex.consumer_token_* and base_url";
+
 /// `rejected` passes met a rejected consumer token; `live` if any of them held a session.
-fn consumer_rejected(rejected: usize, live: bool, reported: &mut bool) {
+/// Whether this is news (logged now).
+fn consumer_rejected(rejected: usize, live: bool, reported: &mut bool) -> bool {
     if rejected > 0 && !*reported {
         tracing::error!(
             event = "consumer_token.rejected",
             shops = rejected,
-            "Tripletex rejected the consumer token: a deployment problem, not the shops' keys; check tripletex.consumer_token_* and base_url"
+            "{CONSUMER_REMEDY}"
         );
         *reported = true;
+        return true;
     } else if rejected == 0 && live {
         *reported = false;
     }
+    false
 }
 
 pub(super) fn notify_reloading() {

@@ -29,6 +29,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use super::consumer;
 use super::driver::{CLOSE_WITHIN, Driver, Ran};
 use super::push::{self, AfterCallback, UnusableLog};
 use super::report::Update;
@@ -54,6 +55,8 @@ pub(super) struct Scheduler {
     heartbeat: Arc<Heartbeat>,
     /// The shops' webhook subscriptions, for the receiver (see `push::reconcile`).
     subscribed: Subscribed,
+    /// The consumer token's expiry, read by one shop a day (see `consumer`).
+    consumer: Arc<consumer::Watch>,
 }
 
 struct ShopTask {
@@ -91,6 +94,7 @@ struct ShopLoop {
     push: PushStatus,
     unusable: UnusableLog,
     subscribed: Subscribed,
+    consumer: Arc<consumer::Watch>,
 }
 
 /// Callbacks a shop task may have waiting; more (a burst during a long pass) are dropped, and
@@ -122,6 +126,7 @@ impl Scheduler {
             tasks: HashMap::new(),
             heartbeat: Arc::default(),
             subscribed,
+            consumer: Arc::default(),
         }
     }
 
@@ -180,6 +185,7 @@ impl Scheduler {
             push: PushStatus::default(),
             unusable: UnusableLog::default(),
             subscribed: self.subscribed.clone(),
+            consumer: self.consumer.clone(),
         };
         let handle = tokio::spawn(task.run().instrument(span));
         let name = shop.name.clone();
@@ -244,6 +250,8 @@ impl Scheduler {
         if rebuild {
             self.gate = Arc::new(Semaphore::new(world.config.rate_limit.max_concurrent_shops));
             self.world = Arc::new(world);
+            // The consumer token may be another now: read its expiry again.
+            self.consumer = Arc::default();
         }
         let mut old = std::mem::take(&mut self.tasks);
         let mut to_start = Vec::new();
@@ -443,7 +451,9 @@ impl ShopLoop {
             pass_no += 1;
             let wait = match d.run_pass(&mut client, pass_no).await {
                 Ran::Recorded(report) => {
+                    let session = report.session.state;
                     let _ = self.reports.send(Update::Pass(report));
+                    self.consumer.after_pass(d, &client, session).await;
                     failures = 0;
                     let push = push::reconcile(d, &client, &self.subscribed).await;
                     if d.world.keys.is_some() && push != self.push.active {

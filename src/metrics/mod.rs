@@ -15,6 +15,7 @@
 //! same at 10 000 shops as at one.
 
 mod exposition;
+mod integration;
 mod notify;
 mod server;
 
@@ -179,6 +180,7 @@ pub struct Metrics {
     reloads: Family<ResultLabels, Counter>,
     webhooks_refused: Family<StatusLabels, Counter>,
     notify: notify::NotifyMetrics,
+    integration: integration::IntegrationMetrics,
 }
 
 impl Default for Metrics {
@@ -294,6 +296,7 @@ impl Metrics {
                 "Webhook callbacks refused, by the status answered",
             ),
             notify: notify::NotifyMetrics::register(&mut r),
+            integration: integration::IntegrationMetrics::register(&mut r),
             registry: r,
         }
     }

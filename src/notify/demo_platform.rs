@@ -37,11 +37,17 @@ struct Seen {
     delivered: bool,
 }
 
+/// The messages, by `webhook-id`, and those ids in order of first arrival.
+#[derive(Default)]
+struct Book {
+    order: Vec<String>,
+    by_id: BTreeMap<String, Seen>,
+}
+
 /// A running demo platform.
 pub struct DemoPlatform {
     pub url: String,
-    /// By `webhook-id`, in order of first arrival.
-    seen: Arc<Mutex<(Vec<String>, BTreeMap<String, Seen>)>>,
+    seen: Arc<Mutex<Book>>,
 }
 
 impl DemoPlatform {
@@ -53,7 +59,7 @@ impl DemoPlatform {
         );
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let url = format!("http://{}/hooks/tripletex-sync", listener.local_addr()?);
-        let seen: Arc<Mutex<(Vec<String>, BTreeMap<String, Seen>)>> = Arc::default();
+        let seen: Arc<Mutex<Book>> = Arc::default();
         let shared = seen.clone();
         let connections = cancel.clone();
         tokio::spawn(http_accept::accept_loop(
@@ -79,12 +85,11 @@ impl DemoPlatform {
     /// `notified: check.verdict kaffebrenneriet customer_numbers conflict (signed, delivered
     /// after 1 retry)`, one line per message, in order of arrival.
     pub fn lines(&self) -> Vec<String> {
-        let seen = self.seen.lock().expect("demo platform lock");
-        let (order, by_id) = &*seen;
-        order
+        let book = self.seen.lock().expect("demo platform lock");
+        book.order
             .iter()
             .map(|id| {
-                let s = &by_id[id];
+                let s = &book.by_id[id];
                 let signed = if s.signed { "signed" } else { "BAD SIGNATURE" };
                 let fate = match (s.delivered, s.retries) {
                     (false, _) => "not delivered yet".to_owned(),
@@ -101,7 +106,7 @@ impl DemoPlatform {
 /// Reads one message, verifies it and answers: 503 to the very first request, else 204.
 async fn take(
     request: Request<hyper::body::Incoming>,
-    seen: &Mutex<(Vec<String>, BTreeMap<String, Seen>)>,
+    seen: &Mutex<Book>,
     verifier: &standardwebhooks::Webhook,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
@@ -117,9 +122,9 @@ async fn take(
         .unwrap_or_default()
         .to_owned();
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    let mut seen = seen.lock().expect("demo platform lock");
-    let first_request = seen.0.is_empty();
-    let (order, by_id) = &mut *seen;
+    let mut book = seen.lock().expect("demo platform lock");
+    let first_request = book.order.is_empty();
+    let Book { order, by_id } = &mut *book;
     let entry = by_id.entry(id.clone()).or_insert_with(|| {
         order.push(id);
         Seen {

@@ -52,6 +52,11 @@ pub enum Fetched<T> {
 }
 
 impl ShopClient {
+    /// The consumer token this client mints with (for `consumer.rs`'s one request).
+    pub(super) fn consumer_token(&self) -> &SecretString {
+        &self.pipeline.api.consumer_token
+    }
+
     pub fn name(&self) -> &str {
         &self.pipeline.name
     }

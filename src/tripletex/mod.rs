@@ -17,6 +17,7 @@
 mod body;
 mod breaker;
 mod client;
+mod consumer;
 mod error;
 pub mod model;
 pub mod observer;

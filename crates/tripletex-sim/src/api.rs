@@ -65,6 +65,7 @@ impl From<ApiError> for Reply {
 pub(crate) enum Route {
     CreateSession { legacy: bool },
     WhoAmI,
+    ConsumerToken,
     DeleteSession(String),
     Customers,
     Invoices,
@@ -80,6 +81,7 @@ impl Route {
             (&Method::POST, "/token/session/:create") => Route::CreateSession { legacy: false },
             (&Method::PUT, "/token/session/:create") => Route::CreateSession { legacy: true },
             (&Method::GET, "/token/session/>whoAmI") => Route::WhoAmI,
+            (&Method::GET, "/token/consumer/byToken") => Route::ConsumerToken,
             (&Method::GET, "/customer") => Route::Customers,
             (&Method::GET, "/invoice") => Route::Invoices,
             (&Method::DELETE, _) => {
@@ -132,6 +134,8 @@ pub(crate) fn handle(world: &mut World, route: &Route, request: &Request, now: T
         Route::CreateSession { legacy } => session::create(world, request, *legacy),
         Route::WhoAmI => session::authenticate(world, request, now)
             .and_then(|caller| session::who_am_i(world, &caller, request)),
+        Route::ConsumerToken => session::authenticate(world, request, now)
+            .and_then(|_| session::consumer_token(world, request)),
         Route::DeleteSession(token) => session::authenticate(world, request, now)
             .and_then(|caller| session::delete(world, &caller, token)),
         Route::Customers => session::authenticate(world, request, now)

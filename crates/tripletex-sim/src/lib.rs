@@ -132,6 +132,8 @@ impl Simulator {
         }
         for token in &scenario.consumer_tokens {
             sim.add_consumer_token(token);
+            let expires = scenario.consumer_token_expires.map(|d| d.resolve(today));
+            sim.set_consumer_token_expiry(token, expires);
         }
         for company in &scenario.companies {
             sim.add_company(company.id, &company.name, company.integrations);
@@ -169,6 +171,15 @@ impl Simulator {
 
     pub fn add_consumer_token(&self, token: &str) {
         self.lock().add_consumer(token);
+    }
+
+    /// When `token` expires, as `GET /token/consumer/byToken` says (`None`: never).
+    pub fn set_consumer_token_expiry(&self, token: &str, expires: Option<Date>) {
+        let mut world = self.lock();
+        match expires {
+            Some(date) => world.consumer_expiry.insert(token.to_owned(), date),
+            None => world.consumer_expiry.remove(token),
+        };
     }
 
     pub fn add_company(&self, company_id: i64, name: &str, integrations_enabled: bool) {

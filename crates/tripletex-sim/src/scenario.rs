@@ -36,6 +36,10 @@ pub struct Scenario {
     /// Consumer tokens the simulator accepts.
     #[serde(default)]
     pub consumer_tokens: Vec<String>,
+    /// When they expire (`GET /token/consumer/byToken`'s `expirationDate`): a date, "-Nd" or
+    /// "+Nd" (days from the simulator's today); none by default.
+    #[serde(default)]
+    pub consumer_token_expires: Option<ScenarioDate>,
     /// Defaults to 100 requests per 10 s.
     #[serde(default)]
     pub rate_limit: Option<RateLimitSpec>,
@@ -115,12 +119,14 @@ fn one_per_day() -> u32 {
     1
 }
 
-/// `"2026-01-05"` or `"-400d"` (400 days before today in Oslo by the simulator's clock).
+/// `"2026-01-05"`, `"-400d"` (400 days before today in Oslo by the simulator's clock) or
+/// `"+30d"` (30 days after).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub enum ScenarioDate {
     On(Date),
     DaysAgo(u32),
+    DaysAhead(u32),
 }
 
 impl TryFrom<String> for ScenarioDate {
@@ -134,9 +140,15 @@ impl TryFrom<String> for ScenarioDate {
                 .map(ScenarioDate::DaysAgo)
                 .map_err(|_| format!("bad relative date {text:?}: expected like \"-400d\""));
         }
-        text.parse()
-            .map(ScenarioDate::On)
-            .map_err(|_| format!("bad date {text:?}: expected YYYY-MM-DD or like \"-400d\""))
+        if let Some(days) = text.strip_prefix('+').and_then(|t| t.strip_suffix('d')) {
+            return days
+                .parse()
+                .map(ScenarioDate::DaysAhead)
+                .map_err(|_| format!("bad relative date {text:?}: expected like \"+30d\""));
+        }
+        text.parse().map(ScenarioDate::On).map_err(|_| {
+            format!("bad date {text:?}: expected YYYY-MM-DD, or like \"-400d\" or \"+30d\"")
+        })
     }
 }
 
@@ -147,6 +159,9 @@ impl ScenarioDate {
             ScenarioDate::DaysAgo(days) => today
                 .checked_sub(jiff::Span::new().days(i64::from(days)))
                 .unwrap_or(Date::MIN),
+            ScenarioDate::DaysAhead(days) => today
+                .checked_add(jiff::Span::new().days(i64::from(days)))
+                .unwrap_or(Date::MAX),
         }
     }
 }

@@ -217,6 +217,27 @@ pub(crate) fn who_am_i(
     Ok(Reply::Json(200, json!({"value": fields.apply(&info)})))
 }
 
+/// `GET /token/consumer/byToken?token=`: the consumer token's record, with its
+/// `expirationDate` (null when it does not expire); an unknown token is not found.
+pub(crate) fn consumer_token(world: &World, request: &Request) -> Result<Reply, ApiError> {
+    let token = request
+        .param("token")
+        .ok_or_else(|| ApiError::missing("token"))?;
+    let id = *world.consumers.get(token).ok_or_else(ApiError::not_found)?;
+    let expires = world.consumer_expiry.get(token).map(|d| d.to_string());
+    let record = json!({
+        "id": id,
+        "version": 0,
+        "url": format!("{URL_BASE}/token/consumer/{id}"),
+        "apiConsumer": {"id": id, "url": format!("{URL_BASE}/token/consumer/{id}")},
+        "token": token,
+        "expirationDate": expires,
+    });
+    let fields = Selection::parse(request.param("fields"))?;
+    fields.validate(&record)?;
+    Ok(Reply::Json(200, json!({"value": fields.apply(&record)})))
+}
+
 /// Deletes `token` if it is a session of the caller's company (deleting another company's
 /// session would be a cross-tenant hole, so that looks like "not found").
 pub(crate) fn delete(world: &mut World, caller: &Caller, token: &str) -> Result<Reply, ApiError> {

@@ -69,6 +69,8 @@ pub(crate) struct World {
     next_id: i64,
     /// Consumer token → its id.
     pub(crate) consumers: HashMap<String, i64>,
+    /// Consumer token → the date it expires (none: it does not).
+    pub(crate) consumer_expiry: HashMap<String, Date>,
     pub(crate) companies: BTreeMap<i64, Company>,
     pub(crate) employees: HashMap<String, EmployeeToken>,
     /// Session token → session.
@@ -89,6 +91,7 @@ impl World {
         Self {
             next_id: 1,
             consumers: HashMap::new(),
+            consumer_expiry: HashMap::new(),
             companies: BTreeMap::new(),
             employees: HashMap::new(),
             sessions: HashMap::new(),
