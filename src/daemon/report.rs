@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::view::StatusView;
+use super::view::{SharedView, StatusView};
 use crate::checks::CheckKind;
 use crate::clock::SharedClock;
 use crate::config::Config;
@@ -60,6 +60,7 @@ pub(super) enum Update {
 
 /// Runs until every update sender is gone, then writes the file a last time.
 pub(super) async fn status_writer(
+    view: SharedView,
     store: Arc<Store>,
     config: Arc<RwLock<Config>>,
     clock: SharedClock,
@@ -72,7 +73,7 @@ pub(super) async fn status_writer(
         config,
         clock,
         metrics,
-        view: None,
+        view,
         push: HashMap::new(),
         consumer: Rejections::default(),
         consumer_reported: false,
@@ -139,8 +140,9 @@ struct Writer {
     config: Arc<RwLock<Config>>,
     clock: SharedClock,
     metrics: Arc<Metrics>,
-    /// `None` when it could not be read from the store (retried at the next write).
-    view: Option<StatusView>,
+    /// `None` when it could not be read from the store (retried at the next write); the status
+    /// page reads it too.
+    view: SharedView,
     /// Each shop's push state, from its task (status.json shows it, the store does not keep it).
     push: HashMap<String, PushStatus>,
     consumer: Rejections,
@@ -182,13 +184,15 @@ impl Writer {
         let (metrics, push) = (&self.metrics, &self.push);
         let on = config.webhooks.is_some();
         let quiet = &mut self.quiet;
-        self.view = StatusView::build(&self.store, &config, |s| observe(metrics, push, on, s))
+        // Built before the lock is taken: the page keeps showing the old view meanwhile.
+        let built = StatusView::build(&self.store, &config, |s| observe(metrics, push, on, s))
             .inspect_err(|e| {
                 if let Some(left_out) = quiet.due() {
                     tracing::warn!(event = "status.write_failed", error = %e, left_out, "status not collected");
                 }
             })
             .ok();
+        *self.view.write().expect("status view lock") = built;
     }
 
     /// Takes in one recorded pass; true when status.json is now stale (or a consumer-token
@@ -202,7 +206,8 @@ impl Writer {
 
     /// Re-reads one shop's entry; true when status.json is now stale.
     fn refresh(&mut self, shop: &str) -> bool {
-        let Some(view) = self.view.as_mut() else {
+        let mut view = self.view.write().expect("status view lock");
+        let Some(view) = view.as_mut() else {
             return true;
         };
         let config = self.config.read().expect("config lock");
@@ -233,7 +238,7 @@ impl Writer {
         let now = self.clock.now();
         let failing = self.store.failing();
         self.failing_since = failing.as_ref().map(|_| self.failing_since.unwrap_or(now));
-        if self.view.is_none() {
+        if self.view.read().expect("status view lock").is_none() {
             self.rebuild();
         }
         let failing = failing.as_deref().zip(self.failing_since);
@@ -249,12 +254,20 @@ impl Writer {
             Some((error, _)) => format!("state store failing: {error}"),
             None => String::new(),
         };
-        if let Some(view) = &self.view {
-            let snapshot = view.snapshot(now, failing);
-            summary = match failing {
-                Some(_) => format!("{summary}; last recorded {}", view.summary_line()),
-                None => view.summary_line(),
-            };
+        let snapshot = self
+            .view
+            .write()
+            .expect("status view lock")
+            .as_mut()
+            .map(|view| {
+                let snapshot = view.snapshot(now, failing);
+                summary = match failing {
+                    Some(_) => format!("{summary}; last recorded {}", view.summary_line()),
+                    None => view.summary_line(),
+                };
+                snapshot
+            });
+        if let Some(snapshot) = snapshot {
             // Rendered here, written with status.json: both are views of the same passes.
             let metrics = self.metrics.prometheus_text();
             let last = last_resort.take();

@@ -1,35 +1,48 @@
 //! The daemon's in-memory picture of status.json: each configured shop's entry, already
-//! serialised, in config order.
+//! serialised, in config order, in a [`Board`] that the status page renders from too.
 //!
 //! Invariants: a pass costs one shop's worth of work (three store reads and one serialisation of
 //! that shop), whatever the number of shops; writing the file joins the cached fragments and
 //! never reads the store; the file is the `StatusReport` shape, one shop per line; only a
-//! reload rebuilds the whole view from the store.
+//! reload rebuilds the whole view from the store (and then reads each check's newest
+//! [`POINTS`] history points for the page's charts, never the whole history).
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use jiff::Timestamp;
 
-use crate::checks::Verdict;
-use crate::config::Config;
-use crate::status::{ShopStatus, write_atomically};
+use crate::checks::{PerKind, Verdict};
+use crate::clock::SharedClock;
+use crate::config::{Config, ShopConfig};
+use crate::metrics::Pages;
+use crate::page::{Board, POINTS, Tile};
+use crate::status::{ShopStatus, View, stale_after, write_atomically, write_document};
 use crate::store::{Store, StoreError};
 
-pub(super) struct StatusView {
-    /// "i/n" of this instance (config `shard`), named in the file like `StatusReport` does.
-    shard: Option<String>,
-    shops: Vec<Entry>,
-    /// Shop name → position in `shops` (and in the config it was built from).
-    index: HashMap<String, usize>,
+/// The view, shared by the status writer (which updates it) and the status page (which reads
+/// it); `None` until it could be read from the store.
+pub(super) type SharedView = Arc<RwLock<Option<StatusView>>>;
+
+/// The status page, rendered from `view` at the clock's time, staleness judged by the running
+/// config's intervals (as `status` judges it).
+pub(super) fn pages(view: SharedView, config: Arc<RwLock<Config>>, clock: SharedClock) -> Pages {
+    Arc::new(move |uri| {
+        let stale_after = stale_after(&config.read().expect("config lock"));
+        let judged = View {
+            now: clock.now(),
+            stale_after,
+            width: 0,
+            problems_only: false,
+        };
+        let view = view.read().expect("status view lock");
+        crate::page::respond(view.as_ref().map(StatusView::board), &judged, uri)
+    })
 }
 
-struct Entry {
-    /// The shop's worst verdict, or `None` when the shop is disabled (not counted).
-    worst: Option<Verdict>,
-    json: Arc<str>,
+pub(super) struct StatusView {
+    board: Board,
 }
 
 /// What one write needs, detached from the view so the write can run off the async workers.
@@ -48,27 +61,25 @@ impl StatusView {
         config: &Config,
         mut observe: impl FnMut(&mut ShopStatus),
     ) -> Result<Self, StoreError> {
-        let shops = config
+        let tiles = config
             .shops
             .iter()
             .map(|shop| {
-                ShopStatus::collect(Some(store), shop).map(|mut s| {
-                    observe(&mut s);
-                    Entry::of(&s)
-                })
+                let mut status = ShopStatus::collect(Some(store), shop)?;
+                observe(&mut status);
+                let history =
+                    PerKind::try_from_fn(|kind| store.recent_history(&shop.name, kind, POINTS))?;
+                Ok(Tile::new(&status, shop.checks.clone(), history))
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        let index = config
-            .shops
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.name.clone(), i))
-            .collect();
+            .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Self {
-            shard: config.shard.map(|s| s.to_string()),
-            shops,
-            index,
+            board: Board::new(config.shard.map(|s| s.to_string()), tiles),
         })
+    }
+
+    /// What the status page renders from.
+    pub fn board(&self) -> &Board {
+        &self.board
     }
 
     /// Re-reads `shop` after its pass was recorded; false when nothing in its entry changed.
@@ -81,46 +92,32 @@ impl StatusView {
         shop: &str,
         observe: impl FnOnce(&mut ShopStatus),
     ) -> Result<bool, StoreError> {
-        let Some(&i) = self.index.get(shop) else {
+        let Some(i) = self.board.position(shop) else {
             return Ok(false);
         };
-        let Some(shop) = config.shops.get(i).filter(|s| s.name == shop) else {
+        let Some(shop): Option<&ShopConfig> = config.shops.get(i).filter(|s| s.name == shop) else {
             return Ok(false);
         };
         let mut status = ShopStatus::collect(Some(store), shop)?;
         observe(&mut status);
-        let entry = Entry::of(&status);
-        let changed = entry.json != self.shops[i].json;
-        self.shops[i] = entry;
-        Ok(changed)
+        Ok(self.board.tile_mut(i).update(&status, shop.checks.clone()))
     }
 
     /// The file as of `generated_at`; while the store fails (`failing`: why, and since when),
-    /// every enabled check shows `error` with that reason instead of its last recorded verdict.
+    /// every enabled check shows `error` with that reason instead of its last recorded verdict
+    /// (and the page says so too).
     pub fn snapshot(
-        &self,
+        &mut self,
         generated_at: Timestamp,
         failing: Option<(&str, Timestamp)>,
     ) -> Snapshot {
-        let shops = match failing {
-            None => self.shops.iter().map(|e| e.json.clone()).collect(),
-            // Re-serialised only while failing, which is rare and rate-limited like every write.
-            Some((error, since)) => self
-                .shops
-                .iter()
-                .map(|e| {
-                    let mut status: ShopStatus =
-                        serde_json::from_str(&e.json).expect("the view holds status JSON");
-                    status.store_failing(error, generated_at, since);
-                    Entry::of(&status).json
-                })
-                .collect(),
-        };
+        self.board
+            .set_failing(failing.map(|(e, since)| (e.to_owned(), since)));
         Snapshot {
             generated_at,
-            shard: self.shard.clone(),
+            shard: self.board.shard().map(str::to_owned),
             store_error: failing.map(|(error, _)| error.to_owned()),
-            shops,
+            shops: self.board.entries(generated_at),
         }
     }
 
@@ -128,13 +125,13 @@ impl StatusView {
     /// check), for systemd's STATUS= line.
     pub fn summary_line(&self) -> String {
         let mut counts: HashMap<Verdict, usize> = HashMap::new();
-        for worst in self.shops.iter().filter_map(|e| e.worst) {
+        for worst in self.board.tiles().iter().filter_map(|t| t.glance().worst()) {
             *counts.entry(worst).or_default() += 1;
         }
         let part = |v: Verdict| format!("{} {}", counts.get(&v).copied().unwrap_or(0), v.as_str());
         format!(
             "{} shops: {}, {}, {}, {}",
-            self.shops.len(),
+            self.board.tiles().len(),
             part(Verdict::Ok),
             part(Verdict::Warn),
             part(Verdict::Conflict),
@@ -143,38 +140,17 @@ impl StatusView {
     }
 }
 
-impl Entry {
-    fn of(status: &ShopStatus) -> Self {
-        Self {
-            worst: status.enabled.then(|| status.worst()),
-            json: serde_json::to_string(status)
-                .expect("status serializes")
-                .into(),
-        }
-    }
-}
-
 impl Snapshot {
     /// Replaces `STATE_DIR/status.json` (blocking: file I/O and fsync).
     pub fn write(&self, state_dir: &Path) -> std::io::Result<()> {
         write_atomically(state_dir, |out| {
-            // The same document `StatusReport` serialises, one shop per line.
-            let head = serde_json::to_string(&self.generated_at).map_err(std::io::Error::other)?;
-            write!(out, "{{\"generated_at\":{head},")?;
-            if let Some(shard) = &self.shard {
-                let shard = serde_json::to_string(shard).map_err(std::io::Error::other)?;
-                write!(out, "\"shard\":{shard},")?;
-            }
-            if let Some(error) = &self.store_error {
-                let error = serde_json::to_string(error).map_err(std::io::Error::other)?;
-                write!(out, "\"store_error\":{error},")?;
-            }
-            out.write_all(b"\"shops\":[")?;
-            for (i, shop) in self.shops.iter().enumerate() {
-                out.write_all(if i == 0 { b"\n" } else { b",\n" })?;
-                out.write_all(shop.as_bytes())?;
-            }
-            out.write_all(b"\n]}\n")
+            write_document(
+                out,
+                self.generated_at,
+                self.shard.as_deref(),
+                self.store_error.as_deref(),
+                self.shops.iter().map(|s| &**s),
+            )
         })
     }
 }
