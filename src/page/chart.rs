@@ -132,6 +132,15 @@ pub fn svg(
     }
     line(&mut out, "tripletex", "#6a1b9a", &tripletex, &x, &y);
     line(&mut out, "shop", "#2e7d32", &shop, &x, &y);
+    if let Some(&(at, n)) = shop.last() {
+        // The current highest, readable however far below the line it is.
+        let _ = write!(
+            out,
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\" fill=\"#2e7d32\">{n}</text>",
+            x(at) - 4.0,
+            y(f64::from(n)) - 6.0
+        );
+    }
     out.push_str("</svg>");
     Some(out)
 }

@@ -45,7 +45,8 @@ pub fn shell(title: &str, body: &str) -> String {
     let mut out = String::with_capacity(body.len() + STYLE.len() + 400);
     out.push_str("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
     out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
-    out.push_str("<meta name=\"referrer\" content=\"no-referrer\"><title>");
+    // An empty icon: else the browser asks for /favicon.ico (a 404 in its console).
+    out.push_str("<meta name=\"referrer\" content=\"no-referrer\"><link rel=\"icon\" href=\"data:,\"><title>");
     text(&mut out, title);
     out.push_str("</title><style>");
     out.push_str(STYLE);

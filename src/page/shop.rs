@@ -57,9 +57,13 @@ pub fn render(tile: &Tile, view: &View) -> String {
     for kind in CheckKind::ALL {
         let check = status.checks.get(kind);
         let _ = write!(out, "<h2>{}</h2>\n<p>", kind.as_str());
-        html::attention(&mut out, tile.glance().attention(kind, view));
-        out.push(' ');
         html::verdict(&mut out, check.verdict);
+        let attention = tile.glance().attention(kind, view);
+        if attention.label() != check.verdict.as_str() {
+            // Stale, key rejected, disabled: what the verdict alone does not say.
+            out.push(' ');
+            html::attention(&mut out, attention);
+        }
         if let Some(since) = check.since {
             let _ = write!(out, " since {since}");
         }
