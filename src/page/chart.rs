@@ -1,6 +1,7 @@
 //! One check kind's headroom chart as inline SVG: the shop's highest number over the points of
-//! its [`Trail`], the `tripletex_start` line, the forecast line to where the shop's run reaches
-//! it, and Tripletex's own series where seen.
+//! its trail (`trail.rs`), the `tripletex_start` line, the forecast line to where the shop's run reaches
+//! it, and Tripletex's own series where seen (above `tripletex_start`, and, in a conflict, its
+//! runs inside the shop's range as dots at the newest point).
 //!
 //! Invariants: the SVG is self-contained (no styles, scripts or links: presentation attributes
 //! only, so the page's CSP allows it); the shop's line is one `<polyline class="shop">` with one
@@ -43,6 +44,12 @@ pub fn svg(
     {
         tripletex.push((last, run.last));
     }
+    // Tripletex's series inside the shop's range (a conflict), as of now.
+    let foreign: Vec<(i64, u32)> = evidence
+        .into_iter()
+        .flat_map(|e| &e.foreign_runs_in_shop_range)
+        .map(|r| (last, r.last))
+        .collect();
     let start = range.map(|r| r.tripletex_start);
     let first = points.first().map(Point::second).unwrap_or(last);
     let forecast = evidence
@@ -62,6 +69,7 @@ pub fn svg(
     let numbers = shop
         .iter()
         .chain(&tripletex)
+        .chain(&foreign)
         .map(|&(_, n)| n)
         .chain(start)
         .chain(range.map(|r| r.shop_start));
@@ -131,6 +139,17 @@ pub fn svg(
         );
     }
     line(&mut out, "tripletex", "#6a1b9a", &tripletex, &x, &y);
+    for &(at, n) in &foreign {
+        let _ = write!(
+            out,
+            "<circle class=\"foreign\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"#6a1b9a\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" fill=\"#6a1b9a\">{n}</text>",
+            x(at),
+            y(f64::from(n)),
+            x(at) + 6.0,
+            y(f64::from(n)) + 4.0
+        );
+    }
     line(&mut out, "shop", "#2e7d32", &shop, &x, &y);
     if let Some(&(at, n)) = shop.last() {
         // The current highest, readable however far below the line it is.

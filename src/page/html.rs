@@ -103,6 +103,11 @@ pub fn url_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// A moment as people read it: to the second, in UTC ("2026-12-06 10:00:00 UTC").
+pub fn time(at: jiff::Timestamp) -> String {
+    at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
 /// A verdict badge.
 pub fn verdict(out: &mut String, v: Verdict) {
     let _ = write!(out, "<span class=\"v {0}\">{0}</span>", v.as_str());

@@ -118,7 +118,12 @@ pub fn render(board: &Board, view: &View, query: &Query) -> String {
 
     let mut out = String::with_capacity(64 * 1024);
     out.push_str("<h1>tripletex-sync</h1>\n<p class=\"muted\">");
-    let _ = write!(out, "{} shops, as of {}", board.tiles().len(), view.now);
+    let _ = write!(
+        out,
+        "{} shops, as of {}",
+        board.tiles().len(),
+        html::time(view.now)
+    );
     if let Some(shard) = board.shard() {
         out.push_str(" · shard ");
         html::text(&mut out, shard);
@@ -230,7 +235,11 @@ fn row(out: &mut String, tile: &super::board::Tile, view: &View, attention: Atte
         if a == Attention::Stale
             && let Some(at) = check.checked_at
         {
-            let _ = write!(out, " <strong>(not checked since {at})</strong>");
+            let _ = write!(
+                out,
+                " <strong>(not checked since {})</strong>",
+                html::time(at)
+            );
         }
         if a.is_problem()
             && let Some(fix) = &check.fix

@@ -27,7 +27,7 @@ pub fn render(tile: &Tile, view: &View) -> String {
     let s = &status.session;
     let _ = write!(out, "</p>\n<h2>Session</h2>\n<p>state {}", s.state.as_str());
     if let Some(expires) = s.expires_at {
-        let _ = write!(out, " · expires {expires}");
+        let _ = write!(out, " · expires {}", html::time(expires));
     }
     if let Some(company) = s.company_id {
         let _ = write!(out, " · company {company}");
@@ -47,7 +47,7 @@ pub fn render(tile: &Tile, view: &View) -> String {
             });
             match p.last_callback_at {
                 Some(at) => {
-                    let _ = write!(out, " · last callback {at}");
+                    let _ = write!(out, " · last callback {}", html::time(at));
                 }
                 None => out.push_str(" · no callback yet"),
             }
@@ -65,10 +65,10 @@ pub fn render(tile: &Tile, view: &View) -> String {
             html::attention(&mut out, attention);
         }
         if let Some(since) = check.since {
-            let _ = write!(out, " since {since}");
+            let _ = write!(out, " since {}", html::time(since));
         }
         if let Some(at) = check.checked_at {
-            let _ = write!(out, " · checked {at}");
+            let _ = write!(out, " · checked {}", html::time(at));
         }
         out.push_str("</p>\n<p>");
         html::text(&mut out, &check.summary);
@@ -89,7 +89,7 @@ pub fn render(tile: &Tile, view: &View) -> String {
             out.push_str(
                 "<figcaption class=\"muted\">green: the shop's highest number · red dashes: \
                  tripletex_start · blue dots: the forecast · purple: Tripletex's own series \
-                 (where seen)</figcaption></figure>\n",
+                 where seen (a dot below the red line: inside the shop's range)</figcaption></figure>\n",
             );
         }
         if let Some(e) = evidence {
@@ -103,7 +103,12 @@ pub fn render(tile: &Tile, view: &View) -> String {
     } else {
         out.push_str("<table><tr><th>When</th><th>Check</th><th>Change</th></tr>\n");
         for c in changes {
-            let _ = write!(out, "<tr><td>{}</td><td>{}</td><td>", c.at, c.kind.as_str());
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>",
+                html::time(c.at),
+                c.kind.as_str()
+            );
             match c.from {
                 Some(from) => {
                     html::verdict(&mut out, from);
