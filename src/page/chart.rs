@@ -164,7 +164,9 @@ pub fn svg(
     Some(out)
 }
 
-/// A polyline through `points` (a dot when there is only one).
+/// A polyline through `points`, and a dot when there is only one. The shop's line is drawn
+/// even through one point, so it always has one coordinate pair per point; another series
+/// needs two.
 fn line(
     out: &mut String,
     class: &str,
@@ -181,10 +183,8 @@ fn line(
             y(f64::from(*n))
         );
     }
-    if points.len() < 2 && class != "shop" {
-        return;
-    }
-    if points.is_empty() {
+    let least = if class == "shop" { 1 } else { 2 };
+    if points.len() < least {
         return;
     }
     let _ = write!(

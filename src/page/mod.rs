@@ -8,7 +8,7 @@
 //! JavaScript, loads nothing from outside, sets no cookie, escapes every outside text
 //! (`html`), and is sent with a strict `Content-Security-Policy`, `nosniff`, `no-referrer` and
 //! `no-store`. Nothing on it is a token or a URL with credentials: a board holds shop statuses,
-//! which have neither. The page has no authentication of its own: it is for the operator's
+//! which have no token, and the configuration refuses a base URL with credentials. The page has no authentication of its own: it is for the operator's
 //! loopback or private port (README: an SSH tunnel or a reverse proxy with auth).
 
 mod board;
