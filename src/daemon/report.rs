@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::view::{SharedView, StatusView};
+use super::view::{SharedView, StatusView, write_file};
 use crate::checks::CheckKind;
 use crate::clock::SharedClock;
 use crate::config::Config;
@@ -272,7 +272,7 @@ impl Writer {
             let metrics = self.metrics.prometheus_text();
             let last = last_resort.take();
             let written = tokio::task::spawn_blocking(move || {
-                if let Err(e) = snapshot.write(&state_dir) {
+                if let Err(e) = write_file(&snapshot, &state_dir) {
                     // No room for a new file: the failure in place of the old one.
                     return match last.map(|r| r.overwrite_in_place(&state_dir)) {
                         Some(Ok(true)) => Ok(()),

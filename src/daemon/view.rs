@@ -17,8 +17,8 @@ use crate::checks::{PerKind, Verdict};
 use crate::clock::SharedClock;
 use crate::config::{Config, ShopConfig};
 use crate::metrics::Pages;
-use crate::page::{Board, POINTS, Tile};
-use crate::status::{ShopStatus, View, stale_after, write_atomically, write_document};
+use crate::page::{Board, Document, POINTS, Tile};
+use crate::status::{ShopStatus, View, stale_after, write_atomically};
 use crate::store::{Store, StoreError};
 
 /// The view, shared by the status writer (which updates it) and the status page (which reads
@@ -36,21 +36,17 @@ pub(super) fn pages(view: SharedView, config: Arc<RwLock<Config>>, clock: Shared
             width: 0,
             problems_only: false,
         };
-        let view = view.read().expect("status view lock");
-        crate::page::respond(view.as_ref().map(StatusView::board), &judged, uri)
+        let reply = {
+            let view = view.read().expect("status view lock");
+            crate::page::respond(view.as_ref().map(StatusView::board), &judged, uri)
+        };
+        // status.json is serialised after the lock is let go: the writer never waits for it.
+        reply.map(crate::page::Reply::into_response)
     })
 }
 
 pub(super) struct StatusView {
     board: Board,
-}
-
-/// What one write needs, detached from the view so the write can run off the async workers.
-pub(super) struct Snapshot {
-    generated_at: Timestamp,
-    shard: Option<String>,
-    store_error: Option<String>,
-    shops: Vec<Arc<str>>,
 }
 
 impl StatusView {
@@ -110,15 +106,10 @@ impl StatusView {
         &mut self,
         generated_at: Timestamp,
         failing: Option<(&str, Timestamp)>,
-    ) -> Snapshot {
+    ) -> Document {
         self.board
             .set_failing(failing.map(|(e, since)| (e.to_owned(), since)));
-        Snapshot {
-            generated_at,
-            shard: self.board.shard().map(str::to_owned),
-            store_error: failing.map(|(error, _)| error.to_owned()),
-            shops: self.board.entries(generated_at),
-        }
+        self.board.document(generated_at)
     }
 
     /// "3 shops: 1 ok, 0 warn, 1 conflict, 1 error" (each enabled shop counted by its worst
@@ -140,19 +131,9 @@ impl StatusView {
     }
 }
 
-impl Snapshot {
-    /// Replaces `STATE_DIR/status.json` (blocking: file I/O and fsync).
-    pub fn write(&self, state_dir: &Path) -> std::io::Result<()> {
-        write_atomically(state_dir, |out| {
-            write_document(
-                out,
-                self.generated_at,
-                self.shard.as_deref(),
-                self.store_error.as_deref(),
-                self.shops.iter().map(|s| &**s),
-            )
-        })
-    }
+/// Replaces `STATE_DIR/status.json` with `document` (blocking: file I/O and fsync).
+pub(super) fn write_file(document: &Document, state_dir: &Path) -> std::io::Result<()> {
+    write_atomically(state_dir, |out| document.write_to(out))
 }
 
 #[cfg(test)]
@@ -219,7 +200,7 @@ request_timeout = "30s"
                 .unwrap()
         );
 
-        view.snapshot(at, None).write(store.state_dir()).unwrap();
+        write_file(&view.snapshot(at, None), store.state_dir()).unwrap();
         let written = StatusReport::read(store.state_dir()).unwrap();
         assert_eq!(
             written,
@@ -235,13 +216,11 @@ request_timeout = "30s"
     fn an_empty_view_is_a_status_report_too() {
         let dir = tempfile::tempdir().unwrap();
         let at: Timestamp = "2026-03-10T11:00:00Z".parse().unwrap();
-        let empty = Snapshot {
+        let empty = Document {
             generated_at: at,
-            shard: None,
-            store_error: None,
-            shops: Vec::new(),
+            ..Default::default()
         };
-        empty.write(dir.path()).unwrap();
+        write_file(&empty, dir.path()).unwrap();
         let read = StatusReport::read(dir.path()).unwrap();
         assert_eq!(read.generated_at, at);
         assert!(read.shops.is_empty());

@@ -92,19 +92,38 @@ impl Board {
         }
     }
 
-    /// The `status --json` document as of `at`.
-    pub fn document(&self, at: Timestamp) -> Vec<u8> {
-        let mut out = Vec::new();
-        let entries = self.entries(at);
+    /// The `status --json` document as of `at`: the entries are shared, not copied, so taking
+    /// it is cheap; serialising it ([`Document::write_to`]) needs no board.
+    pub fn document(&self, at: Timestamp) -> Document {
+        Document {
+            generated_at: at,
+            shard: self.shard.clone(),
+            store_error: self.store_error().map(str::to_owned),
+            shops: self.entries(at),
+        }
+    }
+}
+
+/// The `StatusReport` document, detached from the board: what status.json is written from, and
+/// what `/status.json` serves, so neither holds the board while writing.
+#[derive(Debug, Clone, Default)]
+pub struct Document {
+    pub generated_at: Timestamp,
+    pub shard: Option<String>,
+    pub store_error: Option<String>,
+    /// Each shop's entry, already serialised.
+    pub shops: Vec<Arc<str>>,
+}
+
+impl Document {
+    pub fn write_to(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
         write_document(
-            &mut out,
-            at,
-            self.shard(),
-            self.store_error(),
-            entries.iter().map(|e| &**e),
+            out,
+            self.generated_at,
+            self.shard.as_deref(),
+            self.store_error.as_deref(),
+            self.shops.iter().map(|s| &**s),
         )
-        .expect("writing to memory");
-        out
     }
 }
 

@@ -20,7 +20,7 @@ mod shop;
 mod tests;
 mod trail;
 
-pub use board::{Board, CheckGlance, Glance, Tile};
+pub use board::{Board, CheckGlance, Document, Glance, Tile};
 pub use index::{PAGE, Query};
 pub use trail::{CHANGES, Change, POINTS, Point, Trail};
 
@@ -37,10 +37,33 @@ use crate::status::View;
 const HTML: &str = "text/html; charset=utf-8";
 const JSON: &str = "application/json";
 
+/// A page to send. `/status.json` is serialised only by [`Reply::into_response`], so a caller
+/// that holds the board behind a lock lets it go first (at 100 000 shops the document is
+/// ~100 MB).
+pub struct Reply(Ready);
+
+enum Ready {
+    Page(Response<Full<Bytes>>),
+    Document(Document),
+}
+
+impl Reply {
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        match self.0 {
+            Ready::Page(response) => response,
+            Ready::Document(document) => {
+                let mut body = Vec::new();
+                document.write_to(&mut body).expect("writing to memory");
+                reply(StatusCode::OK, JSON, body.into())
+            }
+        }
+    }
+}
+
 /// The page for `uri`, or `None` when the path is not one of the page's (`/metrics` and
 /// `/healthz` are the endpoint's own). `board` is `None` until the daemon has read the store
 /// once; `view` says when the page is rendered and when a check counts as stale.
-pub fn respond(board: Option<&Board>, view: &View, uri: &Uri) -> Option<Response<Full<Bytes>>> {
+pub fn respond(board: Option<&Board>, view: &View, uri: &Uri) -> Option<Reply> {
     let path = uri.path();
     let shop = path.strip_prefix("/shop/");
     if !matches!(path, "/" | "/status.json") && shop.is_none() {
@@ -51,10 +74,11 @@ pub fn respond(board: Option<&Board>, view: &View, uri: &Uri) -> Option<Response
             "tripletex-sync: starting",
             "<h1>tripletex-sync</h1><p>The daemon has not read its state yet; reload in a moment.</p>",
         );
-        return Some(reply(StatusCode::SERVICE_UNAVAILABLE, HTML, body.into()));
+        let starting = reply(StatusCode::SERVICE_UNAVAILABLE, HTML, body.into());
+        return Some(Reply(Ready::Page(starting)));
     };
-    Some(match (path, shop) {
-        ("/status.json", _) => reply(StatusCode::OK, JSON, board.document(view.now).into()),
+    let page = match (path, shop) {
+        ("/status.json", _) => return Some(Reply(Ready::Document(board.document(view.now)))),
         (_, Some(name)) => {
             let found = html::url_decode(name).and_then(|name| board.find(&name));
             match found {
@@ -82,7 +106,8 @@ pub fn respond(board: Option<&Board>, view: &View, uri: &Uri) -> Option<Response
                 html::shell("tripletex-sync", &body).into(),
             )
         }
-    })
+    };
+    Some(Reply(Ready::Page(page)))
 }
 
 fn reply(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {

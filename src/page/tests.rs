@@ -62,7 +62,9 @@ fn board(shops: &[ShopStatus]) -> Board {
 
 async fn get(board: &Board, uri: &str) -> (u16, hyper::HeaderMap, String) {
     let uri: Uri = uri.parse().unwrap();
-    let response = respond(Some(board), &view(), &uri).expect("a page path");
+    let response = respond(Some(board), &view(), &uri)
+        .expect("a page path")
+        .into_response();
     let (parts, body) = response.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
     (
@@ -146,7 +148,7 @@ async fn an_unknown_shop_is_404_and_other_paths_are_not_pages() {
     assert!(body.contains("nobody&lt;x&gt;"));
     assert!(respond(Some(&b), &view(), &"/metrics".parse().unwrap()).is_none());
     let starting = respond(None, &view(), &"/".parse().unwrap()).unwrap();
-    assert_eq!(starting.status(), 503);
+    assert_eq!(starting.into_response().status(), 503);
 }
 
 #[tokio::test]

@@ -59,7 +59,9 @@ fn main() {
         let mut size = 0;
         for _ in 0..ROUNDS {
             let started = Instant::now();
-            let response = respond(Some(&board), &view, &uri).expect("a page");
+            let response = respond(Some(&board), &view, &uri)
+                .expect("a page")
+                .into_response();
             times.push(started.elapsed());
             let body = runtime.block_on(response.into_body().collect()).unwrap();
             size = body.to_bytes().len();
