@@ -184,14 +184,20 @@ impl Writer {
         let (metrics, push) = (&self.metrics, &self.push);
         let on = config.webhooks.is_some();
         let quiet = &mut self.quiet;
-        // Built before the lock is taken: the page keeps showing the old view meanwhile.
-        let built = StatusView::build(&self.store, &config, |s| observe(metrics, push, on, s))
+        // Built beside the old view (the page keeps showing it meanwhile), which lends the new
+        // one its chart trails; replaced in one step.
+        let built = {
+            let previous = self.view.read().expect("status view lock");
+            StatusView::build(&self.store, &config, previous.as_ref(), |s| {
+                observe(metrics, push, on, s)
+            })
             .inspect_err(|e| {
                 if let Some(left_out) = quiet.due() {
                     tracing::warn!(event = "status.write_failed", error = %e, left_out, "status not collected");
                 }
             })
-            .ok();
+            .ok()
+        };
         *self.view.write().expect("status view lock") = built;
     }
 

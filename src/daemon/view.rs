@@ -4,8 +4,8 @@
 //! Invariants: a pass costs one shop's worth of work (three store reads and one serialisation of
 //! that shop), whatever the number of shops; writing the file joins the cached fragments and
 //! never reads the store; the file is the `StatusReport` shape, one shop per line; only a
-//! reload rebuilds the whole view from the store (and then reads each check's newest
-//! [`POINTS`] history points for the page's charts, never the whole history).
+//! reload rebuilds the whole view from the store (keeping each shop's chart trail; a shop new
+//! to the view reads its checks' newest [`POINTS`] history points, never the whole history).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -51,10 +51,12 @@ pub(super) struct StatusView {
 
 impl StatusView {
     /// Every configured shop as the store has it; `observe` sees each shop's status, and may
-    /// complete it with what only the daemon knows (push).
+    /// complete it with what only the daemon knows (push). A shop `previous` (the view before a
+    /// reload) has keeps its chart trail; only the others read their recent history.
     pub fn build(
         store: &Store,
         config: &Config,
+        previous: Option<&StatusView>,
         mut observe: impl FnMut(&mut ShopStatus),
     ) -> Result<Self, StoreError> {
         let tiles = config
@@ -63,9 +65,13 @@ impl StatusView {
             .map(|shop| {
                 let mut status = ShopStatus::collect(Some(store), shop)?;
                 observe(&mut status);
+                let ranges = shop.checks.clone();
+                if let Some(old) = previous.and_then(|p| p.board.find(&shop.name)) {
+                    return Ok(Tile::carried(old, &status, ranges));
+                }
                 let history =
                     PerKind::try_from_fn(|kind| store.recent_history(&shop.name, kind, POINTS))?;
-                Ok(Tile::new(&status, shop.checks.clone(), history))
+                Ok(Tile::new(&status, ranges, history))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Self {
@@ -183,7 +189,7 @@ request_timeout = "30s"
         let config = config(dir.path());
         let store = Store::open(&config.state_dir, Role::OneShot).unwrap();
         let at: Timestamp = "2026-03-10T11:00:00Z".parse().unwrap();
-        let mut view = StatusView::build(&store, &config, |_| {}).unwrap();
+        let mut view = StatusView::build(&store, &config, None, |_| {}).unwrap();
 
         // A pass of `a` is recorded: only its entry changes, and the file says what the store does.
         let mut batch = store.batch();

@@ -153,6 +153,20 @@ impl Tile {
         }
     }
 
+    /// The tile of `status` in a rebuilt board, keeping what `old` (the shop's tile before)
+    /// remembers, so a reload neither forgets the charts nor reads the history again.
+    pub fn carried(old: &Tile, status: &ShopStatus, ranges: PerKind<Option<NumberRange>>) -> Self {
+        let mut tile = Self {
+            name: status.name.as_str().into(),
+            json: old.json.clone(),
+            glance: old.glance.clone(),
+            trail: old.trail.clone(),
+            ranges: old.ranges.clone(),
+        };
+        tile.update(status, ranges);
+        tile
+    }
+
     /// Takes in the shop's status after a recorded pass; false when its entry did not change.
     pub fn update(&mut self, status: &ShopStatus, ranges: PerKind<Option<NumberRange>>) -> bool {
         for (kind, check) in status.checks.iter() {

@@ -254,3 +254,34 @@ fn a_chart_draws_one_point_per_number_and_the_lines_it_has() {
     assert_eq!(points.split(' ').count(), 3, "{points}");
     assert!(chart.contains("tripletex_start 1000"));
 }
+
+#[test]
+fn a_rebuilt_tile_keeps_its_trail_and_records_what_changed() {
+    let mut status = shop("acme", Verdict::Ok, "ok", None);
+    let with_high = |status: &mut ShopStatus, at: Timestamp, high: u32| {
+        let c = &mut status.checks[CUSTOMERS];
+        c.checked_at = Some(at);
+        c.evidence = Some(Evidence {
+            shop_run: Some(Run {
+                first: 1,
+                last: high,
+                count: high,
+            }),
+            ..Default::default()
+        });
+    };
+    with_high(&mut status, now(), 10);
+    let old = Tile::new(&status, PerKind::default(), PerKind::default());
+    with_high(&mut status, now() + jiff::SignedDuration::from_mins(5), 12);
+    status.checks[CUSTOMERS].verdict = Verdict::Warn;
+    let rebuilt = Tile::carried(&old, &status, PerKind::default());
+    let highs: Vec<_> = rebuilt
+        .trail()
+        .points(CUSTOMERS)
+        .iter()
+        .map(|p| p.shop_high())
+        .collect();
+    assert_eq!(highs, [Some(10), Some(12)]);
+    let newest = rebuilt.trail().changes().next().unwrap();
+    assert_eq!((newest.from, newest.to), (Some(Verdict::Ok), Verdict::Warn));
+}

@@ -9,7 +9,8 @@
 //! follow the store's history rule (a point when the highest number moved, else one per
 //! [`HOLD`], none for `error`) and also when Tripletex's highest moved; when full, the point
 //! whose removal leaves the smallest gap goes, so the points spread over a long time while
-//! the newest stays. A view built at start-up is seeded from the newest stored points.
+//! the newest stays. A view built at start-up is seeded from the newest stored points; one
+//! rebuilt by a reload keeps the trails it had.
 
 use std::time::Duration;
 
@@ -94,7 +95,7 @@ pub struct Change {
 }
 
 /// Points per kind and the last verdict changes of one shop.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Trail {
     points: PerKind<Vec<Point>>,
     changes: Vec<Change>,
