@@ -14,7 +14,9 @@
 //! the daemon answers at once), in place of the old file if the file system has no room for a
 //! new one; the writer alone sets `tripletex_sync_store_healthy`, as soon as the store breaks or
 //! recovers; `status.write_failed` is logged at most once per [`QUIET`], with how many were
-//! left out.
+//! left out. The view is shared with the status page; after each rebuild a background task reads
+//! the stored history into new shops' chart trails, and the writer ends only after those tasks
+//! (they hold the store).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -24,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::view::{SharedView, StatusView, write_file};
+use super::view::{SharedView, StatusView, seed_trails, write_file};
 use crate::checks::CheckKind;
 use crate::clock::SharedClock;
 use crate::config::Config;
@@ -74,6 +76,8 @@ pub(super) async fn status_writer(
         clock,
         metrics,
         view,
+        seeding: Vec::new(),
+        cancel: cancel.clone(),
         push: HashMap::new(),
         consumer: Rejections::default(),
         consumer_reported: false,
@@ -132,6 +136,10 @@ pub(super) async fn status_writer(
         }
     }
     writer.write().await;
+    // They hold the store, which must close when the daemon stops.
+    for seeding in writer.seeding {
+        let _ = seeding.await;
+    }
 }
 
 /// The status writer's state.
@@ -143,6 +151,9 @@ struct Writer {
     /// `None` when it could not be read from the store (retried at the next write); the status
     /// page reads it too.
     view: SharedView,
+    /// Tasks reading the stored history into new shops' chart trails (see `view.rs`).
+    seeding: Vec<tokio::task::JoinHandle<()>>,
+    cancel: CancellationToken,
     /// Each shop's push state, from its task (status.json shows it, the store does not keep it).
     push: HashMap<String, PushStatus>,
     consumer: Rejections,
@@ -198,7 +209,16 @@ impl Writer {
             })
             .ok()
         };
+        let any = built.is_some();
         *self.view.write().expect("status view lock") = built;
+        if any {
+            self.seeding.retain(|t| !t.is_finished());
+            self.seeding.push(seed_trails(
+                self.view.clone(),
+                self.store.clone(),
+                self.cancel.clone(),
+            ));
+        }
     }
 
     /// Takes in one recorded pass; true when status.json is now stale (or a consumer-token

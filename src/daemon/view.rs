@@ -4,14 +4,17 @@
 //! Invariants: a pass costs one shop's worth of work (three store reads and one serialisation of
 //! that shop), whatever the number of shops; writing the file joins the cached fragments and
 //! never reads the store; the file is the `StatusReport` shape, one shop per line; only a
-//! reload rebuilds the whole view from the store (keeping each shop's chart trail; a shop new
-//! to the view reads its checks' newest [`POINTS`] history points, never the whole history).
+//! reload rebuilds the whole view from the store, keeping each shop's chart trail. A shop new
+//! to the view gets its checks' newest [`POINTS`] history points (never the whole history) from
+//! [`seed_trails`], off the async workers and a few hundred shops per lock, since at 100 000 shops
+//! reading them takes seconds (~130 µs a shop) that status.json must not wait for.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use jiff::Timestamp;
+use tokio_util::sync::CancellationToken;
 
 use crate::checks::{PerKind, Verdict};
 use crate::clock::SharedClock;
@@ -52,7 +55,7 @@ pub(super) struct StatusView {
 impl StatusView {
     /// Every configured shop as the store has it; `observe` sees each shop's status, and may
     /// complete it with what only the daemon knows (push). A shop `previous` (the view before a
-    /// reload) has keeps its chart trail; only the others read their recent history.
+    /// reload) has keeps its chart trail; the others' wait for [`seed_trails`].
     pub fn build(
         store: &Store,
         config: &Config,
@@ -66,12 +69,10 @@ impl StatusView {
                 let mut status = ShopStatus::collect(Some(store), shop)?;
                 observe(&mut status);
                 let ranges = shop.checks.clone();
-                if let Some(old) = previous.and_then(|p| p.board.find(&shop.name)) {
-                    return Ok(Tile::carried(old, &status, ranges));
-                }
-                let history =
-                    PerKind::try_from_fn(|kind| store.recent_history(&shop.name, kind, POINTS))?;
-                Ok(Tile::new(&status, ranges, history))
+                Ok(match previous.and_then(|p| p.board.find(&shop.name)) {
+                    Some(old) => Tile::carried(old, &status, ranges),
+                    None => Tile::new(&status, ranges),
+                })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Self {
@@ -135,6 +136,46 @@ impl StatusView {
             part(Verdict::Error)
         )
     }
+}
+
+/// Shops whose trails are read in per hold of the view's lock (~30 ms of reads at most).
+const SEED_CHUNK: usize = 256;
+
+/// Reads the newest stored history points into every trail of the view that lacks them, until
+/// done or `cancel`; the task must be awaited before the store may close.
+pub(super) fn seed_trails(
+    view: SharedView,
+    store: Arc<Store>,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::task::spawn_blocking(move || {
+        let names = match &*view.read().expect("status view lock") {
+            Some(v) => v.board.unseeded(),
+            None => return,
+        };
+        for chunk in names.chunks(SEED_CHUNK) {
+            if cancel.is_cancelled() {
+                return;
+            }
+            let read: Result<Vec<_>, StoreError> = chunk
+                .iter()
+                .map(|name| {
+                    let history =
+                        PerKind::try_from_fn(|kind| store.recent_history(name, kind, POINTS))?;
+                    Ok((name, history))
+                })
+                .collect();
+            // A store that fails now fails the passes too, which say so; the charts wait.
+            let Ok(read) = read else { return };
+            let mut view = view.write().expect("status view lock");
+            let Some(view) = view.as_mut() else { return };
+            for (name, history) in read {
+                if let Some(i) = view.board.position(name) {
+                    view.board.tile_mut(i).seed(history);
+                }
+            }
+        }
+    })
 }
 
 /// Replaces `STATE_DIR/status.json` with `document` (blocking: file I/O and fsync).
@@ -216,6 +257,43 @@ request_timeout = "30s"
             view.summary_line(),
             "2 shops: 0 ok, 0 warn, 0 conflict, 1 error"
         );
+    }
+
+    #[tokio::test]
+    async fn new_trails_read_the_newest_stored_points_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let store = Arc::new(Store::open(&config.state_dir, Role::OneShot).unwrap());
+        let at: Timestamp = "2026-03-10T11:00:00Z".parse().unwrap();
+        let kind = CheckKind::ALL[0];
+        let mut batch = store.batch();
+        for day in 0..(POINTS as i64 + 5) {
+            let point = checks::HistoryPoint {
+                at: at + jiff::SignedDuration::from_hours(24 * day),
+                shop_high: Some(100 + u32::try_from(day).unwrap()),
+            };
+            batch.push_history("a", kind, &point);
+        }
+        store.commit(batch).await.unwrap();
+        let view = StatusView::build(&store, &config, None, |_| {}).unwrap();
+        let shared: SharedView = Arc::new(RwLock::new(Some(view)));
+        seed_trails(shared.clone(), store.clone(), CancellationToken::new())
+            .await
+            .unwrap();
+        let view = shared.read().unwrap();
+        let board = view.as_ref().unwrap().board();
+        let points = board.find("a").unwrap().trail().points(kind);
+        assert_eq!(points.len(), POINTS);
+        assert_eq!(
+            points[POINTS - 1].shop_high(),
+            Some(100 + POINTS as u32 + 4)
+        );
+        assert_eq!(
+            points[0].shop_high(),
+            Some(105),
+            "the newest {POINTS} stored"
+        );
+        assert!(board.unseeded().is_empty());
     }
 
     #[test]

@@ -57,6 +57,15 @@ impl Board {
         self.position(name).map(|i| &self.tiles[i])
     }
 
+    /// The shops whose trails still wait for their stored history.
+    pub fn unseeded(&self) -> Vec<String> {
+        self.tiles
+            .iter()
+            .filter(|t| !t.trail.is_seeded())
+            .map(|t| t.name.to_string())
+            .collect()
+    }
+
     pub fn tile_mut(&mut self, i: usize) -> &mut Tile {
         &mut self.tiles[i]
     }
@@ -138,19 +147,20 @@ pub struct Tile {
 }
 
 impl Tile {
-    /// `status` with its configured `ranges` and its newest stored history points.
-    pub fn new(
-        status: &ShopStatus,
-        ranges: PerKind<Option<NumberRange>>,
-        history: PerKind<Vec<HistoryPoint>>,
-    ) -> Self {
+    /// `status` with its configured `ranges` (its trail not yet seeded: [`Tile::seed`]).
+    pub fn new(status: &ShopStatus, ranges: PerKind<Option<NumberRange>>) -> Self {
         Self {
             name: status.name.as_str().into(),
             json: serialise(status),
             glance: Glance::of(status),
-            trail: Trail::seeded(history, &status.checks),
+            trail: Trail::new(&status.checks),
             ranges,
         }
+    }
+
+    /// Reads in the shop's newest stored history points (see [`Trail::seed`]).
+    pub fn seed(&mut self, history: PerKind<Vec<HistoryPoint>>) {
+        self.trail.seed(history);
     }
 
     /// The tile of `status` in a rebuilt board, keeping what `old` (the shop's tile before)

@@ -55,7 +55,7 @@ fn shop(name: &str, verdict: Verdict, summary: &str, fix: Option<&str>) -> ShopS
 fn board(shops: &[ShopStatus]) -> Board {
     let tiles = shops
         .iter()
-        .map(|s| Tile::new(s, PerKind::default(), PerKind::default()))
+        .map(|s| Tile::new(s, PerKind::default()))
         .collect();
     Board::new(None, tiles)
 }
@@ -193,7 +193,7 @@ async fn status_json_is_the_status_report_document() {
 #[test]
 fn a_trail_keeps_at_most_its_bound_spread_over_time() {
     let mut checks = PerKind::<CheckStatus>::default();
-    let mut trail = Trail::seeded(PerKind::default(), &checks);
+    let mut trail = Trail::new(&checks);
     let start = now();
     for i in 0..(POINTS as i64 * 5) {
         let c = &mut checks[CUSTOMERS];
@@ -245,7 +245,8 @@ fn a_chart_draws_one_point_per_number_and_the_lines_it_has() {
             tripletex_start: 1000,
         })
     });
-    let tile = Tile::new(&status, ranges, histories);
+    let mut tile = Tile::new(&status, ranges);
+    tile.seed(histories);
     let page = shop::render(&tile, &view());
     let chart = &page[page.find("id=\"chart-customer_numbers\"").unwrap()..];
     let polyline = &chart[chart.find("<polyline class=\"shop\"").unwrap()..];
@@ -271,7 +272,7 @@ fn a_rebuilt_tile_keeps_its_trail_and_records_what_changed() {
         });
     };
     with_high(&mut status, now(), 10);
-    let old = Tile::new(&status, PerKind::default(), PerKind::default());
+    let old = Tile::new(&status, PerKind::default());
     with_high(&mut status, now() + jiff::SignedDuration::from_mins(5), 12);
     status.checks[CUSTOMERS].verdict = Verdict::Warn;
     let rebuilt = Tile::carried(&old, &status, PerKind::default());

@@ -9,8 +9,8 @@
 //! follow the store's history rule (a point when the highest number moved, else one per
 //! [`HOLD`], none for `error`) and also when Tripletex's highest moved; when full, the point
 //! whose removal leaves the smallest gap goes, so the points spread over a long time while
-//! the newest stays. A view built at start-up is seeded from the newest stored points; one
-//! rebuilt by a reload keeps the trails it had.
+//! the newest stays. The newest stored points are read in after start-up, in the background
+//! ([`Trail::seed`]); a view rebuilt by a reload keeps the trails it had.
 
 use std::time::Duration;
 
@@ -99,18 +99,15 @@ pub struct Change {
 pub struct Trail {
     points: PerKind<Vec<Point>>,
     changes: Vec<Change>,
+    /// Whether the stored history was read in ([`Trail::seed`]).
+    seeded: bool,
 }
 
 impl Trail {
-    /// From the store's newest history points (at most [`POINTS`] per kind) and the shop's
-    /// current checks: each current verdict is a change as of its `since`.
-    pub fn seeded(history: PerKind<Vec<HistoryPoint>>, checks: &PerKind<CheckStatus>) -> Self {
+    /// From the shop's current checks: their points, and each current verdict as a change as
+    /// of its `since`. The stored history comes later ([`Trail::seed`]).
+    pub fn new(checks: &PerKind<CheckStatus>) -> Self {
         let mut trail = Self::default();
-        for (kind, points) in history.iter() {
-            for p in points.iter().rev().take(POINTS).rev() {
-                trail.add(kind, Point::new(p.at, p.shop_high, None));
-            }
-        }
         let mut changes: Vec<Change> = checks
             .iter()
             .filter(|(_, c)| !c.disabled)
@@ -131,6 +128,30 @@ impl Trail {
             trail.checked(kind, None, check);
         }
         trail
+    }
+
+    /// Puts the store's newest history points (oldest first) before the points taken in
+    /// since, once; the bound holds as for any point.
+    pub fn seed(&mut self, history: PerKind<Vec<HistoryPoint>>) {
+        if self.seeded {
+            return;
+        }
+        for (kind, stored) in history.iter() {
+            let since = std::mem::take(&mut self.points[kind]);
+            let first = since.first().map(|p| p.minute);
+            let older = stored
+                .iter()
+                .map(|p| Point::new(p.at, p.shop_high, None))
+                .filter(|p| first.is_none_or(|f| p.minute < f));
+            for point in older.chain(since) {
+                self.add(kind, point);
+            }
+        }
+        self.seeded = true;
+    }
+
+    pub fn is_seeded(&self) -> bool {
+        self.seeded
     }
 
     /// Takes in a recorded check of `kind` whose verdict was `before` (`None`: not known).

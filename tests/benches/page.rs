@@ -95,11 +95,12 @@ fn board(n: usize, now: Timestamp, charted: bool) -> Board {
                     })
                     .collect::<Vec<_>>()
             });
-            Tile::new(
+            let mut tile = Tile::new(
                 &status(i, high, now, charted),
                 PerKind::from_fn(|_| Some(range)),
-                history,
-            )
+            );
+            tile.seed(history);
+            tile
         })
         .collect();
     Board::new(None, tiles)
