@@ -3,7 +3,9 @@
 //! and restarted, again and again within a bounded budget. Every verdict status.json showed
 //! before a kill is still there after the restart (the same pass or a later one), and every start
 //! is clean: no lock error, nothing unreadable. Also: the files it writes are private under
-//! umask 022.
+//! umask 022. And with `[notify]`: every verdict change recorded across 20 kills (during passes
+//! and deliveries, the platform failing at times) reaches the platform, in order per shop and
+//! check, duplicates only under one `webhook-id`.
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt as _;
@@ -19,6 +21,7 @@ use tripletex_sync::clock::SystemClock;
 use tripletex_sync::status::StatusReport;
 use tripletex_sync_fixture::daemon::write_private;
 use tripletex_sync_fixture::poll::Poll;
+use tripletex_sync_fixture::receiver::{Callback, Receiver};
 use tripletex_sync_fixture::sim::start_on_loopback;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tripletex-sync");
@@ -241,4 +244,177 @@ async fn files_are_private_under_umask_022() {
         files += 1;
     }
     assert!(files >= 2, "sled's conf and db");
+}
+
+const NOTIFY_SECRET: &str = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+/// Adds `[notify]` (to `url`, retrying after at most a second) to `config`.
+fn with_notify(config: &Path, url: &str) {
+    let dir = config.parent().unwrap();
+    write_private(&dir.join("notify-secret"), NOTIFY_SECRET);
+    let mut text = std::fs::read_to_string(config).unwrap();
+    text.push_str(&format!(
+        "\n[notify]\nurl = \"{url}\"\nsecret_file = \"notify-secret\"\nretry_min = \"1s\"\nretry_max = \"1s\"\n"
+    ));
+    std::fs::write(config, text).unwrap();
+}
+
+/// `(shop, check, verdict, was)`, `was` `None` for a first verdict.
+type Change = (String, String, String, Option<String>);
+
+/// The verdict changes a run's JSON log says were recorded.
+fn logged_changes(log: &Path) -> Vec<Change> {
+    let text = std::fs::read_to_string(log).unwrap();
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|e| e["event"] == "check.verdict" && e["level"] != "DEBUG")
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap().to_owned();
+            let was = s("was");
+            (
+                s("shop"),
+                s("check"),
+                s("verdict"),
+                (was != "unknown").then_some(was),
+            )
+        })
+        .collect()
+}
+
+fn change_of(body: &serde_json::Value) -> Change {
+    let d = &body["data"];
+    let s = |k: &str| d[k].as_str().map(str::to_owned);
+    (
+        s("shop").unwrap(),
+        s("check").unwrap(),
+        s("verdict").unwrap(),
+        s("was"),
+    )
+}
+
+fn assert_signed(hook: &Callback) {
+    let header = |name: &str| hook.headers[name].to_str().unwrap().to_owned();
+    let expected = standardwebhooks::Webhook::new(NOTIFY_SECRET)
+        .unwrap()
+        .sign(
+            &header("webhook-id"),
+            header("webhook-timestamp").parse().unwrap(),
+            &hook.raw,
+        )
+        .unwrap();
+    assert_eq!(header("webhook-signature"), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_survive_sigkill_during_passes_and_deliveries() {
+    let started = Instant::now();
+    let (sim, running) = simulator().await;
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &running.base_url());
+    with_notify(&config, &receiver.url("/hook"));
+    let state = dir.path().join("state");
+    // fjellsport's customer that moves in and out of the shop's range: a verdict change a pass.
+    let moving = sim.add_customer(1001, 100_050, false);
+    let mut logs = Vec::new();
+    for round in 0..KILLS {
+        // The platform takes messages in some rounds and fails them in others.
+        receiver.answer(if fastrand::bool() { 204 } else { 500 });
+        sim.set_customer_number(1001, moving, if round % 2 == 0 { 10_000 } else { 100_050 });
+        let log = dir.path().join(format!("notify-{round}.log"));
+        let mut child = binary(&config, &["--log-format", "json", "run"], &log)
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(200..1500))).await;
+        kill(&mut child);
+        assert_clean(&log);
+        logs.push(log);
+    }
+    // The last run: the platform takes everything, and the last move is recorded and sent.
+    receiver.answer(204);
+    let last = if KILLS % 2 == 0 {
+        Verdict::Ok
+    } else {
+        Verdict::Conflict
+    };
+    let log = dir.path().join("notify-last.log");
+    let mut child = binary(&config, &["--log-format", "json", "run"], &log)
+        .spawn()
+        .unwrap();
+    within_budget(started)
+        .every(Duration::from_millis(20))
+        .until("the last run delivers everything", || {
+            let Ok(report) = StatusReport::read(&state) else {
+                return false;
+            };
+            let verdict = seen(&report)
+                .get(&("fjellsport".to_owned(), CheckKind::CustomerNumbers))
+                .map(|(v, _)| *v);
+            let backlog = report.notify.unwrap_or_default();
+            verdict == Some(last) && backlog.pending == 0 && backlog.delivered > 0
+        })
+        .await;
+    // SAFETY: kill(2) on our own child's pid, not reaped yet.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    child.wait().unwrap();
+    assert_clean(&log);
+    logs.push(log);
+
+    let received = receiver.received();
+    received.iter().for_each(assert_signed);
+    // One message per id, whatever was resent; each change under one id only.
+    let mut bodies: HashMap<String, serde_json::Value> = HashMap::new();
+    let mut order = Vec::new();
+    for hook in received
+        .iter()
+        .filter(|h| h.body["type"] == "check.verdict")
+    {
+        let id = hook.headers["webhook-id"].to_str().unwrap().to_owned();
+        match bodies.get(&id) {
+            Some(body) => assert_eq!(body, &hook.body, "a retry of {id} is the same message"),
+            None => {
+                bodies.insert(id.clone(), hook.body.clone());
+                order.push(id);
+            }
+        }
+    }
+    let mut per_check: HashMap<(String, String), Vec<&serde_json::Value>> = HashMap::new();
+    for id in &order {
+        let (shop, check, ..) = change_of(&bodies[id]);
+        per_check
+            .entry((shop, check))
+            .or_default()
+            .push(&bodies[id]);
+    }
+    // In order and none lost: each message's `was` is the verdict of the one before it.
+    for (key, messages) in &per_check {
+        let mut before: Option<String> = None;
+        for body in messages {
+            let (.., verdict, was) = change_of(body);
+            assert_eq!(was, before, "{key:?}: {messages:#?}");
+            before = Some(verdict);
+        }
+    }
+    // Every change a run logged as recorded was delivered.
+    let mut delivered: HashMap<Change, usize> = HashMap::new();
+    for body in bodies.values() {
+        *delivered.entry(change_of(body)).or_default() += 1;
+    }
+    let mut logged: HashMap<Change, usize> = HashMap::new();
+    for change in logs.iter().flat_map(|log| logged_changes(log)) {
+        *logged.entry(change).or_default() += 1;
+    }
+    for (change, n) in &logged {
+        assert!(
+            delivered.get(change).copied().unwrap_or(0) >= *n,
+            "{change:?} was logged {n} times, delivered {:?}",
+            delivered.get(change)
+        );
+    }
+    let moves = &per_check[&("fjellsport".to_owned(), "customer_numbers".to_owned())];
+    assert!(
+        moves.len() >= 4,
+        "fjellsport's moves were recorded: {moves:#?}"
+    );
+    assert!(started.elapsed() < BUDGET * 2);
 }

@@ -23,6 +23,12 @@ pub struct NotifyConfig {
     pub timeout: Duration,
     /// An undelivered message is dead after this (the outbox's limit).
     pub max_age: Duration,
+    /// The outbox's bound (see README, "Notifying the platform").
+    pub max_pending: u64,
+    /// A failed delivery waits up to `retry_min` (full jitter), doubling per failure up to
+    /// `retry_max`.
+    pub retry_min: Duration,
+    pub retry_max: Duration,
 }
 
 impl NotifyConfig {
@@ -67,6 +73,38 @@ pub(super) fn from_raw(
         validate::NOTIFY_MAX_AGE,
         "e.g. \"7d\" (the default)",
     )?;
+    let max_pending = validate::in_range(
+        blame,
+        "notify.max_pending",
+        raw.max_pending,
+        validate::NOTIFY_MAX_PENDING,
+        "e.g. 100000 (the default)",
+    )?;
+    let retry_min = validate::duration_in(
+        blame,
+        "notify.retry_min",
+        raw.retry_min,
+        validate::NOTIFY_RETRY_MIN,
+        "e.g. \"5s\" (the default)",
+    )?;
+    let retry_max = validate::duration_in(
+        blame,
+        "notify.retry_max",
+        raw.retry_max,
+        validate::NOTIFY_RETRY_MAX,
+        "e.g. \"1h\" (the default)",
+    )?;
+    if retry_max < retry_min {
+        return Err(blame.err(
+            "notify.retry_max",
+            format!(
+                "{} is shorter than notify.retry_min ({})",
+                humantime::format_duration(retry_max),
+                humantime::format_duration(retry_min)
+            ),
+            "make retry_max at least retry_min, e.g. retry_min = \"5s\", retry_max = \"1h\"",
+        ));
+    }
     if raw.url.trim().is_empty() {
         if raw.secret_file.is_some() || raw.secret_credential.is_some() {
             return Err(blame.err(
@@ -99,5 +137,8 @@ pub(super) fn from_raw(
         secret,
         timeout,
         max_age,
+        max_pending: u64::from(max_pending),
+        retry_min,
+        retry_max,
     }))
 }

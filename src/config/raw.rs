@@ -179,6 +179,13 @@ pub struct RawNotify {
     /// An undelivered message is dead after this.
     #[serde(with = "whole_seconds")]
     pub max_age: Duration,
+    /// The outbox's bound: past it, a shop's older verdict messages are coalesced.
+    pub max_pending: u32,
+    /// The first retry's wait (at most; full jitter), doubling up to `retry_max`.
+    #[serde(with = "whole_seconds")]
+    pub retry_min: Duration,
+    #[serde(with = "whole_seconds")]
+    pub retry_max: Duration,
 }
 
 impl Default for RawNotify {
@@ -189,6 +196,9 @@ impl Default for RawNotify {
             secret_credential: None,
             timeout: Duration::from_secs(10),
             max_age: Duration::from_secs(7 * 86_400),
+            max_pending: 100_000,
+            retry_min: Duration::from_secs(5),
+            retry_max: Duration::from_secs(3600),
         }
     }
 }

@@ -41,6 +41,9 @@ pub(super) const RECONCILE_MAX: Duration = Duration::from_secs(30 * 86_400);
 pub(super) const NOTIFY_TIMEOUT: RangeInclusive<Duration> = SECOND..=Duration::from_secs(300);
 pub(super) const NOTIFY_MAX_AGE: RangeInclusive<Duration> =
     Duration::from_secs(3600)..=Duration::from_secs(90 * 86_400);
+pub(super) const NOTIFY_MAX_PENDING: RangeInclusive<u32> = 1000..=10_000_000;
+pub(super) const NOTIFY_RETRY_MIN: RangeInclusive<Duration> = SECOND..=Duration::from_secs(3600);
+pub(super) const NOTIFY_RETRY_MAX: RangeInclusive<Duration> = SECOND..=DAY;
 
 /// `[webhooks]` once `public_url` is set; `interval` is `checks.interval`.
 pub(super) fn webhooks(
@@ -242,7 +245,7 @@ pub(super) fn main(
     Ok((tripletex, rate_limit, checks))
 }
 
-fn in_range(
+pub(super) fn in_range(
     blame: &Blame<'_>,
     key: &str,
     value: u32,

@@ -45,11 +45,12 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::notify;
 use crate::store::{Role, Store, StoreError, read_holder};
 use push::Push;
 use scheduler::Scheduler;
@@ -120,6 +121,7 @@ pub async fn run(
     let shared_config = Arc::new(RwLock::new(world.config.clone()));
     let (reports_tx, reports_rx) = mpsc::unbounded_channel();
     let status_view = view::SharedView::default();
+    let (backlog_tx, backlog_rx) = watch::channel(None);
     let writer = tokio::spawn(report::status_writer(
         status_view.clone(),
         store.clone(),
@@ -127,6 +129,22 @@ pub async fn run(
         env.clock.clone(),
         env.metrics.clone(),
         reports_rx,
+        backlog_rx,
+        cancel.clone(),
+    ));
+    // Runs while notify is off too: messages left from before wait, and status shows them.
+    let (destination, destinations) = watch::channel(world.notify.clone());
+    let delivery = tokio::spawn(notify::run(
+        notify::Delivery {
+            store: store.clone(),
+            destination: destinations,
+            transport: Arc::new(notify::Http(
+                notify::client().map_err(|e| DaemonError::Notify(e.to_string()))?,
+            )),
+            clock: env.clock.clone(),
+            metrics: env.metrics.clone(),
+            report: backlog_tx,
+        },
         cancel.clone(),
     ));
     let metrics = env.metrics.clone();
@@ -255,6 +273,7 @@ pub async fn run(
                         // Status lists the new shop set even when the shared parts are unchanged.
                         *shared_config.write().expect("config lock") = world.config.clone();
                         push.reloaded(&world);
+                        destination.send_replace(world.notify.clone());
                         scheduler.apply(world, rebuild, shops).await;
                     }
                 }
@@ -280,6 +299,7 @@ pub async fn run(
         scheduler.shutdown().await;
     }
     push.join().await;
+    let _ = delivery.await;
     let _ = recovery.await;
     let _ = writer.await;
     tracing::info!(event = "daemon.stopped", "tripletex-sync stopped");

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +31,7 @@ use crate::checks::CheckKind;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::metrics::{CheckState, Metrics};
+use crate::notify::Backlog;
 use crate::pass::PassReport;
 use crate::status::StatusReport;
 use crate::status::{PushStatus, ShopStatus};
@@ -68,6 +69,7 @@ pub(super) async fn status_writer(
     clock: SharedClock,
     metrics: Arc<Metrics>,
     mut updates: mpsc::UnboundedReceiver<Update>,
+    mut backlog: watch::Receiver<Option<Backlog>>,
     cancel: CancellationToken,
 ) {
     let mut writer = Writer {
@@ -86,7 +88,7 @@ pub(super) async fn status_writer(
     };
     let mut health = writer.store.watch_health();
     writer.rebuild();
-    let mut next = writer.write().await;
+    let mut next = writer.write(&backlog).await;
     // When the file must next be written; `None` while it is current.
     let mut due: Option<Instant> = None;
     loop {
@@ -124,6 +126,9 @@ pub(super) async fn status_writer(
                     due.get_or_insert(next.max(Instant::now() + DEBOUNCE));
                 }
             },
+            Ok(()) = backlog.changed() => {
+                due.get_or_insert(next.max(Instant::now() + DEBOUNCE));
+            }
             // Broken or recovered: the file must stop (or start) showing the old verdicts.
             Ok(()) = health.changed() => {
                 writer.metrics.store_healthy(health.borrow_and_update().is_none());
@@ -131,11 +136,11 @@ pub(super) async fn status_writer(
             }
             _ = timer => {
                 due = None;
-                next = writer.write().await;
+                next = writer.write(&backlog).await;
             }
         }
     }
-    writer.write().await;
+    writer.write(&backlog).await;
     // They hold the store, which must close when the daemon stops.
     for seeding in writer.seeding {
         let _ = seeding.await;
@@ -253,7 +258,7 @@ impl Writer {
     }
 
     /// Writes status.json and systemd's STATUS= line; returns when the next write may start.
-    async fn write(&mut self) -> Instant {
+    async fn write(&mut self, backlog: &watch::Receiver<Option<Backlog>>) -> Instant {
         let consumer = std::mem::take(&mut self.consumer);
         consumer_rejected(
             consumer.rejected,
@@ -274,19 +279,21 @@ impl Writer {
             generated_at: now,
             shard: None,
             store_error: Some(error.to_owned()),
+            notify: None,
             shops: Vec::new(),
         });
         let mut summary = match failing {
             Some((error, _)) => format!("state store failing: {error}"),
             None => String::new(),
         };
+        let notify = backlog.borrow().clone();
         let snapshot = self
             .view
             .write()
             .expect("status view lock")
             .as_mut()
             .map(|view| {
-                let snapshot = view.snapshot(now, failing);
+                let snapshot = view.snapshot(now, failing, notify);
                 summary = match failing {
                     Some(_) => format!("{summary}; last recorded {}", view.summary_line()),
                     None => view.summary_line(),

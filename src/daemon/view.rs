@@ -20,6 +20,7 @@ use crate::checks::{PerKind, Verdict};
 use crate::clock::SharedClock;
 use crate::config::{Config, ShopConfig};
 use crate::metrics::Pages;
+use crate::notify::Backlog;
 use crate::page::{Board, Document, POINTS, Tile};
 use crate::status::{ShopStatus, View, stale_after, write_atomically};
 use crate::store::{Store, StoreError};
@@ -106,16 +107,18 @@ impl StatusView {
         Ok(self.board.tile_mut(i).update(&status, shop.checks.clone()))
     }
 
-    /// The file as of `generated_at`; while the store fails (`failing`: why, and since when),
-    /// every enabled check shows `error` with that reason instead of its last recorded verdict
-    /// (and the page says so too).
+    /// The file as of `generated_at`, with the outbox's `notify` block; while the store fails
+    /// (`failing`: why, and since when), every enabled check shows `error` with that reason
+    /// instead of its last recorded verdict (and the page says so too).
     pub fn snapshot(
         &mut self,
         generated_at: Timestamp,
         failing: Option<(&str, Timestamp)>,
+        notify: Option<Backlog>,
     ) -> Document {
         self.board
             .set_failing(failing.map(|(e, since)| (e.to_owned(), since)));
+        self.board.set_notify(notify);
         self.board.document(generated_at)
     }
 
@@ -247,7 +250,7 @@ request_timeout = "30s"
                 .unwrap()
         );
 
-        write_file(&view.snapshot(at, None), store.state_dir()).unwrap();
+        write_file(&view.snapshot(at, None, None), store.state_dir()).unwrap();
         let written = StatusReport::read(store.state_dir()).unwrap();
         assert_eq!(
             written,

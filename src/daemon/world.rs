@@ -1,5 +1,5 @@
 //! What one configuration generation shares ([`World`]: the configuration, the HTTP client, the
-//! consumer token, the webhook keys), the edges the daemon runs against ([`Environment`]), the
+//! consumer token, the webhook keys, the notify destination), the edges the daemon runs against ([`Environment`]), the
 //! daemon's errors, and how a reload builds the next generation.
 //!
 //! Invariants: a [`World`] is built whole or not at all (a missing token or secret refuses it),
@@ -14,6 +14,7 @@ use std::sync::Arc;
 use crate::clock::SharedClock;
 use crate::config::{Config, ConfigError, ShopConfig};
 use crate::metrics::Metrics;
+use crate::notify::Destination;
 use crate::pass::PassSettings;
 use crate::secrets::{SecretString, same};
 use crate::store::StoreError;
@@ -65,6 +66,8 @@ pub enum DaemonError {
         addr: std::net::SocketAddr,
         error: String,
     },
+    #[error("cannot set up the HTTP client for [notify]: {0}")]
+    Notify(String),
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
@@ -87,6 +90,8 @@ pub(super) struct World {
     pub keys: Option<Keys>,
     /// What `keys` were derived from, to tell whether a reload changed it.
     webhook_secret: Option<SecretString>,
+    /// Where notifications go, signer loaded; `None` while `[notify]` is off.
+    pub notify: Option<Arc<Destination>>,
 }
 
 impl World {
@@ -118,12 +123,20 @@ impl World {
             .as_ref()
             .zip(webhook_secret.clone())
             .map(|(w, secret)| Keys::new(&w.public_url, secret));
+        let notify = match &config.notify {
+            Some(n) => Some(Arc::new(Destination {
+                signer: n.load_signer(env.credentials_dir.as_deref())?,
+                config: n.clone(),
+            })),
+            None => None,
+        };
         Ok(Self {
             config,
             api,
             consumer_token,
             keys,
             webhook_secret,
+            notify,
         })
     }
 
@@ -179,6 +192,8 @@ pub(super) fn reload(
         || new_world.config.rate_limit != c.rate_limit
         || new_world.config.checks != c.checks
         || new_world.config.webhooks != c.webhooks
+        // Whether passes queue notifications is one of their settings.
+        || new_world.pass_settings().notify != current.pass_settings().notify
         || !same(&new_world.consumer_token, &current.consumer_token)
         || !same_secret(&new_world.webhook_secret, &current.webhook_secret);
     Ok((new_world, shared_changed, shops))

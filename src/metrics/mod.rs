@@ -15,6 +15,7 @@
 //! same at 10 000 shops as at one.
 
 mod exposition;
+mod notify;
 mod server;
 
 use std::sync::atomic::AtomicU64;
@@ -177,6 +178,7 @@ pub struct Metrics {
     store_healthy: Gauge,
     reloads: Family<ResultLabels, Counter>,
     webhooks_refused: Family<StatusLabels, Counter>,
+    notify: notify::NotifyMetrics,
 }
 
 impl Default for Metrics {
@@ -291,6 +293,7 @@ impl Metrics {
                 "webhook_refusals",
                 "Webhook callbacks refused, by the status answered",
             ),
+            notify: notify::NotifyMetrics::register(&mut r),
             registry: r,
         }
     }

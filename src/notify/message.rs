@@ -10,22 +10,39 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::checks::{CheckOutcome, Verdict};
+
 /// Crockford's base32 alphabet, lower case: no i, l, o, u to misread.
 const ID_ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 /// 26 base32 characters: 130 random bits, as many characters as a ULID.
 const ID_CHARS: usize = 26;
 
-/// What a message is about: the body's `type`.
+/// What a message is about: the body's `type` (README, "Notifying the platform").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// `notify test`: proves the URL and the secret, carries nothing the platform acts on.
     Test,
+    /// A check's verdict changed (a shop's first verdict too).
+    CheckVerdict,
+    /// Tripletex refused a shop's employee key.
+    KeyRejected,
+    /// A shop's employee key works again.
+    KeyAccepted,
+    /// The integration's consumer token expires within 30 days.
+    ConsumerTokenExpiring,
+    /// Tripletex refused the integration's consumer token.
+    ConsumerTokenRejected,
 }
 
 impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Test => "test",
+            Kind::CheckVerdict => "check.verdict",
+            Kind::KeyRejected => "session.key_rejected",
+            Kind::KeyAccepted => "session.key_accepted",
+            Kind::ConsumerTokenExpiring => "consumer_token.expiring",
+            Kind::ConsumerTokenRejected => "consumer_token.rejected",
         }
     }
 }
@@ -34,7 +51,9 @@ impl Kind {
 pub struct Message {
     /// `msg_…`, the `webhook-id` header; the same on every attempt.
     pub id: String,
-    pub kind: Kind,
+    /// The body's `type`: a [`Kind`]'s name, or (read back from the outbox) one a newer release
+    /// wrote.
+    pub kind: String,
     /// When the message was made, whole seconds.
     pub timestamp: Timestamp,
     pub data: Value,
@@ -57,7 +76,7 @@ impl Message {
             .collect();
         Self {
             id: format!("msg_{id}"),
-            kind,
+            kind: kind.as_str().to_owned(),
             timestamp: Timestamp::from_second(now.as_second()).expect("cut from a valid time"),
             data,
         }
@@ -72,10 +91,64 @@ impl Message {
         )
     }
 
+    /// `check.verdict`: `shop`'s `outcome` was recorded at `checked_at`, its verdict `was`
+    /// before (`null` for a first verdict) and is so `since`.
+    pub fn verdict(
+        shop: &str,
+        outcome: &CheckOutcome,
+        was: Verdict,
+        since: Timestamp,
+        checked_at: Timestamp,
+    ) -> Self {
+        let was = (was != Verdict::Unknown).then_some(was.as_str());
+        Self::new(
+            Kind::CheckVerdict,
+            checked_at,
+            json!({
+                "shop": shop,
+                "check": outcome.kind.as_str(),
+                "verdict": outcome.verdict.as_str(),
+                "was": was,
+                "summary": outcome.summary,
+                "fix": outcome.fix,
+                "since": since,
+                "checked_at": checked_at,
+            }),
+        )
+    }
+
+    /// `session.key_rejected`: Tripletex refused `shop`'s employee key; `remedy` says what to do.
+    pub fn key_rejected(shop: &str, remedy: &str, now: Timestamp) -> Self {
+        Self::new(
+            Kind::KeyRejected,
+            now,
+            json!({"shop": shop, "remedy": remedy}),
+        )
+    }
+
+    /// `session.key_accepted`: `shop`'s employee key works again.
+    pub fn key_accepted(shop: &str, now: Timestamp) -> Self {
+        Self::new(Kind::KeyAccepted, now, json!({"shop": shop}))
+    }
+
+    /// `consumer_token.expiring`: the integration's consumer token expires at `expires_at`.
+    pub fn consumer_token_expiring(expires_at: Timestamp, days_left: i64, now: Timestamp) -> Self {
+        Self::new(
+            Kind::ConsumerTokenExpiring,
+            now,
+            json!({"expires_at": expires_at, "days_left": days_left}),
+        )
+    }
+
+    /// `consumer_token.rejected`: Tripletex refused the consumer token; `remedy` says what to do.
+    pub fn consumer_token_rejected(remedy: &str, now: Timestamp) -> Self {
+        Self::new(Kind::ConsumerTokenRejected, now, json!({"remedy": remedy}))
+    }
+
     /// The JSON body; signed and sent exactly as returned.
     pub fn body(&self) -> String {
         serde_json::to_string(&Body {
-            kind: self.kind.as_str(),
+            kind: &self.kind,
             timestamp: self.timestamp,
             data: &self.data,
         })

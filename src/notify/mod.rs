@@ -1,21 +1,30 @@
 //! Notifying the platform: messages in the Standard Webhooks format (<https://www.standardwebhooks.com/>),
 //! signed with the `[notify]` secret and POSTed to `notify.url`.
 //!
-//! This first part owns the message and its body (`message.rs`), sending one message and
-//! reading the answer (`send.rs`), and `notify test` ([`test`]). The durable outbox that will
-//! carry verdict changes (`check.verdict`, so far only in contrib/notify/message.schema.json)
-//! builds on [`send`]. Invariants: the secret is read through config's preflight rules and only
-//! [`crate::secrets::Signer`] holds it; no message carries anything secret.
+//! It owns the message and its body (`message.rs`), queueing a message into the outbox in the
+//! batch that records what it reports (`queue.rs`; the records themselves are the store's), the
+//! delivery task (`deliver.rs`), sending one message and reading the answer (`send.rs`, also
+//! `notify test`'s path, [`test`]) and what operators see of the backlog (`backlog.rs`).
+//! Invariants: the secret is read through config's preflight rules and only
+//! [`crate::secrets::Signer`] holds it; no message carries anything secret; a message is queued
+//! only with what it reports, and leaves the outbox only delivered or dead.
 //!
-//! Layering: above `config` (it takes a [`NotifyConfig`]) and `secrets`; nothing below imports it.
+//! Layering: above `store`, `metrics`, `config` and `secrets`; `pass` queues, the daemon runs
+//! the delivery task.
 
+mod backlog;
+mod deliver;
 mod message;
+mod queue;
 mod send;
 
 use std::path::{Path, PathBuf};
 
 use crate::config::{Config, ConfigError, NotifyConfig};
+pub use backlog::Backlog;
+pub use deliver::{Delivery, Destination, Http, STOP_GRACE, Transport, run};
 pub use message::{Kind, Message};
+pub use queue::{Queueing, queue};
 pub use send::{Answer, client, send};
 
 /// Why `notify test` could not send. Each is one line naming the file and the fix.

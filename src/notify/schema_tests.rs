@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use super::{Kind, Message};
+use crate::checks::{CheckKind, CheckOutcome, Verdict};
 
 fn schema() -> jsonschema::Validator {
     let path = concat!(
@@ -24,13 +25,52 @@ fn problems(validator: &jsonschema::Validator, body: &Value) -> Vec<String> {
 #[test]
 fn every_message_the_code_builds_fits_the_schema() {
     let validator = schema();
+    let now = jiff::Timestamp::now();
+    let conflict = CheckOutcome {
+        kind: CheckKind::CustomerNumbers,
+        verdict: Verdict::Conflict,
+        summary: "conflict: Tripletex's customer 6001 is inside the shop's range".into(),
+        fix: Some("set Customer › Settings › customer number to 100000".into()),
+        evidence: Default::default(),
+    };
+    let first_ok = CheckOutcome {
+        verdict: Verdict::Ok,
+        fix: None,
+        ..conflict.clone()
+    };
     // One message of every kind: this match stops compiling when a kind is added, until its
     // message is built here too.
     let of = |kind| match kind {
-        Kind::Test => Message::test("web1.example", jiff::Timestamp::now()),
+        Kind::Test => vec![Message::test("web1.example", now)],
+        Kind::CheckVerdict => vec![
+            Message::verdict("acme", &conflict, Verdict::Ok, now, now),
+            Message::verdict("acme", &first_ok, Verdict::Unknown, now, now),
+        ],
+        Kind::KeyRejected => vec![Message::key_rejected("acme", "make a new key", now)],
+        Kind::KeyAccepted => vec![Message::key_accepted("acme", now)],
+        Kind::ConsumerTokenExpiring => vec![Message::consumer_token_expiring(now, 12, now)],
+        Kind::ConsumerTokenRejected => vec![Message::consumer_token_rejected("renew it", now)],
     };
-    let body: Value = serde_json::from_str(&of(Kind::Test).body()).unwrap();
-    assert_eq!(problems(&validator, &body), Vec::<String>::new(), "{body}");
+    for kind in [
+        Kind::Test,
+        Kind::CheckVerdict,
+        Kind::KeyRejected,
+        Kind::KeyAccepted,
+        Kind::ConsumerTokenExpiring,
+        Kind::ConsumerTokenRejected,
+    ] {
+        for message in of(kind) {
+            assert_eq!(message.kind, kind.as_str());
+            let body: Value = serde_json::from_str(&message.body()).unwrap();
+            assert_eq!(problems(&validator, &body), Vec::<String>::new(), "{body}");
+        }
+    }
+    // A coalesced verdict says how many it stands for.
+    let mut merged: Value =
+        serde_json::from_str(&Message::verdict("acme", &conflict, Verdict::Ok, now, now).body())
+            .unwrap();
+    merged["data"]["coalesced"] = json!(3);
+    assert_eq!(problems(&validator, &merged), Vec::<String>::new());
 }
 
 #[test]

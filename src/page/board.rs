@@ -14,6 +14,7 @@ use jiff::Timestamp;
 
 use super::trail::Trail;
 use crate::checks::{CheckKind, HistoryPoint, NumberRange, PerKind, Verdict};
+use crate::notify::Backlog;
 use crate::status::{Attention, CheckFacts, ShopStatus, View, write_document};
 use crate::store::SessionState;
 
@@ -27,6 +28,8 @@ pub struct Board {
     index: HashMap<String, usize>,
     /// While the store cannot write: why, and since when (see [`ShopStatus::store_failing`]).
     failing: Option<(String, Timestamp)>,
+    /// The outbox (`[notify]`) as of the last write of status.json.
+    notify: Option<Backlog>,
 }
 
 impl Board {
@@ -41,6 +44,7 @@ impl Board {
             tiles,
             index,
             failing: None,
+            notify: None,
         }
     }
 
@@ -79,6 +83,15 @@ impl Board {
         self.failing = failing;
     }
 
+    /// Sets the outbox's state (`None`: notify is off and nothing is left).
+    pub fn set_notify(&mut self, notify: Option<Backlog>) {
+        self.notify = notify;
+    }
+
+    pub fn notify(&self) -> Option<&Backlog> {
+        self.notify.as_ref()
+    }
+
     pub fn store_error(&self) -> Option<&str> {
         self.failing.as_ref().map(|(e, _)| e.as_str())
     }
@@ -108,6 +121,7 @@ impl Board {
             generated_at: at,
             shard: self.shard.clone(),
             store_error: self.store_error().map(str::to_owned),
+            notify: self.notify.clone(),
             shops: self.entries(at),
         }
     }
@@ -120,6 +134,7 @@ pub struct Document {
     pub generated_at: Timestamp,
     pub shard: Option<String>,
     pub store_error: Option<String>,
+    pub notify: Option<Backlog>,
     /// Each shop's entry, already serialised.
     pub shops: Vec<Arc<str>>,
 }
@@ -131,6 +146,7 @@ impl Document {
             self.generated_at,
             self.shard.as_deref(),
             self.store_error.as_deref(),
+            self.notify.as_ref(),
             self.shops.iter().map(|s| &**s),
         )
     }

@@ -137,6 +137,21 @@ pub fn render(board: &Board, view: &View, query: &Query) -> String {
         html::text(&mut out, e);
         out.push_str("</p>\n");
     }
+    if let Some(n) = board.notify() {
+        let _ = write!(
+            out,
+            "<p class=\"counts\">Notifications to the platform: <span>pending {}</span><span>dead {}</span><span>delivered {}</span>",
+            n.pending, n.dead, n.delivered
+        );
+        if let Some(at) = n.oldest_pending_at {
+            let _ = write!(out, "<span>oldest pending since {}</span>", html::time(at));
+        }
+        if let Some(error) = &n.last_error {
+            out.push_str("<br>last error: ");
+            html::text(&mut out, error);
+        }
+        out.push_str("</p>\n");
+    }
     out.push_str("<p class=\"counts\">Shops by worst check: ");
     for (v, n) in VERDICTS.iter().zip(verdicts) {
         let _ = write!(out, "<span>{} {n}</span>", v.as_str());

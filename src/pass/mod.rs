@@ -26,6 +26,7 @@ use tracing::Instrument as _;
 use crate::checks::{self, CheckKind, CheckOutcome, NumberRange, Policy, Verdict};
 use crate::clock::SharedClock;
 use crate::config::ShopConfig;
+use crate::notify::{Message, Queueing};
 use crate::store::{Batch, ResultRecord, SessionRecord, SessionState, Store, StoreError};
 use crate::sync::{self, SyncError, SyncSettings};
 use crate::tripletex::{ShopClient, TripletexError};
@@ -38,6 +39,8 @@ pub struct PassSettings {
     pub history: Duration,
     /// How long one pass may take (`checks.pass_deadline`).
     pub deadline: Duration,
+    /// Whether changes are queued for the platform: `None` while `[notify]` is off.
+    pub notify: Option<Queueing>,
 }
 
 impl PassSettings {
@@ -52,6 +55,9 @@ impl PassSettings {
             policy: c.policy,
             history: c.history,
             deadline: c.pass_deadline,
+            notify: config.notify.as_ref().map(|n| Queueing {
+                max_pending: n.max_pending,
+            }),
         }
     }
 }
@@ -177,9 +183,22 @@ async fn run_inner(
     if session != previous {
         recording.batch().put_session(name, &session);
     }
+    let rejected = |s: &SessionRecord| s.state == SessionState::KeyRejected;
+    if rejected(&session) && !rejected(&previous) {
+        let remedy = session.detail.as_deref().unwrap_or_default();
+        recording.notify(Message::key_rejected(name, remedy, start))?;
+    } else if rejected(&previous) && session.state == SessionState::Valid {
+        recording.notify(Message::key_accepted(name, start))?;
+    }
     // Only what is recorded is reported (the verdicts are logged once committed).
     let outcomes = recording.commit().await?;
-    if session.state == SessionState::KeyRejected && previous.state != SessionState::KeyRejected {
+    if rejected(&previous) && session.state == SessionState::Valid {
+        tracing::info!(
+            event = "session.key_accepted",
+            shop = name,
+            "Tripletex accepts this shop's employee key again"
+        );
+    } else if rejected(&session) && !rejected(&previous) {
         tracing::error!(
             event = "session.key_rejected",
             shop = name,

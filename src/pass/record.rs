@@ -7,7 +7,9 @@
 //! burst of callbacks cannot fill the history the forecast reads; points older than
 //! `checks.history` are pruned in the same batch; everything goes into one flushed commit, and a
 //! verdict is logged (`check.verdict`: conflict = ERROR, warn/error = WARN, recovery = INFO,
-//! unchanged = DEBUG) only once it is recorded.
+//! unchanged = DEBUG) only once it is recorded. With `[notify]` on, a changed verdict (a first
+//! one too) is a `check.verdict` message queued in that same commit (`notify::queue`), as is
+//! whatever else the caller reports ([`Recording::notify`]).
 
 use std::time::Duration;
 
@@ -16,6 +18,7 @@ use jiff::Timestamp;
 use super::PassSettings;
 use crate::checks::{CheckKind, CheckOutcome, HistoryPoint, Verdict};
 use crate::clock::span;
+use crate::notify::{self, Message, Queueing};
 use crate::store::{Batch, ResultRecord, Store, StoreError};
 
 /// How long an unchanged highest number goes without a new history point.
@@ -28,6 +31,8 @@ pub(crate) struct Recording<'a> {
     now: Timestamp,
     cutoff: Timestamp,
     batch: Batch,
+    /// Whether changes are queued for the platform (`[notify]` on).
+    queueing: Option<Queueing>,
     /// Per kind whose history was read: its newest point, and whether older ones are due for
     /// pruning.
     read: Vec<(CheckKind, Option<HistoryPoint>, bool)>,
@@ -51,6 +56,7 @@ impl<'a> Recording<'a> {
             now,
             cutoff: now.checked_sub(span(settings.history)).unwrap_or(now),
             batch,
+            queueing: settings.notify,
             read: Vec::new(),
             logged: Vec::new(),
         }
@@ -101,8 +107,20 @@ impl<'a> Recording<'a> {
                 .prune_history(&mut self.batch, shop, kind, self.cutoff)?;
         }
         let before = last.map_or(Verdict::Unknown, ResultRecord::verdict);
+        if before != record.verdict() {
+            let message = Message::verdict(shop, &record.outcome, before, record.since, self.now);
+            self.notify(message)?;
+        }
         self.logged.push((record.outcome, before));
         Ok(())
+    }
+
+    /// Queues `message` for the platform in this commit, while `[notify]` is on.
+    pub fn notify(&mut self, message: Message) -> Result<(), StoreError> {
+        match self.queueing {
+            Some(queueing) => notify::queue(self.store, &mut self.batch, message, queueing),
+            None => Ok(()),
+        }
     }
 
     /// Commits everything (flushed), then logs each verdict; the outcomes, in recording order.

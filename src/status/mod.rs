@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checks::{self, CheckKind, Evidence, PerKind, Verdict};
 use crate::config::{Config, ShopConfig};
+use crate::notify::Backlog;
 use crate::store::{SessionRecord, SessionState, Store, StoreError};
 
 pub const STATUS_FILE: &str = "status.json";
@@ -42,6 +43,11 @@ pub struct StatusReport {
     /// no pass is recorded, and every enabled check shows `error` with that reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_error: Option<String>,
+    /// Notifications to the platform (`[notify]`), as the running daemon's outbox stands;
+    /// absent while notify is off and nothing is left in the outbox (and in what `check`
+    /// writes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Backlog>,
     pub shops: Vec<ShopStatus>,
 }
 
@@ -243,6 +249,7 @@ impl StatusReport {
             generated_at: now,
             shard: config.shard.map(|s| s.to_string()),
             store_error: None,
+            notify: None,
             shops,
         })
     }
@@ -269,6 +276,7 @@ impl StatusReport {
             generated_at: at,
             shard: blank.shard,
             store_error: self.store_error,
+            notify: self.notify,
             shops,
         }
     }
@@ -317,6 +325,7 @@ pub fn write_document<'a>(
     generated_at: Timestamp,
     shard: Option<&str>,
     store_error: Option<&str>,
+    notify: Option<&Backlog>,
     shops: impl IntoIterator<Item = &'a str>,
 ) -> std::io::Result<()> {
     let head = serde_json::to_string(&generated_at).map_err(std::io::Error::other)?;
@@ -328,6 +337,10 @@ pub fn write_document<'a>(
     if let Some(error) = store_error {
         let error = serde_json::to_string(error).map_err(std::io::Error::other)?;
         write!(out, "\"store_error\":{error},")?;
+    }
+    if let Some(notify) = notify {
+        let notify = serde_json::to_string(notify).map_err(std::io::Error::other)?;
+        write!(out, "\"notify\":{notify},")?;
     }
     out.write_all(b"\"shops\":[")?;
     for (i, shop) in shops.into_iter().enumerate() {

@@ -54,6 +54,7 @@ fn report() -> StatusReport {
         generated_at: at(NOW),
         shard: None,
         store_error: None,
+        notify: None,
         shops: vec![
             shop("fjellsport", SessionState::Valid, [ok(LONG), ok(LONG)]),
             shop(

@@ -83,24 +83,30 @@ impl FlushGroup {
 
 /// Flushes `db`, kicking a flush that takes long (see the module doc). Not `flush_async`: in
 /// sled 0.34 concurrent `flush_async` calls can wait forever (spacejam/sled#1241, #1308). A
-/// blocking flush on the blocking pool keeps the runtime's workers free.
+/// blocking flush on the blocking pool keeps the runtime's workers free. The kick's timer is the
+/// wall clock's, beside the flush on the blocking pool, not tokio's: the kick is about a disk,
+/// and under tokio's paused time (tests) a tokio timer would fire at once, again and again.
 async fn flush(db: &sled::Db) -> Result<(), sled::Error> {
+    let (done, waiting) = std::sync::mpsc::channel::<()>();
     let flushing = db.clone();
-    let mut flushed = tokio::task::spawn_blocking(move || flushing.flush());
-    loop {
-        tokio::select! {
-            done = &mut flushed => {
-                return done
-                    .map_err(|e| sled::Error::ReportableBug(e.to_string()))?
-                    .map(drop);
-            }
-            _ = tokio::time::sleep(KICK_AFTER) => {
-                let kick = db.clone();
-                // Its own result does not matter: the flush reports the handle's error.
-                tokio::task::spawn_blocking(move || kick.insert(KICK_KEY, &[]));
-            }
+    let flushed = tokio::task::spawn_blocking(move || {
+        let result = flushing.flush();
+        drop(done);
+        result
+    });
+    let kick = db.clone();
+    tokio::task::spawn_blocking(move || {
+        // Ends when the flush does (its sender is dropped).
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = waiting.recv_timeout(KICK_AFTER)
+        {
+            // Its own result does not matter: the flush reports the handle's error.
+            let _ = kick.insert(KICK_KEY, &[]);
         }
-    }
+    });
+    flushed
+        .await
+        .map_err(|e| sled::Error::ReportableBug(e.to_string()))?
+        .map(drop)
 }
 
 /// Held while running the flush; releasing it (also when the leader's future is dropped) lets

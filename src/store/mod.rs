@@ -24,6 +24,7 @@ mod error;
 mod group;
 mod health;
 mod mirror;
+mod outbox;
 mod records;
 mod schema;
 
@@ -39,6 +40,7 @@ use serde::de::DeserializeOwned;
 pub use error::StoreError;
 use error::sled_at;
 pub use mirror::{KindCursor, SyncCursor};
+pub use outbox::{DEAD_KEPT, DeadRecord, OutboxRecord, Pending};
 pub use records::{ResultRecord, SessionRecord, SessionState};
 pub use schema::SCHEMA_VERSION;
 
@@ -62,6 +64,8 @@ pub struct Store {
     /// Whether a write broke `db` (see `health`). Boxed: `Store` is moved around by value
     /// (`check` opening it) and this is its biggest part.
     health: Box<health::Health>,
+    /// The outbox's counts and the delivery task's wake-up.
+    outbox: outbox::Counts,
     state_dir: PathBuf,
     // Held for the life of the store: dropping it releases the lock.
     _lock: File,
@@ -172,10 +176,12 @@ impl Store {
         // Databases written before files were made private (or under another umask).
         make_private(&db_dir).map_err(db_io)?;
         schema::migrate(&db, &db_dir)?;
+        let outbox = outbox::Counts::count(&db).map_err(sled_at(&db_dir))?;
         Ok(Self {
             db,
             group: group::FlushGroup::new(),
             health: Box::new(health::Health::new(db_dir)),
+            outbox,
             state_dir: state_dir.to_path_buf(),
             _lock: lock,
         })
@@ -291,7 +297,9 @@ impl Store {
         written.await.map_err(|e| {
             self.health.failed(&e);
             self.sled()(e)
-        })
+        })?;
+        self.outbox.committed(&batch.outbox);
+        Ok(())
     }
 
     /// Removes history of `shop`/`kind` older than `cutoff` (into `batch`).
@@ -324,6 +332,8 @@ impl Store {
 #[derive(Default)]
 pub struct Batch {
     inner: sled::Batch,
+    /// What it does to the outbox's counts (see `outbox`).
+    outbox: outbox::OutboxChange,
 }
 
 impl Batch {
