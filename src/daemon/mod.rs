@@ -123,11 +123,13 @@ pub async fn run(
     let status_view = view::SharedView::default();
     let (backlog_tx, backlog_rx) = watch::channel(None);
     let writer = tokio::spawn(report::status_writer(
-        status_view.clone(),
-        store.clone(),
-        shared_config.clone(),
-        env.clock.clone(),
-        env.metrics.clone(),
+        report::Edges {
+            view: status_view.clone(),
+            store: store.clone(),
+            config: shared_config.clone(),
+            clock: env.clock.clone(),
+            metrics: env.metrics.clone(),
+        },
         reports_rx,
         backlog_rx,
         cancel.clone(),

@@ -61,17 +61,30 @@ pub(super) enum Update {
     Refused,
 }
 
+/// What the status writer works with: the view it keeps (the status page reads it too), the
+/// store it reads, the running configuration, the clock and the metrics it feeds.
+pub(super) struct Edges {
+    pub view: SharedView,
+    pub store: Arc<Store>,
+    pub config: Arc<RwLock<Config>>,
+    pub clock: SharedClock,
+    pub metrics: Arc<Metrics>,
+}
+
 /// Runs until every update sender is gone, then writes the file a last time.
 pub(super) async fn status_writer(
-    view: SharedView,
-    store: Arc<Store>,
-    config: Arc<RwLock<Config>>,
-    clock: SharedClock,
-    metrics: Arc<Metrics>,
+    edges: Edges,
     mut updates: mpsc::UnboundedReceiver<Update>,
     mut backlog: watch::Receiver<Option<Backlog>>,
     cancel: CancellationToken,
 ) {
+    let Edges {
+        view,
+        store,
+        config,
+        clock,
+        metrics,
+    } = edges;
     let mut writer = Writer {
         store,
         config,
