@@ -255,8 +255,8 @@ const DEMO_PUSH: (&str, i64, u32) = ("fjellsport", 1001, 1202);
 #[cfg(feature = "sim")]
 const DEMO_PUSH_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// `demo`: the simulator's demo world, a throwaway config for its three shops (webhooks on), the
-/// daemon for `seconds` (and until push was shown, within a grace), then the status table and
+/// `demo`: the simulator's demo world, a throwaway config for its three shops (webhooks on, the
+/// status page on a free loopback port), the daemon for `seconds` (and until push was shown, within a grace), then the status table and
 /// what push did.
 #[cfg(feature = "sim")]
 pub async fn demo(seconds: u64) -> anyhow::Result<u8> {
@@ -297,6 +297,7 @@ pub async fn demo(seconds: u64) -> anyhow::Result<u8> {
     let signals = Signals::stop_only()
         .context("installing signal handlers")?
         .forward(controller.clone());
+    let page = tokio::spawn(show_page(controller.clone()));
     let mut pushed = tokio::spawn(show_push(
         sim.clone(),
         controller.clone(),
@@ -318,6 +319,7 @@ pub async fn demo(seconds: u64) -> anyhow::Result<u8> {
     let env = Environment::from_process(system_clock());
     let ran = daemon::run(&config_path, config.clone(), store.clone(), env, orders).await;
     let pushed = stopper.await.ok().flatten();
+    page.abort();
     drop(signals);
     running.shutdown().await;
     ran?;
@@ -335,6 +337,16 @@ pub async fn demo(seconds: u64) -> anyhow::Result<u8> {
         println!("{line}");
     }
     Ok(exit::OK)
+}
+
+/// Prints where the status page is once the daemon serves it (for as long as the demo runs).
+#[cfg(feature = "sim")]
+async fn show_page(control: Controller) {
+    if let Some(addr) = control.listening(|l| l.metrics.is_some()).await.metrics {
+        eprintln!(
+            "demo: status page on http://{addr}/ while the demo runs (--seconds to look longer)"
+        );
+    }
 }
 
 /// Once the daemon's receiver listens and the push shop's subscriptions are active, creates the
@@ -401,7 +413,7 @@ fn write_demo_config(
             "state_dir = \"state\"\nshops_dir = \"shops.d\"\n\n[tripletex]\nbase_url = \"{base_url}\"\n\
              consumer_token_file = \"consumer-token\"\nsession_valid_days = 7\nrenew_before = \"1d\"\n\
              request_timeout = \"10s\"\n\n[rate_limit]\nper_second = 5\nburst = 10\nreserve = 20\n\
-             max_concurrent_shops = 8\n\n[checks]\ninterval = \"4s\"\njitter = \"1s\"\nfull_resync = \"1h\"\n\n\
+             max_concurrent_shops = 8\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n[checks]\ninterval = \"4s\"\njitter = \"1s\"\nfull_resync = \"1h\"\n\n\
              [webhooks]\npublic_url = \"{DEMO_PUBLIC_URL}\"\nlisten = \"127.0.0.1:0\"\n\
              secret_file = \"webhook-secret\"\nreconcile_interval = \"1h\"\n\n\
              [notify]\nurl = \"{notify_url}\"\nsecret_file = \"notify-secret\"\n\

@@ -27,6 +27,9 @@ const LAYERS: &[&str] = &[
     "pass",
     "webhooks",
     "status",
+    // Renders `status`'s shapes; the daemon owns its board and serves it on the metrics
+    // endpoint, which takes the pages as a plain function.
+    "page",
     "daemon",
 ];
 

@@ -9,7 +9,8 @@
 //! neither the registry nor the store (`layers.rs` lists such "never" pairs and tests them,
 //! through other modules too). `config` builds on them (e.g.
 //! `ClientSettings::from(&Config)`, token refusals in its one-line format); `notify`, `pass`,
-//! `status`, `webhooks` and `daemon` build on config (and `webhooks` on `pass`).
+//! `status`, `webhooks` and `daemon` build on config (and `webhooks` on `pass`); the status page
+//! (`page`) renders from `status`'s shapes, and the daemon serves it through `metrics`' endpoint.
 //!
 //! Below them all, in crates of their own that the simulator shares: [`clock`] (the `oslo-clock`
 //! crate: time as a parameter, the Oslo calendar) and `http-accept` (the one HTTP accept loop).
@@ -23,6 +24,7 @@ pub mod files;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod page;
 pub mod pass;
 pub mod secrets;
 pub mod status;

@@ -73,6 +73,7 @@ async fn the_endpoint_serves_metrics_and_health_and_nothing_else() {
         SocketAddr::from(([127, 0, 0, 1], 0)),
         metrics,
         Arc::new(move || probe.load(Ordering::Relaxed)),
+        None,
         cancel.clone(),
     )
     .await

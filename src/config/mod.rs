@@ -62,7 +62,8 @@ pub struct Config {
     pub tripletex: TripletexConfig,
     pub rate_limit: RateLimitConfig,
     pub checks: ChecksConfig,
-    /// Where `/metrics` and `/healthz` are served (`[metrics] listen`); `None`: not at all.
+    /// Where `/metrics`, `/healthz` and the status page are served (`[metrics] listen`); `None`:
+    /// not at all.
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Only the shops of this shard are in `shops` (all files are still validated).
     pub shard: Option<Shard>,

@@ -121,12 +121,16 @@ pub async fn run(
     let initial = world.tokens(&env)?;
     let shared_config = Arc::new(RwLock::new(world.config.clone()));
     let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+    let status_view = view::SharedView::default();
     let (backlog_tx, backlog_rx) = watch::channel(None);
     let writer = tokio::spawn(report::status_writer(
-        store.clone(),
-        shared_config.clone(),
-        env.clock.clone(),
-        env.metrics.clone(),
+        report::Edges {
+            view: status_view.clone(),
+            store: store.clone(),
+            config: shared_config.clone(),
+            clock: env.clock.clone(),
+            metrics: env.metrics.clone(),
+        },
         reports_rx,
         backlog_rx,
         cancel.clone(),
@@ -180,6 +184,11 @@ pub async fn run(
                 addr,
                 metrics.clone(),
                 Arc::new(move || probe.healthy() && store_probe.failing().is_none()),
+                Some(view::pages(
+                    status_view,
+                    shared_config.clone(),
+                    scheduler.env().clock.clone(),
+                )),
                 cancel.clone(),
             )
             .await
@@ -187,7 +196,7 @@ pub async fn run(
                 addr,
                 error: e.to_string(),
             })?;
-            tracing::info!(event = "metrics.listening", addr = %server.addr, "serving /metrics and /healthz");
+            tracing::info!(event = "metrics.listening", addr = %server.addr, "serving /metrics, /healthz and the status page");
             orders.listening_on(|l| l.metrics = Some(server.addr));
             Some(tokio::time::interval(watchdog::HEALTH_TICK))
         }

@@ -14,7 +14,9 @@
 //! the daemon answers at once), in place of the old file if the file system has no room for a
 //! new one; the writer alone sets `tripletex_sync_store_healthy`, as soon as the store breaks or
 //! recovers; `status.write_failed` is logged at most once per [`QUIET`], with how many were
-//! left out.
+//! left out. The view is shared with the status page; after each rebuild a background task reads
+//! the stored history into new shops' chart trails, and the writer ends only after those tasks
+//! (they hold the store).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -24,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::view::StatusView;
+use super::view::{SharedView, StatusView, seed_trails, write_file};
 use crate::checks::CheckKind;
 use crate::clock::SharedClock;
 use crate::config::Config;
@@ -59,22 +61,38 @@ pub(super) enum Update {
     Refused,
 }
 
+/// What the status writer works with: the view it keeps (the status page reads it too), the
+/// store it reads, the running configuration, the clock and the metrics it feeds.
+pub(super) struct Edges {
+    pub view: SharedView,
+    pub store: Arc<Store>,
+    pub config: Arc<RwLock<Config>>,
+    pub clock: SharedClock,
+    pub metrics: Arc<Metrics>,
+}
+
 /// Runs until every update sender is gone, then writes the file a last time.
 pub(super) async fn status_writer(
-    store: Arc<Store>,
-    config: Arc<RwLock<Config>>,
-    clock: SharedClock,
-    metrics: Arc<Metrics>,
+    edges: Edges,
     mut updates: mpsc::UnboundedReceiver<Update>,
     mut backlog: watch::Receiver<Option<Backlog>>,
     cancel: CancellationToken,
 ) {
+    let Edges {
+        view,
+        store,
+        config,
+        clock,
+        metrics,
+    } = edges;
     let mut writer = Writer {
         store,
         config,
         clock,
         metrics,
-        view: None,
+        view,
+        seeding: Vec::new(),
+        cancel: cancel.clone(),
         push: HashMap::new(),
         consumer: Rejections::default(),
         consumer_reported: false,
@@ -136,6 +154,10 @@ pub(super) async fn status_writer(
         }
     }
     writer.write(&backlog).await;
+    // They hold the store, which must close when the daemon stops.
+    for seeding in writer.seeding {
+        let _ = seeding.await;
+    }
 }
 
 /// The status writer's state.
@@ -144,8 +166,12 @@ struct Writer {
     config: Arc<RwLock<Config>>,
     clock: SharedClock,
     metrics: Arc<Metrics>,
-    /// `None` when it could not be read from the store (retried at the next write).
-    view: Option<StatusView>,
+    /// `None` when it could not be read from the store (retried at the next write); the status
+    /// page reads it too.
+    view: SharedView,
+    /// Tasks reading the stored history into new shops' chart trails (see `view.rs`).
+    seeding: Vec<tokio::task::JoinHandle<()>>,
+    cancel: CancellationToken,
     /// Each shop's push state, from its task (status.json shows it, the store does not keep it).
     push: HashMap<String, PushStatus>,
     consumer: Rejections,
@@ -187,13 +213,30 @@ impl Writer {
         let (metrics, push) = (&self.metrics, &self.push);
         let on = config.webhooks.is_some();
         let quiet = &mut self.quiet;
-        self.view = StatusView::build(&self.store, &config, |s| observe(metrics, push, on, s))
+        // Built beside the old view (the page keeps showing it meanwhile), which lends the new
+        // one its chart trails; replaced in one step.
+        let built = {
+            let previous = self.view.read().expect("status view lock");
+            StatusView::build(&self.store, &config, previous.as_ref(), |s| {
+                observe(metrics, push, on, s)
+            })
             .inspect_err(|e| {
                 if let Some(left_out) = quiet.due() {
                     tracing::warn!(event = "status.write_failed", error = %e, left_out, "status not collected");
                 }
             })
-            .ok();
+            .ok()
+        };
+        let any = built.is_some();
+        *self.view.write().expect("status view lock") = built;
+        if any {
+            self.seeding.retain(|t| !t.is_finished());
+            self.seeding.push(seed_trails(
+                self.view.clone(),
+                self.store.clone(),
+                self.cancel.clone(),
+            ));
+        }
     }
 
     /// Takes in one recorded pass; true when status.json is now stale (or a consumer-token
@@ -207,7 +250,8 @@ impl Writer {
 
     /// Re-reads one shop's entry; true when status.json is now stale.
     fn refresh(&mut self, shop: &str) -> bool {
-        let Some(view) = self.view.as_mut() else {
+        let mut view = self.view.write().expect("status view lock");
+        let Some(view) = view.as_mut() else {
             return true;
         };
         let config = self.config.read().expect("config lock");
@@ -255,7 +299,7 @@ impl Writer {
         let now = self.clock.now();
         let failing = self.store.failing();
         self.failing_since = failing.as_ref().map(|_| self.failing_since.unwrap_or(now));
-        if self.view.is_none() {
+        if self.view.read().expect("status view lock").is_none() {
             self.rebuild();
         }
         let failing = failing.as_deref().zip(self.failing_since);
@@ -272,18 +316,26 @@ impl Writer {
             Some((error, _)) => format!("state store failing: {error}"),
             None => String::new(),
         };
-        if let Some(view) = &self.view {
-            let notify = backlog.borrow().clone();
-            let snapshot = view.snapshot(now, failing).with_notify(notify);
-            summary = match failing {
-                Some(_) => format!("{summary}; last recorded {}", view.summary_line()),
-                None => view.summary_line(),
-            };
+        let notify = backlog.borrow().clone();
+        let snapshot = self
+            .view
+            .write()
+            .expect("status view lock")
+            .as_mut()
+            .map(|view| {
+                let snapshot = view.snapshot(now, failing, notify);
+                summary = match failing {
+                    Some(_) => format!("{summary}; last recorded {}", view.summary_line()),
+                    None => view.summary_line(),
+                };
+                snapshot
+            });
+        if let Some(snapshot) = snapshot {
             // Rendered here, written with status.json: both are views of the same passes.
             let metrics = self.metrics.prometheus_text();
             let last = last_resort.take();
             let written = tokio::task::spawn_blocking(move || {
-                if let Err(e) = snapshot.write(&state_dir) {
+                if let Err(e) = write_file(&snapshot, &state_dir) {
                     // No room for a new file: the failure in place of the old one.
                     return match last.map(|r| r.overwrite_in_place(&state_dir)) {
                         Some(Ok(true)) => Ok(()),

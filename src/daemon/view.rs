@@ -1,77 +1,89 @@
 //! The daemon's in-memory picture of status.json: each configured shop's entry, already
-//! serialised, in config order.
+//! serialised, in config order, in a [`Board`] that the status page renders from too.
 //!
 //! Invariants: a pass costs one shop's worth of work (three store reads and one serialisation of
 //! that shop), whatever the number of shops; writing the file joins the cached fragments and
 //! never reads the store; the file is the `StatusReport` shape, one shop per line; only a
-//! reload rebuilds the whole view from the store.
+//! reload rebuilds the whole view from the store, keeping each shop's chart trail. A shop new
+//! to the view gets its checks' newest [`POINTS`] history points (never the whole history) from
+//! [`seed_trails`], off the async workers and a few hundred shops per lock, since at 100 000 shops
+//! reading them takes seconds (~130 µs a shop) that status.json must not wait for.
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use jiff::Timestamp;
+use tokio_util::sync::CancellationToken;
 
-use crate::checks::Verdict;
-use crate::config::Config;
+use crate::checks::{PerKind, Verdict};
+use crate::clock::SharedClock;
+use crate::config::{Config, ShopConfig};
+use crate::metrics::Pages;
 use crate::notify::Backlog;
-use crate::status::{ShopStatus, write_atomically};
+use crate::page::{Board, Document, POINTS, Tile};
+use crate::status::{ShopStatus, View, stale_after, write_atomically};
 use crate::store::{Store, StoreError};
 
+/// The view, shared by the status writer (which updates it) and the status page (which reads
+/// it); `None` until it could be read from the store.
+pub(super) type SharedView = Arc<RwLock<Option<StatusView>>>;
+
+/// The status page, rendered from `view` at the clock's time, staleness judged by the running
+/// config's intervals (as `status` judges it).
+pub(super) fn pages(view: SharedView, config: Arc<RwLock<Config>>, clock: SharedClock) -> Pages {
+    Arc::new(move |uri| {
+        let stale_after = stale_after(&config.read().expect("config lock"));
+        let judged = View {
+            now: clock.now(),
+            stale_after,
+            width: 0,
+            problems_only: false,
+        };
+        let reply = {
+            let view = view.read().expect("status view lock");
+            crate::page::respond(view.as_ref().map(StatusView::board), &judged, uri)
+        };
+        // status.json is serialised after the lock is let go: the writer never waits for it.
+        reply.map(crate::page::Reply::into_response)
+    })
+}
+
 pub(super) struct StatusView {
-    /// "i/n" of this instance (config `shard`), named in the file like `StatusReport` does.
-    shard: Option<String>,
-    shops: Vec<Entry>,
-    /// Shop name → position in `shops` (and in the config it was built from).
-    index: HashMap<String, usize>,
-}
-
-struct Entry {
-    /// The shop's worst verdict, or `None` when the shop is disabled (not counted).
-    worst: Option<Verdict>,
-    json: Arc<str>,
-}
-
-/// What one write needs, detached from the view so the write can run off the async workers.
-pub(super) struct Snapshot {
-    generated_at: Timestamp,
-    shard: Option<String>,
-    store_error: Option<String>,
-    /// The outbox (`[notify]`), while notify is on or messages remain.
-    notify: Option<Backlog>,
-    shops: Vec<Arc<str>>,
+    board: Board,
 }
 
 impl StatusView {
     /// Every configured shop as the store has it; `observe` sees each shop's status, and may
-    /// complete it with what only the daemon knows (push).
+    /// complete it with what only the daemon knows (push). A shop `previous` (the view before a
+    /// reload) has keeps its chart trail; the others' wait for [`seed_trails`].
     pub fn build(
         store: &Store,
         config: &Config,
+        previous: Option<&StatusView>,
         mut observe: impl FnMut(&mut ShopStatus),
     ) -> Result<Self, StoreError> {
-        let shops = config
+        let tiles = config
             .shops
             .iter()
             .map(|shop| {
-                ShopStatus::collect(Some(store), shop).map(|mut s| {
-                    observe(&mut s);
-                    Entry::of(&s)
+                let mut status = ShopStatus::collect(Some(store), shop)?;
+                observe(&mut status);
+                let ranges = shop.checks.clone();
+                Ok(match previous.and_then(|p| p.board.find(&shop.name)) {
+                    Some(old) => Tile::carried(old, &status, ranges),
+                    None => Tile::new(&status, ranges),
                 })
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        let index = config
-            .shops
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.name.clone(), i))
-            .collect();
+            .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Self {
-            shard: config.shard.map(|s| s.to_string()),
-            shops,
-            index,
+            board: Board::new(config.shard.map(|s| s.to_string()), tiles),
         })
+    }
+
+    /// What the status page renders from.
+    pub fn board(&self) -> &Board {
+        &self.board
     }
 
     /// Re-reads `shop` after its pass was recorded; false when nothing in its entry changed.
@@ -84,61 +96,43 @@ impl StatusView {
         shop: &str,
         observe: impl FnOnce(&mut ShopStatus),
     ) -> Result<bool, StoreError> {
-        let Some(&i) = self.index.get(shop) else {
+        let Some(i) = self.board.position(shop) else {
             return Ok(false);
         };
-        let Some(shop) = config.shops.get(i).filter(|s| s.name == shop) else {
+        let Some(shop): Option<&ShopConfig> = config.shops.get(i).filter(|s| s.name == shop) else {
             return Ok(false);
         };
         let mut status = ShopStatus::collect(Some(store), shop)?;
         observe(&mut status);
-        let entry = Entry::of(&status);
-        let changed = entry.json != self.shops[i].json;
-        self.shops[i] = entry;
-        Ok(changed)
+        Ok(self.board.tile_mut(i).update(&status, shop.checks.clone()))
     }
 
-    /// The file as of `generated_at`; while the store fails (`failing`: why, and since when),
-    /// every enabled check shows `error` with that reason instead of its last recorded verdict.
+    /// The file as of `generated_at`, with the outbox's `notify` block; while the store fails
+    /// (`failing`: why, and since when), every enabled check shows `error` with that reason
+    /// instead of its last recorded verdict (and the page says so too).
     pub fn snapshot(
-        &self,
+        &mut self,
         generated_at: Timestamp,
         failing: Option<(&str, Timestamp)>,
-    ) -> Snapshot {
-        let shops = match failing {
-            None => self.shops.iter().map(|e| e.json.clone()).collect(),
-            // Re-serialised only while failing, which is rare and rate-limited like every write.
-            Some((error, since)) => self
-                .shops
-                .iter()
-                .map(|e| {
-                    let mut status: ShopStatus =
-                        serde_json::from_str(&e.json).expect("the view holds status JSON");
-                    status.store_failing(error, generated_at, since);
-                    Entry::of(&status).json
-                })
-                .collect(),
-        };
-        Snapshot {
-            generated_at,
-            shard: self.shard.clone(),
-            store_error: failing.map(|(error, _)| error.to_owned()),
-            notify: None,
-            shops,
-        }
+        notify: Option<Backlog>,
+    ) -> Document {
+        self.board
+            .set_failing(failing.map(|(e, since)| (e.to_owned(), since)));
+        self.board.set_notify(notify);
+        self.board.document(generated_at)
     }
 
     /// "3 shops: 1 ok, 0 warn, 1 conflict, 1 error" (each enabled shop counted by its worst
     /// check), for systemd's STATUS= line.
     pub fn summary_line(&self) -> String {
         let mut counts: HashMap<Verdict, usize> = HashMap::new();
-        for worst in self.shops.iter().filter_map(|e| e.worst) {
+        for worst in self.board.tiles().iter().filter_map(|t| t.glance().worst()) {
             *counts.entry(worst).or_default() += 1;
         }
         let part = |v: Verdict| format!("{} {}", counts.get(&v).copied().unwrap_or(0), v.as_str());
         format!(
             "{} shops: {}, {}, {}, {}",
-            self.shops.len(),
+            self.board.tiles().len(),
             part(Verdict::Ok),
             part(Verdict::Warn),
             part(Verdict::Conflict),
@@ -147,49 +141,49 @@ impl StatusView {
     }
 }
 
-impl Entry {
-    fn of(status: &ShopStatus) -> Self {
-        Self {
-            worst: status.enabled.then(|| status.worst()),
-            json: serde_json::to_string(status)
-                .expect("status serializes")
-                .into(),
+/// Shops whose trails are read in per hold of the view's lock (~30 ms of reads at most).
+const SEED_CHUNK: usize = 256;
+
+/// Reads the newest stored history points into every trail of the view that lacks them, until
+/// done or `cancel`; the task must be awaited before the store may close.
+pub(super) fn seed_trails(
+    view: SharedView,
+    store: Arc<Store>,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::task::spawn_blocking(move || {
+        let names = match &*view.read().expect("status view lock") {
+            Some(v) => v.board.unseeded(),
+            None => return,
+        };
+        for chunk in names.chunks(SEED_CHUNK) {
+            if cancel.is_cancelled() {
+                return;
+            }
+            let read: Result<Vec<_>, StoreError> = chunk
+                .iter()
+                .map(|name| {
+                    let history =
+                        PerKind::try_from_fn(|kind| store.recent_history(name, kind, POINTS))?;
+                    Ok((name, history))
+                })
+                .collect();
+            // A store that fails now fails the passes too, which say so; the charts wait.
+            let Ok(read) = read else { return };
+            let mut view = view.write().expect("status view lock");
+            let Some(view) = view.as_mut() else { return };
+            for (name, history) in read {
+                if let Some(i) = view.board.position(name) {
+                    view.board.tile_mut(i).seed(history);
+                }
+            }
         }
-    }
+    })
 }
 
-impl Snapshot {
-    /// The same, with the outbox's `notify` block.
-    pub fn with_notify(self, notify: Option<Backlog>) -> Self {
-        Self { notify, ..self }
-    }
-
-    /// Replaces `STATE_DIR/status.json` (blocking: file I/O and fsync).
-    pub fn write(&self, state_dir: &Path) -> std::io::Result<()> {
-        write_atomically(state_dir, |out| {
-            // The same document `StatusReport` serialises, one shop per line.
-            let head = serde_json::to_string(&self.generated_at).map_err(std::io::Error::other)?;
-            write!(out, "{{\"generated_at\":{head},")?;
-            if let Some(shard) = &self.shard {
-                let shard = serde_json::to_string(shard).map_err(std::io::Error::other)?;
-                write!(out, "\"shard\":{shard},")?;
-            }
-            if let Some(error) = &self.store_error {
-                let error = serde_json::to_string(error).map_err(std::io::Error::other)?;
-                write!(out, "\"store_error\":{error},")?;
-            }
-            if let Some(notify) = &self.notify {
-                let notify = serde_json::to_string(notify).map_err(std::io::Error::other)?;
-                write!(out, "\"notify\":{notify},")?;
-            }
-            out.write_all(b"\"shops\":[")?;
-            for (i, shop) in self.shops.iter().enumerate() {
-                out.write_all(if i == 0 { b"\n" } else { b",\n" })?;
-                out.write_all(shop.as_bytes())?;
-            }
-            out.write_all(b"\n]}\n")
-        })
-    }
+/// Replaces `STATE_DIR/status.json` with `document` (blocking: file I/O and fsync).
+pub(super) fn write_file(document: &Document, state_dir: &Path) -> std::io::Result<()> {
+    write_atomically(state_dir, |out| document.write_to(out))
 }
 
 #[cfg(test)]
@@ -239,7 +233,7 @@ request_timeout = "30s"
         let config = config(dir.path());
         let store = Store::open(&config.state_dir, Role::OneShot).unwrap();
         let at: Timestamp = "2026-03-10T11:00:00Z".parse().unwrap();
-        let mut view = StatusView::build(&store, &config, |_| {}).unwrap();
+        let mut view = StatusView::build(&store, &config, None, |_| {}).unwrap();
 
         // A pass of `a` is recorded: only its entry changes, and the file says what the store does.
         let mut batch = store.batch();
@@ -256,7 +250,7 @@ request_timeout = "30s"
                 .unwrap()
         );
 
-        view.snapshot(at, None).write(store.state_dir()).unwrap();
+        write_file(&view.snapshot(at, None, None), store.state_dir()).unwrap();
         let written = StatusReport::read(store.state_dir()).unwrap();
         assert_eq!(
             written,
@@ -268,18 +262,52 @@ request_timeout = "30s"
         );
     }
 
+    #[tokio::test]
+    async fn new_trails_read_the_newest_stored_points_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let store = Arc::new(Store::open(&config.state_dir, Role::OneShot).unwrap());
+        let at: Timestamp = "2026-03-10T11:00:00Z".parse().unwrap();
+        let kind = CheckKind::ALL[0];
+        let mut batch = store.batch();
+        for day in 0..(POINTS as i64 + 5) {
+            let point = checks::HistoryPoint {
+                at: at + jiff::SignedDuration::from_hours(24 * day),
+                shop_high: Some(100 + u32::try_from(day).unwrap()),
+            };
+            batch.push_history("a", kind, &point);
+        }
+        store.commit(batch).await.unwrap();
+        let view = StatusView::build(&store, &config, None, |_| {}).unwrap();
+        let shared: SharedView = Arc::new(RwLock::new(Some(view)));
+        seed_trails(shared.clone(), store.clone(), CancellationToken::new())
+            .await
+            .unwrap();
+        let view = shared.read().unwrap();
+        let board = view.as_ref().unwrap().board();
+        let points = board.find("a").unwrap().trail().points(kind);
+        assert_eq!(points.len(), POINTS);
+        assert_eq!(
+            points[POINTS - 1].shop_high(),
+            Some(100 + POINTS as u32 + 4)
+        );
+        assert_eq!(
+            points[0].shop_high(),
+            Some(105),
+            "the newest {POINTS} stored"
+        );
+        assert!(board.unseeded().is_empty());
+    }
+
     #[test]
     fn an_empty_view_is_a_status_report_too() {
         let dir = tempfile::tempdir().unwrap();
         let at: Timestamp = "2026-03-10T11:00:00Z".parse().unwrap();
-        let empty = Snapshot {
+        let empty = Document {
             generated_at: at,
-            shard: None,
-            store_error: None,
-            notify: None,
-            shops: Vec::new(),
+            ..Default::default()
         };
-        empty.write(dir.path()).unwrap();
+        write_file(&empty, dir.path()).unwrap();
         let read = StatusReport::read(dir.path()).unwrap();
         assert_eq!(read.generated_at, at);
         assert!(read.shops.is_empty());

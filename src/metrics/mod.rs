@@ -36,7 +36,7 @@ use crate::tripletex::Observer;
 use crate::tripletex::observer::{OTHER, OWN_ENDPOINTS};
 
 pub use exposition::{METRICS_FILE, write_textfile};
-pub use server::{MetricsServer, serve};
+pub use server::{MetricsServer, Pages, serve};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ShopLabels {

@@ -1,6 +1,8 @@
-//! The opt-in HTTP endpoint (`[metrics] listen`): `GET /metrics` and `GET /healthz`.
+//! The opt-in HTTP endpoint (`[metrics] listen`): `GET /metrics` and `GET /healthz`, and the
+//! daemon's status page ([`Pages`]) beside them.
 //!
-//! Invariants: only those two paths answer (anything else 404, any other method 405); `/healthz`
+//! Invariants: only those two paths (any other method on them 405) and GETs of the pages answer,
+//! anything else is 404; `/healthz`
 //! is 200 while the daemon's health probe says the scheduler is making progress and the state
 //! store can write, and 503 otherwise;
 //! the accept loop (the workspace's `http-accept`) and every connection end with the daemon's
@@ -18,7 +20,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -35,22 +37,28 @@ const LIMITS: Limits = Limits {
     header_timeout: Some(Duration::from_secs(10)),
 };
 
+/// The paths the endpoint serves besides its own (the status page, from a layer above): the
+/// response for a GET of that URI, or `None` when it is not one of them.
+pub type Pages = Arc<dyn Fn(&Uri) -> Option<Response<Full<Bytes>>> + Send + Sync>;
+
 /// A running endpoint: where it listens, and its task.
 pub struct MetricsServer {
     pub addr: SocketAddr,
     pub task: JoinHandle<()>,
 }
 
-/// Binds `addr` and serves until `cancel`. `healthy` is asked on every `/healthz`.
+/// Binds `addr` and serves until `cancel`. `healthy` is asked on every `/healthz`, `pages` on
+/// every other GET.
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     healthy: Arc<dyn Fn() -> bool + Send + Sync>,
+    pages: Option<Pages>,
     cancel: CancellationToken,
 ) -> io::Result<MetricsServer> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
-    let task = tokio::spawn(accept_loop(listener, metrics, healthy, cancel));
+    let task = tokio::spawn(accept_loop(listener, metrics, healthy, pages, cancel));
     Ok(MetricsServer { addr, task })
 }
 
@@ -58,14 +66,19 @@ async fn accept_loop(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     healthy: Arc<dyn Fn() -> bool + Send + Sync>,
+    pages: Option<Pages>,
     cancel: CancellationToken,
 ) {
     let connections = cancel.clone();
     http_accept::accept_loop(listener, LIMITS, cancel, move |stream| {
         let (metrics, healthy, cancel) = (metrics.clone(), healthy.clone(), connections.clone());
+        let pages = pages.clone();
         async move {
             let service = service_fn(move |request| {
-                let reply = respond(&metrics, healthy.as_ref(), &request);
+                let page = (request.method() == Method::GET)
+                    .then(|| pages.as_ref().and_then(|p| p(request.uri())))
+                    .flatten();
+                let reply = page.unwrap_or_else(|| respond(&metrics, healthy.as_ref(), &request));
                 async move { Ok::<_, std::convert::Infallible>(reply) }
             });
             let io = TokioIo::new(stream);

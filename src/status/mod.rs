@@ -14,8 +14,8 @@ mod table;
 #[cfg(test)]
 mod tests;
 
-pub use show::{Request, Shown, StatusError, show, terminal_width};
-pub use table::{Attention, View};
+pub use show::{Request, Shown, StatusError, show, stale_after, terminal_width};
+pub use table::{Attention, CheckFacts, View};
 
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
@@ -316,6 +316,38 @@ impl StatusReport {
         let text = std::fs::read(Self::path(state_dir))?;
         serde_json::from_slice(&text).map_err(std::io::Error::other)
     }
+}
+
+/// The `StatusReport` document from its parts, one shop (already serialised) per line: what the
+/// daemon writes to status.json from its view, and what its status page serves.
+pub fn write_document<'a>(
+    out: &mut impl std::io::Write,
+    generated_at: Timestamp,
+    shard: Option<&str>,
+    store_error: Option<&str>,
+    notify: Option<&Backlog>,
+    shops: impl IntoIterator<Item = &'a str>,
+) -> std::io::Result<()> {
+    let head = serde_json::to_string(&generated_at).map_err(std::io::Error::other)?;
+    write!(out, "{{\"generated_at\":{head},")?;
+    if let Some(shard) = shard {
+        let shard = serde_json::to_string(shard).map_err(std::io::Error::other)?;
+        write!(out, "\"shard\":{shard},")?;
+    }
+    if let Some(error) = store_error {
+        let error = serde_json::to_string(error).map_err(std::io::Error::other)?;
+        write!(out, "\"store_error\":{error},")?;
+    }
+    if let Some(notify) = notify {
+        let notify = serde_json::to_string(notify).map_err(std::io::Error::other)?;
+        write!(out, "\"notify\":{notify},")?;
+    }
+    out.write_all(b"\"shops\":[")?;
+    for (i, shop) in shops.into_iter().enumerate() {
+        out.write_all(if i == 0 { b"\n" } else { b",\n" })?;
+        out.write_all(shop.as_bytes())?;
+    }
+    out.write_all(b"\n]}\n")
 }
 
 /// Replaces `STATE_DIR/status.json` with what `fill` writes: into a buffered temp file, fsynced,

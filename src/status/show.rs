@@ -142,7 +142,7 @@ impl View {
 
 /// Three pass intervals, as in the alert rule (passes come every `reconcile_interval` while
 /// webhooks are on, when that is longer).
-fn stale_after(config: &Config) -> std::time::Duration {
+pub fn stale_after(config: &Config) -> std::time::Duration {
     let interval = config.checks.interval;
     let interval = config
         .webhooks

@@ -40,7 +40,7 @@ impl Attention {
         self <= Self::Stale
     }
 
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Self::Conflict => "conflict",
             Self::KeyRejected => "key rejected",
@@ -55,7 +55,22 @@ impl Attention {
 
     /// What `check` of `shop` needs, and how long ago it last ran when that makes it stale.
     pub fn of(shop: &ShopStatus, check: &CheckStatus, view: &View) -> (Self, Option<u64>) {
-        if !shop.enabled || check.disabled {
+        Self::judge(
+            CheckFacts {
+                shop_enabled: shop.enabled,
+                disabled: check.disabled,
+                verdict: check.verdict,
+                session: shop.session.state,
+                checked_at: check.checked_at,
+            },
+            view,
+        )
+    }
+
+    /// [`Attention::of`] on the few facts it looks at (the status page keeps only these for
+    /// every shop).
+    pub fn judge(check: CheckFacts, view: &View) -> (Self, Option<u64>) {
+        if !check.shop_enabled || check.disabled {
             return (Self::Disabled, None);
         }
         let age = check
@@ -64,7 +79,7 @@ impl Attention {
             .filter(|&age| age > view.stale_after.as_secs());
         let attention = match check.verdict {
             Verdict::Conflict => Self::Conflict,
-            _ if shop.session.state == SessionState::KeyRejected => Self::KeyRejected,
+            _ if check.session == SessionState::KeyRejected => Self::KeyRejected,
             Verdict::Error => Self::Error,
             Verdict::Warn => Self::Warn,
             _ if age.is_some() => Self::Stale,
@@ -73,6 +88,17 @@ impl Attention {
         };
         (attention, age)
     }
+}
+
+/// What decides one check's [`Attention`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckFacts {
+    pub shop_enabled: bool,
+    /// The shop file turns the check off.
+    pub disabled: bool,
+    pub verdict: Verdict,
+    pub session: SessionState,
+    pub checked_at: Option<Timestamp>,
 }
 
 /// What the default view needs besides the report.

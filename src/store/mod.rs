@@ -256,6 +256,27 @@ impl Store {
         Ok(points)
     }
 
+    /// The newest `at_most` points of one check's recorded history, oldest first: what a view
+    /// that keeps only a few can read without scanning the rest.
+    pub fn recent_history(
+        &self,
+        shop: &str,
+        kind: CheckKind,
+        at_most: usize,
+    ) -> Result<Vec<HistoryPoint>, StoreError> {
+        let prefix = history_prefix(shop, kind);
+        let mut points = Vec::new();
+        for kv in self.db.scan_prefix(prefix.as_bytes()).rev().take(at_most) {
+            let (k, v) = kv.map_err(self.sled())?;
+            match decode(&k, &v) {
+                Ok(point) => points.push(point),
+                Err(e) => skip_corrupt(&e),
+            }
+        }
+        points.reverse();
+        Ok(points)
+    }
+
     pub fn batch(&self) -> Batch {
         Batch::default()
     }
