@@ -66,7 +66,7 @@ async fn receiver(status: Arc<AtomicU16>, taken: Arc<AtomicU64>) -> SocketAddr {
         while let Ok((stream, _)) = listener.accept().await {
             let (status, taken) = (status.clone(), taken.clone());
             tokio::spawn(async move {
-                let service = service_fn(move |request: hyper::Request<_>| {
+                let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                     let (status, taken) = (status.clone(), taken.clone());
                     async move {
                         let _ = request.into_body().collect().await?;
