@@ -69,7 +69,12 @@ fn process_cpu(pid: u32) -> Duration {
         .rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().collect())
         .unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // SAFETY: sysconf has no preconditions.
     let per_second = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
         .ok()
@@ -108,7 +113,14 @@ fn write_scenario(shops: usize, path: &Path) {
 /// Starts `sim` and returns it with its base URL (from its first line on stderr).
 fn start_sim(exe: &Path, scenario: &Path) -> (Child, String) {
     let mut child = Command::new(exe)
-        .args(["--log-format", "text", "sim", "--listen", "127.0.0.1:0", "--scenario"])
+        .args([
+            "--log-format",
+            "text",
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--scenario",
+        ])
         .arg(scenario)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -131,7 +143,11 @@ fn start_sim(exe: &Path, scenario: &Path) -> (Child, String) {
 }
 
 /// Starts `run` and a thread reading its JSON log into `seen`.
-fn start_daemon(exe: &Path, config: &Path, seen: Arc<Seen>) -> (Child, std::thread::JoinHandle<()>) {
+fn start_daemon(
+    exe: &Path,
+    config: &Path,
+    seen: Arc<Seen>,
+) -> (Child, std::thread::JoinHandle<()>) {
     let mut child = Command::new(exe)
         .arg("--config")
         .arg(config)
@@ -236,7 +252,9 @@ pub fn run(exe: &Path, shops: usize, settle: Duration) -> Figures {
                 figures.failed = Some(format!(
                     "phase {i}: {} of {shops} passes recorded{}",
                     seen.passes.load(Ordering::Relaxed) - shops * i,
-                    exited.map(|s| format!(", daemon exited: {s}")).unwrap_or_default()
+                    exited
+                        .map(|s| format!(", daemon exited: {s}"))
+                        .unwrap_or_default()
                 ));
                 break before.0.elapsed();
             }
