@@ -62,7 +62,8 @@ struct ShopTask {
     cancel: CancellationToken,
     trigger: Arc<Notify>,
     /// Webhook callbacks for the task to apply between its passes.
-    callbacks: mpsc::Sender<Callback>,
+    /// Boxed: a channel allocates room for 32 items at once, in every shop's task.
+    callbacks: mpsc::Sender<Box<Callback>>,
     /// Set before `cancel` when the task that replaces this one takes over its session.
     hand_over: Arc<AtomicBool>,
     handle: JoinHandle<Stopped>,
@@ -86,7 +87,7 @@ struct ShopLoop {
     hand_over: Arc<AtomicBool>,
     reports: mpsc::UnboundedSender<Update>,
     trigger: Arc<Notify>,
-    callbacks: mpsc::Receiver<Callback>,
+    callbacks: mpsc::Receiver<Box<Callback>>,
     /// What status.json shows of this shop's push.
     push: PushStatus,
     unusable: UnusableLog,
@@ -232,7 +233,7 @@ impl Scheduler {
             tracing::debug!(event = "webhooks.unknown_shop", shop = %callback.shop, "callback for a shop without a task dropped");
             return;
         };
-        if task.callbacks.try_send(callback).is_err() {
+        if task.callbacks.try_send(Box::new(callback)).is_err() {
             tracing::warn!(event = "webhooks.dropped", shop = %task.shop.name, "callback dropped (the shop's queue is full); the next pass reads it");
         }
     }
@@ -366,7 +367,7 @@ impl ShopLoop {
             Err(_) => Closed::NoSession,
         };
         if closed == Closed::Revoked {
-            self.record_revoked().await;
+            Box::pin(self.record_revoked()).await;
         }
         Stopped::Closed(closed)
     }
@@ -441,6 +442,7 @@ impl ShopLoop {
                 }
             }
             pass_no += 1;
+            // Small: the pass's own future is made and boxed once the gate admits it.
             let wait = match d.run_pass(&mut client, pass_no).await {
                 Ran::Recorded(report) => {
                     let _ = self.reports.send(Update::Pass(report));

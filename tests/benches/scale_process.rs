@@ -7,6 +7,10 @@
 //! its `VmHWM`. Passes are counted from the daemon's JSON log (`pass.done`, enabled at debug for
 //! `tripletex_sync::pass` alone, one line a pass); requests and mints are the daemon's own
 //! counters in `metrics.prom`; tokens left are what its `shutdown.sessions_*` event says it kept.
+//!
+//! `SCALE_DAEMON_PREFIX` (words split on spaces, e.g. `heaptrack` or
+//! `perf record --call-graph dwarf -F 99 -o /tmp/scale.perf --`) runs the daemon under a profiler;
+//! signals and /proc figures then go to the daemon found below the wrapper, not to the wrapper.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
@@ -84,10 +88,29 @@ fn process_cpu(pid: u32) -> Duration {
     Duration::from_micros((ticks(11) + ticks(12)) * 1_000_000 / per_second)
 }
 
-fn signal(child: &Child, signal: libc::c_int) {
-    let pid = libc::pid_t::try_from(child.id()).expect("pid");
-    // SAFETY: kill with a child's pid that has not been waited for.
+fn signal(pid: u32, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(pid).expect("pid");
+    // SAFETY: kill with the pid of a process below this one that has not been waited for.
     unsafe { libc::kill(pid, signal) };
+}
+
+/// The process running `exe` at or below `pid` (itself, without a profiler wrapping it).
+fn find_exe(pid: u32, exe: &Path) -> Option<u32> {
+    let runs_exe = |p: u32| std::fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e == exe);
+    let mut queue = vec![pid];
+    while let Some(p) = queue.pop() {
+        if runs_exe(p) {
+            return Some(p);
+        }
+        let children = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children"));
+        queue.extend(
+            children
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok()),
+        );
+    }
+    None
 }
 
 /// The scenario file `tripletex-sync sim --scenario` reads: the in-process bench's world.
@@ -148,7 +171,17 @@ fn start_daemon(
     config: &Path,
     seen: Arc<Seen>,
 ) -> (Child, std::thread::JoinHandle<()>) {
-    let mut child = Command::new(exe)
+    let prefix = std::env::var("SCALE_DAEMON_PREFIX").unwrap_or_default();
+    let mut words = prefix.split_whitespace();
+    let mut command = match words.next() {
+        Some(wrapper) => {
+            let mut command = Command::new(wrapper);
+            command.args(words).arg(exe);
+            command
+        }
+        None => Command::new(exe),
+    };
+    let mut child = command
         .arg("--config")
         .arg(config)
         .args(["--log-format", "json", "run"])
@@ -227,6 +260,18 @@ pub fn run(exe: &Path, shops: usize, settle: Duration) -> Figures {
     let seen = Arc::new(Seen::default());
     let started = Instant::now();
     let (mut daemon, reader) = start_daemon(exe, &config, seen.clone());
+    let pid = loop {
+        if let Some(pid) = find_exe(daemon.id(), exe) {
+            break pid;
+        }
+        if let Ok(Some(status)) = daemon.try_wait() {
+            signal(sim.id(), libc::SIGTERM);
+            let _ = sim.wait();
+            figures.failed = Some(format!("the daemon's command exited: {status}"));
+            return figures;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
     let mut before = (started, Duration::ZERO, process_cpu(sim.id()), (0, 0));
     for (i, slot) in [&mut figures.first, &mut figures.idle]
         .into_iter()
@@ -235,12 +280,12 @@ pub fn run(exe: &Path, shops: usize, settle: Duration) -> Figures {
         if i == 1 {
             before = (
                 Instant::now(),
-                process_cpu(daemon.id()),
+                process_cpu(pid),
                 process_cpu(sim.id()),
                 counted(&state_dir),
             );
             eprintln!("scale: idle pass of {shops} shops starts");
-            signal(&daemon, libc::SIGUSR1);
+            signal(pid, libc::SIGUSR1);
         }
         let target = shops * (i + 1);
         let wall = loop {
@@ -264,7 +309,7 @@ pub fn run(exe: &Path, shops: usize, settle: Duration) -> Figures {
         let (requests, mints) = counted(&state_dir);
         *slot = Phase {
             wall,
-            daemon_cpu: process_cpu(daemon.id()).saturating_sub(before.1),
+            daemon_cpu: process_cpu(pid).saturating_sub(before.1),
             sim_cpu: process_cpu(sim.id()).saturating_sub(before.2),
             requests: requests - before.3.0,
             mints: mints - before.3.1,
@@ -279,9 +324,9 @@ pub fn run(exe: &Path, shops: usize, settle: Duration) -> Figures {
     figures.metrics_series = metrics.lines().filter(|l| !l.starts_with('#')).count();
     figures.status_bytes = std::fs::metadata(state_dir.join("status.json")).map_or(0, |m| m.len());
     figures.state_bytes = disk_bytes(&state_dir);
-    figures.peak_rss = proc_status_bytes(&daemon.id().to_string(), "VmHWM:");
+    figures.peak_rss = proc_status_bytes(&pid.to_string(), "VmHWM:");
     let stopping = Instant::now();
-    signal(&daemon, libc::SIGTERM);
+    signal(pid, libc::SIGTERM);
     let status = daemon.wait().expect("wait for the daemon");
     figures.shutdown = stopping.elapsed();
     if !status.success() {
@@ -289,7 +334,7 @@ pub fn run(exe: &Path, shops: usize, settle: Duration) -> Figures {
     }
     let _ = reader.join();
     figures.sessions_left = *seen.kept.lock().unwrap();
-    signal(&sim, libc::SIGTERM);
+    signal(sim.id(), libc::SIGTERM);
     let _ = sim.wait();
     figures
 }
