@@ -84,9 +84,7 @@ fn main() {
 
 fn row(f: &scale_run::Figures) -> String {
     let n = f.shops.max(1) as f64;
-    let secs = |d: Duration| format!("{:.1} s", d.as_secs_f64());
-    let per = |d: Duration| format!("{:.0} µs", d.as_secs_f64() * 1e6 / n);
-    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
+    let per = |d: Duration| per_shop(d, n);
     format!(
         "| {} | {} / {} | {} / {} | {} / {} | {} | {} | {:.2} / {:.2} | {:.2} | {} | {} | {} | {} |",
         f.shops,
@@ -110,9 +108,7 @@ fn row(f: &scale_run::Figures) -> String {
 
 fn process_row(f: &scale_process::Figures) -> String {
     let n = f.shops.max(1) as f64;
-    let secs = |d: Duration| format!("{:.1} s", d.as_secs_f64());
-    let per = |d: Duration| format!("{:.0} µs", d.as_secs_f64() * 1e6 / n);
-    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
+    let per = |d: Duration| per_shop(d, n);
     format!(
         "| {} | {} / {} | {} / {} | {} | {} | {:.2} / {:.2} | {:.2} | {}, {} series ({:.0} B, {:.1} per shop) | {} | {} | {} | {} |",
         f.shops,
@@ -135,4 +131,16 @@ fn process_row(f: &scale_process::Figures) -> String {
         f.sessions_left
             .map_or_else(|| "?".to_owned(), |k| k.to_string()),
     )
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+fn per_shop(d: Duration, shops: f64) -> String {
+    format!("{:.0} µs", d.as_secs_f64() * 1e6 / shops)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }

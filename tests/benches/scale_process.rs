@@ -19,8 +19,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+// A phase is the in-process harness's: the first pass from the daemon's start, or an idle one.
 use crate::scale_run::{
-    CONSUMER, CUSTOMERS, INVOICES, disk_bytes, main_config, proc_status_bytes, shop, write_shops,
+    CONSUMER, CUSTOMERS, INVOICES, Phase, disk_bytes, main_config, proc_status_bytes, shop,
+    write_shops,
 };
 
 /// A phase that takes longer than this is reported as failed, not waited for.
@@ -31,16 +33,6 @@ const LOG_FILTER: &str =
     "warn,tripletex_sync=info,tripletex_sync::pass=debug,tripletex_sync::pass::record=info";
 /// How many of the daemon's warnings and errors are echoed.
 const ECHOED: usize = 20;
-
-/// One phase (first pass over every shop from the daemon's start, or an idle one).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Phase {
-    pub wall: Duration,
-    pub daemon_cpu: Duration,
-    pub sim_cpu: Duration,
-    pub requests: u64,
-    pub mints: u64,
-}
 
 #[derive(Debug, Clone, Default)]
 pub struct Figures {
@@ -220,18 +212,18 @@ fn start_daemon(
 }
 
 /// The sum of every sample of `family` in `metrics.prom` (0 if absent).
-fn metric_sum(text: &str, family: &str) -> u64 {
+fn metric_sum(text: &str, family: &str) -> usize {
     text.lines()
         .filter(|l| {
             l.strip_prefix(family)
                 .is_some_and(|rest| rest.starts_with(['{', ' ']))
         })
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum::<f64>() as u64
+        .sum::<f64>() as usize
 }
 
 /// Requests and mints so far, by the daemon's own counters.
-fn counted(state_dir: &Path) -> (u64, u64) {
+fn counted(state_dir: &Path) -> (usize, usize) {
     let text = std::fs::read_to_string(state_dir.join("metrics.prom")).unwrap_or_default();
     (
         metric_sum(&text, "tripletex_sync_requests_total"),
