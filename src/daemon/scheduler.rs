@@ -82,7 +82,8 @@ enum Stopped {
 struct ShopLoop {
     driver: Driver,
     /// The session of the task this one replaces, to go on with instead of minting.
-    carried: Option<ShopClient>,
+    /// Boxed, like the client `passes` holds: a client is 520 bytes, in every shop's task.
+    carried: Option<Box<ShopClient>>,
     /// Read once the task is cancelled: hand the client over rather than close its session.
     hand_over: Arc<AtomicBool>,
     reports: mpsc::UnboundedSender<Update>,
@@ -156,7 +157,7 @@ impl Scheduler {
     /// replaces) if given.
     fn launch(&mut self, shop: ShopConfig, token: SecretString, carried: Option<ShopClient>) {
         let cancel = self.cancel.child_token();
-        let carried = carried.map(|c| c.carry_over(&self.world.api, cancel.clone()));
+        let carried = carried.map(|c| Box::new(c.carry_over(&self.world.api, cancel.clone())));
         let hand_over = Arc::new(AtomicBool::new(false));
         let trigger = Arc::new(Notify::new());
         let (callbacks, callbacks_rx) = mpsc::channel(SHOP_CALLBACKS);
@@ -353,7 +354,7 @@ impl ShopLoop {
     async fn run(mut self) -> Stopped {
         let client = self.passes().await;
         if self.hand_over.load(Ordering::Acquire) {
-            return Stopped::HandedOver(Box::new(client));
+            return Stopped::HandedOver(client);
         }
         let deadline = tokio::time::Instant::now() + CLOSE_WITHIN;
         let closing = async {
@@ -411,10 +412,10 @@ impl ShopLoop {
     }
 
     /// Runs passes until cancelled; returns the client in use then.
-    async fn passes(&mut self) -> ShopClient {
+    async fn passes(&mut self) -> Box<ShopClient> {
         let carried = self.carried.take();
         let d = &self.driver;
-        let mut client = carried.unwrap_or_else(|| d.client());
+        let mut client = carried.unwrap_or_else(|| Box::new(d.client()));
         let checks = &d.world.config.checks;
         let mut due = Instant::now() + full_jitter(checks.jitter);
         let mut pass_no = 0u64;
