@@ -51,10 +51,9 @@ impl Watch {
             return;
         }
         let read = driver
-            .guarded(
-                "reading the consumer token's expiry",
-                client.consumer_token_expiry(),
-            )
+            .guarded("reading the consumer token's expiry", || {
+                client.consumer_token_expiry()
+            })
             .await;
         let metrics = &driver.env.metrics;
         let date = match read {

@@ -221,7 +221,7 @@ pub(super) async fn reconcile(d: &Driver, client: &ShopClient, subscribed: &Subs
     let Some(keys) = &d.world.keys else {
         return false;
     };
-    let reconciling = webhooks::reconcile::reconcile(client, keys, &d.shop);
+    let reconciling = || webhooks::reconcile::reconcile(client, keys, &d.shop);
     let Some(reconciled) = d.guarded("reconcile", reconciling).await else {
         return false;
     };

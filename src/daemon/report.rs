@@ -27,10 +27,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::view::{SharedView, StatusView, seed_trails, write_file};
-use crate::checks::CheckKind;
+use crate::checks::PerKind;
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::metrics::{CheckState, Metrics};
+use crate::metrics::{CheckState, Metrics, ShopState};
 use crate::notify::{self, Backlog, Message};
 use crate::pass::{PassReport, PassSettings};
 use crate::status::StatusReport;
@@ -387,25 +387,24 @@ fn observe(
 ) {
     status.push =
         (on && status.enabled).then(|| push.get(&status.name).copied().unwrap_or_default());
-    metrics.push(
-        &status.name,
-        status.push.map(|p| (p.active, p.last_callback_at)),
-    );
-    metrics.session(
-        &status.name,
-        status.session.state,
-        status.session.expires_at,
-    );
-    for kind in CheckKind::ALL {
+    let checks = PerKind::from_fn(|kind| {
         let c = status.checks.get(kind);
-        let state = CheckState {
+        (!c.disabled).then_some(CheckState {
             verdict: c.verdict,
             evidence: c.evidence.as_ref(),
             checked_at: c.checked_at,
-            since: c.since,
-        };
-        metrics.check(&status.name, kind, (!c.disabled).then_some(&state));
-    }
+        })
+    });
+    metrics.shop(
+        &status.name,
+        &ShopState {
+            session: status.session.state,
+            session_expires_at: status.session.expires_at,
+            push_active: status.push.map(|p| p.active),
+            push_last_callback: status.push.and_then(|p| p.last_callback_at),
+            checks,
+        },
+    );
 }
 
 /// Logs `consumer_token.rejected` once for a run of rejections (not once per shop).

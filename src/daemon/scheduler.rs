@@ -65,7 +65,8 @@ struct ShopTask {
     cancel: CancellationToken,
     trigger: Arc<Notify>,
     /// Webhook callbacks for the task to apply between its passes.
-    callbacks: mpsc::Sender<Callback>,
+    /// Boxed: a channel allocates room for 32 items at once, in every shop's task.
+    callbacks: mpsc::Sender<Box<Callback>>,
     /// Set before `cancel` when the task that replaces this one takes over its session.
     hand_over: Arc<AtomicBool>,
     handle: JoinHandle<Stopped>,
@@ -84,12 +85,13 @@ enum Stopped {
 struct ShopLoop {
     driver: Driver,
     /// The session of the task this one replaces, to go on with instead of minting.
-    carried: Option<ShopClient>,
+    /// Boxed, like the client `passes` holds: a client is 520 bytes, in every shop's task.
+    carried: Option<Box<ShopClient>>,
     /// Read once the task is cancelled: hand the client over rather than close its session.
     hand_over: Arc<AtomicBool>,
     reports: mpsc::UnboundedSender<Update>,
     trigger: Arc<Notify>,
-    callbacks: mpsc::Receiver<Callback>,
+    callbacks: mpsc::Receiver<Box<Callback>>,
     /// What status.json shows of this shop's push.
     push: PushStatus,
     unusable: UnusableLog,
@@ -160,7 +162,7 @@ impl Scheduler {
     /// replaces) if given.
     fn launch(&mut self, shop: ShopConfig, token: SecretString, carried: Option<ShopClient>) {
         let cancel = self.cancel.child_token();
-        let carried = carried.map(|c| c.carry_over(&self.world.api, cancel.clone()));
+        let carried = carried.map(|c| Box::new(c.carry_over(&self.world.api, cancel.clone())));
         let hand_over = Arc::new(AtomicBool::new(false));
         let trigger = Arc::new(Notify::new());
         let (callbacks, callbacks_rx) = mpsc::channel(SHOP_CALLBACKS);
@@ -238,7 +240,7 @@ impl Scheduler {
             tracing::debug!(event = "webhooks.unknown_shop", shop = %callback.shop, "callback for a shop without a task dropped");
             return;
         };
-        if task.callbacks.try_send(callback).is_err() {
+        if task.callbacks.try_send(Box::new(callback)).is_err() {
             tracing::warn!(event = "webhooks.dropped", shop = %task.shop.name, "callback dropped (the shop's queue is full); the next pass reads it");
         }
     }
@@ -360,7 +362,7 @@ impl ShopLoop {
     async fn run(mut self) -> Stopped {
         let client = self.passes().await;
         if self.hand_over.load(Ordering::Acquire) {
-            return Stopped::HandedOver(Box::new(client));
+            return Stopped::HandedOver(client);
         }
         let deadline = tokio::time::Instant::now() + CLOSE_WITHIN;
         let closing = async {
@@ -374,7 +376,7 @@ impl ShopLoop {
             Err(_) => Closed::NoSession,
         };
         if closed == Closed::Revoked {
-            self.record_revoked().await;
+            Box::pin(self.record_revoked()).await;
         }
         Stopped::Closed(closed)
     }
@@ -418,10 +420,10 @@ impl ShopLoop {
     }
 
     /// Runs passes until cancelled; returns the client in use then.
-    async fn passes(&mut self) -> ShopClient {
+    async fn passes(&mut self) -> Box<ShopClient> {
         let carried = self.carried.take();
         let d = &self.driver;
-        let mut client = carried.unwrap_or_else(|| d.client());
+        let mut client = carried.unwrap_or_else(|| Box::new(d.client()));
         let checks = &d.world.config.checks;
         let mut due = Instant::now() + full_jitter(checks.jitter);
         let mut pass_no = 0u64;
@@ -449,6 +451,7 @@ impl ShopLoop {
                 }
             }
             pass_no += 1;
+            // Small: the pass's own future is made and boxed once the gate admits it.
             let wait = match d.run_pass(&mut client, pass_no).await {
                 Ran::Recorded(report) => {
                     let session = report.session.state;

@@ -1,23 +1,31 @@
 //! Prometheus metrics: what the daemon counts and measures, and the two ways it is read
 //! (`STATE_DIR/metrics.prom` for node_exporter's textfile collector, and an opt-in HTTP endpoint).
 //!
-//! Owns one [`Metrics`] registry per process (built with `prometheus-client`, never hand-written
-//! exposition). It sits above `tripletex` and `store`: it is the HTTP client's [`Observer`]
-//! (`tripletex` defines what the client reports, so the client knows nothing of metrics, nor
-//! through it of the store), and its session series show the store's [`SessionState`], which
-//! stays with the records it is part of (the client never needs it).
+//! Owns one [`Metrics`] per process: the process-wide series in a `prometheus-client` registry,
+//! and the per-shop series in [`shops`], which caches each shop's rendered lines so an exposition
+//! at 100 000 shops copies text instead of encoding millions of series. It sits above `tripletex`
+//! and `store`: it is the HTTP client's [`Observer`] (`tripletex` defines what the client
+//! reports, so the client knows nothing of metrics, nor through it of the store), and its
+//! session series show the store's [`SessionState`], which stays with the records it is part of
+//! (the client never needs it).
 //!
 //! Invariants: labels carry only shop names (`[A-Za-z0-9_-]`), check kinds, verdicts, endpoint
 //! labels from a closed set (each kind's `list.metrics_label` and the client's own, never a path,
 //! which can carry a token) and status classes, so no token, token fragment or URL userinfo can
-//! reach a metric; a shop that leaves the configuration has its series removed, so a scrape never
-//! shows a shop that is gone; every update is a hash lookup and an atomic, so recording costs the
-//! same at 10 000 shops as at one.
+//! reach a metric; a shop has at most [`SERIES_PER_SHOP`] series (webhooks off), and whatever
+//! else is counted per request (endpoint, class, mints, limiter waits) is process-wide; a shop
+//! that leaves the configuration has its series removed, so a scrape never shows a shop that is
+//! gone.
+//!
+//! A process-wide series is a field registered in [`Metrics::new`] with [`register`] (a gauge,
+//! counter or a `Family` with a label struct) and a method that sets it; it appears in both
+//! formats, the textfile and the endpoint with nothing else to change.
 
 mod exposition;
 mod integration;
 mod notify;
 mod server;
+mod shops;
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -30,41 +38,18 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::checks::{CheckKind, Evidence, Verdict};
+use crate::checks::{CheckKind, Evidence, PerKind, Verdict};
 use crate::store::SessionState;
 use crate::tripletex::Observer;
 use crate::tripletex::observer::{OTHER, OWN_ENDPOINTS};
 
 pub use exposition::{METRICS_FILE, write_textfile};
 pub use server::{MetricsServer, Pages, serve};
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ShopLabels {
-    shop: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CheckLabels {
-    shop: String,
-    check: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct VerdictLabels {
-    shop: String,
-    check: &'static str,
-    verdict: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SessionLabels {
-    shop: String,
-    state: &'static str,
-}
+pub use shops::SERIES_PER_SHOP;
+use shops::{CheckFigures, Format, ShopSeries};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    shop: String,
     endpoint: &'static str,
     class: &'static str,
 }
@@ -92,8 +77,8 @@ struct BuildLabels {
 /// Status classes of `tripletex_sync_requests_total`; `error` is a request nobody answered.
 const CLASSES: [&str; 6] = ["2xx", "3xx", "4xx", "5xx", "other", "error"];
 /// The `endpoint` label values: each kind's listing, then the client's own requests (sessions,
-/// `other`). A closed set, so a removed shop's series can all be found, and a path (which can
-/// carry a token: `DELETE /token/session/{token}`) never becomes a label.
+/// `other`). A closed set, so `requests_total` has a bounded number of series, and a path (which
+/// can carry a token: `DELETE /token/session/{token}`) never becomes a label.
 fn endpoints() -> impl Iterator<Item = &'static str> {
     CheckKind::ALL
         .into_iter()
@@ -116,62 +101,36 @@ fn register<M: Default + Clone + prometheus_client::registry::Metric>(
     metric
 }
 
-/// What [`Metrics::check`] needs of a recorded check.
+/// What [`Metrics::shop`] needs of a recorded check.
 pub struct CheckState<'a> {
     pub verdict: Verdict,
     pub evidence: Option<&'a Evidence>,
     pub checked_at: Option<Timestamp>,
-    pub since: Option<Timestamp>,
 }
 
-fn set_or_remove<L>(family: &Family<L, Gauge>, labels: &L, value: Option<i64>)
-where
-    L: Clone + std::hash::Hash + Eq,
-{
-    match value {
-        Some(v) => {
-            family.get_or_create(labels).set(v);
-        }
-        None => {
-            family.remove(labels);
-        }
-    }
+/// What [`Metrics::shop`] needs of a shop's recorded state.
+pub struct ShopState<'a> {
+    pub session: SessionState,
+    pub session_expires_at: Option<Timestamp>,
+    /// `None` while webhooks are off; else whether all the shop's subscriptions are active.
+    pub push_active: Option<bool>,
+    /// When the shop's last webhook callback arrived.
+    pub push_last_callback: Option<Timestamp>,
+    /// `None` for a check the shop file turns off.
+    pub checks: PerKind<Option<CheckState<'a>>>,
 }
 
 type FloatCounter = Counter<f64, AtomicU64>;
-
-const VERDICTS: [Verdict; 5] = [
-    Verdict::Ok,
-    Verdict::Warn,
-    Verdict::Conflict,
-    Verdict::Error,
-    Verdict::Unknown,
-];
-const SESSION_STATES: [SessionState; 5] = [
-    SessionState::Valid,
-    SessionState::Renewing,
-    SessionState::KeyRejected,
-    SessionState::Revoked,
-    SessionState::Unknown,
-];
 
 /// Every metric the daemon exposes. Cheap to share (`Arc<Metrics>`); all updates take `&self`.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    verdict: Family<VerdictLabels, Gauge>,
-    numbers_left: Family<CheckLabels, Gauge>,
-    forecast: Family<CheckLabels, Gauge>,
-    checked_at: Family<CheckLabels, Gauge>,
-    verdict_since: Family<CheckLabels, Gauge>,
-    session_state: Family<SessionLabels, Gauge>,
-    session_expiry: Family<ShopLabels, Gauge>,
-    push_active: Family<ShopLabels, Gauge>,
-    push_last_callback: Family<ShopLabels, Gauge>,
-    mints: Family<ShopLabels, Counter>,
+    shop_series: ShopSeries,
+    mints: Counter,
     requests: Family<RequestLabels, Counter>,
-    throttled: Family<ShopLabels, Counter>,
-    limiter_wait: Family<ShopLabels, FloatCounter>,
+    limiter_wait: FloatCounter,
+    push_last_callback: Gauge,
     shops: Family<ShopSetLabels, Gauge>,
     interval: Gauge,
     pass_duration: Histogram,
@@ -207,62 +166,22 @@ impl Metrics {
             pass_duration.clone(),
         );
         Self {
-            verdict: register(
+            shop_series: ShopSeries::default(),
+            mints: register(&mut r, "session_mints", "Session tokens minted (all shops)"),
+            requests: register(
                 &mut r,
-                "check_verdict",
-                "1 for the check's current verdict, 0 for the others",
+                "requests",
+                "Requests sent to Tripletex (all shops), by endpoint and status class (error = no answer)",
             ),
-            numbers_left: register(
+            limiter_wait: register(
                 &mut r,
-                "check_numbers_left",
-                "Numbers left in the shop's range after its highest number in use",
-            ),
-            forecast: register(
-                &mut r,
-                "check_forecast_exhausted_timestamp_seconds",
-                "When the shop's numbers reach Tripletex's series at the recorded growth (Unix time, Oslo midnight of that day; absent without a forecast)",
-            ),
-            checked_at: register(
-                &mut r,
-                "check_completed_timestamp_seconds",
-                "When the check last completed (Unix time)",
-            ),
-            verdict_since: register(
-                &mut r,
-                "check_verdict_changed_timestamp_seconds",
-                "Since when the current verdict holds (Unix time)",
-            ),
-            session_state: register(
-                &mut r,
-                "session_state",
-                "1 for the shop's current session state, 0 for the others",
-            ),
-            session_expiry: register(
-                &mut r,
-                "session_expiry_timestamp_seconds",
-                "When the shop's live session token dies (Unix time; 00:00 Europe/Oslo)",
-            ),
-            push_active: register(
-                &mut r,
-                "push_active",
-                "1 while all the shop's webhook subscriptions are active (absent while webhooks are off)",
+                "rate_limit_wait_seconds",
+                "Time spent waiting for the shops' rate limiters (all shops)",
             ),
             push_last_callback: register(
                 &mut r,
                 "push_last_callback_timestamp_seconds",
-                "When the shop's last webhook callback arrived (Unix time; absent before the first)",
-            ),
-            mints: register(&mut r, "session_mints", "Session tokens minted"),
-            requests: register(
-                &mut r,
-                "requests",
-                "Requests sent to Tripletex, by endpoint and status class (error = no answer)",
-            ),
-            throttled: register(&mut r, "throttled", "429 answers from Tripletex"),
-            limiter_wait: register(
-                &mut r,
-                "rate_limit_wait_seconds",
-                "Time spent waiting for the shop's rate limiter",
+                "When the last webhook callback of any shop arrived (Unix time; 0 before the first)",
             ),
             shops: register(
                 &mut r,
@@ -324,119 +243,37 @@ impl Metrics {
     }
 
     fn forget(&self, shop: &str) {
-        let s = || shop.to_owned();
-        for kind in CheckKind::ALL {
-            self.forget_check(shop, kind);
+        self.shop_series.remove(shop);
+    }
+
+    /// One shop's recorded state, after each pass (and at start for every shop). An error
+    /// verdict carries no evidence: the shop's last known headroom stays rather than none.
+    pub fn shop(&self, shop: &str, state: &ShopState<'_>) {
+        if let Some(at) = state.push_last_callback {
+            let at = at.as_second();
+            self.push_last_callback
+                .inner()
+                .fetch_max(at, std::sync::atomic::Ordering::Relaxed);
         }
-        for state in SESSION_STATES {
-            self.session_state.remove(&SessionLabels {
-                shop: s(),
-                state: state.as_str(),
-            });
-        }
-        let labels = ShopLabels { shop: s() };
-        self.session_expiry.remove(&labels);
-        self.push_active.remove(&labels);
-        self.push_last_callback.remove(&labels);
-        self.mints.remove(&labels);
-        self.throttled.remove(&labels);
-        self.limiter_wait.remove(&labels);
-        for endpoint in endpoints() {
-            for class in CLASSES {
-                self.requests.remove(&RequestLabels {
-                    shop: s(),
-                    endpoint,
-                    class,
+        self.shop_series.update(shop, |f| {
+            f.session = Some(state.session);
+            f.expiry = state.session_expires_at.map(|t| t.as_second());
+            f.push_active = state.push_active;
+            for (kind, check) in state.checks.iter() {
+                let before = f.checks[kind];
+                f.checks[kind] = check.as_ref().map(|c| {
+                    let numbers_left = match c.evidence.filter(|_| c.verdict != Verdict::Error) {
+                        Some(e) => e.headroom.map(i64::from),
+                        None => before.and_then(|b| b.numbers_left),
+                    };
+                    CheckFigures {
+                        verdict: c.verdict,
+                        numbers_left,
+                        completed: c.checked_at.map(|t| t.as_second()),
+                    }
                 });
             }
-        }
-    }
-
-    /// One check as recorded: its verdict, headroom, forecast and times. `None` for a check the
-    /// shop file turns off (its series are removed).
-    pub fn check(&self, shop: &str, kind: CheckKind, state: Option<&CheckState<'_>>) {
-        let check = kind.as_str();
-        let labels = CheckLabels {
-            shop: shop.to_owned(),
-            check,
-        };
-        let Some(state) = state else {
-            self.forget_check(shop, kind);
-            return;
-        };
-        for v in VERDICTS {
-            self.verdict
-                .get_or_create(&VerdictLabels {
-                    shop: shop.to_owned(),
-                    check,
-                    verdict: v.as_str(),
-                })
-                .set(i64::from(v == state.verdict));
-        }
-        // An error verdict carries no evidence: keep the last known figures rather than 0.
-        if let Some(e) = state.evidence.filter(|_| state.verdict != Verdict::Error) {
-            set_or_remove(&self.numbers_left, &labels, e.headroom.map(i64::from));
-            let forecast = e
-                .forecast_exhausted_on
-                .map(|day| crate::clock::oslo_midnight(day).as_second());
-            set_or_remove(&self.forecast, &labels, forecast);
-        }
-        let seconds = |t: Option<Timestamp>| t.map(|t| t.as_second());
-        set_or_remove(&self.checked_at, &labels, seconds(state.checked_at));
-        set_or_remove(&self.verdict_since, &labels, seconds(state.since));
-    }
-
-    fn forget_check(&self, shop: &str, kind: CheckKind) {
-        let check = kind.as_str();
-        for v in VERDICTS {
-            self.verdict.remove(&VerdictLabels {
-                shop: shop.to_owned(),
-                check,
-                verdict: v.as_str(),
-            });
-        }
-        let labels = CheckLabels {
-            shop: shop.to_owned(),
-            check,
-        };
-        self.numbers_left.remove(&labels);
-        self.forecast.remove(&labels);
-        self.checked_at.remove(&labels);
-        self.verdict_since.remove(&labels);
-    }
-
-    /// The shop's session as recorded.
-    pub fn session(&self, shop: &str, state: SessionState, expires_at: Option<Timestamp>) {
-        for s in SESSION_STATES {
-            self.session_state
-                .get_or_create(&SessionLabels {
-                    shop: shop.to_owned(),
-                    state: s.as_str(),
-                })
-                .set(i64::from(s == state));
-        }
-        let labels = ShopLabels {
-            shop: shop.to_owned(),
-        };
-        set_or_remove(
-            &self.session_expiry,
-            &labels,
-            expires_at.map(|t| t.as_second()),
-        );
-    }
-
-    /// The shop's push state: `None` while webhooks are off; else whether its subscriptions are
-    /// all active, and when its last callback arrived.
-    pub fn push(&self, shop: &str, push: Option<(bool, Option<Timestamp>)>) {
-        let labels = ShopLabels {
-            shop: shop.to_owned(),
-        };
-        let (active, last) = match push {
-            Some((active, last)) => (Some(i64::from(active)), last.map(|t| t.as_second())),
-            None => (None, None),
-        };
-        set_or_remove(&self.push_active, &labels, active);
-        set_or_remove(&self.push_last_callback, &labels, last);
+        });
     }
 
     pub fn pass_recorded(&self, duration: Duration) {
@@ -463,10 +300,11 @@ impl Metrics {
         self.reloads.get_or_create(&ResultLabels { result }).inc();
     }
 
-    /// The OpenMetrics exposition (what `prometheus-client` writes).
+    /// The OpenMetrics exposition: the registry's families, then the shops'.
     pub fn openmetrics(&self) -> String {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+        let mut out = self.process_wide();
+        self.shop_series.write(&mut out, Format::OpenMetrics);
+        prometheus_client::encoding::text::encode_eof(&mut out)
             .expect("writing to a String cannot fail");
         out
     }
@@ -474,13 +312,23 @@ impl Metrics {
     /// The Prometheus text format (0.0.4): what node_exporter's textfile collector and
     /// `promtool check metrics` read.
     pub fn prometheus_text(&self) -> String {
-        exposition::to_prometheus_text(&self.openmetrics())
+        let mut out = exposition::to_prometheus_text(&self.process_wide());
+        self.shop_series.write(&mut out, Format::Prometheus);
+        out
+    }
+
+    /// The registry's families in OpenMetrics, without the final `# EOF`.
+    fn process_wide(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode_registry(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
     }
 }
 
-/// What the HTTP client reports, counted per shop.
+/// What the HTTP client reports: counted for all shops, 429s per shop too.
 impl Observer for Metrics {
-    /// Counts the request by endpoint and status class; a 429 also as throttled.
+    /// Counts the request by endpoint and status class; a 429 also as the shop's throttled.
     fn answered(&self, shop: &str, endpoint: &'static str, status: Option<u16>) {
         let class = match status {
             Some(200..=299) => CLASSES[0],
@@ -492,38 +340,21 @@ impl Observer for Metrics {
         };
         let endpoint = known_endpoint(endpoint);
         self.requests
-            .get_or_create(&RequestLabels {
-                shop: shop.to_owned(),
-                endpoint,
-                class,
-            })
+            .get_or_create(&RequestLabels { endpoint, class })
             .inc();
         if status == Some(429) {
-            self.throttled
-                .get_or_create(&ShopLabels {
-                    shop: shop.to_owned(),
-                })
-                .inc();
+            self.shop_series.update(shop, |f| f.throttled += 1);
         }
     }
 
-    fn minted(&self, shop: &str) {
-        self.mints
-            .get_or_create(&ShopLabels {
-                shop: shop.to_owned(),
-            })
-            .inc();
+    fn minted(&self, _shop: &str) {
+        self.mints.inc();
     }
 
-    fn waited(&self, shop: &str, waited: Duration) {
-        if waited.is_zero() {
-            return;
+    fn waited(&self, _shop: &str, waited: Duration) {
+        if !waited.is_zero() {
+            self.limiter_wait.inc_by(waited.as_secs_f64());
         }
-        self.limiter_wait
-            .get_or_create(&ShopLabels {
-                shop: shop.to_owned(),
-            })
-            .inc_by(waited.as_secs_f64());
     }
 }
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::{CheckState, Metrics};
-use crate::checks::{CheckKind, Evidence, Verdict};
+use super::{CheckState, Metrics, SERIES_PER_SHOP, ShopState};
+use crate::checks::{CheckKind, Evidence, PerKind, Verdict};
 use crate::store::SessionState;
 use crate::tripletex::Observer;
 
@@ -22,14 +22,29 @@ fn evidence() -> Evidence {
     }
 }
 
-fn recorded_check(m: &Metrics, shop: &str, kind: CheckKind, verdict: Verdict, e: &Evidence) {
-    let state = CheckState {
+fn check<'a>(verdict: Verdict, e: &'a Evidence) -> Option<CheckState<'a>> {
+    Some(CheckState {
         verdict,
         evidence: Some(e),
         checked_at: Some(now()),
-        since: Some(now()),
-    };
-    m.check(shop, kind, Some(&state));
+    })
+}
+
+/// A shop with a valid session and both checks recorded as given.
+fn shop_state<'a>(
+    customers: Option<CheckState<'a>>,
+    invoices: Option<CheckState<'a>>,
+) -> ShopState<'a> {
+    let mut checks = PerKind::default();
+    checks[CheckKind::CustomerNumbers] = customers;
+    checks[CheckKind::InvoiceNumbers] = invoices;
+    ShopState {
+        session: SessionState::Valid,
+        session_expires_at: Some("2026-12-08T23:00:00Z".parse().unwrap()),
+        push_active: None,
+        push_last_callback: None,
+        checks,
+    }
 }
 
 /// A registry with data in every family.
@@ -37,47 +52,24 @@ pub(super) fn recorded() -> Metrics {
     let m = Metrics::new();
     m.configured(2, 2, Duration::from_secs(3600), &[]);
     let e = evidence();
-    recorded_check(
-        &m,
-        "acme",
-        CheckKind::CustomerNumbers,
-        Verdict::Conflict,
-        &e,
-    );
     // An error carries empty evidence: it must not replace known figures with nothing.
     let empty = Evidence::default();
-    recorded_check(
-        &m,
-        "acme",
-        CheckKind::InvoiceNumbers,
-        Verdict::Error,
-        &empty,
-    );
-    m.session(
-        "acme",
-        SessionState::Valid,
-        Some("2026-12-08T23:00:00Z".parse().unwrap()),
-    );
+    let mut acme = shop_state(check(Verdict::Conflict, &e), check(Verdict::Error, &empty));
+    acme.push_active = Some(true);
+    acme.push_last_callback = Some(now());
+    m.shop("acme", &acme);
     m.answered("acme", "customer", Some(200));
     m.answered("acme", "customer", Some(429));
     m.answered("acme", "session_delete", Some(204));
     m.answered("acme", "invoice", None);
     m.minted("acme");
     m.waited("acme", Duration::from_millis(1500));
-    recorded_check(
-        &m,
-        "bolt",
-        CheckKind::CustomerNumbers,
-        Verdict::Conflict,
-        &e,
-    );
-    m.check("bolt", CheckKind::InvoiceNumbers, None);
+    m.shop("bolt", &shop_state(check(Verdict::Conflict, &e), None));
     m.pass_recorded(Duration::from_millis(120));
     m.pass_failed();
     m.reload(true);
     m.reload(false);
     m.webhook_refused(401);
-    m.push("acme", Some((true, Some(now()))));
     m
 }
 
@@ -181,26 +173,18 @@ fn both_formats_parse_and_carry_the_recorded_figures() {
             )
         };
         assert_eq!(verdict("conflict"), Some(1.0));
-        assert_eq!(verdict("ok"), Some(0.0));
+        // One series per check: the current verdict's.
+        assert_eq!(verdict("ok"), None);
         assert_eq!(
             value(&s, "tripletex_sync_check_numbers_left", &acme),
             Some(1234.0)
-        );
-        // 2026-12-12 00:00 Europe/Oslo.
-        assert_eq!(
-            value(
-                &s,
-                "tripletex_sync_check_forecast_exhausted_timestamp_seconds",
-                &acme
-            ),
-            Some(1_797_030_000.0)
         );
         let at = now().as_second() as f64;
         assert_eq!(
             value(
                 &s,
-                "tripletex_sync_check_completed_timestamp_seconds",
-                &acme
+                "tripletex_sync_checks_completed_timestamp_seconds",
+                &[("shop", "acme")]
             ),
             Some(at)
         );
@@ -218,11 +202,35 @@ fn both_formats_parse_and_carry_the_recorded_figures() {
             ),
             Some(1.0)
         );
+        assert_eq!(
+            value(
+                &s,
+                "tripletex_sync_session_expiry_timestamp_seconds",
+                &[("shop", "acme")]
+            ),
+            Some(1_796_770_800.0)
+        );
+        assert_eq!(
+            value(&s, "tripletex_sync_push_active", &[("shop", "acme")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&s, "tripletex_sync_push_active", &[("shop", "bolt")]),
+            None
+        );
+        assert_eq!(
+            value(
+                &s,
+                "tripletex_sync_push_last_callback_timestamp_seconds",
+                &[]
+            ),
+            Some(at)
+        );
         let req = |endpoint, class| {
             value(
                 &s,
                 "tripletex_sync_requests_total",
-                &[("shop", "acme"), ("endpoint", endpoint), ("class", class)],
+                &[("endpoint", endpoint), ("class", class)],
             )
         };
         assert_eq!(req("customer", "2xx"), Some(1.0));
@@ -234,19 +242,15 @@ fn both_formats_parse_and_carry_the_recorded_figures() {
             Some(1.0)
         );
         assert_eq!(
-            value(
-                &s,
-                "tripletex_sync_session_mints_total",
-                &[("shop", "acme")]
-            ),
+            value(&s, "tripletex_sync_throttled_total", &[("shop", "bolt")]),
+            None
+        );
+        assert_eq!(
+            value(&s, "tripletex_sync_session_mints_total", &[]),
             Some(1.0)
         );
         assert_eq!(
-            value(
-                &s,
-                "tripletex_sync_rate_limit_wait_seconds_total",
-                &[("shop", "acme")]
-            ),
+            value(&s, "tripletex_sync_rate_limit_wait_seconds_total", &[]),
             Some(1.5)
         );
         assert_eq!(
@@ -307,14 +311,88 @@ fn the_endpoint_labels_are_the_kinds_and_the_clients_own() {
 }
 
 #[test]
-fn an_unknown_endpoint_label_counts_as_other_and_is_forgotten() {
+fn an_unknown_endpoint_label_counts_as_other() {
     let m = Metrics::new();
     m.answered("acme", "parcel", Some(200));
     let text = m.openmetrics();
     assert!(!text.contains("parcel"), "{text}");
     assert!(text.contains("endpoint=\"other\""), "{text}");
-    m.configured(0, 0, Duration::from_secs(3600), &["acme".to_owned()]);
-    assert!(!m.openmetrics().contains("\"acme\""));
+}
+
+#[test]
+fn a_new_verdict_replaces_the_series_and_an_error_keeps_the_headroom() {
+    let m = Metrics::new();
+    let e = evidence();
+    m.shop("acme", &shop_state(check(Verdict::Conflict, &e), None));
+    let empty = Evidence::default();
+    m.shop("acme", &shop_state(check(Verdict::Error, &empty), None));
+    let s = parse(&m.prometheus_text(), false);
+    let acme = [("shop", "acme"), ("check", "customer_numbers")];
+    let verdicts: Vec<_> = s
+        .iter()
+        .filter(|(n, _, _)| n == "tripletex_sync_check_verdict")
+        .map(|(_, labels, v)| (labels["verdict"].clone(), *v))
+        .collect();
+    assert_eq!(verdicts, [("error".to_owned(), 1.0)]);
+    assert_eq!(
+        value(&s, "tripletex_sync_check_numbers_left", &acme),
+        Some(1234.0)
+    );
+    // A check turned off leaves nothing, and the shop's completion time is its other checks'.
+    m.shop("acme", &shop_state(None, None));
+    let text = m.prometheus_text();
+    assert!(!text.contains("check=\""), "{text}");
+    assert!(
+        !text.contains("tripletex_sync_checks_completed_timestamp_seconds{"),
+        "{text}"
+    );
+}
+
+/// The budget per shop, at a few hundred shops recorded with every per-shop series there is
+/// (webhooks off): at most 8 series and 1 KiB of exposition each, counted in both formats.
+#[test]
+fn a_shop_costs_at_most_eight_series_and_a_kibibyte() {
+    const SHOPS: usize = 300;
+    let m = Metrics::new();
+    m.configured(SHOPS, SHOPS, Duration::from_secs(3600), &[]);
+    let e = evidence();
+    for i in 0..SHOPS {
+        // Names as long as a realistic shop's.
+        let shop = format!("nordic-garden-supply-{i:04}");
+        m.shop(
+            &shop,
+            &shop_state(check(Verdict::Warn, &e), check(Verdict::Ok, &e)),
+        );
+        for endpoint in super::endpoints() {
+            m.answered(&shop, endpoint, Some(200));
+            m.answered(&shop, endpoint, Some(429));
+            m.answered(&shop, endpoint, None);
+        }
+        m.minted(&shop);
+        m.waited(&shop, Duration::from_millis(5));
+    }
+    for openmetrics in [true, false] {
+        let text = if openmetrics {
+            m.openmetrics()
+        } else {
+            m.prometheus_text()
+        };
+        let samples = parse(&text, openmetrics);
+        let per_shop = samples
+            .iter()
+            .filter(|(_, labels, _)| labels.contains_key("shop"))
+            .count();
+        assert_eq!(
+            per_shop,
+            SHOPS * SERIES_PER_SHOP,
+            "every per-shop series present"
+        );
+        assert!(per_shop <= SHOPS * 8, "{per_shop} series for {SHOPS} shops");
+        let series = samples.len() as f64 / SHOPS as f64;
+        assert!(series <= 8.5, "{series} series per shop, all included");
+        let bytes = text.len() / SHOPS;
+        assert!(bytes <= 1024, "{bytes} bytes per shop");
+    }
 }
 
 #[test]

@@ -25,7 +25,7 @@ use tripletex_sync::store::{Role, Store};
 use tripletex_sync_fixture::daemon::write_private;
 use tripletex_sync_fixture::sim::start_on_loopback;
 
-const CONSUMER: &str = "scale-consumer-token";
+pub const CONSUMER: &str = "scale-consumer-token";
 pub const CUSTOMERS: u32 = 50;
 pub const INVOICES: u32 = 50;
 /// A phase that takes longer than this is reported as failed, not waited for.
@@ -46,13 +46,19 @@ request_timeout = "10s"
 per_second = 20
 burst = 20
 reserve = 20
-max_concurrent_shops = 64
+max_concurrent_shops = MAX_CONCURRENT
 
 [checks]
 interval = "1h"
 jitter = "0s"
 full_resync = "24h"
 "#;
+
+/// The config folder's main file for a simulator at `base_url`, `max_concurrent` shops at once.
+pub fn main_config(base_url: &str, max_concurrent: usize) -> String {
+    MAIN.replace("BASE_URL", base_url)
+        .replace("MAX_CONCURRENT", &max_concurrent.to_string())
+}
 
 const SHOP: &str = "[customer_numbers]\ntripletex_start = 1000000\n\
                     [invoice_numbers]\nshop_start = 1\ntripletex_start = 1000000\n";
@@ -196,9 +202,9 @@ fn process_cpu() -> Duration {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
-/// `VmRSS` or `VmHWM` from /proc/self/status, in bytes.
-fn proc_status_bytes(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+/// `VmRSS` or `VmHWM` from /proc/`pid`/status (`pid` may be `self`), in bytes.
+pub fn proc_status_bytes(pid: &str, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
         .find_map(|l| l.strip_prefix(field))
@@ -213,7 +219,7 @@ fn proc_status_bytes(field: &str) -> u64 {
 }
 
 /// Bytes allocated on disk under `path` (like `du`).
-fn disk_bytes(path: &Path) -> u64 {
+pub fn disk_bytes(path: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt as _;
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return 0;
@@ -232,23 +238,19 @@ fn disk_bytes(path: &Path) -> u64 {
         + meta.blocks() * 512
 }
 
-/// Seeds `shops` companies and writes a config folder with one shop file per company.
-fn world(shops: usize, dir: &Path, clock: &SharedClock) -> (Simulator, PathBuf) {
-    let sim = Simulator::new(clock.clone());
-    sim.add_consumer_token(CONSUMER);
-    sim.set_rate_limit(100_000, Duration::from_secs(10));
-    let today = oslo_date(clock.now());
-    let first_day = today.checked_sub(jiff::Span::new().days(49)).unwrap();
+/// Shop `i` of the world: its name, company id and employee token.
+pub fn shop(i: usize) -> (String, i64, String) {
+    let name = format!("shop{i:06}");
+    let token = format!("employee-token-{name}");
+    (name, 1000 + i as i64, token)
+}
+
+/// Writes the config folder's shop files, token files and consumer token (not its main file).
+pub fn write_shops(shops: usize, dir: &Path) {
     std::fs::create_dir_all(dir.join("shops.d")).unwrap();
     std::fs::create_dir_all(dir.join("tokens")).unwrap();
     for i in 0..shops {
-        let company = 1000 + i as i64;
-        let name = format!("shop{i:06}");
-        let token = format!("employee-token-{name}");
-        sim.add_company(company, &format!("{name} AS"), true);
-        sim.add_employee_token(&token, company, company * 10);
-        sim.seed_customers(company, 1, CUSTOMERS, false);
-        sim.add_invoices(company, 1, INVOICES, first_day, 1);
+        let (name, _, token) = shop(i);
         write_private(&dir.join("tokens").join(&name), &token);
         std::fs::write(
             dir.join("shops.d").join(format!("{name}.toml")),
@@ -257,6 +259,23 @@ fn world(shops: usize, dir: &Path, clock: &SharedClock) -> (Simulator, PathBuf) 
         .unwrap();
     }
     write_private(&dir.join("consumer-token"), CONSUMER);
+}
+
+/// Seeds `shops` companies (see [`shop`]) and writes a config folder with one shop file each.
+fn world(shops: usize, dir: &Path, clock: &SharedClock) -> (Simulator, PathBuf) {
+    let sim = Simulator::new(clock.clone());
+    sim.add_consumer_token(CONSUMER);
+    sim.set_rate_limit(100_000, Duration::from_secs(10));
+    let today = oslo_date(clock.now());
+    let first_day = today.checked_sub(jiff::Span::new().days(49)).unwrap();
+    for i in 0..shops {
+        let (name, company, token) = shop(i);
+        sim.add_company(company, &format!("{name} AS"), true);
+        sim.add_employee_token(&token, company, company * 10);
+        sim.seed_customers(company, 1, CUSTOMERS, false);
+        sim.add_invoices(company, 1, INVOICES, first_day, 1);
+    }
+    write_shops(shops, dir);
     (sim, dir.join("config.toml"))
 }
 
@@ -269,11 +288,11 @@ pub async fn run(shops: usize, passes: &AtomicUsize, settle: Duration) -> Figure
     let clock: SharedClock = Arc::new(SystemClock);
     let (sim, config_path) = world(shops, dir.path(), &clock);
     let sim_thread = SimThread::start(sim.clone());
-    std::fs::write(&config_path, MAIN.replace("BASE_URL", &sim_thread.base_url)).unwrap();
+    std::fs::write(&config_path, main_config(&sim_thread.base_url, 64)).unwrap();
     let config = Config::load(&config_path).expect("bench config");
     let state_dir = config.state_dir.clone();
     let store = Arc::new(Store::open(&state_dir, Role::Daemon).expect("store"));
-    let rss_before = proc_status_bytes("VmRSS:");
+    let rss_before = proc_status_bytes("self", "VmRSS:");
 
     let mut figures = Figures {
         shops,
@@ -356,7 +375,7 @@ pub async fn run(shops: usize, passes: &AtomicUsize, settle: Duration) -> Figure
     }
     figures.shutdown = stopping.elapsed();
     figures.sessions_left = sim.live_sessions();
-    figures.peak_rss = proc_status_bytes("VmHWM:").saturating_sub(rss_before);
+    figures.peak_rss = proc_status_bytes("self", "VmHWM:").saturating_sub(rss_before);
     sim_thread.stop();
     figures
 }
