@@ -216,7 +216,7 @@ async fn configuration_problems_exit_2_with_one_line_naming_the_fix() {
     assert_eq!(
         run.stderr.lines().collect::<Vec<_>>(),
         [format!(
-            "error: {config}: there is no [notify] table with a url, so there is nowhere to send (fix: add [notify] with url = \"https://HOST/PATH\" and secret_file = \"PATH\" to it; see README, Notifying the platform)"
+            "error: {config}: there is no [notify] table with a url, so there is nowhere to send (fix: add [notify] with url = \"https://HOST/PATH\" and secret_file = \"PATH\" to it; see docs/notify.md, installed under /usr/share/doc/tripletex-sync/docs/)"
         )]
     );
 

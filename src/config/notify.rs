@@ -23,7 +23,7 @@ pub struct NotifyConfig {
     pub timeout: Duration,
     /// An undelivered message is dead after this (the outbox's limit).
     pub max_age: Duration,
-    /// The outbox's bound (see README, "Notifying the platform").
+    /// The outbox's bound (see docs/notify.md).
     pub max_pending: u64,
     /// A failed delivery waits up to `retry_min` (full jitter), doubling per failure up to
     /// `retry_max`.

@@ -7,7 +7,7 @@
 //! be just its token line; only a check kind's `shop_start`/`tripletex_start` defaults live in its
 //! spec (`crate::checks::kinds`). The main file's structs also serialize, so the type of each
 //! key's default tells how to read an environment override of it (`super::parse`). Durations are
-//! whole seconds ([`whole_seconds`]): README documents the units `s` to `y`, so a value like
+//! whole seconds ([`whole_seconds`]): docs/configuration.md documents the units `s` to `y`, so a value like
 //! `"1ns"` is refused where it is written, not rounded or taken as a tight loop.
 
 use std::fmt;
@@ -329,7 +329,7 @@ pub struct RawMetrics {
 pub(super) const WHOLE_SECONDS: &str = "durations are whole seconds, in the units s m h d w M y";
 
 /// humantime durations (`"90d"`, `"1h 30m"`) that are whole seconds. humantime also reads `ms`,
-/// `us` and `ns`; README's units stop at `s`, and nothing here is meant to happen more often than
+/// `us` and `ns`; docs/configuration.md's units stop at `s`, and nothing here is meant to happen more often than
 /// once a second, so a fraction is a mistake to refuse, not a value to round.
 mod whole_seconds {
     use std::time::Duration;

@@ -386,11 +386,13 @@ fn shop_numbers_have_ranges_with_tested_edges() {
     }
 }
 
-/// README's table of main-file keys states the defaults and the plain ranges the code applies.
+/// docs/configuration.md's table of main-file keys states the defaults and the plain ranges the code applies.
 #[test]
 fn readme_states_the_defaults_and_ranges_of_the_code() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"),
+    )
+    .unwrap();
     let defaults = toml::Value::try_from(raw::RawConfig::default()).unwrap();
     let mut rows = 0;
     for row in readme.lines().filter(|l| l.starts_with("| `")) {
@@ -440,7 +442,10 @@ fn readme_states_the_defaults_and_ranges_of_the_code() {
         let e = err(&Fixture::new(&with(EDGES, key, &past)));
         assert!(e.contains("out of range"), "{key} = {past}: {e}");
     }
-    assert!(rows >= 18, "README's key table was not found ({rows} rows)");
+    assert!(
+        rows >= 18,
+        "docs/configuration.md's key table was not found ({rows} rows)"
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! and the relations between them (renewal fits in a token's life, passes come before renewal).
 //!
 //! Invariant: whatever passes here cannot overflow or panic later (durations fit jiff spans,
-//! numbers fit Tripletex's 32-bit ids). Each range is documented in README's table; keep both in
+//! numbers fit Tripletex's 32-bit ids). Each range is documented in docs/configuration.md's table; keep both in
 //! step.
 
 use std::num::NonZeroU32;

@@ -8,6 +8,9 @@ use prometheus_client::registry::Registry;
 
 use super::{Metrics, ResultLabels, register};
 
+/// The `result` label's values.
+const RESULTS: [&str; 3] = ["delivered", "failed", "refused"];
+
 #[derive(Debug)]
 pub(super) struct NotifyMetrics {
     pending: Gauge,
@@ -18,7 +21,7 @@ pub(super) struct NotifyMetrics {
 
 impl NotifyMetrics {
     pub(super) fn register(r: &mut Registry) -> Self {
-        Self {
+        let metrics = Self {
             pending: register(
                 r,
                 "notify_pending",
@@ -39,7 +42,12 @@ impl NotifyMetrics {
                 "notify_dead",
                 "Notifications given up (past notify.max_age, refused too often, or dropped from a full outbox)",
             ),
+        };
+        // Every result from the start, so a rate over them works before the first of each.
+        for result in RESULTS {
+            metrics.deliveries.get_or_create(&ResultLabels { result });
         }
+        metrics
     }
 }
 

@@ -28,7 +28,7 @@ pub struct Backlog {
     /// Messages waiting for the platform.
     pub pending: u64,
     pub oldest_pending_at: Option<Timestamp>,
-    /// Dead messages kept in the database for inspection (see README).
+    /// Dead messages kept in the database for inspection (see docs/notify.md).
     pub dead: u64,
     /// Delivered since the daemon started.
     pub delivered: u64,

@@ -17,7 +17,7 @@ const ID_ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 /// 26 base32 characters: 130 random bits, as many characters as a ULID.
 const ID_CHARS: usize = 26;
 
-/// What a message is about: the body's `type` (README, "Notifying the platform").
+/// What a message is about: the body's `type` (docs/notify.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// `notify test`: proves the URL and the secret, carries nothing the platform acts on.

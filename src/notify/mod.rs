@@ -35,7 +35,7 @@ pub use send::{Answer, client, send};
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
     #[error(
-        "{}: there is no [notify] table with a url, so there is nowhere to send (fix: add [notify] with url = \"https://HOST/PATH\" and secret_file = \"PATH\" to it; see README, Notifying the platform)",
+        "{}: there is no [notify] table with a url, so there is nowhere to send (fix: add [notify] with url = \"https://HOST/PATH\" and secret_file = \"PATH\" to it; see docs/notify.md, installed under /usr/share/doc/tripletex-sync/docs/)",
         path.display()
     )]
     NotConfigured { path: PathBuf },

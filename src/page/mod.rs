@@ -9,7 +9,7 @@
 //! (`html`), and is sent with a strict `Content-Security-Policy`, `nosniff`, `no-referrer` and
 //! `no-store`. Nothing on it is a token or a URL with credentials: a board holds shop statuses,
 //! which have no token, and the configuration refuses a base URL with credentials. The page has no authentication of its own: it is for the operator's
-//! loopback or private port (README: an SSH tunnel or a reverse proxy with auth).
+//! loopback or private port (docs/operating.md: an SSH tunnel or a reverse proxy with auth).
 
 mod board;
 mod chart;

@@ -285,7 +285,7 @@ impl StatusReport {
     }
 
     /// "notify: 12 pending since 2026-12-06 07:12 (Oslo), 1 dead; last error: …" while the
-    /// platform has not taken everything (see README, Notifying the platform).
+    /// platform has not taken everything (see docs/notify.md).
     fn notify_line(&self) -> Option<String> {
         let n = self
             .notify

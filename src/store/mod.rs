@@ -9,7 +9,7 @@
 //! mirrors (fixed-width binary, see `mirror`). The store knows keys and bytes, not HTTP.
 //!
 //! Files are private whatever the umask: `state_dir` at most 0750 (its group may read
-//! status.json, see README), `db/` 0700, the database files and the lock 0600. Opening narrows
+//! status.json, see docs/operating.md), `db/` 0700, the database files and the lock 0600. Opening narrows
 //! the process umask to 077 because sled creates files (snapshots) long after opening.
 //! A record that cannot be rebuilt (session, result) that fails to read is reported
 //! ([`StoreError::Corrupt`]); one whose loss only costs work (a cursor: full resync; a history
@@ -119,7 +119,7 @@ impl Store {
             .create(state_dir)
             .map_err(io)?;
         if fresh {
-            // Not through the umask: the service's group reads status.json in it (README).
+            // Not through the umask: the service's group reads status.json in it (docs/operating.md).
             std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o750))
                 .map_err(io)?;
         }
