@@ -20,8 +20,9 @@ use tripletex_sync::checks::{CheckKind, Verdict};
 use tripletex_sync::clock::SystemClock;
 use tripletex_sync::status::StatusReport;
 use tripletex_sync_fixture::daemon::write_private;
+use tripletex_sync_fixture::platform;
 use tripletex_sync_fixture::poll::Poll;
-use tripletex_sync_fixture::receiver::{Callback, Receiver};
+use tripletex_sync_fixture::receiver::Receiver;
 use tripletex_sync_fixture::sim::start_on_loopback;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tripletex-sync");
@@ -246,15 +247,14 @@ async fn files_are_private_under_umask_022() {
     assert!(files >= 2, "sled's conf and db");
 }
 
-const NOTIFY_SECRET: &str = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
-
 /// Adds `[notify]` (to `url`, retrying after at most a second) to `config`.
 fn with_notify(config: &Path, url: &str) {
     let dir = config.parent().unwrap();
-    write_private(&dir.join("notify-secret"), NOTIFY_SECRET);
+    write_private(&dir.join("notify-secret"), platform::SECRET);
     let mut text = std::fs::read_to_string(config).unwrap();
-    text.push_str(&format!(
-        "\n[notify]\nurl = \"{url}\"\nsecret_file = \"notify-secret\"\nretry_min = \"1s\"\nretry_max = \"1s\"\n"
+    text.push_str(&platform::notify_table(
+        url,
+        "retry_min = \"1s\"\nretry_max = \"1s\"",
     ));
     std::fs::write(config, text).unwrap();
 }
@@ -290,19 +290,6 @@ fn change_of(body: &serde_json::Value) -> Change {
         s("verdict").unwrap(),
         s("was"),
     )
-}
-
-fn assert_signed(hook: &Callback) {
-    let header = |name: &str| hook.headers[name].to_str().unwrap().to_owned();
-    let expected = standardwebhooks::Webhook::new(NOTIFY_SECRET)
-        .unwrap()
-        .sign(
-            &header("webhook-id"),
-            header("webhook-timestamp").parse().unwrap(),
-            &hook.raw,
-        )
-        .unwrap();
-    assert_eq!(header("webhook-signature"), expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -369,7 +356,7 @@ async fn notifications_survive_sigkill_during_passes_and_deliveries() {
     logs.push(log);
 
     let received = receiver.received();
-    received.iter().for_each(assert_signed);
+    received.iter().for_each(platform::assert_signed);
     // One message per id, whatever was resent; each change under one id only.
     let mut bodies: HashMap<String, serde_json::Value> = HashMap::new();
     let mut order = Vec::new();

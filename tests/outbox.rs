@@ -10,38 +10,22 @@ use tripletex_sync::checks::{CheckKind, Verdict};
 use tripletex_sync::daemon::Control;
 use tripletex_sync::status::StatusReport;
 use tripletex_sync_fixture::daemon::{Fixture, MAIN, write_private};
-use tripletex_sync_fixture::poll;
 use tripletex_sync_fixture::receiver::{Callback, Receiver};
+use tripletex_sync_fixture::{platform, poll};
 
-const SECRET: &str = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
-
-fn schema() -> jsonschema::Validator {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/contrib/notify/message.schema.json"
-    );
-    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    jsonschema::options()
-        .should_validate_formats(true)
-        .build(&schema)
-        .unwrap()
+/// Checks the signature and the schema, and that no employee token leaked into the body.
+fn assert_signed_and_valid(hook: &Callback, validator: &jsonschema::Validator) {
+    platform::assert_signed(hook);
+    platform::assert_fits_schema(validator, &hook.body);
+    assert!(!String::from_utf8_lossy(&hook.raw).contains("employee-token"));
 }
 
-/// Checks the signature the way a Standard Webhooks library computes it, and the schema.
-fn assert_signed_and_valid(hook: &Callback, validator: &jsonschema::Validator) {
-    let header = |name: &str| hook.headers[name].to_str().unwrap().to_owned();
-    let (id, timestamp) = (header("webhook-id"), header("webhook-timestamp"));
-    let expected = standardwebhooks::Webhook::new(SECRET)
-        .unwrap()
-        .sign(&id, timestamp.parse().unwrap(), &hook.raw)
-        .unwrap();
-    assert_eq!(header("webhook-signature"), expected, "{}", hook.body);
-    let problems: Vec<String> = validator
-        .iter_errors(&hook.body)
-        .map(|e| e.to_string())
-        .collect();
-    assert!(problems.is_empty(), "{problems:?}: {}", hook.body);
-    assert!(!String::from_utf8_lossy(&hook.raw).contains("employee-token"));
+/// A fixture whose daemon notifies `receiver` (`extra`: more `[notify]` keys).
+async fn notifying(receiver: &Receiver, extra: &str) -> Fixture {
+    let table = platform::notify_table(&receiver.url("/hooks/tripletex-sync"), extra);
+    let f = Fixture::with_main(&format!("{MAIN}{table}")).await;
+    write_private(&f.path("notify-secret"), platform::SECRET);
+    f
 }
 
 /// The messages as the platform keeps them: one per `webhook-id`, in order of first arrival.
@@ -73,12 +57,7 @@ async fn recorded_changes_reach_the_platform_signed_in_order_with_stable_ids() {
     // The platform fails the first three attempts (a 500, a 503 without Retry-After, a 500).
     receiver.script(&[500, 503, 500]);
     receiver.answer(204);
-    let main = format!(
-        "{MAIN}\n[notify]\nurl = \"{}\"\nsecret_file = \"notify-secret\"\nretry_min = \"1s\"\nretry_max = \"1s\"\n",
-        receiver.url("/hooks/tripletex-sync")
-    );
-    let f = Fixture::with_main(&main).await;
-    write_private(&f.path("notify-secret"), SECRET);
+    let f = notifying(&receiver, "retry_min = \"1s\"\nretry_max = \"1s\"").await;
     f.add_shop("fine", 501, "");
     f.add_shop("clash", 502, "");
     f.sim.add_customers(502, 1, 50, false);
@@ -87,7 +66,7 @@ async fn recorded_changes_reach_the_platform_signed_in_order_with_stable_ids() {
     f.sim.revoke_employee_token(&revoked);
 
     let d = f.start_daemon_in(f.env(), tracing::Span::none());
-    let validator = schema();
+    let validator = platform::schema();
     let first = |received: &[Callback]| distinct(received).len() >= 7;
     poll::until("the first verdicts and the key rejection delivered", || {
         let received = receiver.received();
@@ -195,12 +174,7 @@ async fn recorded_changes_reach_the_platform_signed_in_order_with_stable_ids() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_token_close_to_expiry_is_read_once_a_day_logged_measured_and_told() {
     let receiver = Receiver::start().await;
-    let main = format!(
-        "{MAIN}\n[notify]\nurl = \"{}\"\nsecret_file = \"notify-secret\"\n",
-        receiver.url("/hook")
-    );
-    let f = Fixture::with_main(&main).await;
-    write_private(&f.path("notify-secret"), SECRET);
+    let f = notifying(&receiver, "").await;
     let today = tripletex_sync::clock::oslo_date(f.now());
     let expires = today.checked_add(jiff::Span::new().days(5)).unwrap();
     f.sim.set_consumer_token_expiry(
@@ -227,7 +201,7 @@ async fn a_consumer_token_close_to_expiry_is_read_once_a_day_logged_measured_and
             .iter()
             .find(|h| h.body["type"] == "consumer_token.expiring")
             .unwrap(),
-        &schema(),
+        &platform::schema(),
     );
     let series = format!(
         "tripletex_sync_consumer_token_expiry_timestamp_seconds {}",
@@ -259,12 +233,7 @@ async fn a_consumer_token_close_to_expiry_is_read_once_a_day_logged_measured_and
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_consumer_token_is_told_once_beside_the_shops_first_verdicts() {
     let receiver = Receiver::start().await;
-    let main = format!(
-        "{MAIN}\n[notify]\nurl = \"{}\"\nsecret_file = \"notify-secret\"\n",
-        receiver.url("/hook")
-    );
-    let f = Fixture::with_main(&main).await;
-    write_private(&f.path("notify-secret"), SECRET);
+    let f = notifying(&receiver, "").await;
     write_private(
         &f.path("consumer-token"),
         "a-consumer-token-tripletex-never-issued",

@@ -28,8 +28,7 @@ use tripletex_sync::metrics::Metrics;
 use tripletex_sync::notify::{self, Delivery, Destination, Message, Queueing};
 use tripletex_sync::store::{Role, Store};
 use tripletex_sync_fixture::daemon::write_private;
-
-const SECRET: &str = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+use tripletex_sync_fixture::platform;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -94,7 +93,7 @@ async fn burst(messages: u32) {
     let taken = Arc::new(AtomicU64::new(0));
     let addr = receiver(status.clone(), taken.clone()).await;
     write_private(&dir.path().join("consumer"), "consumer");
-    write_private(&dir.path().join("notify-secret"), SECRET);
+    write_private(&dir.path().join("notify-secret"), platform::SECRET);
     std::fs::create_dir(dir.path().join("shops.d")).expect("shops.d");
     let config_path = dir.path().join("config.toml");
     std::fs::write(
