@@ -42,7 +42,9 @@ fn store_errors_are_one_line_naming_the_file_and_the_fix_with_the_cause_once() {
     let state = dir.path().join("newer");
     drop(Store::open(&state, Role::OneShot).unwrap());
     {
-        let db = sled::Config::new().path(state.join(DB_DIR)).open().unwrap();
+        // As the store opens it: the dropped store's sled threads let go of its lock a moment
+        // after the drop.
+        let db = open_sled(&state.join(DB_DIR)).unwrap();
         db.insert(b"meta/schema_version", &(SCHEMA_VERSION + 1).to_be_bytes())
             .unwrap();
         db.flush().unwrap();
