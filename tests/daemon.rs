@@ -359,8 +359,13 @@ async fn no_more_shops_work_at_once_than_max_concurrent_shops() {
     cancel.cancel();
     daemon.await.unwrap().unwrap();
 
-    // One pass at a time: each company's requests form one unbroken run.
-    let mut runs: Vec<i64> = log.iter().filter_map(|r| r.company_id).collect();
+    // One pass at a time: each company's requests form one unbroken run. (The daemon's one
+    // consumer-token read a day is gated work of its own, after some shop's pass.)
+    let mut runs: Vec<i64> = log
+        .iter()
+        .filter(|r| r.path != "/v2/token/consumer/byToken")
+        .filter_map(|r| r.company_id)
+        .collect();
     runs.dedup();
     assert_eq!(runs.len(), 3, "passes overlapped: {runs:?}");
     spec::assert_conforms(&log);
