@@ -236,7 +236,10 @@ fn counted(state_dir: &Path) -> (usize, usize) {
 /// flush that the passes caused belong to them).
 pub fn run(exe: &Path, shops: usize, settle: Duration) -> Figures {
     let parent = std::env::var_os("SCALE_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
-    let dir = tempfile::tempdir_in(parent).expect("temp dir");
+    std::fs::create_dir_all(&parent)
+        .unwrap_or_else(|e| panic!("SCALE_DIR {}: {e}", parent.display()));
+    let dir = tempfile::tempdir_in(&parent)
+        .unwrap_or_else(|e| panic!("a folder in SCALE_DIR {}: {e}", parent.display()));
     let scenario = dir.path().join("scenario.toml");
     write_scenario(shops, &scenario);
     write_shops(shops, dir.path());
