@@ -267,6 +267,77 @@ async fn one_shops_trigger_passes_only_that_shop_and_stop_is_an_order_too() {
     }
 }
 
+/// A stop deletes many shops' tokens at once, not one per pass gate's permit: with one pass at a
+/// time and each DELETE taking half a second, 40 shops' deletes one by one would need 20 s, past
+/// the stop's 3 s deadline. Every token is deleted, recorded `revoked` and shown so, and the stop
+/// says so in one event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_deletes_many_tokens_at_once_and_says_so_once() {
+    const SHOPS: i64 = 40;
+    let captured = capture::capture_json();
+    let mark = captured.mark();
+    let f =
+        Fixture::with_main(&MAIN.replace("max_concurrent_shops = 8", "max_concurrent_shops = 1"))
+            .await;
+    let names: Vec<String> = (0..SHOPS)
+        .map(|i| {
+            let (name, company) = (format!("many{i}"), 1001 + i);
+            f.add_shop(&name, company, "");
+            f.sim.add_customers(company, 1, 10, false);
+            name
+        })
+        .collect();
+    let d = f.start_daemon_in(f.env(), tracing::info_span!("stop_test", case = "many"));
+    let store = d.store;
+    poll::until("every shop's session recorded", || {
+        names.iter().all(|shop| {
+            store
+                .session(shop)
+                .is_ok_and(|s| s.is_some_and(|s| s.state == SessionState::Valid))
+        })
+    })
+    .await;
+    // Only the stop's DELETEs are left to reach the session paths (the interval is an hour).
+    f.sim.inject(Fault {
+        kind: FaultKind::Delay(Duration::from_millis(500)),
+        path_prefix: Some("/token/session".into()),
+        employee_token: None,
+        times: None,
+    });
+    f.stop_daemon(d.cancel, d.task).await;
+
+    let written = StatusReport::read(store.state_dir()).unwrap();
+    for shop in &names {
+        assert_eq!(
+            store.session(shop).unwrap().unwrap().state,
+            SessionState::Revoked,
+            "{shop}"
+        );
+        let shown = written.shops.iter().find(|s| &s.name == shop).unwrap();
+        assert_eq!(shown.session.state, SessionState::Revoked, "{shop}");
+        assert_eq!(shown.session.expires_at, None, "{shop}");
+    }
+    let logged: Vec<serde_json::Value> = captured
+        .since(mark)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|l: &serde_json::Value| {
+            l["spans"]
+                .as_array()
+                .is_some_and(|spans| spans.iter().any(|s| s["case"] == "many"))
+        })
+        .collect();
+    let named = |event: &str| -> Vec<&serde_json::Value> {
+        logged.iter().filter(|l| l["event"] == event).collect()
+    };
+    let stop = named("shutdown.sessions_revoked");
+    assert_eq!(stop.len(), 1, "{logged:#?}");
+    assert_eq!(stop[0]["revoked"], SHOPS, "{stop:?}");
+    assert_eq!(stop[0]["unrecorded"], 0, "{stop:?}");
+    assert!(named("shutdown.sessions_kept").is_empty(), "{logged:#?}");
+    assert!(named("status.write_failed").is_empty(), "{logged:#?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_interrupts_a_pass_waiting_on_the_rate_limit() {
     let f = Fixture::new().await;

@@ -31,6 +31,7 @@ mod push;
 mod recover;
 mod report;
 mod scheduler;
+mod stopping;
 mod supervise;
 mod view;
 mod watchdog;

@@ -35,7 +35,7 @@ use crate::notify::{self, Backlog, Message};
 use crate::pass::{PassReport, PassSettings};
 use crate::status::StatusReport;
 use crate::status::{PushStatus, ShopStatus};
-use crate::store::{SessionState, Store};
+use crate::store::{SessionRecord, SessionState, Store};
 
 /// How long passes ending together are gathered into one write.
 const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -55,8 +55,9 @@ pub(super) enum Update {
     Push(String, PushStatus),
     /// The shop set changed (reload): `check` must see new shops listed at once.
     Reloaded,
-    /// The shop's session token was deleted as its task stopped; its record says `revoked`.
-    Revoked(String),
+    /// These shops' session tokens were deleted as their tasks stopped; their records (here as
+    /// committed, or as they failed to be) say `revoked`.
+    Revoked(Vec<(String, SessionRecord)>),
     /// A pass was refused because the store cannot write: `check` must see that at once.
     Refused,
 }
@@ -126,8 +127,8 @@ pub(super) async fn status_writer(
                         due.get_or_insert(next.max(Instant::now() + DEBOUNCE));
                     }
                 }
-                Some(Update::Revoked(shop)) => {
-                    if writer.refresh(&shop) {
+                Some(Update::Revoked(shops)) => {
+                    if writer.revoked(&shops) {
                         due.get_or_insert(next.max(Instant::now() + DEBOUNCE));
                     }
                 }
@@ -268,6 +269,25 @@ impl Writer {
                 true
             }
         }
+    }
+
+    /// Shows each of `shops` with its session as recorded when its token was deleted, without
+    /// reading the store (at a stop, that may be every shop); true when status.json is now stale.
+    fn revoked(&mut self, shops: &[(String, SessionRecord)]) -> bool {
+        let mut view = self.view.write().expect("status view lock");
+        let Some(view) = view.as_mut() else {
+            return true;
+        };
+        let config = self.config.read().expect("config lock");
+        let (metrics, push) = (&self.metrics, &self.push);
+        let on = config.webhooks.is_some();
+        let mut changed = false;
+        for (shop, record) in shops {
+            changed |= view.set_session(&config, shop, record.into(), |s| {
+                observe(metrics, push, on, s)
+            });
+        }
+        changed
     }
 
     /// Tells the platform (with `[notify]` on) that the consumer token was rejected.

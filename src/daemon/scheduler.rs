@@ -30,9 +30,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::consumer;
-use super::driver::{CLOSE_WITHIN, Driver, Ran};
+use super::driver::{Driver, Ran};
 use super::push::{self, AfterCallback, UnusableLog};
 use super::report::Update;
+use super::stopping::Stopping;
 use super::supervise;
 use super::watchdog::Heartbeat;
 use super::world::{Environment, ShopTokens, World};
@@ -57,6 +58,10 @@ pub(super) struct Scheduler {
     subscribed: Subscribed,
     /// The consumer token's expiry, read by one shop a day (see `consumer`).
     consumer: Arc<consumer::Watch>,
+    /// How stopping shops delete their session tokens and record them `revoked`.
+    stopping: Arc<Stopping>,
+    /// The task recording them; says how many it could not record in time.
+    recorder: JoinHandle<usize>,
 }
 
 struct ShopTask {
@@ -97,16 +102,12 @@ struct ShopLoop {
     unusable: UnusableLog,
     subscribed: Subscribed,
     consumer: Arc<consumer::Watch>,
+    stopping: Arc<Stopping>,
 }
 
 /// Callbacks a shop task may have waiting; more (a burst during a long pass) are dropped, and
 /// the next pass reads what they carried.
 const SHOP_CALLBACKS: usize = 256;
-
-/// How long a stopping shop may take to record that its session token was deleted (after
-/// `CLOSE_WITHIN`; the rest of systemd's stop timeout is the last status.json write and sled's
-/// flush).
-const RECORD_WITHIN: Duration = Duration::from_secs(1);
 
 impl Scheduler {
     pub fn new(
@@ -118,6 +119,7 @@ impl Scheduler {
         cancel: CancellationToken,
     ) -> Self {
         let gate = Arc::new(Semaphore::new(world.config.rate_limit.max_concurrent_shops));
+        let (stopping, recorder) = Stopping::start(cancel.clone(), store.clone(), reports.clone());
         Self {
             world: Arc::new(world),
             env,
@@ -129,6 +131,8 @@ impl Scheduler {
             heartbeat: Arc::default(),
             subscribed,
             consumer: Arc::default(),
+            stopping,
+            recorder,
         }
     }
 
@@ -188,6 +192,7 @@ impl Scheduler {
             unusable: UnusableLog::default(),
             subscribed: self.subscribed.clone(),
             consumer: self.consumer.clone(),
+            stopping: self.stopping.clone(),
         };
         let handle = tokio::spawn(task.run().instrument(span));
         let name = shop.name.clone();
@@ -327,8 +332,9 @@ impl Scheduler {
         );
     }
 
-    /// Waits for every task to end (the daemon's token has been cancelled), and says how many
-    /// session tokens were deleted and how many are left to expire on their own.
+    /// Waits for every task to end (the daemon's token has been cancelled) and for their deleted
+    /// session tokens to be recorded, and says in one event how many tokens were deleted, how
+    /// many are left to expire on their own, and how many deleted ones were not recorded in time.
     pub async fn shutdown(self) {
         let (mut revoked, mut kept) = (0usize, 0usize);
         for (_, task) in self.tasks {
@@ -338,17 +344,29 @@ impl Scheduler {
                 Ok(Stopped::Closed(Closed::NoSession) | Stopped::HandedOver(_)) | Err(_) => {}
             }
         }
+        // The recorder ends once the last closing side is gone.
+        drop(self.stopping);
+        let unrecorded = self.recorder.await.unwrap_or(revoked);
         if kept > 0 {
             tracing::warn!(
                 event = "shutdown.sessions_kept",
                 revoked,
                 kept,
+                unrecorded,
                 "some session tokens could not be deleted before the stop deadline; they expire on their own"
+            );
+        } else if unrecorded > 0 {
+            tracing::warn!(
+                event = "shutdown.sessions_revoked",
+                revoked,
+                unrecorded,
+                "session tokens deleted; some deletions were not recorded in time (status shows them `revoked`; the next pass mints anew)"
             );
         } else {
             tracing::info!(
                 event = "shutdown.sessions_revoked",
                 revoked,
+                unrecorded,
                 "session tokens deleted"
             );
         }
@@ -357,66 +375,15 @@ impl Scheduler {
 
 impl ShopLoop {
     /// Passes until cancelled, then hands the client over (when told to) or deletes the session
-    /// token (nobody holds it any more). The deletes of a stopping daemon share the gate, so at
-    /// most `max_concurrent_shops` run at once, each also paced by its shop's limiter.
+    /// token (nobody holds it any more; see `stopping`).
     async fn run(mut self) -> Stopped {
         let client = self.passes().await;
         if self.hand_over.load(Ordering::Acquire) {
             return Stopped::HandedOver(client);
         }
-        let deadline = tokio::time::Instant::now() + CLOSE_WITHIN;
-        let closing = async {
-            let _permit = self.driver.gate.acquire().await.expect("gate never closes");
-            // Boxed for the same reason as a pass.
-            Box::pin(client.close(deadline)).await
-        };
-        let closed = match tokio::time::timeout_at(deadline, closing).await {
-            Ok(closed) => closed,
-            Err(_) if client.session_info().is_some() => Closed::Kept,
-            Err(_) => Closed::NoSession,
-        };
-        if closed == Closed::Revoked {
-            Box::pin(self.record_revoked()).await;
-        }
-        Stopped::Closed(closed)
-    }
-
-    /// Records that the shop's session token is gone (state `revoked`, no expiry), so status
-    /// never shows a deleted session as valid, and tells the status writer. At shutdown this
-    /// comes before the writer's last write (it ends only once every task has) and before
-    /// sled's final flush (the store outlives the tasks).
-    async fn record_revoked(&self) {
-        let (store, shop) = (&self.driver.store, &self.driver.shop.name);
-        // An unreadable record is replaced: the company and employee are all it would keep.
-        let previous = store.session(shop).ok().flatten().unwrap_or_default();
-        let record = SessionRecord {
-            state: SessionState::Revoked,
-            expires_at: None,
-            detail: Some(
-                "session token deleted when this shop's task stopped; the next pass mints a new one"
-                    .to_owned(),
-            ),
-            ..previous
-        };
-        let mut batch = store.batch();
-        batch.put_session(shop, &record);
-        // A flush takes milliseconds; bounded all the same, so a stuck disk cannot eat the stop
-        // timeout. Cut short, the batch is applied already and sled's final flush writes it.
-        match tokio::time::timeout(RECORD_WITHIN, store.commit(batch)).await {
-            Ok(Ok(())) => {
-                let _ = self.reports.send(Update::Revoked(shop.clone()));
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(event = "status.write_failed", shop, error = %e, "the deleted session token could not be recorded");
-            }
-            Err(_) => {
-                tracing::warn!(
-                    event = "status.write_failed",
-                    shop,
-                    "the deleted session token was not recorded in time"
-                );
-            }
-        }
+        // Boxed for the same reason as a pass.
+        let closing = self.stopping.close(&self.driver.shop.name, &client);
+        Stopped::Closed(Box::pin(closing).await)
     }
 
     /// Runs passes until cancelled; returns the client in use then.

@@ -22,7 +22,7 @@ use crate::config::{Config, ShopConfig};
 use crate::metrics::Pages;
 use crate::notify::Backlog;
 use crate::page::{Board, Document, POINTS, Tile};
-use crate::status::{ShopStatus, View, stale_after, write_atomically};
+use crate::status::{SessionStatus, ShopStatus, View, stale_after, write_atomically};
 use crate::store::{Store, StoreError};
 
 /// The view, shared by the status writer (which updates it) and the status page (which reads
@@ -105,6 +105,29 @@ impl StatusView {
         let mut status = ShopStatus::collect(Some(store), shop)?;
         observe(&mut status);
         Ok(self.board.tile_mut(i).update(&status, shop.checks.clone()))
+    }
+
+    /// Shows `shop` with `session` in place of its session, leaving the rest of its entry as it
+    /// is, without reading the store (a stop revokes every shop's session at once); false when
+    /// nothing in its entry changed.
+    pub fn set_session(
+        &mut self,
+        config: &Config,
+        shop: &str,
+        session: SessionStatus,
+        observe: impl FnOnce(&mut ShopStatus),
+    ) -> bool {
+        let Some(i) = self.board.position(shop) else {
+            return false;
+        };
+        let Some(shop) = config.shops.get(i).filter(|s| s.name == shop) else {
+            return false;
+        };
+        let tile = self.board.tile_mut(i);
+        let mut status = tile.status();
+        status.session = session;
+        observe(&mut status);
+        tile.update(&status, shop.checks.clone())
     }
 
     /// The file as of `generated_at`, with the outbox's `notify` block; while the store fails

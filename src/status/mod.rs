@@ -135,12 +135,7 @@ impl ShopStatus {
         Ok(Self {
             name: shop.name.clone(),
             enabled: shop.enabled,
-            session: SessionStatus {
-                state: session.state,
-                expires_at: session.expires_at,
-                company_id: session.company_id,
-                detail: session.detail,
-            },
+            session: SessionStatus::from(&session),
             checks: ChecksStatus::try_from_fn(|kind| check(kind, shop.checks[kind].is_some()))?,
             push: None,
         })
@@ -189,6 +184,17 @@ pub struct SessionStatus {
     pub company_id: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+impl From<&SessionRecord> for SessionStatus {
+    fn from(record: &SessionRecord) -> Self {
+        Self {
+            state: record.state,
+            expires_at: record.expires_at,
+            company_id: record.company_id,
+            detail: record.detail.clone(),
+        }
+    }
 }
 
 /// `{"customer_numbers": {…}, "invoice_numbers": {…}}`: one entry per check kind, in kind order.
