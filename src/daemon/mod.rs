@@ -123,6 +123,7 @@ pub async fn run(
     let shared_config = Arc::new(RwLock::new(world.config.clone()));
     let (reports_tx, reports_rx) = mpsc::unbounded_channel();
     let status_view = view::SharedView::default();
+    let last_write = report::LastWrite::default();
     let (backlog_tx, backlog_rx) = watch::channel(None);
     let writer = tokio::spawn(report::status_writer(
         report::Edges {
@@ -131,6 +132,7 @@ pub async fn run(
             config: shared_config.clone(),
             clock: env.clock.clone(),
             metrics: env.metrics.clone(),
+            last_write: last_write.clone(),
         },
         reports_rx,
         backlog_rx,
@@ -173,6 +175,7 @@ pub async fn run(
         reports_tx,
         push.subscribed(),
         cancel.clone(),
+        last_write,
     );
     for (shop, token) in initial {
         scheduler.start(shop, token);

@@ -19,6 +19,7 @@
 //! (they hold the store).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -63,13 +64,31 @@ pub(super) enum Update {
 }
 
 /// What the status writer works with: the view it keeps (the status page reads it too), the
-/// store it reads, the running configuration, the clock and the metrics it feeds.
+/// store it reads, the running configuration, the clock and the metrics it feeds, and where it
+/// says how long its last write took.
 pub(super) struct Edges {
     pub view: SharedView,
     pub store: Arc<Store>,
     pub config: Arc<RwLock<Config>>,
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
+    pub last_write: LastWrite,
+}
+
+/// How long the status writer's last write of status.json and metrics.prom took: a stop leaves
+/// room for one more (see `stopping`).
+#[derive(Clone, Default)]
+pub(super) struct LastWrite(Arc<AtomicU64>);
+
+impl LastWrite {
+    pub fn get(&self) -> Duration {
+        Duration::from_micros(self.0.load(Ordering::Relaxed))
+    }
+
+    fn set(&self, took: Duration) {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.0.store(micros, Ordering::Relaxed);
+    }
 }
 
 /// Runs until every update sender is gone, then writes the file a last time.
@@ -85,6 +104,7 @@ pub(super) async fn status_writer(
         config,
         clock,
         metrics,
+        last_write,
     } = edges;
     let mut writer = Writer {
         store,
@@ -99,6 +119,7 @@ pub(super) async fn status_writer(
         consumer_reported: false,
         failing_since: None,
         quiet: Quiet::default(),
+        last_write,
     };
     let mut health = writer.store.watch_health();
     writer.rebuild();
@@ -180,6 +201,7 @@ struct Writer {
     /// When the writer first saw the store failing, while it fails (the checks' `since`).
     failing_since: Option<jiff::Timestamp>,
     quiet: Quiet,
+    last_write: LastWrite,
 }
 
 /// Rate-limits one repeated warning: the first is logged, then at most one per [`QUIET`].
@@ -385,7 +407,9 @@ impl Writer {
         if !summary.is_empty() {
             notify_systemd(&[sd_notify::NotifyState::Status(&summary)]);
         }
-        Instant::now() + (started.elapsed() * WRITE_SHARE).clamp(DEBOUNCE, MAX_GAP)
+        let took = started.elapsed();
+        self.last_write.set(took);
+        Instant::now() + (took * WRITE_SHARE).clamp(DEBOUNCE, MAX_GAP)
     }
 
     fn write_failed(&mut self, written: std::io::Result<()>) {

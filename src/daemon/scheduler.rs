@@ -32,7 +32,7 @@ use tracing::Instrument as _;
 use super::consumer;
 use super::driver::{Driver, Ran};
 use super::push::{self, AfterCallback, UnusableLog};
-use super::report::Update;
+use super::report::{LastWrite, Update};
 use super::stopping::Stopping;
 use super::supervise;
 use super::watchdog::Heartbeat;
@@ -117,9 +117,11 @@ impl Scheduler {
         reports: mpsc::UnboundedSender<Update>,
         subscribed: Subscribed,
         cancel: CancellationToken,
+        last_write: LastWrite,
     ) -> Self {
         let gate = Arc::new(Semaphore::new(world.config.rate_limit.max_concurrent_shops));
-        let (stopping, recorder) = Stopping::start(cancel.clone(), store.clone(), reports.clone());
+        let (stopping, recorder) =
+            Stopping::start(cancel.clone(), store.clone(), reports.clone(), last_write);
         Self {
             world: Arc::new(world),
             env,

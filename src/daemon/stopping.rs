@@ -4,24 +4,27 @@
 //! the status writer of each batch.
 //!
 //! Invariants: the deletes are not limited by the pass gate but by [`CLOSING_IN_FLIGHT`] (each is
-//! still paced by its shop's limiter); a daemon's stop has one deadline, [`CLOSE_WITHIN`] after
-//! the first shop task saw the cancellation, for every shop's delete, however many wait (a shop
-//! a reload stops gets its own); a token not deleted by then is `Kept` (counted, it expires on
-//! its own); a deleted one is recorded `revoked` (state, no expiry) and the status writer shows it
-//! `revoked` even when the commit fails or is late, since the token is gone; a record not
-//! committed within [`RECORD_WITHIN`] of the deadline is counted (in the stop's one summary
-//! event, `shutdown.sessions_*`'s `unrecorded`), not logged per shop, and its batch, once
-//! applied, is written by sled's final flush.
+//! still paced by its shop's limiter). A daemon's stop has one deadline for every shop's delete,
+//! however many wait, from the first shop task that saw the cancellation: [`CLOSE_WITHIN`], less
+//! when the status writer's last write shows the rest of the stop will take long
+//! ([`Deadline::close_by`]), so the whole stop fits in [`STOP_WITHIN`]; a shop a reload stops
+//! has a deadline of its own. A token not deleted by its deadline is `Kept` (counted; it expires
+//! on its own). A deleted one is shown `revoked` by the status writer before its record is
+//! committed (the token is gone, whatever the disk does) and recorded `revoked` (state, no
+//! expiry); a shop a reload stops waits for that commit, so the record never lands after its
+//! replacement's first pass. A record not committed within [`RECORD_WITHIN`] of the deadline is
+//! counted (in the stop's one summary event, `shutdown.sessions_*`'s `unrecorded`), not logged per
+//! shop; its batch, once applied, is written by sled's final flush.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::driver::CLOSE_WITHIN;
-use super::report::Update;
+use super::report::{LastWrite, Update};
 use crate::store::{SessionRecord, SessionState, Store};
 use crate::tripletex::{Closed, SessionInfo, ShopClient};
 
@@ -34,9 +37,24 @@ use crate::tripletex::{Closed, SessionInfo, ShopClient};
 /// far fewer.)
 const CLOSING_IN_FLIGHT: usize = 256;
 
+/// What a daemon's whole stop aims at, from the cancellation to the exit: under the 5 s an
+/// operator (or an orchestrator's stop timeout) may reasonably expect.
+const STOP_WITHIN: Duration = Duration::from_millis(4500);
+
+/// After the deletes: the last records' commit, the status writer's last write, sled's final
+/// flush and the exit. Measured at 30 000 shops, these take about three times what one status
+/// write takes (which grows with the shops and with the machine's load).
+const REST_PER_WRITE: u32 = 3;
+
+/// However long the rest of the stop may take, the deletes get at least this long.
+const CLOSE_AT_LEAST: Duration = Duration::from_secs(1);
+
 /// How long after the deletes' deadline the last `revoked` records may take to be committed
 /// (a flush takes milliseconds; a stuck disk must not eat the stop).
 const RECORD_WITHIN: Duration = Duration::from_secs(1);
+
+/// A deleted token's record on its way to the recorder, with whom to tell once it is committed.
+type Deleted = (String, SessionRecord, Option<oneshot::Sender<()>>);
 
 /// The stop's one deadline for the deletes (and after it, the records).
 struct Deadline {
@@ -44,17 +62,24 @@ struct Deadline {
     daemon: CancellationToken,
     /// The deadline of the daemon's stop, set by the first close after the cancellation.
     stop: OnceLock<Instant>,
+    last_write: LastWrite,
 }
 
 impl Deadline {
     /// When the delete of a close starting now must be done: the daemon's stop shares one
-    /// deadline from its cancellation; a shop a reload stops has its own.
+    /// deadline from its cancellation, leaving room for the rest of the stop; a shop a reload
+    /// stops has its own.
     fn close_by(&self) -> Instant {
-        if self.daemon.is_cancelled() {
-            *self.stop.get_or_init(|| Instant::now() + CLOSE_WITHIN)
-        } else {
-            Instant::now() + CLOSE_WITHIN
+        if !self.daemon.is_cancelled() {
+            return Instant::now() + CLOSE_WITHIN;
         }
+        *self.stop.get_or_init(|| {
+            let rest = self.last_write.get() * REST_PER_WRITE;
+            let window = STOP_WITHIN
+                .saturating_sub(rest)
+                .clamp(CLOSE_AT_LEAST, CLOSE_WITHIN);
+            Instant::now() + window
+        })
     }
 
     /// When a commit of `revoked` records starting now must be done.
@@ -68,21 +93,24 @@ impl Deadline {
 pub(super) struct Stopping {
     deadline: Arc<Deadline>,
     in_flight: Semaphore,
-    deleted: mpsc::UnboundedSender<(String, SessionRecord)>,
+    deleted: mpsc::UnboundedSender<Deleted>,
 }
 
 impl Stopping {
     /// The closing side, and the recorder's task: it ends once every clone of the first is gone,
-    /// saying how many deleted tokens it could not record in time.
+    /// saying how many deleted tokens it could not record in time. `last_write` is the status
+    /// writer's.
     pub fn start(
         daemon: CancellationToken,
         store: Arc<Store>,
         reports: mpsc::UnboundedSender<Update>,
+        last_write: LastWrite,
     ) -> (Arc<Self>, tokio::task::JoinHandle<usize>) {
         let (deleted, arrived) = mpsc::unbounded_channel();
         let deadline = Arc::new(Deadline {
             daemon,
             stop: OnceLock::new(),
+            last_write,
         });
         let recorder = tokio::spawn(record(deadline.clone(), store, arrived, reports));
         let stopping = Arc::new(Self {
@@ -94,7 +122,7 @@ impl Stopping {
     }
 
     /// Deletes `shop`'s session token (if it has a live one) by the deadline, and hands a deleted
-    /// one to the recorder.
+    /// one to the recorder (outside the daemon's stop, waiting for its commit).
     pub async fn close(&self, shop: &str, client: &ShopClient) -> Closed {
         let deadline = self.deadline.close_by();
         let info = client.session_info();
@@ -108,8 +136,19 @@ impl Stopping {
             Err(_) => Closed::NoSession,
         };
         if closed == Closed::Revoked {
+            let (committed, recorded) = if self.deadline.daemon.is_cancelled() {
+                (None, None)
+            } else {
+                let (committed, recorded) = oneshot::channel();
+                (Some(committed), Some(recorded))
+            };
             // The recorder outlives every clone of this; a send fails only after it panicked.
-            let _ = self.deleted.send((shop.to_owned(), revoked(info)));
+            let _ = self
+                .deleted
+                .send((shop.to_owned(), revoked(info), committed));
+            if let Some(recorded) = recorded {
+                let _ = recorded.await;
+            }
         }
         closed
     }
@@ -132,20 +171,33 @@ fn revoked(info: Option<SessionInfo>) -> SessionRecord {
 }
 
 /// Commits what has arrived, a batch at a time, until every closing side is gone; tells the
-/// status writer of each batch. Returns how many records were not committed in time (or at
-/// all); outside a stop (a reload) a batch like that is logged at once.
+/// status writer of each batch first. Returns how many records were not committed in time (or
+/// at all); outside a stop (a reload) a batch like that is logged at once.
 async fn record(
     deadline: Arc<Deadline>,
     store: Arc<Store>,
-    mut arrived: mpsc::UnboundedReceiver<(String, SessionRecord)>,
+    mut arrived: mpsc::UnboundedReceiver<Deleted>,
     reports: mpsc::UnboundedSender<Update>,
 ) -> usize {
+    let mut reports = Some(reports);
     let mut unrecorded = 0;
     let mut batch = Vec::new();
     while arrived.recv_many(&mut batch, usize::MAX).await > 0 {
         let mut writes = store.batch();
-        for (shop, record) in &batch {
-            writes.put_session(shop, record);
+        let mut shown = Vec::with_capacity(batch.len());
+        let mut waiting = Vec::new();
+        for (shop, record, committed) in batch.drain(..) {
+            writes.put_session(&shop, &record);
+            shown.push((shop, record));
+            waiting.extend(committed);
+        }
+        let shops = shown.len();
+        if let Some(reports) = &reports {
+            let _ = reports.send(Update::Revoked(shown));
+        }
+        // The last batch of a stop: the status writer may write its last while this commits.
+        if arrived.is_closed() && arrived.is_empty() {
+            reports = None;
         }
         let record_by = deadline.record_by();
         // Its own task: cut short, a commit still applies its batch, which sled's final flush
@@ -161,13 +213,14 @@ async fn record(
             Err(_) => Some("not committed in time".to_owned()),
         };
         if let Some(error) = failed {
-            unrecorded += batch.len();
+            unrecorded += shops;
             if !deadline.daemon.is_cancelled() {
-                tracing::warn!(event = "status.write_failed", shops = batch.len(), %error, "deleted session tokens could not be recorded `revoked`");
+                tracing::warn!(event = "status.write_failed", shops, %error, "deleted session tokens could not be recorded `revoked`");
             }
         }
-        // Shown `revoked` either way: the tokens are gone.
-        let _ = reports.send(Update::Revoked(std::mem::take(&mut batch)));
+        waiting.into_iter().for_each(|w| {
+            let _ = w.send(());
+        });
     }
     unrecorded
 }
