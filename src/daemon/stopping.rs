@@ -125,16 +125,18 @@ impl Stopping {
     /// one to the recorder (outside the daemon's stop, waiting for its commit).
     pub async fn close(&self, shop: &str, client: &ShopClient) -> Closed {
         let deadline = self.deadline.close_by();
-        let info = client.session_info();
+        let Some(info) = client.session_info() else {
+            return Closed::NoSession;
+        };
         let closing = async {
             let _permit = self.in_flight.acquire().await.expect("never closed");
-            client.close(deadline).await
+            // Boxed once it may run: a request's future is kilobytes, and every stopping shop
+            // waits here at once.
+            Box::pin(client.close(deadline)).await
         };
-        let closed = match tokio::time::timeout_at(deadline, closing).await {
-            Ok(closed) => closed,
-            Err(_) if info.is_some() => Closed::Kept,
-            Err(_) => Closed::NoSession,
-        };
+        let closed = tokio::time::timeout_at(deadline, closing)
+            .await
+            .unwrap_or(Closed::Kept);
         if closed == Closed::Revoked {
             let (committed, recorded) = if self.deadline.daemon.is_cancelled() {
                 (None, None)
@@ -156,13 +158,13 @@ impl Stopping {
 
 /// The record of a session whose token was deleted: what the session was, state `revoked`, no
 /// expiry.
-fn revoked(info: Option<SessionInfo>) -> SessionRecord {
+fn revoked(info: SessionInfo) -> SessionRecord {
     SessionRecord {
         state: SessionState::Revoked,
-        minted_at: info.as_ref().map(|i| i.minted_at),
+        minted_at: Some(info.minted_at),
         expires_at: None,
-        company_id: info.as_ref().and_then(|i| i.company_id),
-        employee_id: info.as_ref().and_then(|i| i.employee_id),
+        company_id: info.company_id,
+        employee_id: info.employee_id,
         detail: Some(
             "session token deleted when this shop's task stopped; the next pass mints a new one"
                 .to_owned(),
