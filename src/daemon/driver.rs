@@ -32,8 +32,8 @@ use crate::store::Store;
 use crate::tripletex::ShopClient;
 use crate::webhooks::{self, Change};
 
-/// How long after its cancellation a stopping shop may take to delete its session token; what
-/// is left of systemd's stop timeout goes to the last status.json write and sled's flush.
+/// How long after its cancellation a stopping shop may take to delete its session token (at the
+/// daemon's stop, one deadline for every shop, possibly shorter: see `stopping`).
 pub(super) const CLOSE_WITHIN: Duration = Duration::from_secs(3);
 
 /// What a shop's passes share, whoever asks for them.

@@ -317,7 +317,8 @@ pub async fn run(
 }
 
 /// How long a stop waits for the shop tasks while the store is broken: their session deletes
-/// take at most [`driver::CLOSE_WITHIN`]; a task past this is stuck in sled.
+/// take at most [`driver::CLOSE_WITHIN`] and their records a second more (see `stopping`); a task
+/// past this is stuck in sled.
 const STOP_WITH_BROKEN_STORE: Duration = Duration::from_secs(10);
 
 /// Resolves at the next health tick; never while `/healthz` is not served.
