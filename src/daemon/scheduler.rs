@@ -346,6 +346,7 @@ impl Scheduler {
                 Ok(Stopped::Closed(Closed::NoSession) | Stopped::HandedOver(_)) | Err(_) => {}
             }
         }
+        let window_ms = self.stopping.window().map(|w| w.as_millis());
         // The recorder ends once the last closing side is gone.
         drop(self.stopping);
         let unrecorded = self.recorder.await.unwrap_or(revoked);
@@ -355,6 +356,7 @@ impl Scheduler {
                 revoked,
                 kept,
                 unrecorded,
+                window_ms,
                 "some session tokens could not be deleted before the stop deadline; they expire on their own"
             );
         } else if unrecorded > 0 {
@@ -362,6 +364,7 @@ impl Scheduler {
                 event = "shutdown.sessions_revoked",
                 revoked,
                 unrecorded,
+                window_ms,
                 "session tokens deleted; some deletions were not recorded in time (status shows them `revoked`; the next pass mints anew)"
             );
         } else {
@@ -369,6 +372,7 @@ impl Scheduler {
                 event = "shutdown.sessions_revoked",
                 revoked,
                 unrecorded,
+                window_ms,
                 "session tokens deleted"
             );
         }
