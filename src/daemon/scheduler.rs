@@ -346,7 +346,10 @@ impl Scheduler {
                 Ok(Stopped::Closed(Closed::NoSession) | Stopped::HandedOver(_)) | Err(_) => {}
             }
         }
-        let window_ms = self.stopping.window().map(|w| w.as_millis());
+        let window_ms = self
+            .stopping
+            .window()
+            .map(|w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX));
         // The recorder ends once the last closing side is gone.
         drop(self.stopping);
         let unrecorded = self.recorder.await.unwrap_or(revoked);
