@@ -22,6 +22,7 @@
 //! failure (`report`), until there is room again; then it stops like a normal stop and `run`
 //! fails with [`DaemonError::StoreRestart`], for an exit that systemd restarts (`recover`).
 
+mod allocator;
 mod ask;
 mod consumer;
 pub mod control;
@@ -115,6 +116,7 @@ pub async fn run(
     env: Environment,
     mut orders: Orders,
 ) -> Result<(), DaemonError> {
+    allocator::keep_large_buffers_mapped();
     let cancel = orders.stop_token().clone();
     let world = World::build(config, &env)?;
     let world_shard = world.config.shard;
