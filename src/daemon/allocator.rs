@@ -1,27 +1,31 @@
-//! How the daemon asks glibc's allocator to treat large buffers.
+//! The process's allocator: jemalloc, with two arenas and freed pages returned within a second.
 //!
-//! glibc serves an allocation of at least `M_MMAP_THRESHOLD` bytes (128 KiB) with its own
-//! `mmap`, returned to the kernel on free; but freeing such a buffer *raises* the threshold to
-//! its size (up to 32 MiB). After the first metrics exposition or reply of a few MiB, every later
-//! one of that size comes from a heap arena instead, and the small long-lived allocations made
-//! between them (a pass's records, a shop's status line) pin the arena's pages: measured on the
-//! release binary at 10 000 shops, peak RSS 310 MiB for a peak heap of 154 MB, of which 230 MiB
-//! sat in four thread arenas. Fixing the threshold at its default keeps it there (it turns the
-//! dynamic adjustment off): 148 MiB (BENCHMARKS.md).
+//! Why not glibc's malloc: measured on the release binary at 10 000 shops (BENCHMARKS.md), a
+//! shop's idle pass makes ~1 000 small allocations (HTTP, JSON, sled's nodes), and glibc's malloc
+//! and free were ~21 % of the daemon's CPU; with jemalloc the daemon's CPU per idle shop-pass is
+//! ~35 % lower. glibc also raises its mmap threshold after freeing a large buffer (a metrics
+//! exposition, a reply of a few MiB), after which such buffers pinned arena pages: peak RSS was
+//! twice the peak heap.
 //!
-//! Invariant: called once, when the daemon starts; it changes how memory is laid out, never
-//! what the program does. Elsewhere than glibc it does nothing.
+//! The options: two arenas (the runtime has two worker threads on a 2-core machine; jemalloc's
+//! default of four per core kept more pages around), dirty pages purged after 1 s rather than 10 s
+//! and none kept "muzzy" (lazily freed), so RSS follows the live heap.
+//!
+//! Invariant: only how memory is laid out depends on this, never what the program does.
 
-/// glibc's default `M_MMAP_THRESHOLD`.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const MMAP_THRESHOLD: libc::c_int = 128 * 1024;
+use std::ffi::c_char;
 
-/// Keeps buffers of 128 KiB and more in their own mappings for the life of the process.
-pub(super) fn keep_large_buffers_mapped() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; glibc takes its own lock to do so, and
-    // any value is valid for M_MMAP_THRESHOLD up to HEAP_MAX_SIZE / 2.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
-    }
-}
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read once at its start from this symbol (the crate builds jemalloc with
+/// the `_rjem_` prefix).
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static OPTIONS: Options = Options(c"narenas:2,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr());
+
+/// A C string pointer, which jemalloc only reads.
+#[repr(transparent)]
+struct Options(*const c_char);
+
+// SAFETY: the pointer is to a `'static` C string literal, never written.
+unsafe impl Sync for Options {}

@@ -116,7 +116,6 @@ pub async fn run(
     env: Environment,
     mut orders: Orders,
 ) -> Result<(), DaemonError> {
-    allocator::keep_large_buffers_mapped();
     let cancel = orders.stop_token().clone();
     let world = World::build(config, &env)?;
     let world_shard = world.config.shard;

@@ -1,9 +1,9 @@
 //! The daemon's in-memory picture of status.json: each configured shop's entry, already
 //! serialised, in config order, in a [`Board`] that the status page renders from too.
 //!
-//! Invariants: a pass costs one shop's worth of work (three store reads and one serialisation of
-//! that shop), whatever the number of shops; writing the file joins the cached fragments and
-//! never reads the store; the file is the `StatusReport` shape, one shop per line; only a
+//! Invariants: a pass costs one shop's worth of work (one serialisation of that shop, from what
+//! the pass recorded: no store read), whatever the number of shops; writing the file joins the
+//! cached fragments and never reads the store; the file is the `StatusReport` shape, one shop per line; only a
 //! reload rebuilds the whole view from the store, keeping each shop's chart trail. A shop new
 //! to the view gets its checks' newest [`POINTS`] history points (never the whole history) from
 //! [`seed_trails`], off the async workers and a few hundred shops per lock, since at 100 000 shops
@@ -22,6 +22,7 @@ use crate::config::{Config, ShopConfig};
 use crate::metrics::Pages;
 use crate::notify::Backlog;
 use crate::page::{Board, Document, POINTS, Tile};
+use crate::pass::PassReport;
 use crate::status::{ShopStatus, View, stale_after, write_atomically};
 use crate::store::{Store, StoreError};
 
@@ -86,14 +87,52 @@ impl StatusView {
         &self.board
     }
 
-    /// Re-reads `shop` after its pass was recorded; false when nothing in its entry changed.
-    /// A shop `config` no longer lists where the view has it is left to the rebuild that a
-    /// reload brings.
+    /// Re-reads `shop` (after a callback, a revoked session); false when nothing in its entry
+    /// changed. A shop `config` no longer lists where the view has it is left to the rebuild
+    /// that a reload brings.
     pub fn refresh(
         &mut self,
         store: &Store,
         config: &Config,
         shop: &str,
+        observe: impl FnOnce(&mut ShopStatus),
+    ) -> Result<bool, StoreError> {
+        self.update(
+            config,
+            shop,
+            |shop| ShopStatus::collect(Some(store), shop),
+            observe,
+        )
+    }
+
+    /// Takes in what `report`'s pass recorded, without reading it back; false when nothing in
+    /// the shop's entry changed.
+    pub fn recorded(
+        &mut self,
+        store: &Store,
+        config: &Config,
+        report: PassReport,
+        observe: impl FnOnce(&mut ShopStatus),
+    ) -> Result<bool, StoreError> {
+        let PassReport {
+            shop,
+            session,
+            results,
+            ..
+        } = report;
+        self.update(
+            config,
+            &shop,
+            |shop| ShopStatus::recorded(store, shop, session, results),
+            observe,
+        )
+    }
+
+    fn update(
+        &mut self,
+        config: &Config,
+        shop: &str,
+        status: impl FnOnce(&ShopConfig) -> Result<ShopStatus, StoreError>,
         observe: impl FnOnce(&mut ShopStatus),
     ) -> Result<bool, StoreError> {
         let Some(i) = self.board.position(shop) else {
@@ -102,7 +141,7 @@ impl StatusView {
         let Some(shop): Option<&ShopConfig> = config.shops.get(i).filter(|s| s.name == shop) else {
             return Ok(false);
         };
-        let mut status = ShopStatus::collect(Some(store), shop)?;
+        let mut status = status(shop)?;
         observe(&mut status);
         Ok(self.board.tile_mut(i).update(&status, shop.checks.clone()))
     }
