@@ -60,7 +60,7 @@ pub(super) struct Scheduler {
 }
 
 struct ShopTask {
-    shop: ShopConfig,
+    shop: Arc<ShopConfig>,
     token: SecretString,
     cancel: CancellationToken,
     trigger: Arc<Notify>,
@@ -154,13 +154,13 @@ impl Scheduler {
     }
 
     /// Starts `shop`'s task; its first pass comes within `checks.jitter`, spreading many shops.
-    pub fn start(&mut self, shop: ShopConfig, token: SecretString) {
+    pub fn start(&mut self, shop: Arc<ShopConfig>, token: SecretString) {
         self.launch(shop, token, None);
     }
 
     /// Starts `shop`'s task, going on with the session of `carried` (the client of the task it
     /// replaces) if given.
-    fn launch(&mut self, shop: ShopConfig, token: SecretString, carried: Option<ShopClient>) {
+    fn launch(&mut self, shop: Arc<ShopConfig>, token: SecretString, carried: Option<ShopClient>) {
         let cancel = self.cancel.child_token();
         let carried = carried.map(|c| Box::new(c.carry_over(&self.world.api, cancel.clone())));
         let hand_over = Arc::new(AtomicBool::new(false));
@@ -287,7 +287,7 @@ impl Scheduler {
         }
         let (kept, started, removed) = (self.tasks.len(), to_start.len(), old.len());
         // A removed or disabled shop's subscriptions go with it (a restarted shop keeps them).
-        let retired: Vec<(ShopConfig, SecretString)> = old
+        let retired: Vec<(Arc<ShopConfig>, SecretString)> = old
             .values()
             .filter(|_| push)
             .map(|t| (t.shop.clone(), t.token.clone()))
@@ -298,7 +298,7 @@ impl Scheduler {
         let mut carried = HashMap::new();
         for task in to_stop {
             if let Ok(Stopped::HandedOver(client)) = task.handle.await {
-                carried.insert(task.shop.name, client);
+                carried.insert(task.shop.name.clone(), client);
             }
         }
         for (shop, token) in retired {

@@ -138,7 +138,9 @@ impl StatusView {
         let Some(i) = self.board.position(shop) else {
             return Ok(false);
         };
-        let Some(shop): Option<&ShopConfig> = config.shops.get(i).filter(|s| s.name == shop) else {
+        let Some(shop): Option<&ShopConfig> =
+            config.shops.get(i).map(|s| &**s).filter(|s| s.name == shop)
+        else {
             return Ok(false);
         };
         let mut status = status(shop)?;
