@@ -90,7 +90,7 @@ async fn tokens_appear_in_no_log_error_debug_output_or_file() {
         for r in &reports {
             errors.push(format!("{r:?}"));
             errors.extend(
-                r.outcomes
+                r.outcomes()
                     .iter()
                     .map(|o| format!("{} {:?}", o.summary, o.fix)),
             );

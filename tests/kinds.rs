@@ -75,7 +75,7 @@ async fn every_kind_is_covered_by_config_sync_store_and_status() {
         let client = f.client(&api, "acme", &CancellationToken::new());
         for pass_no in 1..=2 {
             let report = f.pass(&store, &client, pass_no).await;
-            let [outcome] = &report.outcomes[..] else {
+            let [outcome] = &report.outcomes()[..] else {
                 panic!("{kind}: one outcome expected: {report:#?}");
             };
             assert_eq!(outcome.kind, kind);

@@ -35,6 +35,7 @@ mod webhooks;
 use std::fmt;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use url::Url;
@@ -67,7 +68,7 @@ pub struct Config {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Only the shops of this shard are in `shops` (all files are still validated).
     pub shard: Option<Shard>,
-    pub shops: Vec<ShopConfig>,
+    pub shops: Vec<Arc<ShopConfig>>,
     /// `None` while `webhooks.public_url` is empty (push off; passes alone find conflicts).
     pub webhooks: Option<WebhooksConfig>,
     /// `None` while `notify.url` is empty (nothing is sent to the platform).
@@ -208,7 +209,7 @@ impl Config {
     /// [`Config::load`] with the overrides given as (variable, value) pairs.
     pub fn load_with_env(path: &Path, env: &[(String, String)]) -> Result<Self, ConfigError> {
         let (mut config, shops) = Self::load_parts(path, env)?;
-        config.shops = shops?;
+        config.shops = shops?.into_iter().map(Arc::new).collect();
         Ok(config)
     }
 
@@ -219,7 +220,7 @@ impl Config {
         let (mut config, shops) = Self::load_parts(path, &env_overrides()?)?;
         match shops {
             Ok(shops) => {
-                config.shops = shops;
+                config.shops = shops.into_iter().map(Arc::new).collect();
                 Ok((config, None))
             }
             Err(e) => Ok((config, Some(e))),
@@ -276,7 +277,7 @@ impl Config {
     }
 
     pub fn shop(&self, name: &str) -> Option<&ShopConfig> {
-        self.shops.iter().find(|s| s.name == name)
+        self.shops.iter().map(|s| &**s).find(|s| s.name == name)
     }
 
     /// What `validate` mentions without refusing: files in `shops_dir` that look like shop files

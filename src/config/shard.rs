@@ -103,7 +103,7 @@ mod tests {
             let config = crate::config::Config::load(&path).unwrap();
             assert_eq!(config.shard.unwrap().to_string(), format!("{i}/3"));
             assert!(!config.shops.is_empty() && config.shops.len() < names.len());
-            seen.extend(config.shops.into_iter().map(|s| s.name));
+            seen.extend(config.shops.into_iter().map(|s| s.name.clone()));
         }
         seen.sort();
         let mut all = names.clone();

@@ -38,7 +38,7 @@ pub(super) const CLOSE_WITHIN: Duration = Duration::from_secs(3);
 
 /// What a shop's passes share, whoever asks for them.
 pub(super) struct Driver {
-    pub shop: ShopConfig,
+    pub shop: Arc<ShopConfig>,
     pub token: SecretString,
     pub world: Arc<World>,
     pub env: Environment,

@@ -22,6 +22,7 @@
 //! failure (`report`), until there is room again; then it stops like a normal stop and `run`
 //! fails with [`DaemonError::StoreRestart`], for an exit that systemd restarts (`recover`).
 
+mod allocator;
 mod ask;
 mod consumer;
 pub mod control;

@@ -122,7 +122,7 @@ pub(super) fn unsubscribe(
     world: &World,
     gate: Arc<Semaphore>,
     cancel: CancellationToken,
-    shop: ShopConfig,
+    shop: Arc<ShopConfig>,
     token: SecretString,
 ) {
     let client = world.api.shop(&shop.name, token, shop.company_id, cancel);

@@ -36,7 +36,7 @@ use crate::notify::{self, Backlog, Message};
 use crate::pass::{PassReport, PassSettings};
 use crate::status::StatusReport;
 use crate::status::{PushStatus, ShopStatus};
-use crate::store::{SessionRecord, SessionState, Store};
+use crate::store::{SessionRecord, SessionState, Store, StoreError};
 
 /// How long passes ending together are gathered into one write.
 const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -138,7 +138,7 @@ pub(super) async fn status_writer(
             update = updates.recv() => match update {
                 None => break,
                 Some(Update::Pass(report)) => {
-                    if writer.apply(&report) {
+                    if writer.apply(report) {
                         due.get_or_insert(next.max(Instant::now() + DEBOUNCE));
                     }
                 }
@@ -264,15 +264,34 @@ impl Writer {
 
     /// Takes in one recorded pass; true when status.json is now stale (or a consumer-token
     /// rejection waits to be logged, which happens with the next write).
-    fn apply(&mut self, report: &PassReport) -> bool {
+    fn apply(&mut self, report: PassReport) -> bool {
         self.consumer.rejected += usize::from(report.consumer_rejected);
         self.consumer.live |= report.session.state != SessionState::Unknown;
         let unlogged = report.consumer_rejected && !self.consumer_reported;
-        self.refresh(&report.shop) || unlogged
+        let shop = report.shop.clone();
+        self.update(&shop, |view, store, config, observe| {
+            view.recorded(store, config, report, observe)
+        }) || unlogged
     }
 
     /// Re-reads one shop's entry; true when status.json is now stale.
     fn refresh(&mut self, shop: &str) -> bool {
+        self.update(shop, |view, store, config, observe| {
+            view.refresh(store, config, shop, observe)
+        })
+    }
+
+    /// Updates one shop's entry by `how`; true when status.json is now stale.
+    fn update(
+        &mut self,
+        shop: &str,
+        how: impl FnOnce(
+            &mut StatusView,
+            &Store,
+            &Config,
+            &mut dyn FnMut(&mut ShopStatus),
+        ) -> Result<bool, StoreError>,
+    ) -> bool {
         let mut view = self.view.write().expect("status view lock");
         let Some(view) = view.as_mut() else {
             return true;
@@ -280,7 +299,7 @@ impl Writer {
         let config = self.config.read().expect("config lock");
         let (metrics, push) = (&self.metrics, &self.push);
         let on = config.webhooks.is_some();
-        match view.refresh(&self.store, &config, shop, |s| {
+        match how(view, &self.store, &config, &mut |s| {
             observe(metrics, push, on, s)
         }) {
             Ok(changed) => changed,
@@ -296,17 +315,10 @@ impl Writer {
     /// Shows each of `shops` with its session as recorded when its token was deleted, without
     /// reading the store (at a stop, that may be every shop); true when status.json is now stale.
     fn revoked(&mut self, shops: &[(String, SessionRecord)]) -> bool {
-        let mut view = self.view.write().expect("status view lock");
-        let Some(view) = view.as_mut() else {
-            return true;
-        };
-        let config = self.config.read().expect("config lock");
-        let (metrics, push) = (&self.metrics, &self.push);
-        let on = config.webhooks.is_some();
         let mut changed = false;
         for (shop, record) in shops {
-            changed |= view.set_session(&config, shop, record.into(), |s| {
-                observe(metrics, push, on, s)
+            changed |= self.update(shop, |view, _, config, observe| {
+                view.set_session(config, shop, record.into(), observe)
             });
         }
         changed

@@ -65,7 +65,7 @@ pub(super) struct Scheduler {
 }
 
 struct ShopTask {
-    shop: ShopConfig,
+    shop: Arc<ShopConfig>,
     token: SecretString,
     cancel: CancellationToken,
     trigger: Arc<Notify>,
@@ -160,13 +160,13 @@ impl Scheduler {
     }
 
     /// Starts `shop`'s task; its first pass comes within `checks.jitter`, spreading many shops.
-    pub fn start(&mut self, shop: ShopConfig, token: SecretString) {
+    pub fn start(&mut self, shop: Arc<ShopConfig>, token: SecretString) {
         self.launch(shop, token, None);
     }
 
     /// Starts `shop`'s task, going on with the session of `carried` (the client of the task it
     /// replaces) if given.
-    fn launch(&mut self, shop: ShopConfig, token: SecretString, carried: Option<ShopClient>) {
+    fn launch(&mut self, shop: Arc<ShopConfig>, token: SecretString, carried: Option<ShopClient>) {
         let cancel = self.cancel.child_token();
         let carried = carried.map(|c| Box::new(c.carry_over(&self.world.api, cancel.clone())));
         let hand_over = Arc::new(AtomicBool::new(false));
@@ -294,7 +294,7 @@ impl Scheduler {
         }
         let (kept, started, removed) = (self.tasks.len(), to_start.len(), old.len());
         // A removed or disabled shop's subscriptions go with it (a restarted shop keeps them).
-        let retired: Vec<(ShopConfig, SecretString)> = old
+        let retired: Vec<(Arc<ShopConfig>, SecretString)> = old
             .values()
             .filter(|_| push)
             .map(|t| (t.shop.clone(), t.token.clone()))
@@ -305,7 +305,7 @@ impl Scheduler {
         let mut carried = HashMap::new();
         for task in to_stop {
             if let Ok(Stopped::HandedOver(client)) = task.handle.await {
-                carried.insert(task.shop.name, client);
+                carried.insert(task.shop.name.clone(), client);
             }
         }
         for (shop, token) in retired {
@@ -411,9 +411,9 @@ impl ShopLoop {
                 _ = self.trigger.notified() => {}
                 // Between passes, on this task: never beside a pass of this shop.
                 Some(callback) = self.callbacks.recv() => {
-                    let after = push::apply_callback(
+                    let after = Box::pin(push::apply_callback(
                         d, &self.reports, &mut self.push, &mut self.unusable, &callback,
-                    ).await;
+                    )).await;
                     if after == AfterCallback::PassSoon {
                         due = due.min(Instant::now() + push::PASS_SOON);
                         tracing::debug!(
@@ -427,14 +427,16 @@ impl ShopLoop {
                 }
             }
             pass_no += 1;
-            // Small: the pass's own future is made and boxed once the gate admits it.
-            let wait = match d.run_pass(&mut client, pass_no).await {
+            // Every future awaited here is boxed, so that what a shop's task holds while it
+            // waits for its next pass (most of its life) is the select above, not the largest
+            // of them: ~900 bytes a shop instead of ~2.2 KiB (BENCHMARKS.md).
+            let wait = match Box::pin(d.run_pass(&mut client, pass_no)).await {
                 Ran::Recorded(report) => {
                     let session = report.session.state;
                     let _ = self.reports.send(Update::Pass(report));
-                    self.consumer.after_pass(d, &client, session).await;
+                    Box::pin(self.consumer.after_pass(d, &client, session)).await;
                     failures = 0;
-                    let push = push::reconcile(d, &client, &self.subscribed).await;
+                    let push = Box::pin(push::reconcile(d, &client, &self.subscribed)).await;
                     if d.world.keys.is_some() && push != self.push.active {
                         self.push.active = push;
                         let _ = self

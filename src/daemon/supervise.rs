@@ -111,11 +111,11 @@ async fn record(
             session
         }
     };
-    let outcomes = recording.commit().await?;
+    let results = recording.commit().await?;
     Ok(PassReport {
         shop: shop.name.clone(),
         session,
-        outcomes,
+        results,
         consumer_rejected: false,
     })
 }

@@ -1,9 +1,9 @@
 //! The daemon's in-memory picture of status.json: each configured shop's entry, already
 //! serialised, in config order, in a [`Board`] that the status page renders from too.
 //!
-//! Invariants: a pass costs one shop's worth of work (three store reads and one serialisation of
-//! that shop), whatever the number of shops; writing the file joins the cached fragments and
-//! never reads the store; the file is the `StatusReport` shape, one shop per line; only a
+//! Invariants: a pass costs one shop's worth of work (one serialisation of that shop, from what
+//! the pass recorded: no store read), whatever the number of shops; writing the file joins the
+//! cached fragments and never reads the store; the file is the `StatusReport` shape, one shop per line; only a
 //! reload rebuilds the whole view from the store, keeping each shop's chart trail. A shop new
 //! to the view gets its checks' newest [`POINTS`] history points (never the whole history) from
 //! [`seed_trails`], off the async workers and a few hundred shops per lock, since at 100 000 shops
@@ -22,6 +22,7 @@ use crate::config::{Config, ShopConfig};
 use crate::metrics::Pages;
 use crate::notify::Backlog;
 use crate::page::{Board, Document, POINTS, Tile};
+use crate::pass::PassReport;
 use crate::status::{SessionStatus, ShopStatus, View, stale_after, write_atomically};
 use crate::store::{Store, StoreError};
 
@@ -86,9 +87,9 @@ impl StatusView {
         &self.board
     }
 
-    /// Re-reads `shop` after its pass was recorded; false when nothing in its entry changed.
-    /// A shop `config` no longer lists where the view has it is left to the rebuild that a
-    /// reload brings.
+    /// Re-reads `shop` (after a callback, a revoked session); false when nothing in its entry
+    /// changed. A shop `config` no longer lists where the view has it is left to the rebuild
+    /// that a reload brings.
     pub fn refresh(
         &mut self,
         store: &Store,
@@ -96,13 +97,53 @@ impl StatusView {
         shop: &str,
         observe: impl FnOnce(&mut ShopStatus),
     ) -> Result<bool, StoreError> {
+        self.update(
+            config,
+            shop,
+            |shop| ShopStatus::collect(Some(store), shop),
+            observe,
+        )
+    }
+
+    /// Takes in what `report`'s pass recorded, without reading it back; false when nothing in
+    /// the shop's entry changed.
+    pub fn recorded(
+        &mut self,
+        store: &Store,
+        config: &Config,
+        report: PassReport,
+        observe: impl FnOnce(&mut ShopStatus),
+    ) -> Result<bool, StoreError> {
+        let PassReport {
+            shop,
+            session,
+            results,
+            ..
+        } = report;
+        self.update(
+            config,
+            &shop,
+            |shop| ShopStatus::recorded(store, shop, session, results),
+            observe,
+        )
+    }
+
+    fn update(
+        &mut self,
+        config: &Config,
+        shop: &str,
+        status: impl FnOnce(&ShopConfig) -> Result<ShopStatus, StoreError>,
+        observe: impl FnOnce(&mut ShopStatus),
+    ) -> Result<bool, StoreError> {
         let Some(i) = self.board.position(shop) else {
             return Ok(false);
         };
-        let Some(shop): Option<&ShopConfig> = config.shops.get(i).filter(|s| s.name == shop) else {
+        let Some(shop): Option<&ShopConfig> =
+            config.shops.get(i).map(|s| &**s).filter(|s| s.name == shop)
+        else {
             return Ok(false);
         };
-        let mut status = ShopStatus::collect(Some(store), shop)?;
+        let mut status = status(shop)?;
         observe(&mut status);
         Ok(self.board.tile_mut(i).update(&status, shop.checks.clone()))
     }
@@ -116,18 +157,12 @@ impl StatusView {
         shop: &str,
         session: SessionStatus,
         observe: impl FnOnce(&mut ShopStatus),
-    ) -> bool {
-        let Some(i) = self.board.position(shop) else {
-            return false;
+    ) -> Result<bool, StoreError> {
+        let Some(mut status) = self.board.find(shop).map(Tile::status) else {
+            return Ok(false);
         };
-        let Some(shop) = config.shops.get(i).filter(|s| s.name == shop) else {
-            return false;
-        };
-        let tile = self.board.tile_mut(i);
-        let mut status = tile.status();
         status.session = session;
-        observe(&mut status);
-        tile.update(&status, shop.checks.clone())
+        self.update(config, shop, |_| Ok(status), observe)
     }
 
     /// The file as of `generated_at`, with the outbox's `notify` block; while the store fails

@@ -169,7 +169,7 @@ impl World {
 }
 
 /// Enabled shops with their loaded employee tokens.
-pub(super) type ShopTokens = Vec<(ShopConfig, SecretString)>;
+pub(super) type ShopTokens = Vec<(Arc<ShopConfig>, SecretString)>;
 
 /// Validates the new configuration. The flag says whether the shared parts (Tripletex, limits,
 /// checks, consumer token) changed, which restarts every shop; else only changed shops restart.

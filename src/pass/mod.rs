@@ -62,12 +62,13 @@ impl PassSettings {
     }
 }
 
-/// What one pass found, after it was recorded.
+/// What one pass found, after it was recorded: the session and every enabled check's result as
+/// the store now holds them (so the status view needs no store read to show them).
 #[derive(Debug, Clone)]
 pub struct PassReport {
     pub shop: String,
     pub session: SessionRecord,
-    pub outcomes: Vec<CheckOutcome>,
+    pub results: Vec<ResultRecord>,
     /// The mint failed in a way that points at the consumer token, not this shop's key.
     pub consumer_rejected: bool,
 }
@@ -79,6 +80,13 @@ pub enum PassError {
     /// Prints its cause (one line) and has no `source()`, so a chain never repeats it.
     #[error("recording the pass failed: {0}")]
     Store(StoreError),
+}
+
+impl PassReport {
+    /// Each check's outcome, in recording order.
+    pub fn outcomes(&self) -> Vec<&CheckOutcome> {
+        self.results.iter().map(|r| &r.outcome).collect()
+    }
 }
 
 impl From<StoreError> for PassError {
@@ -191,7 +199,7 @@ async fn run_inner(
         recording.notify(Message::key_accepted(name, start))?;
     }
     // Only what is recorded is reported (the verdicts are logged once committed).
-    let outcomes = recording.commit().await?;
+    let results = recording.commit().await?;
     if rejected(&previous) && session.state == SessionState::Valid {
         tracing::info!(
             event = "session.key_accepted",
@@ -213,13 +221,13 @@ async fn run_inner(
     tracing::debug!(
         event = "pass.done",
         shop = name,
-        checks = outcomes.len(),
+        checks = results.len(),
         "pass recorded"
     );
     Ok(PassReport {
         shop: shop.name.clone(),
         session,
-        outcomes,
+        results,
         consumer_rejected,
     })
 }
@@ -242,8 +250,8 @@ pub(crate) async fn record_evaluation(
     let outcome = checks::evaluate(kind, numbers, range, &settings.policy, &history, now);
     let record = ResultRecord::next(last_result.as_ref(), outcome, now);
     recording.check(kind, last_result.as_ref(), record)?;
-    let mut outcomes = recording.commit().await?;
-    Ok(outcomes.pop().expect("one check recorded"))
+    let mut results = recording.commit().await?;
+    Ok(results.pop().expect("one check recorded").outcome)
 }
 
 /// Errors that say the shop cannot talk to Tripletex at all, rather than about one endpoint.

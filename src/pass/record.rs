@@ -36,8 +36,8 @@ pub(crate) struct Recording<'a> {
     /// Per kind whose history was read: its newest point, and whether older ones are due for
     /// pruning.
     read: Vec<(CheckKind, Option<HistoryPoint>, bool)>,
-    /// What each recorded outcome was before, for the log once committed.
-    logged: Vec<(CheckOutcome, Verdict)>,
+    /// Each recorded result with the verdict before it, for the log once committed.
+    logged: Vec<(ResultRecord, Verdict)>,
 }
 
 impl<'a> Recording<'a> {
@@ -111,7 +111,7 @@ impl<'a> Recording<'a> {
             let message = Message::verdict(shop, &record.outcome, before, record.since, self.now);
             self.notify(message)?;
         }
-        self.logged.push((record.outcome, before));
+        self.logged.push((record, before));
         Ok(())
     }
 
@@ -123,15 +123,16 @@ impl<'a> Recording<'a> {
         }
     }
 
-    /// Commits everything (flushed), then logs each verdict; the outcomes, in recording order.
-    pub async fn commit(self) -> Result<Vec<CheckOutcome>, StoreError> {
+    /// Commits everything (flushed), then logs each verdict; the results as recorded, in
+    /// recording order.
+    pub async fn commit(self) -> Result<Vec<ResultRecord>, StoreError> {
         self.store.commit(self.batch).await?;
         Ok(self
             .logged
             .into_iter()
-            .map(|(outcome, before)| {
-                log_verdict(self.shop, &outcome, before);
-                outcome
+            .map(|(record, before)| {
+                log_verdict(self.shop, &record.outcome, before);
+                record
             })
             .collect())
     }

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::checks::{self, CheckKind, Evidence, PerKind, Verdict};
 use crate::config::{Config, ShopConfig};
 use crate::notify::Backlog;
-use crate::store::{SessionRecord, SessionState, Store, StoreError};
+use crate::store::{ResultRecord, SessionRecord, SessionState, Store, StoreError};
 
 pub const STATUS_FILE: &str = "status.json";
 
@@ -84,7 +84,37 @@ impl ShopStatus {
             Some(read) => read?.unwrap_or_default(),
             None => Default::default(),
         };
-        let check = |kind: CheckKind, on: bool| -> Result<CheckStatus, StoreError> {
+        Self::assemble(shop, session, |kind| match store {
+            Some(store) => store.result(&shop.name, kind),
+            None => Ok(None),
+        })
+    }
+
+    /// What a pass just recorded for `shop`: its session and results as committed, so nothing
+    /// is read again; a result the pass did not record (a check it did not run) is read from
+    /// `store`.
+    pub fn recorded(
+        store: &Store,
+        shop: &ShopConfig,
+        session: SessionRecord,
+        mut results: Vec<ResultRecord>,
+    ) -> Result<Self, StoreError> {
+        Self::assemble(shop, session, |kind| {
+            match results.iter().position(|r| r.outcome.kind == kind) {
+                Some(i) => Ok(Some(results.swap_remove(i))),
+                None => store.result(&shop.name, kind),
+            }
+        })
+    }
+
+    /// `shop`'s status from its session and each enabled check's result as `result` reads it
+    /// (an unreadable one shows as such).
+    fn assemble(
+        shop: &ShopConfig,
+        session: SessionRecord,
+        mut result: impl FnMut(CheckKind) -> Result<Option<ResultRecord>, StoreError>,
+    ) -> Result<Self, StoreError> {
+        let mut check = |kind: CheckKind, on: bool| -> Result<CheckStatus, StoreError> {
             if !on {
                 return Ok(CheckStatus {
                     verdict: Verdict::Unknown,
@@ -101,10 +131,9 @@ impl ShopStatus {
                     pass_failed: false,
                 });
             }
-            let recorded = match store.map(|s| s.result(&shop.name, kind)) {
-                Some(Err(e @ StoreError::Corrupt { .. })) => return Ok(unreadable(kind, &e)),
-                Some(read) => read?,
-                None => None,
+            let recorded = match result(kind) {
+                Err(e @ StoreError::Corrupt { .. }) => return Ok(unreadable(kind, &e)),
+                read => read?,
             };
             Ok(match recorded {
                 Some(r) => CheckStatus {

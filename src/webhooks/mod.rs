@@ -132,7 +132,7 @@ impl Keys {
     }
 
     /// The receiver's routes for the enabled shops.
-    pub fn routes(&self, shops: &[ShopConfig]) -> Routes {
+    pub fn routes(&self, shops: &[Arc<ShopConfig>]) -> Routes {
         let prefix = Url::parse(&self.public_url)
             .map(|u| u.path().trim_end_matches('/').to_owned())
             .unwrap_or_default();
@@ -276,7 +276,7 @@ mod tests {
             enabled: true,
             checks: PerKind::from_fn(|k| Some(k.spec().defaults)),
         };
-        let routes = k.routes(std::slice::from_ref(&shop));
+        let routes = k.routes(&[Arc::new(shop.clone())]);
         let token = k.path_token("acme");
         assert_eq!(routes.find(&format!("/{token}")).unwrap().shop, "acme");
         assert_eq!(

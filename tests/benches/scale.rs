@@ -126,10 +126,27 @@ fn process_row(f: &scale_process::Figures) -> String {
         f.metrics_bytes as f64 / n,
         f.metrics_series as f64 / n,
         mib(f.status_bytes),
-        mib(f.state_bytes),
+        state(f, n),
         secs(f.shutdown),
         f.sessions_left
             .map_or_else(|| "?".to_owned(), |k| k.to_string()),
+    )
+}
+
+/// The state folder, its share per shop, and what its records hold per shop by type.
+fn state(f: &scale_process::Figures, shops: f64) -> String {
+    let records: u64 = f.records.values().sum();
+    let by_type: Vec<String> = f
+        .records
+        .iter()
+        .map(|(kind, bytes)| format!("{kind} {:.0}", *bytes as f64 / shops))
+        .collect();
+    format!(
+        "{} ({:.1} KiB a shop; records {:.0} B a shop: {})",
+        mib(f.state_bytes),
+        f.state_bytes as f64 / 1024.0 / shops,
+        records as f64 / shops,
+        by_type.join(", ")
     )
 }
 

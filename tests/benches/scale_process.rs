@@ -12,6 +12,7 @@
 //! `perf record --call-graph dwarf -F 99 -o /tmp/scale.perf --`) runs the daemon under a profiler;
 //! signals and /proc figures then go to the daemon found below the wrapper, not to the wrapper.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -44,6 +45,9 @@ pub struct Figures {
     pub metrics_series: usize,
     pub status_bytes: u64,
     pub state_bytes: u64,
+    /// Bytes of keys and values in the database after the stop, per record type (the key's
+    /// first segment: `session`, `mirror`, ...): what the state holds, apart from sled's log.
+    pub records: BTreeMap<String, u64>,
     pub shutdown: Duration,
     /// Session tokens the daemon says it kept at the stop (`None`: it did not say).
     pub sessions_left: Option<u64>,
@@ -301,6 +305,10 @@ pub fn run(exe: &Path, shops: usize, settle: Duration) -> Figures {
             std::thread::sleep(Duration::from_millis(50));
         };
         std::thread::sleep(settle);
+        if i == 1 {
+            // A profiler attached at "starts" (see BENCHMARKS.md) detaches here.
+            eprintln!("scale: idle pass of {shops} shops measured");
+        }
         let (requests, mints) = counted(&state_dir);
         *slot = Phase {
             wall,
@@ -331,5 +339,21 @@ pub fn run(exe: &Path, shops: usize, settle: Duration) -> Figures {
     figures.sessions_left = *seen.kept.lock().unwrap();
     signal(sim.id(), libc::SIGTERM);
     let _ = sim.wait();
+    figures.records = stored_bytes(&state_dir.join("db"));
     figures
+}
+
+/// Bytes of keys and values in the stopped daemon's sled database, per record type.
+fn stored_bytes(db: &Path) -> BTreeMap<String, u64> {
+    let mut by_type = BTreeMap::new();
+    let Ok(db) = sled::Config::new().path(db).open() else {
+        return by_type;
+    };
+    for (key, value) in db.iter().flatten() {
+        let kind = key.split(|b| *b == b'/').next().unwrap_or_default();
+        *by_type
+            .entry(String::from_utf8_lossy(kind).into_owned())
+            .or_default() += (key.len() + value.len()) as u64;
+    }
+    by_type
 }

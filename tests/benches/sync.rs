@@ -44,7 +44,11 @@ async fn passes() {
         let report = f.pass(&store, &client, pass_no).await;
         let took = started.elapsed();
         let requests = f.sim.request_log().len();
-        let verdicts: Vec<_> = report.outcomes.iter().map(|o| o.verdict.as_str()).collect();
+        let verdicts: Vec<_> = report
+            .outcomes()
+            .iter()
+            .map(|o| o.verdict.as_str())
+            .collect();
         println!(
             "{label:<10} {SIZE} customers + {SIZE} invoices: {requests:>4} requests, {:>9.1} ms ({})",
             took.as_secs_f64() * 1e3,

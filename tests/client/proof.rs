@@ -62,14 +62,14 @@ async fn a_key_of_company_a_configured_for_company_b_is_rejected_naming_both() {
     // The pass says so: the key is rejected, every check is an error naming both companies.
     let report = f.pass(&store, &client, 1).await;
     assert_eq!(report.session.state, SessionState::KeyRejected);
-    let detail = report.session.detail.unwrap();
+    let detail = report.session.detail.clone().unwrap();
     assert!(
         detail.contains("company 1001, not to the shop's company_id 2002")
             && detail.contains("the key belongs to company 1001"),
         "{detail}"
     );
-    assert!(!report.outcomes.is_empty());
-    for outcome in &report.outcomes {
+    assert!(!report.outcomes().is_empty());
+    for outcome in &report.outcomes() {
         assert_eq!(outcome.verdict, Verdict::Error);
         assert!(outcome.summary.contains(&detail), "{}", outcome.summary);
     }

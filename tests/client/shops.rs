@@ -30,8 +30,8 @@ fn assert_rejected_with(report: &PassReport, remedy: &str) {
     assert!(!report.consumer_rejected);
     let detail = report.session.detail.as_deref().unwrap_or_default();
     assert!(detail.contains(remedy), "{detail}");
-    assert_eq!(report.outcomes.len(), 2);
-    for outcome in &report.outcomes {
+    assert_eq!(report.outcomes().len(), 2);
+    for outcome in &report.outcomes() {
         assert_eq!(outcome.verdict, Verdict::Error, "{outcome:#?}");
         assert!(outcome.summary.contains(remedy), "{}", outcome.summary);
     }
@@ -40,9 +40,9 @@ fn assert_rejected_with(report: &PassReport, remedy: &str) {
 fn assert_healthy(report: &PassReport) {
     assert_eq!(report.session.state, SessionState::Valid, "{report:#?}");
     assert!(report.session.expires_at.is_some());
-    assert_eq!(report.outcomes.len(), 2);
+    assert_eq!(report.outcomes().len(), 2);
     assert!(
-        report.outcomes.iter().all(|o| o.verdict == Verdict::Ok),
+        report.outcomes().iter().all(|o| o.verdict == Verdict::Ok),
         "{report:#?}"
     );
 }
@@ -100,7 +100,7 @@ async fn a_key_revoked_between_passes_fails_the_checks_and_then_the_session() {
     // The live token only turns out dead during the sync: the checks fail with the remedy and
     // the client stops reporting (and sending) the refused token.
     let report = f.pass(&store, &acme, 2).await;
-    for outcome in &report.outcomes {
+    for outcome in &report.outcomes() {
         assert_eq!(outcome.verdict, Verdict::Error, "{outcome:#?}");
         assert!(outcome.summary.contains(REMEDY), "{}", outcome.summary);
     }
@@ -151,7 +151,12 @@ async fn an_unknown_consumer_token_is_reported_as_such() {
     let report = f.pass(&store, &acme, 1).await;
     assert!(report.consumer_rejected, "{report:#?}");
     assert_ne!(report.session.state, SessionState::KeyRejected);
-    assert!(report.outcomes.iter().all(|o| o.verdict == Verdict::Error));
+    assert!(
+        report
+            .outcomes()
+            .iter()
+            .all(|o| o.verdict == Verdict::Error)
+    );
     let err = acme.connect().await.unwrap_err();
     assert!(
         matches!(err, TripletexError::ConsumerRejected { status: 422, .. }),
@@ -178,7 +183,7 @@ async fn no_customer_access_is_forbidden_with_a_remedy_and_spares_invoices() {
 
     let report = f.pass(&store, &acme, 1).await;
     assert_eq!(report.session.state, SessionState::Valid, "{report:#?}");
-    let customers = &report.outcomes[0];
+    let customers = &report.outcomes()[0];
     assert_eq!(customers.kind, CheckKind::CustomerNumbers);
     assert_eq!(customers.verdict, Verdict::Error);
     assert!(
@@ -187,7 +192,7 @@ async fn no_customer_access_is_forbidden_with_a_remedy_and_spares_invoices() {
         customers.summary
     );
     assert!(customers.summary.contains(REMEDY), "{}", customers.summary);
-    let invoices = &report.outcomes[1];
+    let invoices = &report.outcomes()[1];
     assert_eq!(invoices.kind, CheckKind::InvoiceNumbers);
     assert_eq!(invoices.verdict, Verdict::Ok, "{invoices:#?}");
     // Spared means read in full: the three invoices 6000..=6002 of `two_shops`.

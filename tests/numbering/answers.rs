@@ -243,7 +243,7 @@ async fn a_mint_answered_500_is_named_as_such_pass_after_pass() {
     // The third pass meets the open circuit (5 failures in a row): still named as the 500.
     for pass in 1..=3 {
         let report = shop.pass(&f).await;
-        for outcome in &report.outcomes {
+        for outcome in &report.outcomes() {
             assert_eq!(outcome.verdict, Verdict::Error, "pass {pass}: {outcome:#?}");
             let summary = &outcome.summary;
             assert!(
@@ -267,7 +267,7 @@ async fn a_mint_that_hangs_past_the_deadline_ends_the_pass_with_errors() {
     ));
     let mut shop = Shop::open(&f, "acme");
     let report = shop.pass(&f).await;
-    for outcome in &report.outcomes {
+    for outcome in &report.outcomes() {
         assert_eq!(outcome.verdict, Verdict::Error, "{outcome:#?}");
         assert!(
             outcome.summary.contains("checks.pass_deadline (1s)"),

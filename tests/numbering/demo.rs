@@ -75,7 +75,7 @@ async fn the_demo_world_gives_ok_conflict_and_error() {
 
     let client = f.client(&api, "sykkelsmia", &cancel);
     let sykkel = f.pass(&store, &client, 1).await;
-    for o in &sykkel.outcomes {
+    for o in &sykkel.outcomes() {
         assert_eq!(o.verdict, Verdict::Error, "{o:#?}");
         assert!(
             o.summary.contains("rejected the employee key"),
@@ -83,7 +83,7 @@ async fn the_demo_world_gives_ok_conflict_and_error() {
             o.summary
         );
     }
-    assert_eq!(sykkel.outcomes.len(), 2);
+    assert_eq!(sykkel.outcomes().len(), 2);
     assert_eq!(sykkel.session.state, SessionState::KeyRejected);
     assert!(!sykkel.consumer_rejected);
     // Nothing but the refused mint was sent for it.

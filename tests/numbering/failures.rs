@@ -17,7 +17,7 @@ async fn a_disabled_invoice_check_sends_no_invoice_requests() {
     let mut shop = Shop::open(&f, "acme");
     for _ in 0..3 {
         let report = shop.pass(&f).await;
-        assert_eq!(report.outcomes.len(), 1, "{report:#?}");
+        assert_eq!(report.outcomes().len(), 1, "{report:#?}");
         assert_eq!(customers(&report).verdict, Verdict::Ok);
         // The customer check still saw every number in use.
         assert_eq!(customers(&report).evidence.numbers_in_use, 50);

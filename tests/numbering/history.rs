@@ -28,7 +28,11 @@ async fn results_survive_a_restart_and_the_next_pass_continues_from_the_mirror()
     let status = StatusReport::collect(Some(&shop.store), &config, f.now()).unwrap();
     for kind in CheckKind::ALL {
         let check = status.shops[0].checks.get(kind);
-        let was = first.outcomes.iter().find(|o| o.kind == kind).unwrap();
+        let was = first
+            .outcomes()
+            .into_iter()
+            .find(|o| o.kind == kind)
+            .unwrap();
         assert_eq!(check.verdict, was.verdict);
         assert_eq!(check.summary, was.summary);
         assert_eq!(check.checked_at, Some(at));

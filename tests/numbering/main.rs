@@ -59,7 +59,7 @@ impl Shop {
 /// The outcome of `kind` in `report`; panics (showing the report) when the check did not run.
 pub fn outcome(report: &PassReport, kind: CheckKind) -> &CheckOutcome {
     report
-        .outcomes
+        .outcomes()
         .iter()
         .find(|o| o.kind == kind)
         .unwrap_or_else(|| panic!("no {kind:?} outcome in {report:#?}"))

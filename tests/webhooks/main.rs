@@ -354,7 +354,7 @@ async fn a_callback_is_applied_without_any_tripletex_request() {
             .is_empty()
     );
     let report = f.pass(&store, &client, 1).await;
-    assert!(report.outcomes.iter().all(|o| o.verdict == Verdict::Ok));
+    assert!(report.outcomes().iter().all(|o| o.verdict == Verdict::Ok));
     f.sim.clear_request_log();
     let outcome = apply::apply((customers, &created), shop, &store, &settings, &clock)
         .await
@@ -464,6 +464,6 @@ async fn a_conflict_created_in_tripletex_is_recorded_from_its_callback() {
         .unwrap();
     assert!(rx.try_recv().is_err());
     let report = f.pass(&store, &client, 2).await;
-    assert_eq!(report.outcomes[0].verdict, Verdict::Conflict);
+    assert_eq!(report.outcomes()[0].verdict, Verdict::Conflict);
     assert_eq!(verdict(), Verdict::Conflict);
 }
