@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::supervise::{self, CatchPanic};
@@ -74,12 +74,26 @@ impl Driver {
         )
     }
 
-    /// Runs pass number `pass_no` with `client`, replacing the client after a panic.
-    pub async fn run_pass(&self, client: &mut ShopClient, pass_no: u64) -> Ran {
+    /// A permit of the gate, once it has one; `None` when cancelled first.
+    pub async fn admitted(&self) -> Option<OwnedSemaphorePermit> {
+        tokio::select! {
+            _ = self.cancel.cancelled() => None,
+            p = self.gate.clone().acquire_owned() => Some(p.expect("gate never closes")),
+        }
+    }
+
+    /// Runs pass number `pass_no` with `client` under `permit` (see [`Driver::admitted`]: a
+    /// shop waiting for the gate holds no pass future yet), replacing the client after a panic.
+    pub async fn run_pass(
+        &self,
+        permit: OwnedSemaphorePermit,
+        client: &mut ShopClient,
+        pass_no: u64,
+    ) -> Ran {
         let (shop, store, clock) = (&self.shop, &self.store, &self.env.clock);
         let started = std::time::Instant::now();
         let work = || pass::run(shop, &*client, store, &self.settings, clock, pass_no);
-        match self.supervised(work).await {
+        match self.admitted_run(permit, work).await {
             Supervised::Done(report) => {
                 self.env.metrics.pass_recorded(started.elapsed());
                 Ran::Recorded(report)
@@ -130,15 +144,27 @@ impl Driver {
     /// Runs the future `work` makes within the gate, busy in the heartbeat, its panic caught.
     /// The future is made and boxed only once the gate lets it run: a pass's future is kilobytes
     /// (HTTP, sled), and made earlier it would sit in every waiting shop's task (heaptrack at
-    /// 10 000 shops: 19.5 KiB per task inline, 9.6 KiB per task boxed before the gate).
+    /// 10 000 shops: 19.5 KiB per task inline, 9.6 KiB per task boxed before the gate). A shop's
+    /// passes wait for [`Driver::admitted`] before even the driver's future is boxed.
     async fn supervised<T, F>(&self, work: impl FnOnce() -> F) -> Supervised<T>
     where
         F: std::future::Future<Output = Result<T, PassError>>,
     {
-        let _permit = tokio::select! {
-            _ = self.cancel.cancelled() => return Supervised::Cancelled,
-            p = self.gate.clone().acquire_owned() => p.expect("gate never closes"),
-        };
+        match self.admitted().await {
+            Some(permit) => self.admitted_run(permit, work).await,
+            None => Supervised::Cancelled,
+        }
+    }
+
+    /// [`Driver::supervised`] once the gate admitted it (`_permit`, held until it ends).
+    async fn admitted_run<T, F>(
+        &self,
+        _permit: OwnedSemaphorePermit,
+        work: impl FnOnce() -> F,
+    ) -> Supervised<T>
+    where
+        F: std::future::Future<Output = Result<T, PassError>>,
+    {
         if let Some(e) = self.store.refuse() {
             self.env.metrics.pass_failed();
             tracing::debug!(event = "pass.refused", shop = %self.shop.name, error = %e, "not run: the store cannot record it");

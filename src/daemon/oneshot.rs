@@ -163,7 +163,8 @@ pub async fn check_once(
             settings: world.pass_settings(),
         };
         tasks.spawn(async move {
-            match driver.run_pass(&mut driver.client(), 1).await {
+            let permit = driver.admitted().await?;
+            match driver.run_pass(permit, &mut driver.client(), 1).await {
                 Ran::Recorded(report) => Some(report),
                 Ran::Failed(_) | Ran::Refused | Ran::Cancelled => None,
             }

@@ -430,7 +430,12 @@ impl ShopLoop {
             // Every future awaited here is boxed, so that what a shop's task holds while it
             // waits for its next pass (most of its life) is the select above, not the largest
             // of them: ~900 bytes a shop instead of ~2.2 KiB (BENCHMARKS.md).
-            let wait = match Box::pin(d.run_pass(&mut client, pass_no)).await {
+            // Admitted first, so that a shop waiting for the gate (all of them at the start)
+            // holds no pass driver yet.
+            let Some(permit) = d.admitted().await else {
+                return client;
+            };
+            let wait = match Box::pin(d.run_pass(permit, &mut client, pass_no)).await {
                 Ran::Recorded(report) => {
                     let session = report.session.state;
                     let _ = self.reports.send(Update::Pass(report));
