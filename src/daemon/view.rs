@@ -128,6 +128,9 @@ impl StatusView {
         )
     }
 
+    /// Replaces `shop`'s entry with what `status` makes of its configuration, once `observe`
+    /// completed it; a shop the view and `config` do not list at the same place is left to the
+    /// rebuild a reload brings. False when nothing in the entry changed.
     fn update(
         &mut self,
         config: &Config,
