@@ -34,6 +34,7 @@ mod report;
 mod scheduler;
 mod stopping;
 mod supervise;
+mod systemd;
 mod view;
 mod watchdog;
 mod world;
@@ -96,7 +97,7 @@ async fn open_for_daemon(
                 );
                 // Keep systemd's start-up timeout (TimeoutStartSec=) a few seconds ahead of us
                 // while we wait, however long the unit allows by default.
-                report::notify_systemd(&[sd_notify::NotifyState::ExtendTimeoutUsec(
+                systemd::notify(&[sd_notify::NotifyState::ExtendTimeoutUsec(
                     START_EXTENSION_USEC,
                 )]);
                 tokio::select! {
@@ -214,7 +215,7 @@ pub async fn run(
         state_dir = %scheduler.state_dir().display(),
         "tripletex-sync running"
     );
-    report::notify_systemd(&[sd_notify::NotifyState::Ready]);
+    systemd::notify(&[sd_notify::NotifyState::Ready]);
 
     let mut watchdog = watchdog::Watchdog::from_process();
     let mut store_restart = false;
@@ -257,7 +258,7 @@ pub async fn run(
                 scheduler.pass_now_for(&shop);
             }
             Control::Reload => {
-                report::notify_reloading();
+                systemd::notify_reloading();
                 match reload(config_path, scheduler.env(), scheduler.world()) {
                     Err(e) => {
                         metrics.reload(false);
@@ -285,12 +286,12 @@ pub async fn run(
                         scheduler.apply(world, rebuild, shops).await;
                     }
                 }
-                report::notify_systemd(&[sd_notify::NotifyState::Ready]);
+                systemd::notify(&[sd_notify::NotifyState::Ready]);
             }
         }
     }
 
-    report::notify_systemd(&[sd_notify::NotifyState::Stopping]);
+    systemd::notify(&[sd_notify::NotifyState::Stopping]);
     // Stopping on our own (store restart): every task still ends with this token.
     cancel.cancel();
     let failing = store.failing();

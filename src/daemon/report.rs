@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::systemd;
 use super::view::{SharedView, StatusView, seed_trails, write_file};
 use crate::checks::PerKind;
 use crate::clock::SharedClock;
@@ -417,7 +418,7 @@ impl Writer {
             self.write_failed(written);
         }
         if !summary.is_empty() {
-            notify_systemd(&[sd_notify::NotifyState::Status(&summary)]);
+            systemd::notify(&[sd_notify::NotifyState::Status(&summary)]);
         }
         let took = started.elapsed();
         self.last_write.set(took);
@@ -490,16 +491,4 @@ fn consumer_rejected(rejected: usize, live: bool, reported: &mut bool) -> bool {
         *reported = false;
     }
     false
-}
-
-pub(super) fn notify_reloading() {
-    match sd_notify::NotifyState::monotonic_usec_now() {
-        Ok(now) => notify_systemd(&[sd_notify::NotifyState::Reloading, now]),
-        Err(_) => notify_systemd(&[sd_notify::NotifyState::Reloading]),
-    }
-}
-
-pub(super) fn notify_systemd(state: &[sd_notify::NotifyState]) {
-    // Outside systemd NOTIFY_SOCKET is unset and this is a no-op.
-    let _ = sd_notify::notify(state);
 }

@@ -137,7 +137,7 @@ impl Watchdog {
                 tracing::info!(event = "watchdog.recovered", "passes are moving again");
                 self.stalled = false;
             }
-            super::report::notify_systemd(&[sd_notify::NotifyState::Watchdog]);
+            super::systemd::notify(&[sd_notify::NotifyState::Watchdog]);
         } else if !self.stalled {
             self.stalled = true;
             tracing::error!(
