@@ -637,7 +637,7 @@ async fn an_unreadable_record_fails_one_pass_then_is_rewritten() {
     drop(f.open_store());
     {
         let db = sled::open(state_dir.join("db")).unwrap();
-        db.insert("result/acme/customer_numbers", b"{not json".as_slice())
+        db.insert("shop/acme/result/customer_numbers", b"{not json".as_slice())
             .unwrap();
         db.flush().unwrap();
     }

@@ -125,8 +125,9 @@ fn newer_and_unreadable_records_never_stop_status_for_other_shops() {
     let (_dir, config) = release_1_state();
     {
         let db = sled::open(config.state_dir.join("db")).unwrap();
-        // A later release's record: a field this code does not know, in the record and in its
-        // evidence, and a verdict it does not know yet.
+        // Written under schema 1's keys (opening moves them). A later release's record: a field
+        // this code does not know, in the record and in its evidence, and a verdict it does not
+        // know yet.
         let key = "result/fjellsport/invoice_numbers";
         let mut record: serde_json::Value =
             serde_json::from_slice(&db.get(key).unwrap().unwrap()).unwrap();
@@ -171,7 +172,7 @@ fn newer_and_unreadable_records_never_stop_status_for_other_shops() {
     );
     let unreadable = &report.shops[1].checks.get(CustomerNumbers).summary;
     assert!(
-        unreadable.contains("result/kaffebrenneriet/customer_numbers is unreadable"),
+        unreadable.contains("shop/kaffebrenneriet/result/customer_numbers is unreadable"),
         "{unreadable}"
     );
     let session = &report.shops[2].session;
@@ -181,6 +182,6 @@ fn newer_and_unreadable_records_never_stop_status_for_other_shops() {
             .detail
             .as_deref()
             .unwrap_or_default()
-            .contains("session/sykkelsmia")
+            .contains("shop/sykkelsmia/session")
     );
 }

@@ -37,7 +37,7 @@ async fn an_io_error_marks_the_store_failing_and_refuses_writes_from_then_on() {
     assert!(
         store
             .db
-            .get(checked_key("acme", CheckKind::InvoiceNumbers))
+            .get(super::keys::checked("acme", CheckKind::InvoiceNumbers))
             .unwrap()
             .is_none()
     );

@@ -2,7 +2,7 @@
 //! cursor that says where the next sync of each kind continues from.
 //!
 //! Keyed by id (not number) so that a number used twice shows up as two entries. A shop's mirror
-//! of one kind is one value under `mirror/{shop}/{spec.mirror}` (100 000 entries stay one small
+//! of one kind is one value under `shop/{shop}/mirror/{spec.mirror}` (100 000 entries stay one small
 //! read and one write, not 100 000 sled operations): fixed-width records sorted by id, `id i64 BE,
 //! number u32 BE (0 = none), version i32 BE (Tripletex's `version`; -1 = deleted)`, then the kind's
 //! tail: a flag as one byte (0/1), a date as i32 BE days since 1970-01-01 (i32::MIN = none). So
@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::{Batch, Store, StoreError, decode};
+use crate::checks::CheckKind;
 use crate::checks::kinds::{CursorKeys, Entry, PerKind, Tail, TailValue, Version};
-use crate::checks::{CheckKind, KindSpec};
 
 /// Where incremental sync continues from, per kind (one kind's failure must not skip another's).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -124,12 +124,6 @@ fn tail_width(tail: Tail) -> usize {
     }
 }
 
-// Before schema 2 a release stored one key per entry under `mirror/{shop}/{spec.mirror}/`; the
-// migration to schema 2 removes them (see `schema`).
-fn mirror_key(shop: &str, spec: &KindSpec) -> String {
-    format!("mirror/{shop}/{}", spec.mirror)
-}
-
 /// A key of the layout before schema 2: `mirror/{shop}/{spec.mirror}/`, then the id as 8 bytes
 /// (which may contain `/`; shop names cannot).
 pub(super) fn is_per_entry_key(key: &[u8]) -> bool {
@@ -155,14 +149,14 @@ impl Store {
         Ok(
             match self
                 .db
-                .get(mirror_key(shop, spec).as_bytes())
+                .get(super::keys::mirror(shop, spec).as_bytes())
                 .map_err(self.sled())?
             {
                 Some(v) => {
                     let width = HEAD + tail_width(spec.tail);
                     if v.len() % width != 0 {
                         let e = StoreError::MirrorTruncated {
-                            key: mirror_key(shop, spec),
+                            key: super::keys::mirror(shop, spec),
                             len: v.len(),
                             width,
                         };
@@ -179,7 +173,7 @@ impl Store {
     }
 
     pub fn cursor(&self, shop: &str) -> Result<SyncCursor, StoreError> {
-        let key = format!("cursor/{shop}");
+        let key = super::keys::cursor(shop);
         Ok(match self.db.get(key.as_bytes()).map_err(self.sled())? {
             // Without a cursor the next sync is a full one: slower, never wrong.
             Some(v) => decode(key.as_bytes(), &v).unwrap_or_else(|e| {
@@ -225,11 +219,12 @@ impl Batch {
                 (Tail::Date(_), _) => v.extend_from_slice(&i32::MIN.to_be_bytes()),
             }
         }
-        self.inner.insert(mirror_key(shop, spec).into_bytes(), v);
+        self.inner
+            .insert(super::keys::mirror(shop, spec).into_bytes(), v);
     }
 
     pub fn put_cursor(&mut self, shop: &str, cursor: &SyncCursor) {
-        self.put_json(format!("cursor/{shop}").into_bytes(), cursor);
+        self.put_json(super::keys::cursor(shop).into_bytes(), cursor);
     }
 }
 

@@ -3,10 +3,10 @@
 //! Invariants: one process holds the database at a time, enforced by an OS file lock taken before
 //! sled opens (a second opener fails at once with [`StoreError::Locked`], never hangs); anything a
 //! caller reports as recorded has been flushed (the `put_*` calls only add to a [`Batch`];
-//! [`Store::commit`] applies it atomically and flushes before returning); keys are
-//! `record/shop/...` with shop names that cannot contain `/`, and a check kind's part of a key is
-//! its spec's `key` or `mirror` name; values are JSON so an operator can inspect them, except the
-//! mirrors (fixed-width binary, see `mirror`). The store knows keys and bytes, not HTTP.
+//! [`Store::commit`] applies it atomically and flushes before returning); each shop's records are
+//! under `shop/{name}/` (see `keys`: one pass touches one or two sled leaves); values are JSON so
+//! an operator can inspect them, except the mirrors (fixed-width binary, see `mirror`). The store
+//! knows keys and bytes, not HTTP.
 //!
 //! Files are private whatever the umask: `state_dir` at most 0750 (its group may read
 //! status.json, see docs/operating.md), `db/` 0700, the database files and the lock 0600. Opening narrows
@@ -15,14 +15,15 @@
 //! ([`StoreError::Corrupt`]); one whose loss only costs work (a cursor: full resync; a history
 //! point: a shorter forecast) is skipped with a `store.corrupt` warning.
 //!
-//! A check's time is its own tiny record (`result/{shop}/{kind}/checked`, since schema 3) beside
-//! its result (`result/{shop}/{kind}`, outcome and evidence), so a pass whose outcome did not change
+//! A check's time is its own tiny record (`result/{kind}/checked`, since schema 3) beside
+//! its result (`result/{kind}`, outcome and evidence), so a pass whose outcome did not change
 //! rewrites only the time ([`Batch::put_checked`]); [`Store::result`] joins the two, and a result
 //! without a time record (written before schema 3) keeps its own `checked_at`.
 
 mod error;
 mod group;
 mod health;
+mod keys;
 mod mirror;
 mod outbox;
 mod records;
@@ -225,15 +226,15 @@ impl Store {
     }
 
     pub fn session(&self, shop: &str) -> Result<Option<SessionRecord>, StoreError> {
-        self.get_json(&session_key(shop))
+        self.get_json(&keys::session(shop))
     }
 
     pub fn result(&self, shop: &str, kind: CheckKind) -> Result<Option<ResultRecord>, StoreError> {
-        let Some(mut record) = self.get_json::<ResultRecord>(&result_key(shop, kind))? else {
+        let Some(mut record) = self.get_json::<ResultRecord>(&keys::result(shop, kind))? else {
             return Ok(None);
         };
         // Losing the time costs only its precision: the result's own is when it was written.
-        match self.get_json::<Timestamp>(&checked_key(shop, kind)) {
+        match self.get_json::<Timestamp>(&keys::checked(shop, kind)) {
             Ok(Some(at)) => record.checked_at = at,
             Ok(None) => {}
             Err(e @ StoreError::Corrupt { .. }) => skip_corrupt(&e),
@@ -244,7 +245,7 @@ impl Store {
 
     /// The recorded history of one check, oldest first.
     pub fn history(&self, shop: &str, kind: CheckKind) -> Result<Vec<HistoryPoint>, StoreError> {
-        let prefix = history_prefix(shop, kind);
+        let prefix = keys::history_prefix(shop, kind);
         let mut points = Vec::new();
         for kv in self.db.scan_prefix(prefix.as_bytes()) {
             let (k, v) = kv.map_err(self.sled())?;
@@ -264,7 +265,7 @@ impl Store {
         kind: CheckKind,
         at_most: usize,
     ) -> Result<Vec<HistoryPoint>, StoreError> {
-        let prefix = history_prefix(shop, kind);
+        let prefix = keys::history_prefix(shop, kind);
         let mut points = Vec::new();
         for kv in self.db.scan_prefix(prefix.as_bytes()).rev().take(at_most) {
             let (k, v) = kv.map_err(self.sled())?;
@@ -310,8 +311,8 @@ impl Store {
         kind: CheckKind,
         cutoff: Timestamp,
     ) -> Result<(), StoreError> {
-        let prefix = history_prefix(shop, kind);
-        let end = history_key(shop, kind, cutoff);
+        let prefix = keys::history_prefix(shop, kind);
+        let end = keys::history(shop, kind, cutoff);
         for kv in self.db.range(prefix.as_bytes().to_vec()..end) {
             let (k, _) = kv.map_err(self.sled())?;
             batch.inner.remove(k);
@@ -338,22 +339,22 @@ pub struct Batch {
 
 impl Batch {
     pub fn put_session(&mut self, shop: &str, record: &SessionRecord) {
-        self.put_json(session_key(shop).into_bytes(), record);
+        self.put_json(keys::session(shop).into_bytes(), record);
     }
 
     pub fn put_result(&mut self, shop: &str, kind: CheckKind, record: &ResultRecord) {
-        self.put_json(result_key(shop, kind).into_bytes(), record);
+        self.put_json(keys::result(shop, kind).into_bytes(), record);
         self.put_checked(shop, kind, record.checked_at);
     }
 
     /// Records that `shop`'s `kind` was checked `at` with the outcome its stored result already
     /// holds: a few bytes instead of the result and its evidence.
     pub fn put_checked(&mut self, shop: &str, kind: CheckKind, at: Timestamp) {
-        self.put_json(checked_key(shop, kind).into_bytes(), &at);
+        self.put_json(keys::checked(shop, kind).into_bytes(), &at);
     }
 
     pub fn push_history(&mut self, shop: &str, kind: CheckKind, point: &HistoryPoint) {
-        self.put_json(history_key(shop, kind, point.at), point);
+        self.put_json(keys::history(shop, kind, point.at), point);
     }
 
     fn put_json(&mut self, key: Vec<u8>, value: &impl Serialize) {
@@ -416,31 +417,6 @@ fn foreign_owner(state_dir: &Path) -> std::io::Result<Option<u32>> {
     // SAFETY: geteuid(2) has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
     Ok((owner != me).then_some(owner))
-}
-
-fn session_key(shop: &str) -> String {
-    format!("session/{shop}")
-}
-
-fn result_key(shop: &str, kind: CheckKind) -> String {
-    format!("result/{shop}/{}", kind.as_str())
-}
-
-/// Right after its result's key, so both are one sled leaf: one page to read on a cache miss.
-fn checked_key(shop: &str, kind: CheckKind) -> String {
-    format!("{}/checked", result_key(shop, kind))
-}
-
-fn history_prefix(shop: &str, kind: CheckKind) -> String {
-    format!("history/{shop}/{}/", kind.as_str())
-}
-
-/// Big-endian milliseconds after the prefix, so keys sort by time.
-fn history_key(shop: &str, kind: CheckKind, at: Timestamp) -> Vec<u8> {
-    let mut key = history_prefix(shop, kind).into_bytes();
-    let millis = u64::try_from(at.as_millisecond()).unwrap_or(0);
-    key.extend_from_slice(&millis.to_be_bytes());
-    key
 }
 
 fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {

@@ -15,13 +15,23 @@
 //! time record keeps its own; an older release must not read the stale one as current); 4 = a
 //! mirrored record keeps Tripletex's `version` (and deletions), so its width grew: the mirrors
 //! and sync cursors of schema 3 are removed, and each shop's next pass reads everything once
-//! (results, history and sessions stay).
+//! (results, history and sessions stay); 5 = every record of a shop is under `shop/{name}/` (see
+//! `keys`), moved there from schema 4's `{type}/{shop}` keys in atomic batches of at most
+//! [`MOVE_CHUNK`] keys, each key inserted at its new place and removed from its old in one batch.
+//! The move's first batch also sets version 5 and [`MOVING`], so an older release refuses the
+//! database from then on, and a move cut short resumes at the next open; its last removes
+//! [`MOVING`]. Nothing else changes: the values move byte for byte.
 
-use super::{StoreError, mirror};
+use super::{StoreError, keys, mirror};
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 const KEY: &[u8] = b"meta/schema_version";
+/// Present while the move to schema 5's keys is under way.
+const MOVING: &[u8] = b"meta/moving_keys";
+/// Keys moved per batch: a batch holds its values in memory, and a database of 100 000 shops
+/// holds a million keys.
+const MOVE_CHUNK: usize = 10_000;
 
 /// Brings `db` to [`SCHEMA_VERSION`], or refuses a newer one.
 pub(super) fn migrate(db: &sled::Db, path: &std::path::Path) -> Result<(), StoreError> {
@@ -42,9 +52,28 @@ pub(super) fn migrate(db: &sled::Db, path: &std::path::Path) -> Result<(), Store
             found,
         });
     }
-    if found == SCHEMA_VERSION && db.get(KEY).map_err(&sled)?.is_some() {
+    let moving = db.contains_key(MOVING).map_err(&sled)?;
+    if found == SCHEMA_VERSION && !moving && db.get(KEY).map_err(&sled)?.is_some() {
         return Ok(());
     }
+    if found < 4 {
+        before_4(db, found, &sled)?;
+    }
+    if found < 5 || moving {
+        move_under_shops(db, MOVE_CHUNK, &sled)?;
+    }
+    db.insert(KEY, &SCHEMA_VERSION.to_be_bytes())
+        .map_err(&sled)?;
+    db.flush().map_err(&sled)?;
+    Ok(())
+}
+
+/// The migrations to schema 4, in one atomic batch with the version they reach.
+fn before_4(
+    db: &sled::Db,
+    found: u32,
+    sled: &impl Fn(sled::Error) -> StoreError,
+) -> Result<(), StoreError> {
     let mut batch = sled::Batch::default();
     if found < 2 {
         let mut removed = 0usize;
@@ -66,7 +95,7 @@ pub(super) fn migrate(db: &sled::Db, path: &std::path::Path) -> Result<(), Store
         }
     }
     // 2 → 3 changes how new records are written, not the records already there.
-    if found < 4 {
+    {
         // Without versions a mirror cannot tell a replayed callback from news; rather than guess
         // a version for every record, the next pass reads them afresh (a full read, once).
         let mut removed = 0usize;
@@ -84,9 +113,54 @@ pub(super) fn migrate(db: &sled::Db, path: &std::path::Path) -> Result<(), Store
             "mirrors now keep versions: each shop's next pass reads its records in full once"
         );
     }
-    batch.insert(KEY, &SCHEMA_VERSION.to_be_bytes());
-    db.apply_batch(batch).map_err(&sled)?;
-    db.flush().map_err(&sled)?;
+    batch.insert(KEY, &4u32.to_be_bytes());
+    db.apply_batch(batch).map_err(sled)
+}
+
+/// 4 → 5: moves every `{type}/{shop}` key under `shop/{shop}/` (see the module doc).
+fn move_under_shops(
+    db: &sled::Db,
+    chunk: usize,
+    sled: &impl Fn(sled::Error) -> StoreError,
+) -> Result<(), StoreError> {
+    let mut start = sled::Batch::default();
+    start.insert(KEY, &SCHEMA_VERSION.to_be_bytes());
+    start.insert(MOVING, b"".as_slice());
+    db.apply_batch(start).map_err(sled)?;
+    let (mut moved, mut dropped) = (0usize, 0usize);
+    for prefix in keys::TYPE_FIRST {
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut taken = 0;
+            for kv in db.scan_prefix(prefix).take(chunk) {
+                let (old, value) = kv.map_err(sled)?;
+                // A key without a shop was never written by a release: nothing reads it.
+                match keys::from_type_first(&old) {
+                    Some(new) => {
+                        batch.insert(new, value);
+                        moved += 1;
+                    }
+                    None => dropped += 1,
+                }
+                batch.remove(old);
+                taken += 1;
+            }
+            db.apply_batch(batch).map_err(sled)?;
+            if taken < chunk {
+                break;
+            }
+        }
+    }
+    let mut done = sled::Batch::default();
+    done.remove(MOVING);
+    db.apply_batch(done).map_err(sled)?;
+    tracing::info!(
+        event = "store.migrated",
+        to = 5,
+        moved,
+        dropped,
+        "each shop's records are now under shop/{{name}}/"
+    );
     Ok(())
 }
 
@@ -148,9 +222,114 @@ mod tests {
             .collect();
         assert_eq!(
             keys,
-            ["meta/schema_version", "result/acme/customer_numbers"]
+            ["meta/schema_version", "shop/acme/result/customer_numbers"]
         );
         assert_eq!(version(&db), Some(SCHEMA_VERSION));
+    }
+
+    /// Schema 4's `{type}/{shop}` keys of two shops, with values a schema 4 release wrote.
+    fn schema_4(db: &sled::Db) -> Vec<(String, Vec<u8>)> {
+        let mut history = b"history/acme/invoice_numbers/".to_vec();
+        history.extend_from_slice(&1_800_000_000_000u64.to_be_bytes());
+        let records: Vec<(Vec<u8>, Vec<u8>)> = vec![
+            (b"session/acme".to_vec(), br#"{"state":"valid"}"#.to_vec()),
+            (b"session/bolt".to_vec(), br#"{"state":"key_rejected"}"#.to_vec()),
+            (b"cursor/acme".to_vec(), br#"{"invoice_digest":"d1"}"#.to_vec()),
+            (b"mirror/acme/invoices".to_vec(), vec![7; 20]),
+            (
+                b"result/bolt/customer_numbers".to_vec(),
+                br#"{"outcome":{"kind":"customer_numbers","verdict":"ok","summary":"s"},"checked_at":"2026-01-01T00:00:00Z"}"#.to_vec(),
+            ),
+            (b"result/bolt/customer_numbers/checked".to_vec(), br#""2026-02-01T00:00:00Z""#.to_vec()),
+            (history, br#"{"at":"2027-01-15T08:00:00Z","verdict":"ok"}"#.to_vec()),
+            (b"outbox/pending/x".to_vec(), b"message".to_vec()),
+        ];
+        db.insert(KEY, &4u32.to_be_bytes()).unwrap();
+        for (k, v) in &records {
+            db.insert(k.as_slice(), v.as_slice()).unwrap();
+        }
+        db.flush().unwrap();
+        records
+            .into_iter()
+            .map(|(k, v)| {
+                let k = keys::from_type_first(&k).unwrap_or(k);
+                (String::from_utf8_lossy(&k).into_owned(), v)
+            })
+            .collect()
+    }
+
+    fn records(db: &sled::Db) -> Vec<(String, Vec<u8>)> {
+        db.iter()
+            .map(|kv| {
+                let (k, v) = kv.unwrap();
+                (String::from_utf8_lossy(&k).into_owned(), v.to_vec())
+            })
+            .filter(|(k, _)| !k.starts_with("meta/"))
+            .collect()
+    }
+
+    #[test]
+    fn schema_4_moves_every_shops_records_under_the_shop_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut want = schema_4(&raw(dir.path()));
+        want.sort();
+        let store = Store::open(dir.path(), Role::OneShot).unwrap();
+        assert_eq!(records(&store.db), want);
+        assert_eq!(version(&store.db), Some(SCHEMA_VERSION));
+        assert!(!store.db.contains_key(MOVING).unwrap());
+        // What moved is where this build reads.
+        let kind = crate::checks::CheckKind::CustomerNumbers;
+        let result = store.result("bolt", kind).unwrap().unwrap();
+        assert_eq!(result.checked_at.to_string(), "2026-02-01T00:00:00Z");
+        assert!(store.session("acme").unwrap().is_some());
+        let invoices = crate::checks::CheckKind::InvoiceNumbers;
+        assert_eq!(
+            store.cursor("acme").unwrap().of(invoices).digest.as_deref(),
+            Some("d1")
+        );
+        assert_eq!(store.history("acme", invoices).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_move_cut_short_resumes_at_the_next_open_and_an_older_release_refuses_it_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut want = schema_4(&raw(dir.path()));
+        want.sort();
+        {
+            // What a crash after the first batch of two keys leaves behind.
+            let db = raw(dir.path());
+            let mut start = sled::Batch::default();
+            start.insert(KEY, &SCHEMA_VERSION.to_be_bytes());
+            start.insert(MOVING, b"".as_slice());
+            db.apply_batch(start).unwrap();
+            let first: Vec<_> = db
+                .scan_prefix("cursor/")
+                .chain(db.scan_prefix("history/"))
+                .map(Result::unwrap)
+                .collect();
+            let mut batch = sled::Batch::default();
+            for (k, v) in first {
+                batch.insert(keys::from_type_first(&k).unwrap(), v);
+                batch.remove(k);
+            }
+            db.apply_batch(batch).unwrap();
+            db.flush().unwrap();
+            assert!(version(&db).unwrap() > 4, "a schema 4 release refuses it");
+        }
+        let store = Store::open(dir.path(), Role::OneShot).unwrap();
+        assert_eq!(records(&store.db), want);
+        assert!(!store.db.contains_key(MOVING).unwrap());
+    }
+
+    #[test]
+    fn a_move_in_small_batches_moves_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = raw(dir.path());
+        let mut want = schema_4(&db);
+        want.sort();
+        move_under_shops(&db, 1, &super::super::sled_at(dir.path())).unwrap();
+        assert_eq!(records(&db), want);
+        assert!(!db.contains_key(MOVING).unwrap());
     }
 
     #[test]

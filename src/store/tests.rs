@@ -96,7 +96,7 @@ async fn an_unchanged_result_gets_a_new_time_and_keeps_its_stored_bytes() {
     let mut batch = store.batch();
     batch.put_result("acme", kind, &record);
     store.commit(batch).await.unwrap();
-    let key = result_key("acme", kind);
+    let key = super::keys::result("acme", kind);
     let stored = store.db.get(key.as_bytes()).unwrap().unwrap();
 
     let later = ts("2026-11-29T09:00:00Z");
@@ -109,12 +109,12 @@ async fn an_unchanged_result_gets_a_new_time_and_keeps_its_stored_bytes() {
     assert_eq!(store.db.get(key.as_bytes()).unwrap().unwrap(), stored);
 
     // A result written before schema 3 has no time record: its own `checked_at` stands.
-    store.db.remove(checked_key("acme", kind)).unwrap();
+    store.db.remove(super::keys::checked("acme", kind)).unwrap();
     assert_eq!(store.result("acme", kind).unwrap(), Some(record.clone()));
     // An unreadable time record costs only the time.
     store
         .db
-        .insert(checked_key("acme", kind), b"not json".as_slice())
+        .insert(super::keys::checked("acme", kind), b"not json".as_slice())
         .unwrap();
     assert_eq!(store.result("acme", kind).unwrap(), Some(record));
 }
@@ -253,7 +253,7 @@ async fn the_mirror_round_trips_as_one_value_per_kind() {
     assert!(store.mirror("other", c).unwrap().is_empty());
 }
 
-/// The bytes under `mirror/…` are what schema 4 defined, and under `cursor/…` what every
+/// The bytes of a mirror are what schema 4 defined (under schema 5's keys), and of a cursor what every
 /// release since schema 1 reads.
 #[tokio::test]
 async fn the_mirror_and_cursor_encodings_are_unchanged() {
@@ -280,16 +280,16 @@ async fn the_mirror_and_cursor_encodings_are_unchanged() {
     store.commit(batch).await.unwrap();
     let raw = |key: &str| store.db.get(key).unwrap().unwrap().to_vec();
     assert_eq!(
-        raw("mirror/acme/customers"),
+        raw("shop/acme/mirror/customers"),
         [0, 0, 0, 0, 0, 0, 0, 7, 1, 2, 3, 4, 0, 0, 0, 5, 1]
     );
     let mut invoice_bytes = (-1i64).to_be_bytes().to_vec();
     invoice_bytes.extend(0u32.to_be_bytes());
     invoice_bytes.extend((-1i32).to_be_bytes());
     invoice_bytes.extend(2i32.to_be_bytes());
-    assert_eq!(raw("mirror/acme/invoices"), invoice_bytes);
+    assert_eq!(raw("shop/acme/mirror/invoices"), invoice_bytes);
     assert_eq!(
-        String::from_utf8(raw("cursor/acme")).unwrap(),
+        String::from_utf8(raw("shop/acme/cursor")).unwrap(),
         r#"{"customers_full":"2026-03-01T00:00:00Z","invoices_full":null,"customers_since":null,"invoice_window_from":null,"invoice_digest":"d1"}"#
     );
     // A cursor of a release before kinds were data reads back field for field.
@@ -348,7 +348,7 @@ async fn a_mirror_that_is_not_whole_records_is_an_error_not_a_shorter_mirror() {
     let mut batch = store.batch();
     batch.put_mirror("acme", kind, entries.iter().map(|(id, e)| (id, e)));
     store.commit(batch).await.unwrap();
-    let key = "mirror/acme/customers";
+    let key = "shop/acme/mirror/customers";
     let whole = store.db.get(key).unwrap().unwrap();
     store.db.insert(key, &whole[..whole.len() - 1]).unwrap();
     let err = store.mirror("acme", kind).unwrap_err();

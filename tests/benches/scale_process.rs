@@ -350,7 +350,13 @@ fn stored_bytes(db: &Path) -> BTreeMap<String, u64> {
         return by_type;
     };
     for (key, value) in db.iter().flatten() {
-        let kind = key.split(|b| *b == b'/').next().unwrap_or_default();
+        // `shop/{name}/{type}/…` (see the store's key layout), else `{type}/…`.
+        let mut parts = key.split(|b| *b == b'/');
+        let first = parts.next().unwrap_or_default();
+        let kind = match first {
+            b"shop" => parts.nth(1).unwrap_or_default(),
+            _ => first,
+        };
         *by_type
             .entry(String::from_utf8_lossy(kind).into_owned())
             .or_default() += (key.len() + value.len()) as u64;

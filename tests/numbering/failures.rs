@@ -154,7 +154,7 @@ async fn a_truncated_mirror_forces_a_full_read_instead_of_losing_its_tail() {
 
 /// Cuts the last 5 bytes off the stored customer mirror, once sled has let go of the database.
 async fn truncate_customer_mirror(db: &std::path::Path) {
-    let key = b"mirror/acme/customers";
+    let key = b"shop/acme/mirror/customers";
     // The closed store's background flusher may hold sled's lock a moment longer.
     let sled = poll::until_some("sled to let go of the database", || sled::open(db).ok()).await;
     let value = sled.get(key).unwrap().expect("a mirror");

@@ -40,9 +40,9 @@ pub struct KindSpec {
     pub list: Listing,
     /// What the mirror keeps beside each number, and the row field it comes from.
     pub tail: Tail,
-    /// The mirror's sled key is `mirror/{shop}/{mirror}`.
+    /// The mirror's sled key is `shop/{shop}/mirror/{mirror}`.
     pub mirror: &'static str,
-    /// This kind's fields in the stored sync cursor (`cursor/{shop}`).
+    /// This kind's fields in the stored sync cursor (`shop/{shop}/cursor`).
     pub cursor: CursorKeys,
     /// The fixes a verdict proposes, in Tripletex's menu words.
     pub advice: Advice,
