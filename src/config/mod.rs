@@ -190,12 +190,16 @@ impl std::error::Error for ConfigError {}
 impl From<&Config> for ClientSettings {
     fn from(config: &Config) -> Self {
         let (t, r) = (&config.tripletex, &config.rate_limit);
-        ClientSettings::new(
-            t.request_timeout,
-            t.session_valid_days,
-            t.renew_before,
-            LimitSettings::new(r.per_second, r.burst, r.reserve),
-        )
+        ClientSettings {
+            // The passes that run at once reuse connections; more idle ones would only hold memory.
+            max_idle_connections: r.max_concurrent_shops,
+            ..ClientSettings::new(
+                t.request_timeout,
+                t.session_valid_days,
+                t.renew_before,
+                LimitSettings::new(r.per_second, r.burst, r.reserve),
+            )
+        }
     }
 }
 

@@ -27,6 +27,7 @@ mod ask;
 mod consumer;
 pub mod control;
 mod driver;
+mod inbox;
 pub mod oneshot;
 mod push;
 mod recover;

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +31,7 @@ use tracing::Instrument as _;
 
 use super::consumer;
 use super::driver::{Driver, Ran};
+use super::inbox::{self, Inbox};
 use super::push::{self, AfterCallback, UnusableLog};
 use super::report::{LastWrite, Update};
 use super::stopping::Stopping;
@@ -68,10 +69,8 @@ struct ShopTask {
     shop: Arc<ShopConfig>,
     token: SecretString,
     cancel: CancellationToken,
-    trigger: Arc<Notify>,
-    /// Webhook callbacks for the task to apply between its passes.
-    /// Boxed: a channel allocates room for 32 items at once, in every shop's task.
-    callbacks: mpsc::Sender<Box<Callback>>,
+    /// Pass-now requests and webhook callbacks for the task, applied between its passes.
+    inbox: Arc<Inbox>,
     /// Set before `cancel` when the task that replaces this one takes over its session.
     hand_over: Arc<AtomicBool>,
     handle: JoinHandle<Stopped>,
@@ -95,8 +94,7 @@ struct ShopLoop {
     /// Read once the task is cancelled: hand the client over rather than close its session.
     hand_over: Arc<AtomicBool>,
     reports: mpsc::UnboundedSender<Update>,
-    trigger: Arc<Notify>,
-    callbacks: mpsc::Receiver<Box<Callback>>,
+    inbox: Arc<Inbox>,
     /// What status.json shows of this shop's push.
     push: PushStatus,
     unusable: UnusableLog,
@@ -104,10 +102,6 @@ struct ShopLoop {
     consumer: Arc<consumer::Watch>,
     stopping: Arc<Stopping>,
 }
-
-/// Callbacks a shop task may have waiting; more (a burst during a long pass) are dropped, and
-/// the next pass reads what they carried.
-const SHOP_CALLBACKS: usize = 256;
 
 impl Scheduler {
     pub fn new(
@@ -170,8 +164,7 @@ impl Scheduler {
         let cancel = self.cancel.child_token();
         let carried = carried.map(|c| Box::new(c.carry_over(&self.world.api, cancel.clone())));
         let hand_over = Arc::new(AtomicBool::new(false));
-        let trigger = Arc::new(Notify::new());
-        let (callbacks, callbacks_rx) = mpsc::channel(SHOP_CALLBACKS);
+        let inbox = Arc::new(Inbox::default());
         let span = tracing::info_span!("shop", shop = %shop.name);
         let task = ShopLoop {
             driver: Driver {
@@ -188,8 +181,7 @@ impl Scheduler {
             carried,
             hand_over: hand_over.clone(),
             reports: self.reports.clone(),
-            trigger: trigger.clone(),
-            callbacks: callbacks_rx,
+            inbox: inbox.clone(),
             push: PushStatus::default(),
             unusable: UnusableLog::default(),
             subscribed: self.subscribed.clone(),
@@ -204,8 +196,7 @@ impl Scheduler {
                 shop,
                 token,
                 cancel,
-                trigger,
-                callbacks,
+                inbox,
                 hand_over,
                 handle,
             },
@@ -227,7 +218,7 @@ impl Scheduler {
             event = "daemon.pass_requested",
             "running every shop's pass now"
         );
-        self.tasks.values().for_each(|t| t.trigger.notify_one());
+        self.tasks.values().for_each(|t| t.inbox.request_pass());
     }
 
     /// Runs `shop`'s pass now, if this daemon runs that shop.
@@ -238,7 +229,7 @@ impl Scheduler {
             shop,
             known = task.is_some()
         );
-        task.inspect(|t| t.trigger.notify_one());
+        task.inspect(|t| t.inbox.request_pass());
     }
 
     /// Hands a webhook callback to its shop's task.
@@ -247,8 +238,9 @@ impl Scheduler {
             tracing::debug!(event = "webhooks.unknown_shop", shop = %callback.shop, "callback for a shop without a task dropped");
             return;
         };
-        if task.callbacks.try_send(Box::new(callback)).is_err() {
-            tracing::warn!(event = "webhooks.dropped", shop = %task.shop.name, "callback dropped (the shop's queue is full); the next pass reads it");
+        if !task.inbox.deliver(callback) {
+            let capacity = inbox::CAPACITY;
+            tracing::warn!(event = "webhooks.dropped", shop = %task.shop.name, capacity, "callback dropped (the shop's queue is full); the next pass reads it");
         }
     }
 
@@ -271,7 +263,7 @@ impl Scheduler {
                     // A reload is the operator's "try again" (e.g. after switching on the
                     // Integrations add-on): a rejected shop retries now, not next interval.
                     if self.key_rejected(&shop.name) {
-                        t.trigger.notify_one();
+                        t.inbox.request_pass();
                     }
                     self.tasks.insert(shop.name.clone(), t);
                 }
@@ -405,27 +397,40 @@ impl ShopLoop {
         let mut pass_no = 0u64;
         let mut failures = 0u32;
         loop {
-            tokio::select! {
-                _ = d.cancel.cancelled() => return client,
-                _ = tokio::time::sleep_until(due) => {}
-                _ = self.trigger.notified() => {}
-                // Between passes, on this task: never beside a pass of this shop.
-                Some(callback) = self.callbacks.recv() => {
-                    let after = Box::pin(push::apply_callback(
-                        d, &self.reports, &mut self.push, &mut self.unusable, &callback,
-                    )).await;
-                    if after == AfterCallback::PassSoon {
-                        due = due.min(Instant::now() + push::PASS_SOON);
-                        tracing::debug!(
-                            event = "pass.next",
-                            in_seconds = due.saturating_duration_since(Instant::now()).as_secs(),
-                            soon = true,
-                            "next pass brought forward: a callback could not be applied"
-                        );
-                    }
-                    continue;
+            if d.cancel.is_cancelled() {
+                return client;
+            }
+            // Between passes, on this task: never beside a pass of this shop.
+            if let Some(callback) = self.inbox.next_callback() {
+                let after = Box::pin(push::apply_callback(
+                    d,
+                    &self.reports,
+                    &mut self.push,
+                    &mut self.unusable,
+                    &callback,
+                ))
+                .await;
+                if after == AfterCallback::PassSoon {
+                    due = due.min(Instant::now() + push::PASS_SOON);
+                    tracing::debug!(
+                        event = "pass.next",
+                        in_seconds = due.saturating_duration_since(Instant::now()).as_secs(),
+                        soon = true,
+                        "next pass brought forward: a callback could not be applied"
+                    );
+                }
+                continue;
+            }
+            if !self.inbox.take_pass_request() {
+                tokio::select! {
+                    _ = d.cancel.cancelled() => return client,
+                    _ = tokio::time::sleep_until(due) => {}
+                    // A callback or a pass request: the top of the loop sees which.
+                    () = self.inbox.delivered() => continue,
                 }
             }
+            // This pass answers every request made before it.
+            self.inbox.take_pass_request();
             pass_no += 1;
             // Every future awaited here is boxed, so that what a shop's task holds while it
             // waits for its next pass (most of its life) is the select above, not the largest

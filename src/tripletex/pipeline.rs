@@ -48,6 +48,7 @@ impl Tripletex {
                     .request_timeout
                     .min(std::time::Duration::from_secs(10)),
             )
+            .pool_max_idle_per_host(settings.max_idle_connections)
             // No reqwest decompression (feature off): `body` decodes gzip and counts both sizes.
             .user_agent(concat!("tripletex-sync/", env!("CARGO_PKG_VERSION")))
             .build()
