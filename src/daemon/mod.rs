@@ -65,6 +65,8 @@ use world::{World, reload};
 const ONE_SHOT_WAIT: Duration = Duration::from_secs(300);
 /// While waiting for it, each second pushes systemd's start-up deadline this far ahead.
 const START_EXTENSION_USEC: u32 = 10_000_000;
+/// A migration's progress is logged at most once per this many keys moved.
+const MIGRATION_LOGGED_EVERY: usize = 100_000;
 
 /// The daemon from start to stop: takes the database (waiting for a one-shot `check` that holds
 /// it: a restart must not fail because an operator ran `check`; another daemon is an error), then
@@ -86,8 +88,24 @@ async fn open_for_daemon(
     stop: &CancellationToken,
 ) -> Result<Option<Store>, StoreError> {
     let deadline = tokio::time::Instant::now() + ONE_SHOT_WAIT;
+    let mut logged = 0;
+    // A migration that moves every key (about a minute at 100 000 shops) keeps systemd's
+    // start-up timeout ahead of it, and says how far it is.
+    let mut migrating = |moved: usize| {
+        systemd::notify(&[sd_notify::NotifyState::ExtendTimeoutUsec(
+            START_EXTENSION_USEC,
+        )]);
+        if moved >= logged + MIGRATION_LOGGED_EVERY {
+            logged = moved;
+            tracing::info!(
+                event = "store.migrating",
+                moved,
+                "moving the database's keys to this release's layout"
+            );
+        }
+    };
     loop {
-        match Store::open(state_dir, Role::Daemon) {
+        match Store::open_migrating(state_dir, Role::Daemon, &mut migrating) {
             Err(StoreError::Locked { .. })
                 if read_holder(state_dir).is_some_and(|(role, _)| role == Role::OneShot)
                     && tokio::time::Instant::now() < deadline =>

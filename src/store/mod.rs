@@ -105,6 +105,17 @@ impl Store {
     /// Opens (creating if needed) the database in `state_dir`, failing at once if another process
     /// holds it.
     pub fn open(state_dir: &Path, role: Role) -> Result<Self, StoreError> {
+        Self::open_migrating(state_dir, role, &mut |_| {})
+    }
+
+    /// [`Store::open`], calling `progress` with the keys moved so far after each batch of a
+    /// migration that moves keys (see `schema`): at 100 000 shops the move to schema 5 takes
+    /// about a minute, and the daemon tells systemd it is still starting.
+    pub fn open_migrating(
+        state_dir: &Path,
+        role: Role,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Self, StoreError> {
         let io = |cause| StoreError::StateDir {
             path: state_dir.to_path_buf(),
             cause,
@@ -176,7 +187,7 @@ impl Store {
         let db = open_sled(&db_dir).map_err(sled_at(&db_dir))?;
         // Databases written before files were made private (or under another umask).
         make_private(&db_dir).map_err(db_io)?;
-        schema::migrate(&db, &db_dir)?;
+        schema::migrate(&db, &db_dir, progress)?;
         let outbox = outbox::Counts::count(&db).map_err(sled_at(&db_dir))?;
         Ok(Self {
             db,

@@ -34,7 +34,11 @@ const MOVING: &[u8] = b"meta/moving_keys";
 const MOVE_CHUNK: usize = 10_000;
 
 /// Brings `db` to [`SCHEMA_VERSION`], or refuses a newer one.
-pub(super) fn migrate(db: &sled::Db, path: &std::path::Path) -> Result<(), StoreError> {
+pub(super) fn migrate(
+    db: &sled::Db,
+    path: &std::path::Path,
+    progress: &mut dyn FnMut(usize),
+) -> Result<(), StoreError> {
     let sled = super::sled_at(path);
     let found = match db.get(KEY).map_err(&sled)? {
         Some(v) => v
@@ -60,7 +64,7 @@ pub(super) fn migrate(db: &sled::Db, path: &std::path::Path) -> Result<(), Store
         before_4(db, found, &sled)?;
     }
     if found < 5 || moving {
-        move_under_shops(db, MOVE_CHUNK, &sled)?;
+        move_under_shops(db, MOVE_CHUNK, &sled, progress)?;
     }
     db.insert(KEY, &SCHEMA_VERSION.to_be_bytes())
         .map_err(&sled)?;
@@ -122,6 +126,7 @@ fn move_under_shops(
     db: &sled::Db,
     chunk: usize,
     sled: &impl Fn(sled::Error) -> StoreError,
+    progress: &mut dyn FnMut(usize),
 ) -> Result<(), StoreError> {
     let mut start = sled::Batch::default();
     start.insert(KEY, &SCHEMA_VERSION.to_be_bytes());
@@ -146,6 +151,7 @@ fn move_under_shops(
                 taken += 1;
             }
             db.apply_batch(batch).map_err(sled)?;
+            progress(moved + dropped);
             if taken < chunk {
                 break;
             }
@@ -327,8 +333,15 @@ mod tests {
         let db = raw(dir.path());
         let mut want = schema_4(&db);
         want.sort();
-        move_under_shops(&db, 1, &super::super::sled_at(dir.path())).unwrap();
+        let mut reported = Vec::new();
+        move_under_shops(&db, 1, &super::super::sled_at(dir.path()), &mut |n| {
+            reported.push(n)
+        })
+        .unwrap();
         assert_eq!(records(&db), want);
+        // After each batch: one key each, then an empty batch per record type.
+        assert_eq!(reported.last(), Some(&(want.len() - 1)), "{reported:?}");
+        assert!(reported.is_sorted(), "{reported:?}");
         assert!(!db.contains_key(MOVING).unwrap());
     }
 
