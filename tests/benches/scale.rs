@@ -20,7 +20,7 @@ use std::time::Duration;
 /// How long after each phase its CPU is still counted (see `scale_run::run`).
 const SETTLE: Duration = Duration::from_secs(5);
 
-const PROCESS_HEADER: &str = "| shops | first pass wall / daemon CPU per shop | idle pass wall / daemon CPU per shop | sim CPU per idle shop-pass | daemon peak RSS | requests per shop first / idle | mints per shop | metrics.prom | status.json | state_dir | SIGTERM → exit | tokens left |\n|---|---|---|---|---|---|---|---|---|---|---|---|";
+const PROCESS_HEADER: &str = "| shops | first pass wall / daemon CPU per shop | idle pass wall / daemon CPU per shop | sim CPU per idle shop-pass | daemon peak RSS / through the stop | requests per shop first / idle | mints per shop | metrics.prom | status.json | state_dir | SIGTERM → exit | tokens left |\n|---|---|---|---|---|---|---|---|---|---|---|---|";
 
 const HEADER: &str = "| shops | first pass wall / daemon CPU | idle pass wall / daemon CPU | CPU per shop-pass first / idle | sim CPU per idle shop-pass | peak RSS | requests per shop first / idle | mints per shop | status.json | state_dir | SIGTERM → exit | tokens left |\n|---|---|---|---|---|---|---|---|---|---|---|---|";
 
@@ -117,7 +117,7 @@ fn process_row(f: &scale_process::Figures) -> String {
         secs(f.idle.wall),
         per(f.idle.daemon_cpu),
         per(f.idle.sim_cpu),
-        mib(f.peak_rss),
+        format!("{} / {}", mib(f.peak_rss), mib(f.stop_rss)),
         f.first.requests as f64 / n,
         f.idle.requests as f64 / n,
         (f.first.mints + f.idle.mints) as f64 / n,

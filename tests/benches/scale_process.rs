@@ -41,6 +41,8 @@ pub struct Figures {
     pub first: Phase,
     pub idle: Phase,
     pub peak_rss: u64,
+    /// `VmHWM` as last read before the daemon exited: the stop's own peak included.
+    pub stop_rss: u64,
     pub metrics_bytes: u64,
     pub metrics_series: usize,
     pub status_bytes: u64,
@@ -330,8 +332,20 @@ pub fn run(exe: &Path, shops: usize, settle: Duration) -> Figures {
     figures.peak_rss = proc_status_bytes(&pid.to_string(), "VmHWM:");
     let stopping = Instant::now();
     signal(pid, libc::SIGTERM);
+    // Read until the process is gone (an exited one has no `VmHWM` line: 0).
+    let watcher = std::thread::spawn(move || {
+        let mut last = 0;
+        loop {
+            match proc_status_bytes(&pid.to_string(), "VmHWM:") {
+                0 => return last,
+                now => last = now,
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
     let status = daemon.wait().expect("wait for the daemon");
     figures.shutdown = stopping.elapsed();
+    figures.stop_rss = watcher.join().unwrap_or_default().max(figures.peak_rss);
     if !status.success() {
         figures.failed = Some(format!("daemon exited with {status}"));
     }
