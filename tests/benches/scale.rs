@@ -110,14 +110,15 @@ fn process_row(f: &scale_process::Figures) -> String {
     let n = f.shops.max(1) as f64;
     let per = |d: Duration| per_shop(d, n);
     format!(
-        "| {} | {} / {} | {} / {} | {} | {} | {:.2} / {:.2} | {:.2} | {}, {} series ({:.0} B, {:.1} per shop) | {} | {} | {} | {} |",
+        "| {} | {} / {} | {} / {} | {} | {} / {} | {:.2} / {:.2} | {:.2} | {}, {} series ({:.0} B, {:.1} per shop) | {} | {} | {} | {} |",
         f.shops,
         secs(f.first.wall),
         per(f.first.daemon_cpu),
         secs(f.idle.wall),
         per(f.idle.daemon_cpu),
         per(f.idle.sim_cpu),
-        format!("{} / {}", mib(f.peak_rss), mib(f.stop_rss)),
+        mib(f.peak_rss),
+        mib(f.stop_rss),
         f.first.requests as f64 / n,
         f.idle.requests as f64 / n,
         (f.first.mints + f.idle.mints) as f64 / n,
