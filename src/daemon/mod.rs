@@ -83,18 +83,12 @@ pub async fn serve(
     run(config_path, config, Arc::new(store), env, orders).await
 }
 
-async fn open_for_daemon(
-    state_dir: &Path,
-    stop: &CancellationToken,
-) -> Result<Option<Store>, StoreError> {
-    let deadline = tokio::time::Instant::now() + ONE_SHOT_WAIT;
+/// What `Store::open_migrating` calls after each batch of a migration that moves keys: `then`,
+/// and a `store.migrating` line at most once per [`MIGRATION_LOGGED_EVERY`] keys moved.
+fn migration_progress(mut then: impl FnMut()) -> impl FnMut(usize) {
     let mut logged = 0;
-    // A migration that moves every key (about a minute at 100 000 shops) keeps systemd's
-    // start-up timeout ahead of it, and says how far it is.
-    let mut migrating = |moved: usize| {
-        systemd::notify(&[sd_notify::NotifyState::ExtendTimeoutUsec(
-            START_EXTENSION_USEC,
-        )]);
+    move |moved| {
+        then();
         if moved >= logged + MIGRATION_LOGGED_EVERY {
             logged = moved;
             tracing::info!(
@@ -103,7 +97,21 @@ async fn open_for_daemon(
                 "moving the database's keys to this release's layout"
             );
         }
-    };
+    }
+}
+
+async fn open_for_daemon(
+    state_dir: &Path,
+    stop: &CancellationToken,
+) -> Result<Option<Store>, StoreError> {
+    let deadline = tokio::time::Instant::now() + ONE_SHOT_WAIT;
+    // A migration that moves every key (about a minute at 100 000 shops) keeps systemd's
+    // start-up timeout ahead of it.
+    let mut migrating = migration_progress(|| {
+        systemd::notify(&[sd_notify::NotifyState::ExtendTimeoutUsec(
+            START_EXTENSION_USEC,
+        )]);
+    });
     loop {
         match Store::open_migrating(state_dir, Role::Daemon, &mut migrating) {
             Err(StoreError::Locked { .. })
