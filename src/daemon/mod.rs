@@ -65,8 +65,6 @@ use world::{World, reload};
 const ONE_SHOT_WAIT: Duration = Duration::from_secs(300);
 /// While waiting for it, each second pushes systemd's start-up deadline this far ahead.
 const START_EXTENSION_USEC: u32 = 10_000_000;
-/// A migration's progress is logged at most once per this many keys moved.
-const MIGRATION_LOGGED_EVERY: usize = 100_000;
 
 /// The daemon from start to stop: takes the database (waiting for a one-shot `check` that holds
 /// it: a restart must not fail because an operator ran `check`; another daemon is an error), then
@@ -83,23 +81,6 @@ pub async fn serve(
     run(config_path, config, Arc::new(store), env, orders).await
 }
 
-/// What `Store::open_migrating` calls after each batch of a migration that moves keys: `then`,
-/// and a `store.migrating` line at most once per [`MIGRATION_LOGGED_EVERY`] keys moved.
-fn migration_progress(mut then: impl FnMut()) -> impl FnMut(usize) {
-    let mut logged = 0;
-    move |moved| {
-        then();
-        if moved >= logged + MIGRATION_LOGGED_EVERY {
-            logged = moved;
-            tracing::info!(
-                event = "store.migrating",
-                moved,
-                "moving the database's keys to this release's layout"
-            );
-        }
-    }
-}
-
 async fn open_for_daemon(
     state_dir: &Path,
     stop: &CancellationToken,
@@ -107,11 +88,11 @@ async fn open_for_daemon(
     let deadline = tokio::time::Instant::now() + ONE_SHOT_WAIT;
     // A migration that moves every key (about a minute at 100 000 shops) keeps systemd's
     // start-up timeout ahead of it.
-    let mut migrating = migration_progress(|| {
+    let mut migrating = |_moved| {
         systemd::notify(&[sd_notify::NotifyState::ExtendTimeoutUsec(
             START_EXTENSION_USEC,
         )]);
-    });
+    };
     loop {
         match Store::open_migrating(state_dir, Role::Daemon, &mut migrating) {
             Err(StoreError::Locked { .. })

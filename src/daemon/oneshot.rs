@@ -58,8 +58,7 @@ pub enum CheckBy {
 
 /// Takes the database for a one-shot check, or names the daemon holding it.
 pub fn open_for_check(state_dir: &Path) -> Result<CheckBy, CheckError> {
-    let mut migrating = super::migration_progress(|| {});
-    match Store::open_migrating(state_dir, Role::OneShot, &mut migrating) {
+    match Store::open(state_dir, Role::OneShot) {
         Ok(store) => Ok(CheckBy::Here(store)),
         Err(StoreError::Locked { holder, state_dir }) => match read_holder(&state_dir) {
             Some((Role::Daemon, pid)) => Ok(CheckBy::Daemon(pid)),

@@ -109,8 +109,9 @@ impl Store {
     }
 
     /// [`Store::open`], calling `progress` with the keys moved so far after each batch of a
-    /// migration that moves keys (see `schema`): at 100 000 shops the move to schema 5 takes
-    /// about a minute, and the daemon tells systemd it is still starting.
+    /// migration that moves keys (see `schema`; the store logs `store.migrating` itself): at
+    /// 100 000 shops the move to schema 5 takes about a minute, and the daemon tells systemd it
+    /// is still starting.
     pub fn open_migrating(
         state_dir: &Path,
         role: Role,

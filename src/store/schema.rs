@@ -32,6 +32,8 @@ const MOVING: &[u8] = b"meta/moving_keys";
 /// Keys moved per batch: a batch holds its values in memory, and a database of 100 000 shops
 /// holds a million keys.
 const MOVE_CHUNK: usize = 10_000;
+/// A move's progress (`store.migrating`) is logged at most once per this many keys.
+const MOVE_LOGGED_EVERY: usize = 100_000;
 
 /// Brings `db` to [`SCHEMA_VERSION`], or refuses a newer one.
 pub(super) fn migrate(
@@ -132,7 +134,7 @@ fn move_under_shops(
     start.insert(KEY, &SCHEMA_VERSION.to_be_bytes());
     start.insert(MOVING, b"".as_slice());
     db.apply_batch(start).map_err(sled)?;
-    let (mut moved, mut dropped) = (0usize, 0usize);
+    let (mut moved, mut dropped, mut logged) = (0usize, 0usize, 0usize);
     for prefix in keys::TYPE_FIRST {
         loop {
             let mut batch = sled::Batch::default();
@@ -151,7 +153,16 @@ fn move_under_shops(
                 taken += 1;
             }
             db.apply_batch(batch).map_err(sled)?;
-            progress(moved + dropped);
+            let done = moved + dropped;
+            progress(done);
+            if done >= logged + MOVE_LOGGED_EVERY {
+                logged = done;
+                tracing::info!(
+                    event = "store.migrating",
+                    moved = done,
+                    "moving the database's keys under their shops"
+                );
+            }
             if taken < chunk {
                 break;
             }
