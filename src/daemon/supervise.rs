@@ -92,10 +92,10 @@ async fn record(
 ) -> Result<PassReport, StoreError> {
     let now = clock.now();
     let name = shop.name.as_str();
-    let mut recording = Recording::new(store, name, now, settings, store.batch());
+    let mut recording = Recording::new(store, name, now, settings, store.batch())?;
     for (kind, _) in shop.checks.iter().filter(|(_, range)| range.is_some()) {
         // An unreadable previous result is what may have failed the pass: overwrite it.
-        let previous = store.result(name, kind).ok().flatten();
+        let previous = recording.last_result(kind).ok().flatten();
         let record = ResultRecord::pass_failed(previous.as_ref(), kind, reason, now);
         recording.check(kind, previous.as_ref(), record)?;
     }

@@ -122,9 +122,7 @@ async fn run_inner(
     let deadline = tokio::time::Instant::now() + settings.deadline;
     let name = shop.name.as_str();
     let previous = store.session(name)?.unwrap_or_default();
-    let mut recording = Recording::new(store, name, start, settings, store.batch());
-    let mut cursor = store.cursor(name)?;
-    let cursor_before = cursor.clone();
+    let mut recording = Recording::new(store, name, start, settings, store.batch())?;
     let kinds: Vec<(CheckKind, checks::NumberRange)> = shop
         .checks
         .iter()
@@ -139,12 +137,12 @@ async fn run_inner(
         Err(_) => Some(past_deadline()),
     };
     for (kind, range) in kinds {
-        let last_result = store.result(name, kind)?;
+        let last_result = recording.last_result(kind)?;
         // While a check is in conflict, re-read that kind in full every pass: `changedSince`
         // cannot see deletions, and a fixed conflict should clear at the next pass.
         let in_conflict =
             last_result.as_ref().map(ResultRecord::verdict) == Some(Verdict::Conflict);
-        let last_full = cursor.of(kind).full;
+        let last_full = recording.cursor().of(kind).full;
         let job = sync::Job {
             kind,
             full: in_conflict || sync::full_due(last_full, &settings.sync, start),
@@ -155,8 +153,8 @@ async fn run_inner(
             None => {
                 // The sync writes to `cursor` and `batch` only once it has read everything, so
                 // dropping it at the deadline leaves both as they were.
-                let batch = recording.batch();
-                let sync = sync::run(client, store, job, &settings.sync, &mut cursor, batch);
+                let (cursor, batch) = recording.sync_parts();
+                let sync = sync::run(client, store, job, &settings.sync, cursor, batch);
                 tokio::time::timeout_at(deadline, sync)
                     .await
                     .unwrap_or_else(|_| Err(SyncError::Tripletex(past_deadline())))
@@ -182,11 +180,8 @@ async fn run_inner(
         let record = ResultRecord::next(last_result.as_ref(), outcome, start);
         recording.check(kind, last_result.as_ref(), record)?;
     }
-    // An idle pass rewrites what changed only (the cursor's `changedSince` start, the checks'
-    // times), not what it found again.
-    if cursor != cursor_before {
-        recording.batch().put_cursor(name, &cursor);
-    }
+    // An idle pass rewrites what changed only (the cursor: its `changedSince` start and the
+    // checks' times, one record), not what it found again.
     let session = session_record(client, session_failure.as_ref(), &previous);
     if session != previous {
         recording.batch().put_session(name, &session);
@@ -244,8 +239,8 @@ pub(crate) async fn record_evaluation(
     settings: &PassSettings,
     now: Timestamp,
 ) -> Result<CheckOutcome, PassError> {
-    let last_result = store.result(shop, kind)?;
-    let mut recording = Recording::new(store, shop, now, settings, batch);
+    let mut recording = Recording::new(store, shop, now, settings, batch)?;
+    let last_result = recording.last_result(kind)?;
     let history = recording.history(kind)?;
     let outcome = checks::evaluate(kind, numbers, range, &settings.policy, &history, now);
     let record = ResultRecord::next(last_result.as_ref(), outcome, now);

@@ -1,8 +1,9 @@
 //! The one way a check's outcome is recorded, whoever produced it: a pass, a webhook callback
 //! (`webhooks::apply`) or a pass that failed as a whole (`daemon::supervise`).
 //!
-//! Invariants: a result is rewritten only when it differs apart from its time, else only the
-//! check's time is written (`store::Batch::put_checked`); a history point is added when the
+//! Invariants: a result is rewritten only when it differs apart from its time; the check's time
+//! goes into the shop's sync cursor, which the recording holds (read once, written once by the
+//! commit when it changed: one small record for an idle pass); a history point is added when the
 //! shop's highest number moved, else at most once per [`HISTORY_HOLD`], never for `error`, so a
 //! burst of callbacks cannot fill the history the forecast reads; points older than
 //! `checks.history` are pruned in the same batch; everything goes into one flushed commit, and a
@@ -19,7 +20,7 @@ use super::PassSettings;
 use crate::checks::{CheckKind, CheckOutcome, HistoryPoint, Verdict};
 use crate::clock::span;
 use crate::notify::{self, Message, Queueing};
-use crate::store::{Batch, ResultRecord, Store, StoreError};
+use crate::store::{Batch, ResultRecord, Store, StoreError, SyncCursor};
 
 /// How long an unchanged highest number goes without a new history point.
 const HISTORY_HOLD: Duration = Duration::from_secs(6 * 60 * 60);
@@ -31,6 +32,10 @@ pub(crate) struct Recording<'a> {
     now: Timestamp,
     cutoff: Timestamp,
     batch: Batch,
+    /// The shop's sync cursor: what a pass's syncs move and where the checks' times go.
+    cursor: SyncCursor,
+    /// As stored, so the commit writes it only when it changed.
+    cursor_before: SyncCursor,
     /// Whether changes are queued for the platform (`[notify]` on).
     queueing: Option<Queueing>,
     /// Per kind whose history was read: its newest point, and whether older ones are due for
@@ -42,29 +47,47 @@ pub(crate) struct Recording<'a> {
 
 impl<'a> Recording<'a> {
     /// Starts recording `shop`'s outcomes at `now` into `batch` (which may already hold what
-    /// they were read from, e.g. a mirror).
+    /// they were read from, e.g. a mirror), reading the shop's cursor.
     pub fn new(
         store: &'a Store,
         shop: &'a str,
         now: Timestamp,
         settings: &PassSettings,
         batch: Batch,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, StoreError> {
+        let cursor = store.cursor(shop)?;
+        Ok(Self {
             store,
             shop,
             now,
             cutoff: now.checked_sub(span(settings.history)).unwrap_or(now),
             batch,
+            cursor_before: cursor.clone(),
+            cursor,
             queueing: settings.notify,
             read: Vec::new(),
             logged: Vec::new(),
-        }
+        })
     }
 
     /// The batch the outcomes go into, for what else belongs to the same commit.
     pub fn batch(&mut self) -> &mut Batch {
         &mut self.batch
+    }
+
+    /// The shop's cursor as this commit will leave it.
+    pub fn cursor(&self) -> &SyncCursor {
+        &self.cursor
+    }
+
+    /// The cursor and the batch, for a sync that moves one and writes into the other.
+    pub fn sync_parts(&mut self) -> (&mut SyncCursor, &mut Batch) {
+        (&mut self.cursor, &mut self.batch)
+    }
+
+    /// `kind`'s last result as stored, with its time.
+    pub fn last_result(&self, kind: CheckKind) -> Result<Option<ResultRecord>, StoreError> {
+        self.store.result_with(self.shop, kind, &self.cursor_before)
     }
 
     /// `kind`'s history a forecast may use: the points within `checks.history`.
@@ -85,12 +108,14 @@ impl<'a> Recording<'a> {
         record: ResultRecord,
     ) -> Result<(), StoreError> {
         let shop = self.shop;
-        match last {
-            Some(last) if last.same_apart_from_checked_at(&record) => {
-                self.batch.put_checked(shop, kind, self.now);
-            }
-            _ => self.batch.put_result(shop, kind, &record),
+        if !last.is_some_and(|last| last.same_apart_from_checked_at(&record)) {
+            self.batch.put_result(shop, kind, &record);
         }
+        let checked = &mut self.cursor.of_mut(kind).checked;
+        if checked.is_none() {
+            self.batch.remove_old_checked(shop, kind);
+        }
+        *checked = Some(self.now);
         let read = self.read.iter().find(|(k, ..)| *k == kind).copied();
         if record.verdict() != Verdict::Error {
             let point = record.outcome.evidence.history_point(self.now);
@@ -125,7 +150,10 @@ impl<'a> Recording<'a> {
 
     /// Commits everything (flushed), then logs each verdict; the results as recorded, in
     /// recording order.
-    pub async fn commit(self) -> Result<Vec<ResultRecord>, StoreError> {
+    pub async fn commit(mut self) -> Result<Vec<ResultRecord>, StoreError> {
+        if self.cursor != self.cursor_before {
+            self.batch.put_cursor(self.shop, &self.cursor);
+        }
         self.store.commit(self.batch).await?;
         Ok(self
             .logged
@@ -176,4 +204,55 @@ fn point_due(newest: Option<&HistoryPoint>, point: &HistoryPoint) -> bool {
         n.shop_high != point.shop_high
             || point.at.duration_since(n.at).unsigned_abs() >= HISTORY_HOLD
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::{self, Policy};
+    use crate::store::Role;
+    use crate::sync::SyncSettings;
+
+    /// An idle pass, a callback that changes nothing: the outcome is the stored one, so the one
+    /// record written is the cursor with the check's new time.
+    #[tokio::test]
+    async fn an_unchanged_outcome_writes_the_cursor_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Role::OneShot).unwrap();
+        let settings = PassSettings {
+            sync: SyncSettings {
+                full_resync: Duration::from_secs(86_400),
+                invoice_window: Duration::from_secs(86_400),
+                max_records: 1000,
+            },
+            policy: Policy::default(),
+            history: Duration::from_secs(86_400),
+            deadline: Duration::from_secs(60),
+            notify: None,
+        };
+        let kind = CheckKind::InvoiceNumbers;
+        let record = async |at: &str| {
+            let now: Timestamp = at.parse().unwrap();
+            let mut recording = Recording::new(&store, "acme", now, &settings, store.batch())?;
+            let last = recording.last_result(kind)?;
+            let outcome = checks::could_not_run(kind, "Tripletex unavailable");
+            let next = ResultRecord::next(last.as_ref(), outcome, now);
+            recording.check(kind, last.as_ref(), next)?;
+            recording.commit().await
+        };
+        record("2026-12-01T08:00:00Z").await.unwrap();
+        let before = store.dump();
+        record("2026-12-01T09:00:00Z").await.unwrap();
+        let after = store.dump();
+        let changed: Vec<&str> = after
+            .iter()
+            .filter(|kv| !before.contains(kv))
+            .map(|(k, _)| k.as_str())
+            .collect();
+        assert_eq!(changed, ["shop/acme/cursor"]);
+        assert_eq!(before.len(), after.len());
+        let stored = store.result("acme", kind).unwrap().unwrap();
+        assert_eq!(stored.checked_at.to_string(), "2026-12-01T09:00:00Z");
+        assert_eq!(stored.since.to_string(), "2026-12-01T08:00:00Z");
+    }
 }

@@ -32,12 +32,12 @@ async fn an_io_error_marks_the_store_failing_and_refuses_writes_from_then_on() {
         )
     );
     let mut batch = store.batch();
-    batch.put_checked("acme", CheckKind::InvoiceNumbers, Timestamp::UNIX_EPOCH);
+    batch.put_session("acme", &SessionRecord::default());
     assert_eq!(store.commit(batch).await.unwrap_err().to_string(), failing);
     assert!(
         store
             .db
-            .get(super::keys::checked("acme", CheckKind::InvoiceNumbers))
+            .get(super::keys::session("acme"))
             .unwrap()
             .is_none()
     );

@@ -1,5 +1,11 @@
 //! Group commit: shops that commit while a flush is running share the next one.
 //!
+//! A commit of one write (an idle pass's: its cursor) is a plain insert, not a sled batch: sled's
+//! `apply_batch` writes out and syncs its log buffer twice, synchronously (`pin_log`, for the
+//! batch's atomicity), so each batch cost two disk writes whatever the flushes did. One write is
+//! atomic by itself and reaches the disk with the next flush, which many commits share: with the
+//! idle pass's writes in one record (schema 6), a third less CPU per idle pass (BENCHMARKS.md).
+//!
 //! Invariants: a commit returns only after a flush that began after its batch was applied has
 //! succeeded (so "recorded" still means "on disk"); at most one flush runs at a time, and the
 //! commits that arrive meanwhile are all covered by the one after it, so a thousand shops ending
@@ -14,6 +20,7 @@
 //! one-key insert: sled's reservation for it sees the handle's error and wakes the flush, which
 //! then fails with it (on a healthy, merely slow disk the insert is a few bytes).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -45,11 +52,26 @@ impl FlushGroup {
         }
     }
 
-    /// Applies `batch`, never beside a flush (so sled's lock is free for it: a batch is
-    /// in-memory work); the ticket to wait for.
-    pub async fn apply(&self, db: &sled::Db, batch: sled::Batch) -> Result<u64, sled::Error> {
+    /// Applies `writes` atomically, never beside a flush (so sled's lock is free for them: they
+    /// are in-memory work); the ticket to wait for.
+    pub async fn apply(&self, db: &sled::Db, writes: Writes) -> Result<u64, sled::Error> {
         let _alone = self.sled.lock().await;
-        db.apply_batch(batch)?;
+        let mut writes = writes.0;
+        if writes.len() > 1 {
+            let mut batch = sled::Batch::default();
+            for (key, value) in writes {
+                match value {
+                    Some(value) => batch.insert(key, value),
+                    None => batch.remove(key),
+                }
+            }
+            db.apply_batch(batch)?;
+        } else if let Some((key, value)) = writes.pop_first() {
+            match value {
+                Some(value) => db.insert(key, value)?,
+                None => db.remove(key)?,
+            };
+        }
         Ok(self.applied.fetch_add(1, Ordering::SeqCst) + 1)
     }
 
@@ -107,6 +129,21 @@ async fn flush(db: &sled::Db) -> Result<(), sled::Error> {
         .await
         .map_err(|e| sled::Error::ReportableBug(e.to_string()))?
         .map(drop)
+}
+
+/// The writes of one commit: per key its value, or `None` to remove it; a key's last write wins,
+/// as in a `sled::Batch`.
+#[derive(Default)]
+pub(super) struct Writes(BTreeMap<sled::IVec, Option<sled::IVec>>);
+
+impl Writes {
+    pub fn insert(&mut self, key: impl Into<sled::IVec>, value: impl Into<sled::IVec>) {
+        self.0.insert(key.into(), Some(value.into()));
+    }
+
+    pub fn remove(&mut self, key: impl Into<sled::IVec>) {
+        self.0.insert(key.into(), None);
+    }
 }
 
 /// Held while running the flush; releasing it (also when the leader's future is dropped) lets

@@ -1,8 +1,8 @@
-//! Where each record lives in the database: the key layout of schema 5.
+//! Where each record lives in the database: the key layout since schema 5.
 //!
 //! Every record of a shop is under `shop/{name}/` (shop names cannot contain `/`, so a prefix is
 //! one shop): `cursor`, `history/{kind}/{ms}`, `mirror/{spec.mirror}`, `result/{kind}`,
-//! `result/{kind}/checked`, `session`. Why: sled splits a leaf at 16 keys and reads a whole leaf
+//! `session` (and, until its kind's next check, a `result/{kind}/checked` of schema 5). Why: sled splits a leaf at 16 keys and reads a whole leaf
 //! on a cache miss, so one pass, which reads and writes most of one shop's ten-odd records, touches
 //! one or two leaves of its own. Before schema 5 the type came first (`result/{shop}/{kind}`,
 //! ...): a pass touched five leaves, each holding the same type of 16 other shops (a mirror leaf
@@ -28,7 +28,7 @@ pub(super) fn result(shop: &str, kind: CheckKind) -> String {
     format!("shop/{shop}/result/{}", kind.as_str())
 }
 
-/// Right after its result's key: both are in one leaf.
+/// A check's time in schemas 3 to 5 (since 6 it is in the cursor), right after its result's key.
 pub(super) fn checked(shop: &str, kind: CheckKind) -> String {
     format!("{}/checked", result(shop, kind))
 }

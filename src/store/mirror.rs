@@ -8,7 +8,8 @@
 //! tail: a flag as one byte (0/1), a date as i32 BE days since 1970-01-01 (i32::MIN = none). So
 //! customers (`isInactive`) take 17 bytes, invoices (`invoiceDate`) 20 (schema 4; before it, 13
 //! and 16 without the version). A sync replaces a kind's whole value, and only when it changed. The cursor
-//! is one JSON object per shop whose field names each kind's spec gives (`CursorKeys`).
+//! is one JSON object per shop whose field names each kind's spec gives (`CursorKeys`); since
+//! schema 6 it also holds when each kind's check last ran, so an idle pass writes one record.
 
 use jiff::Timestamp;
 use jiff::civil::Date;
@@ -34,6 +35,8 @@ pub struct KindCursor {
     /// The trailing date window last read, and the `versionDigest` of its first page.
     pub window_from: Option<Date>,
     pub digest: Option<String>,
+    /// When the kind's check last ran (schema 6; before it, a record of its own).
+    pub checked: Option<Timestamp>,
 }
 
 impl SyncCursor {
@@ -47,12 +50,13 @@ impl SyncCursor {
 }
 
 /// The fields of one kind's cursor as (stored name, value), in the order they are written.
-fn cursor_fields(keys: &CursorKeys) -> [(Option<&'static str>, CursorField); 4] {
+fn cursor_fields(keys: &CursorKeys) -> [(Option<&'static str>, CursorField); 5] {
     [
         (Some(keys.full), CursorField::Full),
         (keys.since, CursorField::Since),
         (keys.window_from, CursorField::WindowFrom),
         (keys.digest, CursorField::Digest),
+        (Some(keys.checked), CursorField::Checked),
     ]
 }
 
@@ -62,6 +66,7 @@ enum CursorField {
     Since,
     WindowFrom,
     Digest,
+    Checked,
 }
 
 impl Serialize for SyncCursor {
@@ -69,7 +74,7 @@ impl Serialize for SyncCursor {
         use serde::ser::SerializeMap as _;
         let mut map = s.serialize_map(None)?;
         // Field by field across the kinds: the order releases before kinds were data wrote.
-        for field in 0..4 {
+        for field in 0..5 {
             for (kind, c) in self.0.iter() {
                 let (Some(name), which) = cursor_fields(&kind.spec().cursor)[field] else {
                     continue;
@@ -79,6 +84,12 @@ impl Serialize for SyncCursor {
                     CursorField::Since => map.serialize_entry(name, &c.since)?,
                     CursorField::WindowFrom => map.serialize_entry(name, &c.window_from)?,
                     CursorField::Digest => map.serialize_entry(name, &c.digest)?,
+                    // Not written as `null`: a shop's cursor is rewritten on every pass.
+                    CursorField::Checked => {
+                        if let Some(at) = &c.checked {
+                            map.serialize_entry(name, at)?;
+                        }
+                    }
                 }
             }
         }
@@ -103,6 +114,7 @@ impl TryFrom<Map<String, Value>> for SyncCursor {
                     CursorField::Since => c.since = serde_json::from_value(value)?,
                     CursorField::WindowFrom => c.window_from = serde_json::from_value(value)?,
                     CursorField::Digest => c.digest = serde_json::from_value(value)?,
+                    CursorField::Checked => c.checked = serde_json::from_value(value)?,
                 }
             }
             Ok(c)

@@ -15,10 +15,13 @@
 //! ([`StoreError::Corrupt`]); one whose loss only costs work (a cursor: full resync; a history
 //! point: a shorter forecast) is skipped with a `store.corrupt` warning.
 //!
-//! A check's time is its own tiny record (`result/{kind}/checked`, since schema 3) beside
+//! A check's time is in the shop's sync cursor (`cursor`, since schema 6; see `mirror`) beside
 //! its result (`result/{kind}`, outcome and evidence), so a pass whose outcome did not change
-//! rewrites only the time ([`Batch::put_checked`]); [`Store::result`] joins the two, and a result
-//! without a time record (written before schema 3) keeps its own `checked_at`.
+//! rewrites one small record, the cursor it moves anyway, and not the result; [`Store::result`]
+//! joins the two and takes the later time (a result rewritten without the cursor, as a failed
+//! pass's is, carries its own). Schemas 3 to 5 kept the time as a record of its own
+//! (`result/{kind}/checked`): it is read while the cursor has no time for the kind, and removed
+//! by the kind's next check ([`Batch::remove_old_checked`]).
 
 mod error;
 mod group;
@@ -242,16 +245,32 @@ impl Store {
     }
 
     pub fn result(&self, shop: &str, kind: CheckKind) -> Result<Option<ResultRecord>, StoreError> {
+        self.result_with(shop, kind, &self.cursor(shop)?)
+    }
+
+    /// [`Store::result`] for a caller that holds the shop's stored `cursor` already.
+    pub fn result_with(
+        &self,
+        shop: &str,
+        kind: CheckKind,
+        cursor: &SyncCursor,
+    ) -> Result<Option<ResultRecord>, StoreError> {
         let Some(mut record) = self.get_json::<ResultRecord>(&keys::result(shop, kind))? else {
             return Ok(None);
         };
-        // Losing the time costs only its precision: the result's own is when it was written.
-        match self.get_json::<Timestamp>(&keys::checked(shop, kind)) {
-            Ok(Some(at)) => record.checked_at = at,
-            Ok(None) => {}
-            Err(e @ StoreError::Corrupt { .. }) => skip_corrupt(&e),
-            Err(e) => return Err(e),
-        }
+        let checked = match cursor.of(kind).checked {
+            Some(at) => Some(at),
+            // Losing the time costs only its precision: the result's own is when it was written.
+            None => match self.get_json::<Timestamp>(&keys::checked(shop, kind)) {
+                Ok(at) => at,
+                Err(e @ StoreError::Corrupt { .. }) => {
+                    skip_corrupt(&e);
+                    None
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        record.checked_at = record.checked_at.max(checked.unwrap_or_default());
         Ok(Some(record))
     }
 
@@ -344,7 +363,7 @@ impl Store {
 /// Writes to apply together; see [`Store::commit`].
 #[derive(Default)]
 pub struct Batch {
-    inner: sled::Batch,
+    inner: group::Writes,
     /// What it does to the outbox's counts (see `outbox`).
     outbox: outbox::OutboxChange,
 }
@@ -356,13 +375,12 @@ impl Batch {
 
     pub fn put_result(&mut self, shop: &str, kind: CheckKind, record: &ResultRecord) {
         self.put_json(keys::result(shop, kind).into_bytes(), record);
-        self.put_checked(shop, kind, record.checked_at);
     }
 
-    /// Records that `shop`'s `kind` was checked `at` with the outcome its stored result already
-    /// holds: a few bytes instead of the result and its evidence.
-    pub fn put_checked(&mut self, shop: &str, kind: CheckKind, at: Timestamp) {
-        self.put_json(keys::checked(shop, kind).into_bytes(), &at);
+    /// Removes the time record schemas 3 to 5 kept for `shop`'s `kind`, for a commit whose cursor
+    /// holds the kind's time (see the module doc); nothing when there is none.
+    pub fn remove_old_checked(&mut self, shop: &str, kind: CheckKind) {
+        self.inner.remove(keys::checked(shop, kind).into_bytes());
     }
 
     pub fn push_history(&mut self, shop: &str, kind: CheckKind, point: &HistoryPoint) {

@@ -18,14 +18,17 @@
 //! (results, history and sessions stay); 5 = every record of a shop is under `shop/{name}/` (see
 //! `keys`), moved there from schema 4's `{type}/{shop}` keys in atomic batches of at most
 //! [`MOVE_CHUNK`] keys, each key inserted at its new place and removed from its old in one batch.
-//! The move's first batch also sets version 5 and [`MOVING`], so an older release refuses the
+//! The move's first batch also sets the version this build writes and [`MOVING`], so an older release refuses the
 //! database from then on, and a move cut short resumes at the next open; its last removes
-//! [`MOVING`]. Nothing else changes: the values move byte for byte.
+//! [`MOVING`]. Nothing else changes: the values move byte for byte. 6 = a check's time is in
+//! the shop's cursor (see `mirror`), so an idle pass writes one record, not three; nothing is
+//! converted: the time records of schemas 3 to 5 are read while a kind's cursor has no time and
+//! removed by its next check. An older release would read those as current: it must refuse.
 
 use super::{StoreError, keys, mirror};
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 const KEY: &[u8] = b"meta/schema_version";
 /// Present while the move to schema 5's keys is under way.
 const MOVING: &[u8] = b"meta/moving_keys";

@@ -85,8 +85,39 @@ async fn committed_records_survive_reopening() {
     );
 }
 
+/// A commit of one write skips sled's batch (see `group`): it is as durable, and a batch's last
+/// write of a key is the one kept.
 #[tokio::test]
-async fn an_unchanged_result_gets_a_new_time_and_keeps_its_stored_bytes() {
+async fn one_write_commits_survive_reopening_and_a_keys_last_write_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = |detail: &str| SessionRecord {
+        detail: Some(detail.to_owned()),
+        ..SessionRecord::default()
+    };
+    {
+        let store = Store::open(dir.path(), Role::Daemon).unwrap();
+        for shop in ["acme", "bolt"] {
+            let mut batch = store.batch();
+            batch.put_session(shop, &session("first"));
+            store.commit(batch).await.unwrap();
+        }
+        let mut batch = store.batch();
+        batch.put_session("acme", &session("second"));
+        batch.put_session("acme", &session("third"));
+        store.commit(batch).await.unwrap();
+        let mut batch = store.batch();
+        batch
+            .inner
+            .remove(super::keys::session("bolt").into_bytes());
+        store.commit(batch).await.unwrap();
+    }
+    let store = Store::open(dir.path(), Role::OneShot).unwrap();
+    assert_eq!(store.session("acme").unwrap(), Some(session("third")));
+    assert_eq!(store.session("bolt").unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_checks_time_is_the_later_of_its_results_and_its_cursors() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), Role::OneShot).unwrap();
     let kind = CheckKind::InvoiceNumbers;
@@ -99,24 +130,64 @@ async fn an_unchanged_result_gets_a_new_time_and_keeps_its_stored_bytes() {
     let key = super::keys::result("acme", kind);
     let stored = store.db.get(key.as_bytes()).unwrap().unwrap();
 
+    // An unchanged outcome: only the cursor is written, the result keeps its bytes.
     let later = ts("2026-11-29T09:00:00Z");
     let again = ResultRecord::next(Some(&record), outcome, later);
     assert!(record.same_apart_from_checked_at(&again));
+    let mut cursor = SyncCursor::default();
+    cursor.of_mut(kind).checked = Some(later);
     let mut batch = store.batch();
-    batch.put_checked("acme", kind, later);
+    batch.put_cursor("acme", &cursor);
     store.commit(batch).await.unwrap();
-    assert_eq!(store.result("acme", kind).unwrap(), Some(again));
+    assert_eq!(store.result("acme", kind).unwrap(), Some(again.clone()));
+    assert_eq!(
+        store.result_with("acme", kind, &cursor).unwrap(),
+        Some(again)
+    );
     assert_eq!(store.db.get(key.as_bytes()).unwrap().unwrap(), stored);
 
-    // A result written before schema 3 has no time record: its own `checked_at` stands.
-    store.db.remove(super::keys::checked("acme", kind)).unwrap();
-    assert_eq!(store.result("acme", kind).unwrap(), Some(record.clone()));
-    // An unreadable time record costs only the time.
+    // A result rewritten without the cursor (a failed pass's) carries its own, later time.
+    let failed =
+        ResultRecord::pass_failed(Some(&record), kind, "panicked", ts("2026-11-29T10:00:00Z"));
+    let mut batch = store.batch();
+    batch.put_result("acme", kind, &failed);
+    store.commit(batch).await.unwrap();
+    assert_eq!(store.result("acme", kind).unwrap(), Some(failed));
+}
+
+/// Schemas 3 to 5 kept a check's time as a record of its own: read while the cursor has no time
+/// for the kind, and an unreadable one costs only the time.
+#[tokio::test]
+async fn a_time_record_of_schema_5_is_read_until_the_cursor_has_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Role::OneShot).unwrap();
+    let kind = CheckKind::CustomerNumbers;
+    let record = ResultRecord::next(
+        None,
+        checks::not_yet_checked(kind),
+        ts("2026-11-29T08:00:00Z"),
+    );
+    let mut batch = store.batch();
+    batch.put_result("acme", kind, &record);
+    store.commit(batch).await.unwrap();
+    let old = super::keys::checked("acme", kind);
     store
         .db
-        .insert(super::keys::checked("acme", kind), b"not json".as_slice())
+        .insert(&old, br#""2026-11-29T09:00:00Z""#.as_slice())
         .unwrap();
-    assert_eq!(store.result("acme", kind).unwrap(), Some(record));
+    let read = |store: &Store| store.result("acme", kind).unwrap().unwrap().checked_at;
+    assert_eq!(read(&store), ts("2026-11-29T09:00:00Z"));
+    store.db.insert(&old, b"not json".as_slice()).unwrap();
+    assert_eq!(read(&store), record.checked_at);
+
+    let mut cursor = SyncCursor::default();
+    cursor.of_mut(kind).checked = Some(ts("2026-11-29T10:00:00Z"));
+    let mut batch = store.batch();
+    batch.put_cursor("acme", &cursor);
+    batch.remove_old_checked("acme", kind);
+    store.commit(batch).await.unwrap();
+    assert_eq!(read(&store), ts("2026-11-29T10:00:00Z"));
+    assert!(!store.db.contains_key(&old).unwrap());
 }
 
 #[tokio::test]
@@ -294,6 +365,19 @@ async fn the_mirror_and_cursor_encodings_are_unchanged() {
     );
     // A cursor of a release before kinds were data reads back field for field.
     assert_eq!(store.cursor("acme").unwrap(), cursor);
+    // Schema 6 adds the checks' times, only where there is one.
+    cursor.of_mut(CheckKind::InvoiceNumbers).checked = Some(ts("2026-03-02T00:00:00Z"));
+    let mut batch = store.batch();
+    batch.put_cursor("acme", &cursor);
+    store.commit(batch).await.unwrap();
+    assert!(
+        String::from_utf8(raw("shop/acme/cursor"))
+            .unwrap()
+            .ends_with(
+                r#""invoice_digest":"d1","invoice_numbers_checked":"2026-03-02T00:00:00Z"}"#
+            )
+    );
+    assert_eq!(store.cursor("acme").unwrap(), cursor);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -367,4 +451,17 @@ async fn a_mirror_that_is_not_whole_records_is_an_error_not_a_shorter_mirror() {
         err.to_string().contains("a full resync replaces it"),
         "{err}"
     );
+}
+
+impl Store {
+    /// Every key (as text) and value the database holds, in key order.
+    pub(crate) fn dump(&self) -> Vec<(String, Vec<u8>)> {
+        self.db
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.unwrap();
+                (String::from_utf8_lossy(&k).into_owned(), v.to_vec())
+            })
+            .collect()
+    }
 }

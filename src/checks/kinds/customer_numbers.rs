@@ -29,6 +29,7 @@ pub static SPEC: KindSpec = KindSpec {
         since: Some("customers_since"),
         window_from: None,
         digest: None,
+        checked: "customer_numbers_checked",
     },
     advice: Advice {
         move_series,

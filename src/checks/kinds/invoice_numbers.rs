@@ -31,6 +31,7 @@ pub static SPEC: KindSpec = KindSpec {
         since: None,
         window_from: Some("invoice_window_from"),
         digest: Some("invoice_digest"),
+        checked: "invoice_numbers_checked",
     },
     advice: Advice {
         move_series,

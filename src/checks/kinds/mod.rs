@@ -190,6 +190,9 @@ pub struct CursorKeys {
     /// The date window last read, and the `versionDigest` of its first page ([`Reads::DateWindow`]).
     pub window_from: Option<&'static str>,
     pub digest: Option<&'static str>,
+    /// When the kind's check last ran (schema 6): in the cursor, so that an idle pass, which
+    /// moves the cursor anyway, writes one record and not one per check besides.
+    pub checked: &'static str,
 }
 
 /// The kind's own sentences of a verdict's fix.
