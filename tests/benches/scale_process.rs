@@ -4,9 +4,10 @@
 //! `cargo bench --bench scale` (the first table of BENCHMARKS.md).
 //!
 //! Every figure is the daemon process's own: CPU is `utime + stime` of /proc/PID/stat, peak RSS
-//! its `VmHWM`. Passes are counted from the daemon's JSON log (`pass.done`, enabled at debug for
-//! `tripletex_sync::pass` alone, one line a pass); requests and mints are the daemon's own
-//! counters in `metrics.prom`; tokens left are what its `shutdown.sessions_*` event says it kept.
+//! its `VmHWM`. The daemon logs at info, as a service does: passes, requests and mints are its own
+//! counters at the head of `metrics.prom` (`pass_duration_seconds_count`, process-wide, before
+//! the per-shop series), not a debug line a pass that would cost the daemon a JSON line each;
+//! tokens left are what its `shutdown.sessions_*` event says it kept.
 //!
 //! `SCALE_DAEMON_PREFIX` (words split on spaces, e.g. `heaptrack` or
 //! `perf record --call-graph dwarf -F 99 -o /tmp/scale.perf --`) runs the daemon under a profiler;
@@ -16,7 +17,6 @@ use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,10 +28,11 @@ use crate::scale_run::{
 
 /// A phase that takes longer than this is reported as failed, not waited for.
 const PHASE_LIMIT: Duration = Duration::from_secs(3600);
-/// The daemon's log filter: the service's info events plus one debug line per recorded pass
-/// (`check.verdict` repeats, in `pass::record`, stay at info).
-const LOG_FILTER: &str =
-    "warn,tripletex_sync=info,tripletex_sync::pass=debug,tripletex_sync::pass::record=info";
+/// The daemon's log filter: a service's.
+const LOG_FILTER: &str = "warn,tripletex_sync=info";
+/// Bytes read from the head of `metrics.prom`: more than its process-wide families take, which
+/// come before the per-shop series (54 MB at 100 000 shops, too big to read every 50 ms).
+const METRICS_HEAD: u64 = 256 * 1024;
 /// How many of the daemon's warnings and errors are echoed.
 const ECHOED: usize = 20;
 
@@ -59,7 +60,6 @@ pub struct Figures {
 /// What the daemon's log reader has seen.
 #[derive(Default)]
 struct Seen {
-    passes: AtomicUsize,
     kept: Mutex<Option<u64>>,
 }
 
@@ -199,9 +199,6 @@ fn start_daemon(
                 continue;
             };
             match event["event"].as_str() {
-                Some("pass.done") => {
-                    seen.passes.fetch_add(1, Ordering::Relaxed);
-                }
                 Some("shutdown.sessions_revoked") => *seen.kept.lock().unwrap() = Some(0),
                 Some("shutdown.sessions_kept") => {
                     *seen.kept.lock().unwrap() = event["kept"].as_u64();
@@ -228,13 +225,28 @@ fn metric_sum(text: &str, family: &str) -> usize {
         .sum::<f64>() as usize
 }
 
-/// Requests and mints so far, by the daemon's own counters.
-fn counted(state_dir: &Path) -> (usize, usize) {
-    let text = std::fs::read_to_string(state_dir.join("metrics.prom")).unwrap_or_default();
-    (
-        metric_sum(&text, "tripletex_sync_requests_total"),
-        metric_sum(&text, "tripletex_sync_session_mints_total"),
-    )
+/// Recorded passes, requests and mints so far, by the daemon's own process-wide counters.
+fn counted(state_dir: &Path) -> Counted {
+    use std::io::Read as _;
+    let mut head = Vec::new();
+    if let Ok(file) = std::fs::File::open(state_dir.join("metrics.prom")) {
+        let _ = file.take(METRICS_HEAD).read_to_end(&mut head);
+    }
+    let text = String::from_utf8_lossy(&head);
+    // A line cut off at the end of the head belongs to the per-shop series.
+    let text = text.rsplit_once('\n').map_or("", |(whole, _)| whole);
+    Counted {
+        passes: metric_sum(text, "tripletex_sync_pass_duration_seconds_count"),
+        requests: metric_sum(text, "tripletex_sync_requests_total"),
+        mints: metric_sum(text, "tripletex_sync_session_mints_total"),
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Counted {
+    passes: usize,
+    requests: usize,
+    mints: usize,
 }
 
 /// Runs the whole scenario for `shops` shops with the binary `exe`; `settle` is how long after
@@ -273,7 +285,12 @@ pub fn run(exe: &Path, shops: usize, settle: Duration) -> Figures {
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    let mut before = (started, Duration::ZERO, process_cpu(sim.id()), (0, 0));
+    let mut before = (
+        started,
+        Duration::ZERO,
+        process_cpu(sim.id()),
+        Counted::default(),
+    );
     for (i, slot) in [&mut figures.first, &mut figures.idle]
         .into_iter()
         .enumerate()
@@ -289,15 +306,18 @@ pub fn run(exe: &Path, shops: usize, settle: Duration) -> Figures {
             signal(pid, libc::SIGUSR1);
         }
         let target = shops * (i + 1);
+        // metrics.prom is rewritten after passes, at most every tenth of the writer's time (see
+        // `daemon::report`): the wall time is when a write first showed every pass.
         let wall = loop {
-            if seen.passes.load(Ordering::Relaxed) >= target {
+            let passes = counted(&state_dir).passes;
+            if passes >= target {
                 break before.0.elapsed();
             }
             let exited = daemon.try_wait().ok().flatten();
             if before.0.elapsed() > PHASE_LIMIT || exited.is_some() {
                 figures.failed = Some(format!(
                     "phase {i}: {} of {shops} passes recorded{}",
-                    seen.passes.load(Ordering::Relaxed) - shops * i,
+                    passes.saturating_sub(shops * i),
                     exited
                         .map(|s| format!(", daemon exited: {s}"))
                         .unwrap_or_default()
@@ -311,13 +331,13 @@ pub fn run(exe: &Path, shops: usize, settle: Duration) -> Figures {
             // A profiler attached at "starts" (see BENCHMARKS.md) detaches here.
             eprintln!("scale: idle pass of {shops} shops measured");
         }
-        let (requests, mints) = counted(&state_dir);
+        let now = counted(&state_dir);
         *slot = Phase {
             wall,
             daemon_cpu: process_cpu(pid).saturating_sub(before.1),
             sim_cpu: process_cpu(sim.id()).saturating_sub(before.2),
-            requests: requests - before.3.0,
-            mints: mints - before.3.1,
+            requests: now.requests - before.3.requests,
+            mints: now.mints - before.3.mints,
         };
         if figures.failed.is_some() {
             break;
