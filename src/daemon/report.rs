@@ -387,7 +387,7 @@ impl Writer {
             });
         if let Some(snapshot) = snapshot {
             // Rendered here, written with status.json: both are views of the same passes.
-            let metrics = self.metrics.prometheus_text();
+            let metrics = self.metrics.prometheus();
             let last = last_resort.take();
             let written = tokio::task::spawn_blocking(move || {
                 if let Err(e) = write_file(&snapshot, &state_dir) {
@@ -397,7 +397,7 @@ impl Writer {
                         _ => Err(e),
                     };
                 }
-                crate::metrics::write_textfile(&state_dir, &metrics)
+                crate::metrics::write_textfile(&state_dir, |out| metrics.write_to(out))
             })
             .await
             .map_err(std::io::Error::other)

@@ -43,7 +43,7 @@ use crate::store::SessionState;
 use crate::tripletex::Observer;
 use crate::tripletex::observer::{OTHER, OWN_ENDPOINTS};
 
-pub use exposition::{METRICS_FILE, write_textfile};
+pub use exposition::{Exposition, METRICS_FILE, write_textfile};
 pub use server::{MetricsServer, Pages, serve};
 pub use shops::SERIES_PER_SHOP;
 use shops::{CheckFigures, Format, ShopSeries};
@@ -302,8 +302,12 @@ impl Metrics {
 
     /// The OpenMetrics exposition: the registry's families, then the shops'.
     pub fn openmetrics(&self) -> String {
-        let mut out = self.process_wide();
-        self.shop_series.write(&mut out, Format::OpenMetrics);
+        let mut out = self.process_wide().into_bytes();
+        self.shop_series
+            .snapshot()
+            .write_to(&mut out, Format::OpenMetrics)
+            .expect("writing to a Vec cannot fail");
+        let mut out = String::from_utf8(out).expect("every part is text");
         prometheus_client::encoding::text::encode_eof(&mut out)
             .expect("writing to a String cannot fail");
         out
@@ -312,9 +316,15 @@ impl Metrics {
     /// The Prometheus text format (0.0.4): what node_exporter's textfile collector and
     /// `promtool check metrics` read.
     pub fn prometheus_text(&self) -> String {
-        let mut out = exposition::to_prometheus_text(&self.process_wide());
-        self.shop_series.write(&mut out, Format::Prometheus);
-        out
+        self.prometheus().into_text()
+    }
+
+    /// [`Metrics::prometheus_text`] as of now, to be written out without being joined.
+    pub fn prometheus(&self) -> Exposition {
+        Exposition {
+            head: exposition::to_prometheus_text(&self.process_wide()),
+            shops: self.shop_series.snapshot(),
+        }
     }
 
     /// The registry's families in OpenMetrics, without the final `# EOF`.

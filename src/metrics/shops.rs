@@ -9,7 +9,9 @@
 //!   checks' completion time, its session state and expiry, and its 429 count once it has one.
 //!   A verdict or session state is one series carrying the current value as a label (value 1),
 //!   never a one-hot set of series.
-//! - A shop's block is re-rendered only when its figures change; an exposition copies blocks.
+//! - A shop's block is re-rendered only when its figures change; an exposition takes a
+//!   [`Snapshot`] of the blocks (one `Arc` each) and writes them out without holding the lock or
+//!   joining them into one string (54 MB at 100 000 shops, for every `metrics.prom` write).
 //! - The text format needs each family's samples in one group: a block keeps where each family's
 //!   lines end, and the exposition walks the shops once per family, in shop-name order.
 //! - Label values are escaped, so no shop name can break a line (names are `[A-Za-z0-9_-]`
@@ -17,7 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::checks::{PerKind, Verdict};
 use crate::store::SessionState;
@@ -110,7 +112,7 @@ impl Figures {
 #[derive(Debug)]
 struct Block {
     figures: Figures,
-    text: String,
+    text: Arc<str>,
     /// Where each family's lines end in `text`.
     ends: [usize; FAMILIES.len()],
 }
@@ -119,7 +121,7 @@ impl Block {
     fn new(shop: &str, figures: Figures) -> Self {
         let mut block = Block {
             figures,
-            text: String::new(),
+            text: Arc::from(""),
             ends: [0; FAMILIES.len()],
         };
         block.render(shop);
@@ -176,14 +178,47 @@ impl Block {
         for i in 1..ends.len() {
             ends[i] = ends[i].max(ends[i - 1]);
         }
-        out.shrink_to_fit();
-        self.text = out;
+        self.text = out.into();
         self.ends = ends;
     }
+}
 
+/// One shop's lines as of a [`Snapshot`].
+struct Lines {
+    text: Arc<str>,
+    ends: [usize; FAMILIES.len()],
+}
+
+impl Lines {
     fn family(&self, family: usize) -> &str {
         let start = family.checked_sub(1).map_or(0, |i| self.ends[i]);
         &self.text[start..self.ends[family]]
+    }
+}
+
+/// Every shop's lines at one moment, in shop-name order: what one exposition writes.
+pub(super) struct Snapshot(Vec<Lines>);
+
+impl Snapshot {
+    /// Writes every family (HELP and TYPE even when empty) with every shop's lines.
+    pub fn write_to(&self, out: &mut impl std::io::Write, format: Format) -> std::io::Result<()> {
+        for (i, family) in FAMILIES.iter().enumerate() {
+            let (name, help) = (family.name, family.help);
+            let kind = if family.counter { "counter" } else { "gauge" };
+            let total = if family.counter && format == Format::Prometheus {
+                "_total"
+            } else {
+                ""
+            };
+            write!(
+                out,
+                "# HELP {PREFIX}{name}{total} {help}\n# TYPE {PREFIX}{name}{total} {kind}\n"
+            )?;
+            for lines in &self.0 {
+                out.write_all(lines.family(i).as_bytes())?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -236,26 +271,17 @@ impl ShopSeries {
         self.shops.lock().expect("metrics lock").remove(shop);
     }
 
-    /// Appends every family (HELP and TYPE even when empty) with every shop's lines.
-    pub fn write(&self, out: &mut String, format: Format) {
+    /// Every shop's lines as they are now (the lock is held only to clone the `Arc`s).
+    pub fn snapshot(&self) -> Snapshot {
         let shops = self.shops.lock().expect("metrics lock");
-        let bytes: usize = shops.values().map(|b| b.text.len()).sum();
-        out.reserve(bytes + FAMILIES.len() * 200);
-        for (i, family) in FAMILIES.iter().enumerate() {
-            let (name, help) = (family.name, family.help);
-            let kind = if family.counter { "counter" } else { "gauge" };
-            let total = if family.counter && format == Format::Prometheus {
-                "_total"
-            } else {
-                ""
-            };
-            let _ = write!(
-                out,
-                "# HELP {PREFIX}{name}{total} {help}\n# TYPE {PREFIX}{name}{total} {kind}\n"
-            );
-            for block in shops.values() {
-                out.push_str(block.family(i));
-            }
-        }
+        Snapshot(
+            shops
+                .values()
+                .map(|b| Lines {
+                    text: b.text.clone(),
+                    ends: b.ends,
+                })
+                .collect(),
+        )
     }
 }

@@ -399,8 +399,9 @@ fn a_shop_costs_at_most_eight_series_and_a_kibibyte() {
 fn the_textfile_is_replaced_whole_and_private() {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();
-    super::write_textfile(dir.path(), "a 1\n").unwrap();
-    super::write_textfile(dir.path(), "b 2\n").unwrap();
+    use std::io::Write as _;
+    super::write_textfile(dir.path(), |out| out.write_all(b"a 1\n")).unwrap();
+    super::write_textfile(dir.path(), |out| out.write_all(b"b 2\n")).unwrap();
     let path = dir.path().join(super::METRICS_FILE);
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "b 2\n");
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
