@@ -28,7 +28,11 @@ use crate::clock::SharedClock;
 /// What all shops share: the pooled HTTP client, the consumer token, the clock and the settings.
 pub struct Tripletex {
     http: reqwest::Client,
-    base_url: String,
+    /// Parsed once: a request's URL is this with its path and query set (parsing the whole URL
+    /// per request was ~4 % of an idle pass).
+    base_url: Url,
+    /// `base_url`'s path without a trailing `/`, which each request's path follows.
+    base_path: String,
     pub(super) consumer_token: SecretString,
     pub(super) clock: SharedClock,
     pub(super) settings: ClientSettings,
@@ -55,7 +59,8 @@ impl Tripletex {
             .map_err(|e| TripletexError::Unavailable(transport_error(e)))?;
         Ok(Arc::new(Self {
             http,
-            base_url: base_url.as_str().trim_end_matches('/').to_owned(),
+            base_path: base_url.path().trim_end_matches('/').to_owned(),
+            base_url: base_url.clone(),
             consumer_token,
             clock,
             settings,
@@ -249,8 +254,12 @@ impl Pipeline {
         call: &Call<'_>,
         session: Option<&SecretString>,
     ) -> Result<reqwest::RequestBuilder, TripletexError> {
-        let mut url = Url::parse(&format!("{}{}", self.api.base_url, call.path))
-            .map_err(|e| TripletexError::Unavailable(format!("bad URL for {}: {e}", call.path)))?;
+        let mut url = self.api.base_url.clone();
+        url.set_path(&format!("{}{}", self.api.base_path, call.path));
+        if !call.query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(call.query.iter().map(|(k, v)| (k, v)));
+        }
         if let Some(segment) = call.segment {
             url.path_segments_mut()
                 .map_err(|()| TripletexError::Unavailable("base URL cannot take a path".into()))?
@@ -261,9 +270,6 @@ impl Pipeline {
             .http
             .request(call.method.clone(), url)
             .header(reqwest::header::ACCEPT_ENCODING, "gzip");
-        if !call.query.is_empty() {
-            req = req.query(call.query);
-        }
         if let Some(token) = session {
             let company = if call.as_key_owner {
                 0
