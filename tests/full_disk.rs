@@ -85,12 +85,14 @@ async fn a_full_state_disk_shows_answers_check_logs_once_and_restarts_once_there
     .await;
     assert_eq!(get("/healthz").await.status(), 200);
 
-    // The disk fills; passes keep coming until sled's writes fail.
+    // The disk fills; passes keep coming until sled's writes fail. Each records its checks'
+    // times, so the clock moves: under a still clock an idle pass has nothing to write.
     let mark = captured.mark();
     disk.fill("filler");
     let mut health = store.watch_health();
     let broke = async {
         loop {
+            f.clock.advance(Duration::from_secs(1));
             control.send(Control::PassNow);
             tokio::select! {
                 _ = health.wait_for(|broken| broken.is_some()) => return,

@@ -59,7 +59,7 @@ impl Exposition {
 
     /// The whole text, for a scrape's answer.
     pub fn into_text(self) -> String {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.head.len() + self.shops.len());
         self.write_to(&mut out)
             .expect("writing to a Vec cannot fail");
         String::from_utf8(out).expect("every part is text")

@@ -303,8 +303,9 @@ impl Metrics {
     /// The OpenMetrics exposition: the registry's families, then the shops'.
     pub fn openmetrics(&self) -> String {
         let mut out = self.process_wide().into_bytes();
-        self.shop_series
-            .snapshot()
+        let shops = self.shop_series.snapshot();
+        out.reserve(shops.len() + 16);
+        shops
             .write_to(&mut out, Format::OpenMetrics)
             .expect("writing to a Vec cannot fail");
         let mut out = String::from_utf8(out).expect("every part is text");

@@ -200,6 +200,13 @@ impl Lines {
 pub(super) struct Snapshot(Vec<Lines>);
 
 impl Snapshot {
+    /// About how many bytes [`Snapshot::write_to`] writes (the shops' lines and each family's
+    /// HELP and TYPE), to size a buffer that holds it all.
+    pub fn len(&self) -> usize {
+        let lines: usize = self.0.iter().map(|l| l.text.len()).sum();
+        lines + FAMILIES.len() * 200
+    }
+
     /// Writes every family (HELP and TYPE even when empty) with every shop's lines.
     pub fn write_to(&self, out: &mut impl std::io::Write, format: Format) -> std::io::Result<()> {
         for (i, family) in FAMILIES.iter().enumerate() {

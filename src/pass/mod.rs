@@ -10,9 +10,9 @@
 //!
 //! What a pass writes is what changed: its outcomes go through [`Recording`] (the one recording
 //! path, shared with callbacks and failed passes: an unchanged result gets only its check's time,
-//! a history point only when the shop's highest number moved or the newest is 6 h old); the
-//! session and cursor records only when they differ; so an idle shop-pass writes a few hundred
-//! bytes, not kilobytes.
+//! in the shop's cursor, a history point only when the shop's highest number moved or the newest
+//! is 6 h old); the session record only when it differs; so an idle shop-pass writes one record
+//! (the cursor, a few hundred bytes), not kilobytes.
 
 mod record;
 

@@ -74,7 +74,7 @@ pub struct PushStatus {
 }
 
 impl ShopStatus {
-    /// What the store holds for `shop` (three reads, whatever the number of shops).
+    /// What the store holds for `shop` (a few reads, whatever the number of shops).
     pub fn collect(store: Option<&Store>, shop: &ShopConfig) -> Result<Self, StoreError> {
         let session = match store.map(|s| s.session(&shop.name)) {
             Some(Err(e @ StoreError::Corrupt { .. })) => SessionRecord {

@@ -1,8 +1,8 @@
 //! Group commit: shops that commit while a flush is running share the next one.
 //!
 //! A commit of one write (an idle pass's: its cursor) is a plain insert, not a sled batch: sled's
-//! `apply_batch` writes out and syncs its log buffer twice, synchronously (`pin_log`, for the
-//! batch's atomicity), so each batch cost two disk writes whatever the flushes did. One write is
+//! `apply_batch` seals and rolls its log buffer twice (`pin_log`, for the batch's atomicity), so
+//! each batch cost two log writes, each synced, whatever the flushes did. One write is
 //! atomic by itself and reaches the disk with the next flush, which many commits share: with the
 //! idle pass's writes in one record (schema 6), a third less CPU per idle pass (BENCHMARKS.md).
 //!
@@ -28,7 +28,9 @@ use tokio::sync::{Mutex, watch};
 
 /// How long a flush runs before it is kicked (and again each time this passes).
 const KICK_AFTER: Duration = Duration::from_secs(1);
-/// What the kick inserts (an empty value; nothing reads it).
+/// Where the kick writes (nothing reads it): a value that differs from the one before, since
+/// sled skips an insert of the value a key already holds, and a skipped insert reserves nothing
+/// in the log and so wakes nothing.
 const KICK_KEY: &[u8] = b"meta/flush_kick";
 
 pub(super) struct FlushGroup {
@@ -122,13 +124,26 @@ async fn flush(db: &sled::Db) -> Result<(), sled::Error> {
         while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = waiting.recv_timeout(KICK_AFTER)
         {
             // Its own result does not matter: the flush reports the handle's error.
-            let _ = kick.insert(KICK_KEY, &[]);
+            let _ = kick.insert(KICK_KEY, &kick_value());
         }
     });
     flushed
         .await
         .map_err(|e| sled::Error::ReportableBug(e.to_string()))?
         .map(drop)
+}
+
+/// A value no kick wrote before, so each kick's insert reaches the log (see [`KICK_KEY`]): the
+/// wall clock's nanoseconds (another process's kicks had others) and a count of this process's.
+fn kick_value() -> [u8; 16] {
+    static KICKS: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    let nanos = now.map_or(0, |d| d.as_nanos()) as u64;
+    let count = KICKS.fetch_add(1, Ordering::Relaxed);
+    let mut value = [0; 16];
+    value[..8].copy_from_slice(&nanos.to_be_bytes());
+    value[8..].copy_from_slice(&count.to_be_bytes());
+    value
 }
 
 /// The writes of one commit: per key its value, or `None` to remove it; a key's last write wins,
@@ -155,5 +170,14 @@ impl Drop for Leader<'_> {
         self.0.flushing.store(false, Ordering::SeqCst);
         // Wakes the waiters even when nothing was flushed, so one of them takes over.
         self.0.flushed.send_modify(|_| {});
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// sled skips an insert of the value a key holds: two kicks in a row must differ.
+    #[test]
+    fn kicks_write_values_that_differ() {
+        assert_ne!(super::kick_value(), super::kick_value());
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Every record of a shop is under `shop/{name}/` (shop names cannot contain `/`, so a prefix is
 //! one shop): `cursor`, `history/{kind}/{ms}`, `mirror/{spec.mirror}`, `result/{kind}`,
-//! `session` (and, until its kind's next check, a `result/{kind}/checked` of schema 5). Why: sled splits a leaf at 16 keys and reads a whole leaf
+//! `session` (and, until its kind's next check, a `result/{kind}/checked` of schemas 3 to 5). Why: sled splits a leaf at 16 keys and reads a whole leaf
 //! on a cache miss, so one pass, which reads and writes most of one shop's ten-odd records, touches
 //! one or two leaves of its own. Before schema 5 the type came first (`result/{shop}/{kind}`,
 //! ...): a pass touched five leaves, each holding the same type of 16 other shops (a mirror leaf

@@ -18,8 +18,8 @@
 //! A check's time is in the shop's sync cursor (`cursor`, since schema 6; see `mirror`) beside
 //! its result (`result/{kind}`, outcome and evidence), so a pass whose outcome did not change
 //! rewrites one small record, the cursor it moves anyway, and not the result; [`Store::result`]
-//! joins the two and takes the later time (a result rewritten without the cursor, as a failed
-//! pass's is, carries its own). Schemas 3 to 5 kept the time as a record of its own
+//! joins the two (every recording writes both; a result without a time elsewhere keeps its own).
+//! Schemas 3 to 5 kept the time as a record of its own
 //! (`result/{kind}/checked`): it is read while the cursor has no time for the kind, and removed
 //! by the kind's next check ([`Batch::remove_old_checked`]).
 
@@ -270,7 +270,9 @@ impl Store {
                 Err(e) => return Err(e),
             },
         };
-        record.checked_at = record.checked_at.max(checked.unwrap_or_default());
+        if let Some(at) = checked {
+            record.checked_at = at;
+        }
         Ok(Some(record))
     }
 

@@ -58,8 +58,8 @@ pub struct SessionRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultRecord {
     pub outcome: CheckOutcome,
-    /// When the check last ran. Stored in the result only as of its last rewrite; the check's
-    /// own time record (schema 3) is newer, and `Store::result` reads that one into it.
+    /// When the check last ran. Stored in the result only as of its last rewrite; the shop's
+    /// cursor holds the newer one (schema 6), and `Store::result` reads that one into it.
     #[serde(default)]
     pub checked_at: Timestamp,
     /// When the current verdict began (unchanged verdicts keep the earlier instant).
@@ -101,7 +101,7 @@ impl ResultRecord {
     }
 
     /// Whether `self` says what `other` does, when each was checked aside: then only the time of
-    /// the check needs writing (see `Batch::put_checked`).
+    /// the check needs writing (into the shop's cursor, see `pass::Recording`).
     pub fn same_apart_from_checked_at(&self, other: &Self) -> bool {
         self.outcome == other.outcome
             && self.since == other.since
