@@ -84,9 +84,11 @@ impl ShopStatus {
             Some(read) => read?.unwrap_or_default(),
             None => Default::default(),
         };
-        Self::assemble(shop, session, |kind| match store {
-            Some(store) => store.result(&shop.name, kind),
-            None => Ok(None),
+        // The checks' times are in the shop's cursor: read it once, not once per check.
+        let cursor = store.map(|s| s.cursor(&shop.name)).transpose()?;
+        Self::assemble(shop, session, |kind| match (store, &cursor) {
+            (Some(store), Some(cursor)) => store.result_with(&shop.name, kind, cursor),
+            _ => Ok(None),
         })
     }
 
