@@ -1,6 +1,7 @@
 //! How a stopping shop task ends its session: it deletes the session token with many other
 //! shops' deletes in flight ([`Stopping::close`]), and one recorder task ([`record`]) writes the
-//! `revoked` session records of whatever deletes have finished, a batch per commit, and tells
+//! `revoked` session records of whatever deletes have finished, one flush per commit (each record
+//! applied on its own: they need no atomicity together), and tells
 //! the status writer of each batch.
 //!
 //! Invariants: the deletes are not limited by the pass gate but by [`CLOSING_IN_FLIGHT`] (each is
@@ -224,7 +225,7 @@ async fn record(
         // then writes.
         let commit = tokio::spawn({
             let store = store.clone();
-            async move { store.commit(writes).await }
+            async move { store.commit_each(writes).await }
         });
         let failed = match tokio::time::timeout_at(record_by, commit).await {
             Ok(Ok(Ok(()))) => None,

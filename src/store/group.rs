@@ -69,10 +69,21 @@ impl FlushGroup {
             }
             db.apply_batch(batch)?;
         } else if let Some((key, value)) = writes.pop_first() {
-            match value {
-                Some(value) => db.insert(key, value)?,
-                None => db.remove(key)?,
-            };
+            apply_one(db, key, value)?;
+        }
+        Ok(self.applied.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+
+    /// Applies each of `writes` on its own, never beside a flush: for writes that need no
+    /// atomicity between them (each its own shop's record). A batch pins sled's epoch until its
+    /// last write, so every leaf it pulled from the log and every node version it replaced stays
+    /// in memory until then: one batch of the stop's thousands of `revoked` records (one leaf a
+    /// shop) raised the heap by ~20 MiB at 10 000 shops (BENCHMARKS.md). One write at a time
+    /// lets sled free them as it goes, and skips the batch's `pin_log`.
+    pub async fn apply_each(&self, db: &sled::Db, writes: Writes) -> Result<u64, sled::Error> {
+        let _alone = self.sled.lock().await;
+        for (key, value) in writes.0 {
+            apply_one(db, key, value)?;
         }
         Ok(self.applied.fetch_add(1, Ordering::SeqCst) + 1)
     }
@@ -103,6 +114,14 @@ impl FlushGroup {
             result?;
         }
     }
+}
+
+fn apply_one(db: &sled::Db, key: sled::IVec, value: Option<sled::IVec>) -> sled::Result<()> {
+    match value {
+        Some(value) => db.insert(key, value)?,
+        None => db.remove(key)?,
+    };
+    Ok(())
 }
 
 /// Flushes `db`, kicking a flush that takes long (see the module doc). Not `flush_async`: in

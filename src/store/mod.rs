@@ -321,11 +321,25 @@ impl Store {
     /// failing. Batches and flushes never run beside each other, and flushes run on the blocking
     /// pool (see `group.rs`): a write error cannot wedge the async workers.
     pub async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        self.commit_as(batch, Applied::Together).await
+    }
+
+    /// Applies each write of `batch` on its own (each atomic, not all together) and flushes,
+    /// for writes that need no atomicity between them: many shops' records at once (a stop's
+    /// `revoked` sessions). Cheaper in memory than [`Store::commit`] (see `group.rs`).
+    pub async fn commit_each(&self, batch: Batch) -> Result<(), StoreError> {
+        self.commit_as(batch, Applied::EachAlone).await
+    }
+
+    async fn commit_as(&self, batch: Batch, applied: Applied) -> Result<(), StoreError> {
         if let Some(e) = self.refuse() {
             return Err(e);
         }
         let written = async {
-            let ticket = self.group.apply(&self.db, batch.inner).await?;
+            let ticket = match applied {
+                Applied::Together => self.group.apply(&self.db, batch.inner).await?,
+                Applied::EachAlone => self.group.apply_each(&self.db, batch.inner).await?,
+            };
             self.group.flushed(ticket, &self.db).await
         };
         written.await.map_err(|e| {
@@ -360,6 +374,13 @@ impl Store {
             .map(|v| decode(key.as_bytes(), &v))
             .transpose()
     }
+}
+
+/// How a commit applies its batch's writes.
+#[derive(Clone, Copy)]
+enum Applied {
+    Together,
+    EachAlone,
 }
 
 /// Writes to apply together; see [`Store::commit`].

@@ -117,6 +117,36 @@ async fn one_write_commits_survive_reopening_and_a_keys_last_write_wins() {
     assert_eq!(store.session("bolt").unwrap(), None);
 }
 
+/// A commit whose writes are applied each on its own (a stop's `revoked` sessions, many shops'
+/// records) records every one of them, removals too.
+#[tokio::test]
+async fn writes_committed_each_on_their_own_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let revoked = SessionRecord {
+        state: SessionState::Revoked,
+        ..SessionRecord::default()
+    };
+    {
+        let store = Store::open(dir.path(), Role::Daemon).unwrap();
+        let mut batch = store.batch();
+        batch.put_session("gone", &revoked);
+        store.commit(batch).await.unwrap();
+        let mut batch = store.batch();
+        for i in 0..100 {
+            batch.put_session(&format!("shop{i}"), &revoked);
+        }
+        batch
+            .inner
+            .remove(super::keys::session("gone").into_bytes());
+        store.commit_each(batch).await.unwrap();
+    }
+    let store = Store::open(dir.path(), Role::OneShot).unwrap();
+    for i in 0..100 {
+        assert_eq!(store.session(&format!("shop{i}")).unwrap().as_ref(), Some(&revoked));
+    }
+    assert_eq!(store.session("gone").unwrap(), None);
+}
+
 #[tokio::test]
 async fn an_unchanged_outcome_rewrites_the_cursor_and_not_the_result() {
     let dir = tempfile::tempdir().unwrap();
