@@ -108,7 +108,7 @@ pub async fn run(
             Ok(entries) => (entries.into_iter().collect(), job, false),
             // Broken records: forget where the last sync ended (digests, windows) and read
             // everything, so nothing of the lost tail stays missing.
-            Err(StoreError::MirrorTruncated { .. }) => {
+            Err(StoreError::MirrorMalformed { .. }) => {
                 *kind_cursor = KindCursor::default();
                 (HashMap::new(), Job { full: true, ..job }, true)
             }

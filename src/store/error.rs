@@ -31,14 +31,14 @@ pub enum StoreError {
         key: String,
         cause: serde_json::Error,
     },
-    /// A mirror value that is not whole records: reading on would silently lose its tail.
+    /// A mirror value that cannot be read whole: reading on would silently lose its tail.
     #[error(
-        "stored mirror under {key} is {len} bytes, not whole {width}-byte records (a full resync replaces it)"
+        "stored mirror under {key} ({len} bytes) is unreadable: {why} (a full resync replaces it)"
     )]
-    MirrorTruncated {
+    MirrorMalformed {
         key: String,
         len: usize,
-        width: usize,
+        why: super::Malformed,
     },
 }
 

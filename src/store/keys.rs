@@ -37,6 +37,20 @@ pub(super) fn mirror(shop: &str, spec: &KindSpec) -> String {
     format!("shop/{shop}/mirror/{}", spec.mirror)
 }
 
+/// Where every shop's records begin.
+pub(super) const SHOPS: &str = "shop/";
+
+/// The kind whose mirror `key` is (`shop/{name}/mirror/{spec.mirror}`), if it is one.
+pub(super) fn mirror_kind(key: &[u8]) -> Option<CheckKind> {
+    let rest = key.strip_prefix(SHOPS.as_bytes())?;
+    let slash = rest.iter().position(|&b| b == b'/')?;
+    let kind = rest[slash..].strip_prefix(b"/mirror/")?;
+    CheckKind::ALL
+        .iter()
+        .copied()
+        .find(|k| k.spec().mirror.as_bytes() == kind)
+}
+
 pub(super) fn history_prefix(shop: &str, kind: CheckKind) -> String {
     format!("shop/{shop}/history/{}/", kind.as_str())
 }
@@ -73,6 +87,29 @@ pub(super) fn from_type_first(key: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mirrors_key_names_its_kind_and_no_other_key_does() {
+        for kind in CheckKind::ALL {
+            assert_eq!(
+                mirror_kind(mirror("acme", kind.spec()).as_bytes()),
+                Some(kind)
+            );
+        }
+        for other in [
+            cursor("acme").into_bytes(),
+            b"shop/acme/mirror/customers/1".to_vec(),
+            b"shop/mirror/customers".to_vec(),
+            b"mirror/acme/customers".to_vec(),
+        ] {
+            assert_eq!(
+                mirror_kind(&other),
+                None,
+                "{}",
+                String::from_utf8_lossy(&other)
+            );
+        }
+    }
 
     #[test]
     fn type_first_keys_move_under_their_shop() {

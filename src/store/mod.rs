@@ -28,8 +28,10 @@ mod group;
 mod health;
 mod keys;
 mod mirror;
+mod mirror_value;
 mod outbox;
 mod records;
+mod repack;
 mod schema;
 
 use std::fs::File;
@@ -44,6 +46,7 @@ use serde::de::DeserializeOwned;
 pub use error::StoreError;
 use error::sled_at;
 pub use mirror::{KindCursor, SyncCursor};
+pub use mirror_value::Malformed;
 pub use outbox::{DEAD_KEPT, DeadRecord, OutboxRecord, Pending};
 pub use records::{ResultRecord, SessionRecord, SessionState};
 pub use schema::SCHEMA_VERSION;

@@ -24,11 +24,16 @@
 //! the shop's cursor (see `mirror`), so an idle pass writes one record, not three; nothing is
 //! converted: the time records of schemas 3 to 5 are read while a kind's cursor has no time and
 //! removed by its next check. An older release would read those as current: it must refuse.
+//! 7 = mirrors are packed (see `mirror_value`): every mirror of schema 4's fixed-width records
+//! is rewritten, in batches (`repack`), after a first batch that sets the version and
+//! [`REPACKING`], so that an older release, which would read a packed value as garbage records,
+//! refuses the database from then on, and a repack cut short resumes at the next open.
 
+use super::repack::{self, REPACKING};
 use super::{StoreError, keys, mirror};
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 const KEY: &[u8] = b"meta/schema_version";
 /// Present while the move to schema 5's keys is under way.
 const MOVING: &[u8] = b"meta/moving_keys";
@@ -62,14 +67,25 @@ pub(super) fn migrate(
         });
     }
     let moving = db.contains_key(MOVING).map_err(&sled)?;
-    if found == SCHEMA_VERSION && !moving && db.get(KEY).map_err(&sled)?.is_some() {
+    let mut repacking = db.contains_key(REPACKING).map_err(&sled)?;
+    if found == SCHEMA_VERSION && !moving && !repacking && db.get(KEY).map_err(&sled)?.is_some() {
         return Ok(());
     }
     if found < 4 {
         before_4(db, found, &sled)?;
     }
+    if found < 7 {
+        let mut start = sled::Batch::default();
+        start.insert(KEY, &SCHEMA_VERSION.to_be_bytes());
+        start.insert(REPACKING, b"".as_slice());
+        db.apply_batch(start).map_err(&sled)?;
+        repacking = true;
+    }
     if found < 5 || moving {
         move_under_shops(db, MOVE_CHUNK, &sled, progress)?;
+    }
+    if repacking {
+        repack::mirrors(db, repack::REPACK_CHUNK, &sled, progress)?;
     }
     db.insert(KEY, &SCHEMA_VERSION.to_be_bytes())
         .map_err(&sled)?;
@@ -278,6 +294,19 @@ mod tests {
             .collect()
     }
 
+    /// `records` as schema 7 holds them: each mirror repacked.
+    fn repacked(mut records: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+        use crate::store::mirror_value::{pack, unpack};
+        for (key, value) in &mut records {
+            if let Some(kind) = keys::mirror_kind(key.as_bytes()) {
+                let entries = unpack(value, kind.spec().tail).unwrap();
+                let sorted: Vec<_> = entries.iter().map(|(id, e)| (id, e)).collect();
+                *value = pack(kind.spec().tail, &sorted);
+            }
+        }
+        records
+    }
+
     fn records(db: &sled::Db) -> Vec<(String, Vec<u8>)> {
         db.iter()
             .map(|kv| {
@@ -289,9 +318,9 @@ mod tests {
     }
 
     #[test]
-    fn schema_4_moves_every_shops_records_under_the_shop_byte_for_byte() {
+    fn schema_4_moves_every_shops_records_under_the_shop_and_repacks_its_mirrors() {
         let dir = tempfile::tempdir().unwrap();
-        let mut want = schema_4(&raw(dir.path()));
+        let mut want = repacked(schema_4(&raw(dir.path())));
         want.sort();
         let store = Store::open(dir.path(), Role::OneShot).unwrap();
         assert_eq!(records(&store.db), want);
@@ -313,13 +342,14 @@ mod tests {
     #[test]
     fn a_move_cut_short_resumes_at_the_next_open_and_an_older_release_refuses_it_meanwhile() {
         let dir = tempfile::tempdir().unwrap();
-        let mut want = schema_4(&raw(dir.path()));
+        let mut want = repacked(schema_4(&raw(dir.path())));
         want.sort();
         {
             // What a crash after the first batch of two keys leaves behind.
             let db = raw(dir.path());
             let mut start = sled::Batch::default();
             start.insert(KEY, &SCHEMA_VERSION.to_be_bytes());
+            start.insert(REPACKING, b"".as_slice());
             start.insert(MOVING, b"".as_slice());
             db.apply_batch(start).unwrap();
             let first: Vec<_> = db
@@ -339,6 +369,7 @@ mod tests {
         let store = Store::open(dir.path(), Role::OneShot).unwrap();
         assert_eq!(records(&store.db), want);
         assert!(!store.db.contains_key(MOVING).unwrap());
+        assert!(!store.db.contains_key(REPACKING).unwrap());
     }
 
     #[test]

@@ -142,7 +142,10 @@ async fn writes_committed_each_on_their_own_survive_reopening() {
     }
     let store = Store::open(dir.path(), Role::OneShot).unwrap();
     for i in 0..100 {
-        assert_eq!(store.session(&format!("shop{i}")).unwrap().as_ref(), Some(&revoked));
+        assert_eq!(
+            store.session(&format!("shop{i}")).unwrap().as_ref(),
+            Some(&revoked)
+        );
     }
     assert_eq!(store.session("gone").unwrap(), None);
 }
@@ -347,8 +350,8 @@ async fn the_mirror_round_trips_as_one_value_per_kind() {
     assert!(store.mirror("other", c).unwrap().is_empty());
 }
 
-/// The bytes of a mirror are what schema 4 defined (under schema 5's keys), and of a cursor what every
-/// release since schema 1 reads.
+/// The bytes of a mirror are what schema 7 defined (and schema 4's still read), and of a cursor
+/// what every release since schema 1 reads.
 #[tokio::test]
 async fn the_mirror_and_cursor_encodings_are_unchanged() {
     use jiff::civil::Date;
@@ -373,15 +376,32 @@ async fn the_mirror_and_cursor_encodings_are_unchanged() {
     batch.put_cursor("acme", &cursor);
     store.commit(batch).await.unwrap();
     let raw = |key: &str| store.db.get(key).unwrap().unwrap().to_vec();
+    // Tag, count, then zigzag varints: id 7, number 0x01020304, version 5; the flag.
     assert_eq!(
         raw("shop/acme/mirror/customers"),
-        [0, 0, 0, 0, 0, 0, 0, 7, 1, 2, 3, 4, 0, 0, 0, 5, 1]
+        [0xA7, 1, 14, 0x88, 0x8C, 0x90, 0x10, 10, 1]
     );
-    let mut invoice_bytes = (-1i64).to_be_bytes().to_vec();
-    invoice_bytes.extend(0u32.to_be_bytes());
-    invoice_bytes.extend((-1i32).to_be_bytes());
-    invoice_bytes.extend(2i32.to_be_bytes());
-    assert_eq!(raw("shop/acme/mirror/invoices"), invoice_bytes);
+    // Id -1, no number, deleted (-1); the date: 1 + zigzag(2 days).
+    assert_eq!(raw("shop/acme/mirror/invoices"), [0xA7, 1, 1, 0, 1, 5]);
+    // Schema 4's fixed-width records still read.
+    let mut fixed = (-1i64).to_be_bytes().to_vec();
+    fixed.extend(0u32.to_be_bytes());
+    fixed.extend((-1i32).to_be_bytes());
+    fixed.extend(2i32.to_be_bytes());
+    store.db.insert("shop/old/mirror/invoices", fixed).unwrap();
+    let customer_bytes = [0, 0, 0, 0, 0, 0, 0, 7, 1, 2, 3, 4, 0, 0, 0, 5, 1];
+    store
+        .db
+        .insert("shop/old/mirror/customers", &customer_bytes)
+        .unwrap();
+    assert_eq!(
+        store.mirror("old", CheckKind::InvoiceNumbers).unwrap(),
+        [(-1, invoice)]
+    );
+    assert_eq!(
+        store.mirror("old", CheckKind::CustomerNumbers).unwrap(),
+        [(7, customer)]
+    );
     assert_eq!(
         String::from_utf8(raw("shop/acme/cursor")).unwrap(),
         r#"{"customers_full":"2026-03-01T00:00:00Z","invoices_full":null,"customers_since":null,"invoice_window_from":null,"invoice_digest":"d1"}"#
@@ -462,9 +482,8 @@ async fn a_mirror_that_is_not_whole_records_is_an_error_not_a_shorter_mirror() {
     assert!(
         matches!(
             err,
-            StoreError::MirrorTruncated {
-                len: 50,
-                width: 17,
+            StoreError::MirrorMalformed {
+                why: Malformed::Truncated { count: 3 },
                 ..
             }
         ),

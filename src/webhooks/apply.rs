@@ -40,7 +40,7 @@ pub async fn apply(
     let mut mirror: HashMap<i64, Entry> = match store.mirror(name, kind) {
         Ok(entries) => entries.into_iter().collect(),
         // Broken records (logged as store.corrupt): the next pass reads the kind in full.
-        Err(StoreError::MirrorTruncated { .. }) => return Ok(None),
+        Err(StoreError::MirrorMalformed { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
     let (id, incoming) = match change {
