@@ -78,21 +78,30 @@ impl Serialize for SyncCursor {
                 let (Some(name), which) = cursor_fields(&kind.spec().cursor)[field] else {
                     continue;
                 };
+                // A field that holds nothing is left out (since schema 7): it reads back as
+                // `None` all the same, and a shop's cursor is rewritten on every pass.
                 match which {
-                    CursorField::Full => map.serialize_entry(name, &c.full)?,
-                    CursorField::Since => map.serialize_entry(name, &c.since)?,
-                    CursorField::WindowFrom => map.serialize_entry(name, &c.window_from)?,
-                    CursorField::Digest => map.serialize_entry(name, &c.digest)?,
-                    // Not written as `null`: a shop's cursor is rewritten on every pass.
-                    CursorField::Checked => {
-                        if let Some(at) = &c.checked {
-                            map.serialize_entry(name, at)?;
-                        }
-                    }
+                    CursorField::Full => entry(&mut map, name, &c.full)?,
+                    CursorField::Since => entry(&mut map, name, &c.since)?,
+                    CursorField::WindowFrom => entry(&mut map, name, &c.window_from)?,
+                    CursorField::Digest => entry(&mut map, name, &c.digest)?,
+                    CursorField::Checked => entry(&mut map, name, &c.checked)?,
                 }
             }
         }
         map.end()
+    }
+}
+
+/// Writes `name: value` into `map` unless `value` is `None`.
+fn entry<M: serde::ser::SerializeMap>(
+    map: &mut M,
+    name: &str,
+    value: &Option<impl Serialize>,
+) -> Result<(), M::Error> {
+    match value {
+        Some(value) => map.serialize_entry(name, value),
+        None => Ok(()),
     }
 }
 

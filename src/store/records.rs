@@ -5,7 +5,9 @@
 //!
 //! They are a schema shared with other releases: every field a record may lack takes its default
 //! (`#[serde(default)]`) and unknown fields are ignored, so a record written before or after a
-//! field was added still reads. A new field must have a default that means "not known".
+//! field was added still reads. A new field must have a default that means "not known". Since
+//! schema 7 a field that holds nothing (`null`, `[]`) is not written at all (`Batch`): it reads
+//! back as its default.
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};

@@ -27,7 +27,9 @@
 //! 7 = mirrors are packed (see `mirror_value`): every mirror of schema 4's fixed-width records
 //! is rewritten, in batches (`repack`), after a first batch that sets the version and
 //! [`REPACKING`], so that an older release, which would read a packed value as garbage records,
-//! refuses the database from then on, and a repack cut short resumes at the next open.
+//! refuses the database from then on, and a repack cut short resumes at the next open. Records
+//! written since leave out their fields that hold nothing (older ones, with `null`s, read the
+//! same).
 
 use super::repack::{self, REPACKING};
 use super::{StoreError, keys, mirror};

@@ -150,6 +150,43 @@ async fn writes_committed_each_on_their_own_survive_reopening() {
     assert_eq!(store.session("gone").unwrap(), None);
 }
 
+/// A shop's records leave out the fields that hold nothing (schema 7) and read back the same.
+#[tokio::test]
+async fn records_leave_out_what_holds_nothing_and_read_back_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Role::OneShot).unwrap();
+    let kind = CheckKind::InvoiceNumbers;
+    let now = ts("2026-11-29T08:00:00Z");
+    let result = ResultRecord::next(None, checks::not_yet_checked(kind), now);
+    let session = SessionRecord {
+        state: SessionState::KeyRejected,
+        ..SessionRecord::default()
+    };
+    let point = checks::HistoryPoint {
+        at: now,
+        shop_high: None,
+    };
+    let mut batch = store.batch();
+    batch.put_result("acme", kind, &result);
+    batch.put_session("acme", &session);
+    batch.push_history("acme", kind, &point);
+    store.commit(batch).await.unwrap();
+    for (key, value) in store
+        .dump()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("shop/"))
+    {
+        let text = String::from_utf8(value).unwrap();
+        assert!(
+            !text.contains("null") && !text.contains("[]"),
+            "{key}: {text}"
+        );
+    }
+    assert_eq!(store.result("acme", kind).unwrap(), Some(result));
+    assert_eq!(store.session("acme").unwrap(), Some(session));
+    assert_eq!(store.history("acme", kind).unwrap(), [point]);
+}
+
 #[tokio::test]
 async fn an_unchanged_outcome_rewrites_the_cursor_and_not_the_result() {
     let dir = tempfile::tempdir().unwrap();
@@ -404,10 +441,16 @@ async fn the_mirror_and_cursor_encodings_are_unchanged() {
     );
     assert_eq!(
         String::from_utf8(raw("shop/acme/cursor")).unwrap(),
-        r#"{"customers_full":"2026-03-01T00:00:00Z","invoices_full":null,"customers_since":null,"invoice_window_from":null,"invoice_digest":"d1"}"#
+        r#"{"customers_full":"2026-03-01T00:00:00Z","invoice_digest":"d1"}"#
     );
-    // A cursor of a release before kinds were data reads back field for field.
+    // Fields that hold nothing are left out (schema 7) and read back as `None`.
     assert_eq!(store.cursor("acme").unwrap(), cursor);
+    let written_before_7 = r#"{"customers_full":"2026-03-01T00:00:00Z","invoices_full":null,"customers_since":null,"invoice_window_from":null,"invoice_digest":"d1"}"#;
+    store
+        .db
+        .insert("shop/old/cursor", written_before_7)
+        .unwrap();
+    assert_eq!(store.cursor("old").unwrap(), cursor);
     // Schema 6 adds the checks' times, only where there is one.
     cursor.of_mut(CheckKind::InvoiceNumbers).checked = Some(ts("2026-03-02T00:00:00Z"));
     let mut batch = store.batch();
