@@ -12,16 +12,15 @@
 
 use jiff::Timestamp;
 use jiff::civil::Date;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{Batch, Store, StoreError, decode, mirror_value};
 use crate::checks::CheckKind;
 use crate::checks::kinds::{CursorKeys, Entry, PerKind};
 
 /// Where incremental sync continues from, per kind (one kind's failure must not skip another's).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(try_from = "Map<String, Value>")]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SyncCursor(PerKind<KindCursor>);
 
 /// One kind's part of the [`SyncCursor`]; which fields a kind uses follows its `Reads`.
@@ -105,29 +104,65 @@ fn entry<M: serde::ser::SerializeMap>(
     }
 }
 
-impl TryFrom<Map<String, Value>> for SyncCursor {
-    type Error = serde_json::Error;
-
+impl<'de> Deserialize<'de> for SyncCursor {
     /// Missing fields take their default, unknown ones are ignored; a field of the wrong type
-    /// makes the whole cursor unreadable (and so a full resync).
-    fn try_from(mut map: Map<String, Value>) -> Result<Self, Self::Error> {
-        PerKind::try_from_fn(|kind| {
-            let mut c = KindCursor::default();
-            for (name, which) in cursor_fields(&kind.spec().cursor) {
-                let Some(value) = name.and_then(|n| map.remove(n)) else {
-                    continue;
-                };
-                match which {
-                    CursorField::Full => c.full = serde_json::from_value(value)?,
-                    CursorField::Since => c.since = serde_json::from_value(value)?,
-                    CursorField::WindowFrom => c.window_from = serde_json::from_value(value)?,
-                    CursorField::Digest => c.digest = serde_json::from_value(value)?,
-                    CursorField::Checked => c.checked = serde_json::from_value(value)?,
-                }
+    /// makes the whole cursor unreadable (and so a full resync). Read field by field, straight
+    /// into the cursor (not through a `serde_json::Value` of the whole: an idle pass reads it).
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(CursorVisitor)
+    }
+}
+
+struct CursorVisitor;
+
+impl<'de> Visitor<'de> for CursorVisitor {
+    type Value = SyncCursor;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a sync cursor (an object)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut fields: A) -> Result<SyncCursor, A::Error> {
+        let mut cursor = SyncCursor::default();
+        while let Some(FieldName(field)) = fields.next_key()? {
+            let Some((kind, which)) = field else {
+                fields.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            let c = cursor.of_mut(kind);
+            match which {
+                CursorField::Full => c.full = fields.next_value()?,
+                CursorField::Since => c.since = fields.next_value()?,
+                CursorField::WindowFrom => c.window_from = fields.next_value()?,
+                CursorField::Digest => c.digest = fields.next_value()?,
+                CursorField::Checked => c.checked = fields.next_value()?,
             }
-            Ok(c)
-        })
-        .map(SyncCursor)
+        }
+        Ok(cursor)
+    }
+}
+
+/// A cursor field's stored name, read as the kind and field it names (`None`: a name this build
+/// does not know), without allocating it.
+struct FieldName(Option<(CheckKind, CursorField)>);
+
+impl<'de> Deserialize<'de> for FieldName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+        impl Visitor<'_> for NameVisitor {
+            type Value = FieldName;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a cursor field's name")
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<FieldName, E> {
+                Ok(FieldName(CheckKind::ALL.iter().find_map(|&kind| {
+                    cursor_fields(&kind.spec().cursor)
+                        .into_iter()
+                        .find_map(|(n, which)| (n == Some(name)).then_some((kind, which)))
+                })))
+            }
+        }
+        d.deserialize_str(NameVisitor)
     }
 }
 

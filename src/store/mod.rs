@@ -23,6 +23,7 @@
 //! (`result/{kind}/checked`): it is read while the cursor has no time for the kind, and removed
 //! by the kind's next check ([`Batch::remove_old_checked`]).
 
+mod batch;
 mod error;
 mod group;
 mod health;
@@ -40,9 +41,9 @@ use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt 
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use batch::Batch;
 pub use error::StoreError;
 use error::sled_at;
 pub use mirror::{KindCursor, SyncCursor};
@@ -386,64 +387,6 @@ enum Applied {
     EachAlone,
 }
 
-/// Writes to apply together; see [`Store::commit`].
-#[derive(Default)]
-pub struct Batch {
-    inner: group::Writes,
-    /// What it does to the outbox's counts (see `outbox`).
-    outbox: outbox::OutboxChange,
-}
-
-impl Batch {
-    pub fn put_session(&mut self, shop: &str, record: &SessionRecord) {
-        self.put_lean_json(keys::session(shop).into_bytes(), record);
-    }
-
-    pub fn put_result(&mut self, shop: &str, kind: CheckKind, record: &ResultRecord) {
-        self.put_lean_json(keys::result(shop, kind).into_bytes(), record);
-    }
-
-    /// Removes the time record schemas 3 to 5 kept for `shop`'s `kind`, for a commit whose cursor
-    /// holds the kind's time (see the module doc); nothing when there is none.
-    pub fn remove_old_checked(&mut self, shop: &str, kind: CheckKind) {
-        self.inner.remove(keys::checked(shop, kind).into_bytes());
-    }
-
-    pub fn push_history(&mut self, shop: &str, kind: CheckKind, point: &HistoryPoint) {
-        self.put_lean_json(keys::history(shop, kind, point.at), point);
-    }
-
-    fn put_json(&mut self, key: Vec<u8>, value: &impl Serialize) {
-        let bytes = serde_json::to_vec(value).expect("records serialize");
-        self.inner.insert(key, bytes);
-    }
-
-    /// A shop's record as JSON without the fields that hold nothing (`null`, `[]`), since schema
-    /// 7: every field of these records takes its default when missing (see `records`), so they
-    /// read back the same, in fewer bytes (a result's evidence ~150 fewer). Through
-    /// `serde_json::Value`, which these records can afford: they are written when they change,
-    /// not every pass (the cursor, which is, leaves out its empty fields itself).
-    fn put_lean_json(&mut self, key: Vec<u8>, value: &impl Serialize) {
-        let mut tree = serde_json::to_value(value).expect("records serialize");
-        leave_out_nothing(&mut tree);
-        let bytes = serde_json::to_vec(&tree).expect("records serialize");
-        self.inner.insert(key, bytes);
-    }
-}
-
-/// Removes every object field of `tree` that is `null` or `[]`, at any depth.
-fn leave_out_nothing(tree: &mut serde_json::Value) {
-    use serde_json::Value;
-    match tree {
-        Value::Object(fields) => {
-            fields.retain(|_, v| !(v.is_null() || v.as_array().is_some_and(Vec::is_empty)));
-            fields.values_mut().for_each(leave_out_nothing);
-        }
-        Value::Array(items) => items.iter_mut().for_each(leave_out_nothing),
-        _ => {}
-    }
-}
-
 /// Free space a restart needs: a few of sled's 512 KiB segments, so that a file system with
 /// only crumbs free is not reopened only to fail at once again.
 const ROOM: u64 = 4 * 1024 * 1024;
@@ -535,5 +478,7 @@ pub fn read_holder(state_dir: &Path) -> Option<(Role, u32)> {
 mod error_tests;
 #[cfg(test)]
 mod full_disk_tests;
+#[cfg(test)]
+mod mirror_tests;
 #[cfg(test)]
 mod tests;
