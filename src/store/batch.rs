@@ -44,8 +44,8 @@ impl Batch {
     }
 
     /// A shop's record as JSON without the fields that hold nothing (`null`, `[]`), since schema
-    /// 7: every field of these records takes its default when missing (see `records`), so they
-    /// read back the same, in fewer bytes (a result's evidence ~150 fewer). Through
+    /// 7: every field of these records that can be `null` or empty takes its default when
+    /// missing (see `records`), so they read back the same, in fewer bytes (a result's evidence ~150 fewer). Through
     /// `serde_json::Value`, which these records can afford: they are written when they change,
     /// not every pass (the cursor, which is, leaves out its empty fields itself).
     fn put_lean_json(&mut self, key: Vec<u8>, value: &impl Serialize) {

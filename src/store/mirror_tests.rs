@@ -134,6 +134,9 @@ async fn the_mirror_and_cursor_encodings_are_unchanged() {
     assert_eq!(serde_json::from_str::<SyncCursor>(newer).unwrap(), cursor);
     let wrong = r#"{"customers_full":"2026-03-01T00:00:00Z","invoice_digest":5}"#;
     assert!(serde_json::from_str::<SyncCursor>(wrong).is_err());
+    for not_an_object in ["[]", "null", "\"cursor\""] {
+        assert!(serde_json::from_str::<SyncCursor>(not_an_object).is_err());
+    }
     store.db.insert("shop/wrong/cursor", wrong).unwrap();
     assert_eq!(store.cursor("wrong").unwrap(), SyncCursor::default());
     // Schema 6 adds the checks' times, only where there is one.

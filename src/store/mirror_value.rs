@@ -12,7 +12,8 @@
 //! BE`, then the tail: a flag as one byte, a date as i32 BE days since 1970-01-01 (i32::MIN =
 //! none); 17 bytes a customer, 20 an invoice. Still read (the move to schema 7 repacks every
 //! mirror, and reading both costs one byte's test); never written. A fixed value cannot begin
-//! with the tag: its first byte is the top byte of an id, 0 for every id below 2^56.
+//! with the tag: its first byte is the top byte of an id, 0 for every id from 0 to 2^56
+//! (Tripletex's ids are positive).
 //!
 //! Invariant: a value is read whole or not at all ([`Malformed`]): a truncated or overlong value,
 //! or one whose count disagrees with its records, is never a shorter mirror.
@@ -37,6 +38,8 @@ const PACKED_MIN: usize = 4;
 pub enum Malformed {
     #[error("not whole {width}-byte records")]
     NotWholeRecords { width: usize },
+    #[error("it ends before its record count")]
+    NoCount,
     #[error("its records end before its count of {count} does")]
     Truncated { count: usize },
     #[error("bytes follow its last record")]
@@ -86,7 +89,7 @@ pub(super) fn unpack(value: &[u8], tail: Tail) -> Result<Vec<(i64, Entry)>, Malf
 
 fn unpack_packed(mut rest: &[u8], tail: Tail) -> Result<Vec<(i64, Entry)>, Malformed> {
     let truncated = |count| Malformed::Truncated { count };
-    let count = take_varint(&mut rest).ok_or(truncated(0))?;
+    let count = take_varint(&mut rest).ok_or(Malformed::NoCount)?;
     let count = usize::try_from(count).unwrap_or(usize::MAX);
     let mut entries = Vec::with_capacity(count.min(rest.len() / PACKED_MIN));
     let (mut id, mut number, mut days) = (0i64, 0i64, 0i64);
@@ -208,7 +211,11 @@ fn put_signed(out: &mut Vec<u8>, n: i64) {
 fn take_varint(rest: &mut &[u8]) -> Option<u64> {
     let mut n = 0u64;
     for (i, &byte) in rest.iter().enumerate().take(10) {
-        n |= u64::from(byte & 0x7F).checked_shl(7 * i as u32)?;
+        // The tenth byte holds only the 64th bit.
+        if i == 9 && byte > 1 {
+            return None;
+        }
+        n |= u64::from(byte & 0x7F) << (7 * i);
         if byte & 0x80 == 0 {
             *rest = &rest[i + 1..];
             return Some(n);
@@ -303,5 +310,11 @@ mod tests {
             unpack(&[0; 18], flag),
             Err(Malformed::NotWholeRecords { width: 17 })
         );
+        assert_eq!(unpack(&[PACKED], flag), Err(Malformed::NoCount));
+        // A varint longer than 64 bits is not read as some other number.
+        let mut overlong = vec![PACKED];
+        overlong.extend([0xFF; 9]);
+        overlong.push(0x02);
+        assert_eq!(unpack(&overlong, flag), Err(Malformed::NoCount));
     }
 }

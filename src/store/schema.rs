@@ -18,16 +18,17 @@
 //! (results, history and sessions stay); 5 = every record of a shop is under `shop/{name}/` (see
 //! `keys`), moved there from schema 4's `{type}/{shop}` keys in atomic batches of at most
 //! [`MOVE_CHUNK`] keys, each key inserted at its new place and removed from its old in one batch.
-//! The move's first batch also sets the version this build writes and [`MOVING`], so an older release refuses the
-//! database from then on, and a move cut short resumes at the next open; its last removes
-//! [`MOVING`]. Nothing else changes: the values move byte for byte. 6 = a check's time is in
+//! The upgrade's first batch ([`mark_upgrade`]) sets the version this build writes and [`MOVING`],
+//! so an older release refuses the database from then on, and a move cut short resumes at the next
+//! open; the move's last batch removes [`MOVING`]. Nothing else changes: the values move byte for byte. 6 = a check's time is in
 //! the shop's cursor (see `mirror`), so an idle pass writes one record, not three; nothing is
 //! converted: the time records of schemas 3 to 5 are read while a kind's cursor has no time and
 //! removed by its next check. An older release would read those as current: it must refuse.
 //! 7 = mirrors are packed (see `mirror_value`): every mirror of schema 4's fixed-width records
-//! is rewritten, in batches (`repack`), after a first batch that sets the version and
-//! [`REPACKING`], so that an older release, which would read a packed value as garbage records,
-//! refuses the database from then on, and a repack cut short resumes at the next open. Records
+//! is rewritten, in batches (`repack`), after the upgrade's first batch has set the version and
+//! [`REPACKING`] (with [`MOVING`] from before 5), so that an older release, which would read a
+//! packed value as garbage records, refuses the database from then on, and a repack cut short
+//! resumes at the next open. Records
 //! written since leave out their fields that hold nothing (older ones, with `null`s, read the
 //! same).
 
@@ -68,7 +69,7 @@ pub(super) fn migrate(
             found,
         });
     }
-    let moving = db.contains_key(MOVING).map_err(&sled)?;
+    let mut moving = db.contains_key(MOVING).map_err(&sled)?;
     let mut repacking = db.contains_key(REPACKING).map_err(&sled)?;
     if found == SCHEMA_VERSION && !moving && !repacking && db.get(KEY).map_err(&sled)?.is_some() {
         return Ok(());
@@ -76,14 +77,12 @@ pub(super) fn migrate(
     if found < 4 {
         before_4(db, found, &sled)?;
     }
-    if found < 7 {
-        let mut start = sled::Batch::default();
-        start.insert(KEY, &SCHEMA_VERSION.to_be_bytes());
-        start.insert(REPACKING, b"".as_slice());
-        db.apply_batch(start).map_err(&sled)?;
+    if found < SCHEMA_VERSION {
+        mark_upgrade(db, found, &sled)?;
+        moving |= found < 5;
         repacking = true;
     }
-    if found < 5 || moving {
+    if moving {
         move_under_shops(db, MOVE_CHUNK, &sled, progress)?;
     }
     if repacking {
@@ -93,6 +92,24 @@ pub(super) fn migrate(
         .map_err(&sled)?;
     db.flush().map_err(&sled)?;
     Ok(())
+}
+
+/// An upgrade's first batch: this build's version, so an older release refuses the database from
+/// here on, and, in the same batch, a marker for each step still to come that rewrites keys in
+/// batches (the move to 5's keys, the repack of 7), so that a step cut short resumes at the next
+/// open.
+fn mark_upgrade(
+    db: &sled::Db,
+    found: u32,
+    sled: &impl Fn(sled::Error) -> StoreError,
+) -> Result<(), StoreError> {
+    let mut start = sled::Batch::default();
+    start.insert(KEY, &SCHEMA_VERSION.to_be_bytes());
+    if found < 5 {
+        start.insert(MOVING, b"".as_slice());
+    }
+    start.insert(REPACKING, b"".as_slice());
+    db.apply_batch(start).map_err(sled)
 }
 
 /// The migrations to schema 4, in one atomic batch with the version they reach.
@@ -144,17 +161,14 @@ fn before_4(
     db.apply_batch(batch).map_err(sled)
 }
 
-/// 4 → 5: moves every `{type}/{shop}` key under `shop/{shop}/` (see the module doc).
+/// 4 → 5: moves every `{type}/{shop}` key under `shop/{shop}/` (see the module doc), once
+/// [`mark_upgrade`] has marked the move.
 fn move_under_shops(
     db: &sled::Db,
     chunk: usize,
     sled: &impl Fn(sled::Error) -> StoreError,
     progress: &mut dyn FnMut(usize),
 ) -> Result<(), StoreError> {
-    let mut start = sled::Batch::default();
-    start.insert(KEY, &SCHEMA_VERSION.to_be_bytes());
-    start.insert(MOVING, b"".as_slice());
-    db.apply_batch(start).map_err(sled)?;
     let (mut moved, mut dropped, mut logged) = (0usize, 0usize, 0usize);
     for prefix in keys::TYPE_FIRST {
         loop {
@@ -349,11 +363,7 @@ mod tests {
         {
             // What a crash after the first batch of two keys leaves behind.
             let db = raw(dir.path());
-            let mut start = sled::Batch::default();
-            start.insert(KEY, &SCHEMA_VERSION.to_be_bytes());
-            start.insert(REPACKING, b"".as_slice());
-            start.insert(MOVING, b"".as_slice());
-            db.apply_batch(start).unwrap();
+            mark_upgrade(&db, 4, &super::super::sled_at(dir.path())).unwrap();
             let first: Vec<_> = db
                 .scan_prefix("cursor/")
                 .chain(db.scan_prefix("history/"))
@@ -367,6 +377,29 @@ mod tests {
             db.apply_batch(batch).unwrap();
             db.flush().unwrap();
             assert!(version(&db).unwrap() > 4, "a schema 4 release refuses it");
+        }
+        let store = Store::open(dir.path(), Role::OneShot).unwrap();
+        assert_eq!(records(&store.db), want);
+        assert!(!store.db.contains_key(MOVING).unwrap());
+        assert!(!store.db.contains_key(REPACKING).unwrap());
+    }
+
+    /// Cut short right after the upgrade's first batch (nothing moved or repacked yet): the
+    /// next open does all of it.
+    #[test]
+    fn an_upgrade_cut_short_after_its_first_batch_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut want = repacked(schema_4(&raw(dir.path())));
+        want.sort();
+        {
+            let db = raw(dir.path());
+            mark_upgrade(&db, 4, &super::super::sled_at(dir.path())).unwrap();
+            db.flush().unwrap();
+            assert_eq!(
+                version(&db),
+                Some(SCHEMA_VERSION),
+                "an older release refuses it"
+            );
         }
         let store = Store::open(dir.path(), Role::OneShot).unwrap();
         assert_eq!(records(&store.db), want);
