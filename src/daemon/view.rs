@@ -330,14 +330,14 @@ request_timeout = "30s"
         let store = Arc::new(Store::open(&config.state_dir, Role::OneShot).unwrap());
         let at: Timestamp = "2026-03-10T11:00:00Z".parse().unwrap();
         let kind = CheckKind::ALL[0];
-        let mut batch = store.batch();
-        for day in 0..(POINTS as i64 + 5) {
-            let point = checks::HistoryPoint {
+        let points: Vec<_> = (0..(POINTS as i64 + 5))
+            .map(|day| checks::HistoryPoint {
                 at: at + jiff::SignedDuration::from_hours(24 * day),
                 shop_high: Some(100 + u32::try_from(day).unwrap()),
-            };
-            batch.push_history("a", kind, &point);
-        }
+            })
+            .collect();
+        let mut batch = store.batch();
+        batch.put_history("a", kind, &points);
         store.commit(batch).await.unwrap();
         let view = StatusView::build(&store, &config, None, |_| {}).unwrap();
         let shared: SharedView = Arc::new(RwLock::new(Some(view)));

@@ -6,7 +6,8 @@
 //! commit when it changed: one small record for an idle pass); a history point is added when the
 //! shop's highest number moved, else at most once per [`HISTORY_HOLD`], never for `error`, so a
 //! burst of callbacks cannot fill the history the forecast reads; points older than
-//! `checks.history` are pruned in the same batch; everything goes into one flushed commit, and a
+//! `checks.history` are pruned in the same batch (the check's whole history is one value,
+//! rewritten only when a point came or went); everything goes into one flushed commit, and a
 //! verdict is logged (`check.verdict`: conflict = ERROR, warn/error = WARN, recovery = INFO,
 //! unchanged = DEBUG) only once it is recorded. With `[notify]` on, a changed verdict (a first
 //! one too) is a `check.verdict` message queued in that same commit (`notify::queue`), as is
@@ -38,9 +39,9 @@ pub(crate) struct Recording<'a> {
     cursor_before: SyncCursor,
     /// Whether changes are queued for the platform (`[notify]` on).
     queueing: Option<Queueing>,
-    /// Per kind whose history was read: its newest point, and whether older ones are due for
-    /// pruning.
-    read: Vec<(CheckKind, Option<HistoryPoint>, bool)>,
+    /// Per kind whose history was read: the points within `checks.history`, and whether older
+    /// ones were left out (so the history is rewritten without them).
+    read: Vec<(CheckKind, Vec<HistoryPoint>, bool)>,
     /// Each recorded result with the verdict before it, for the log once committed.
     logged: Vec<(ResultRecord, Verdict)>,
 }
@@ -92,12 +93,19 @@ impl<'a> Recording<'a> {
 
     /// `kind`'s history a forecast may use: the points within `checks.history`.
     pub fn history(&mut self, kind: CheckKind) -> Result<Vec<HistoryPoint>, StoreError> {
-        let mut history = self.store.history(self.shop, kind)?;
-        let stale = history.first().is_some_and(|p| p.at < self.cutoff);
-        // Points the pruning removes must not steer this forecast.
-        history.retain(|p| p.at >= self.cutoff);
-        self.read.push((kind, history.last().copied(), stale));
+        let (history, pruned) = self.read_history(kind)?;
+        self.read.push((kind, history.clone(), pruned));
         Ok(history)
+    }
+
+    /// `kind`'s stored history without the points older than `checks.history` (they must not
+    /// steer a forecast), and whether there were any.
+    fn read_history(&self, kind: CheckKind) -> Result<(Vec<HistoryPoint>, bool), StoreError> {
+        let mut history = self.store.history(self.shop, kind)?;
+        let stored = history.len();
+        history.retain(|p| p.at >= self.cutoff);
+        let pruned = history.len() < stored;
+        Ok((history, pruned))
     }
 
     /// Records `record` of `kind`, where `last` is what the store held before.
@@ -116,20 +124,29 @@ impl<'a> Recording<'a> {
             self.batch.remove_old_checked(shop, kind);
         }
         *checked = Some(self.now);
-        let read = self.read.iter().find(|(k, ..)| *k == kind).copied();
+        let (mut history, mut changed) = match self.read.iter().position(|(k, ..)| *k == kind) {
+            Some(i) => {
+                let (_, history, pruned) = self.read.swap_remove(i);
+                (history, pruned)
+            }
+            None => self.read_history(kind)?,
+        };
         if record.verdict() != Verdict::Error {
             let point = record.outcome.evidence.history_point(self.now);
-            let newest = match read {
-                Some((_, newest, _)) => newest,
-                None => self.store.history(shop, kind)?.last().copied(),
-            };
-            if point_due(newest.as_ref(), &point) {
-                self.batch.push_history(shop, kind, &point);
+            if point_due(history.last(), &point) {
+                // One point a millisecond, as when each point was a key of its own (schemas 5
+                // to 7): a point in the newest one's millisecond replaces it.
+                let ms = point.at.as_millisecond();
+                if history.last().is_some_and(|n| n.at.as_millisecond() == ms) {
+                    history.pop();
+                }
+                history.push(point);
+                changed = true;
             }
         }
-        if read.is_none_or(|(_, _, stale)| stale) {
-            self.store
-                .prune_history(&mut self.batch, shop, kind, self.cutoff)?;
+        // One value per check (schema 8): rewritten only when a point came or went.
+        if changed {
+            self.batch.put_history(shop, kind, &history);
         }
         let before = last.map_or(Verdict::Unknown, ResultRecord::verdict);
         if before != record.verdict() {
@@ -212,6 +229,54 @@ mod tests {
     use crate::checks::{self, Policy};
     use crate::store::Role;
     use crate::sync::SyncSettings;
+
+    /// Points older than `checks.history` leave the check's history when its next outcome is
+    /// recorded, whether or not the recording read the history first; an `error` adds none.
+    #[tokio::test]
+    async fn recording_prunes_the_history_older_than_checks_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Role::OneShot).unwrap();
+        let settings = PassSettings {
+            sync: SyncSettings {
+                full_resync: Duration::from_secs(86_400),
+                invoice_window: Duration::from_secs(86_400),
+                max_records: 1000,
+            },
+            policy: Policy::default(),
+            history: Duration::from_secs(86_400),
+            deadline: Duration::from_secs(60),
+            notify: None,
+        };
+        let point = |at: &str, high| HistoryPoint {
+            at: at.parse().unwrap(),
+            shop_high: Some(high),
+        };
+        let old = point("2026-11-01T00:00:00Z", 10);
+        let kept = point("2026-11-03T00:00:00Z", 30);
+        let now: Timestamp = "2026-11-03T12:00:00Z".parse().unwrap();
+        for read_first in [true, false] {
+            let mut batch = store.batch();
+            for kind in CheckKind::ALL {
+                batch.put_history("acme", kind, &[old, kept]);
+            }
+            store.commit(batch).await.unwrap();
+            let mut recording =
+                Recording::new(&store, "acme", now, &settings, store.batch()).unwrap();
+            for kind in CheckKind::ALL {
+                if read_first {
+                    assert_eq!(recording.history(kind).unwrap(), [kept]);
+                }
+                let outcome = checks::could_not_run(kind, "Tripletex unavailable");
+                recording
+                    .check(kind, None, ResultRecord::next(None, outcome, now))
+                    .unwrap();
+            }
+            recording.commit().await.unwrap();
+            for kind in CheckKind::ALL {
+                assert_eq!(store.history("acme", kind).unwrap(), [kept], "{read_first}");
+            }
+        }
+    }
 
     /// An idle pass, a callback that changes nothing: the outcome is the stored one, so the one
     /// record written is the cursor with the check's new time.

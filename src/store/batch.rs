@@ -1,13 +1,13 @@
-//! A commit's writes: each record type's key and encoding (JSON, but for the mirrors, see
-//! `mirror_value`), gathered until [`Store::commit`](super::Store::commit) applies them.
+//! A commit's writes: each record type's key and encoding (JSON, but for the mirrors and the
+//! histories, see `mirror_value` and `history_value`), gathered until [`Store::commit`](super::Store::commit) applies them.
 //!
-//! Invariants: a key's last write in a batch wins; a shop's records (session, result, history)
+//! Invariants: a key's last write in a batch wins; a shop's JSON records (session, result)
 //! leave out their fields that hold nothing (since schema 7; see [`Batch::put_lean_json`]); an
 //! outbox record is written as it is: its data is what the platform is sent, `null`s included.
 
 use serde::Serialize;
 
-use super::{group, keys, outbox};
+use super::{group, history_value, keys, outbox};
 use crate::checks::{CheckKind, HistoryPoint};
 use crate::store::{ResultRecord, SessionRecord};
 
@@ -34,8 +34,14 @@ impl Batch {
         self.inner.remove(keys::checked(shop, kind).into_bytes());
     }
 
-    pub fn push_history(&mut self, shop: &str, kind: CheckKind, point: &HistoryPoint) {
-        self.put_lean_json(keys::history(shop, kind, point.at), point);
+    /// Replaces one check's whole history with `points` (oldest first); none removes it.
+    pub fn put_history(&mut self, shop: &str, kind: CheckKind, points: &[HistoryPoint]) {
+        let key = keys::history(shop, kind).into_bytes();
+        if points.is_empty() {
+            self.inner.remove(key);
+        } else {
+            self.inner.insert(key, history_value::pack(points));
+        }
     }
 
     pub(super) fn put_json(&mut self, key: Vec<u8>, value: &impl Serialize) {

@@ -31,6 +31,9 @@ pub enum StoreError {
         key: String,
         cause: serde_json::Error,
     },
+    /// A check's history that cannot be read whole.
+    #[error("stored history under {key} is unreadable: {why} (the check's next point replaces it)")]
+    HistoryMalformed { key: String, why: super::Malformed },
     /// A mirror value that cannot be read whole: reading on would silently lose its tail.
     #[error(
         "stored mirror under {key} ({len} bytes) is unreadable: {why} (a full resync replaces it)"

@@ -9,8 +9,6 @@
 //! ~15 KiB), and at 10 000 shops most of them were cache misses. The move from that layout is
 //! [`from_type_first`]; the store's other keys (`meta/`, `outbox/`) are not per shop.
 
-use jiff::Timestamp;
-
 use crate::checks::{CheckKind, KindSpec};
 
 /// Record types that schema 4 and older put first in their keys, each followed by `/{shop}`.
@@ -51,16 +49,30 @@ pub(super) fn mirror_kind(key: &[u8]) -> Option<CheckKind> {
         .find(|k| k.spec().mirror.as_bytes() == kind)
 }
 
-pub(super) fn history_prefix(shop: &str, kind: CheckKind) -> String {
-    format!("shop/{shop}/history/{}/", kind.as_str())
+/// A check's history: one packed value since schema 8 (see `history_value`).
+pub(super) fn history(shop: &str, kind: CheckKind) -> String {
+    format!("shop/{shop}/history/{}", kind.as_str())
 }
 
-/// Big-endian milliseconds after the prefix, so keys sort by time.
-pub(super) fn history(shop: &str, kind: CheckKind, at: Timestamp) -> Vec<u8> {
-    let mut key = history_prefix(shop, kind).into_bytes();
+/// One history point's key in schemas 5 to 7: the history's key, `/`, then big-endian
+/// milliseconds, so keys sort by time (what the moves to 5 and to 8 read).
+#[cfg(test)]
+pub(super) fn history_point(shop: &str, kind: CheckKind, at: jiff::Timestamp) -> Vec<u8> {
+    let mut key = format!("{}/", history(shop, kind)).into_bytes();
     let millis = u64::try_from(at.as_millisecond()).unwrap_or(0);
     key.extend_from_slice(&millis.to_be_bytes());
     key
+}
+
+/// The history a point key of schemas 5 to 7 belongs to (its key, as [`history`] makes it), if
+/// `key` is one.
+pub(super) fn history_of_point(key: &[u8]) -> Option<&[u8]> {
+    let (history, millis) = key.split_at_checked(key.len().checked_sub(9)?)?;
+    let rest = history.strip_prefix(SHOPS.as_bytes())?;
+    let slash = rest.iter().position(|&b| b == b'/')?;
+    let kind = rest[slash..].strip_prefix(b"/history/")?;
+    let known = CheckKind::ALL.iter().any(|k| k.as_str().as_bytes() == kind);
+    (known && millis[0] == b'/').then_some(history)
 }
 
 /// The schema 5 key of a schema 4 key `{type}/{shop}[/{rest}]`: `shop/{shop}/{type}[/{rest}]`
@@ -86,7 +98,36 @@ pub(super) fn from_type_first(key: &[u8]) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    use jiff::Timestamp;
+
     use super::*;
+
+    #[test]
+    fn a_point_key_of_schema_7_names_its_history_and_no_other_key_does() {
+        let at: Timestamp = "2027-01-15T08:00:00Z".parse().unwrap();
+        for kind in CheckKind::ALL {
+            let point = history_point("acme", kind, at);
+            assert_eq!(
+                history_of_point(&point),
+                Some(history("acme", kind).as_bytes())
+            );
+        }
+        let kind = CheckKind::InvoiceNumbers;
+        for other in [
+            history("acme", kind).into_bytes(),
+            cursor("acme").into_bytes(),
+            b"shop/acme/history/refunds/12345678".to_vec(),
+            b"shop/acme/mirror/invoices/12345678".to_vec(),
+            b"history/acme/invoice_numbers/12345678".to_vec(),
+        ] {
+            assert_eq!(
+                history_of_point(&other),
+                None,
+                "{}",
+                String::from_utf8_lossy(&other)
+            );
+        }
+    }
 
     #[test]
     fn a_mirrors_key_names_its_kind_and_no_other_key_does() {
@@ -169,6 +210,6 @@ mod tests {
         }
         let mut old = format!("history/{shop}/{}/", kind.as_str()).into_bytes();
         old.extend_from_slice(&1_800_000_000_000u64.to_be_bytes());
-        assert_eq!(from_type_first(&old), Some(history(shop, kind, at)));
+        assert_eq!(from_type_first(&old), Some(history_point(shop, kind, at)));
     }
 }

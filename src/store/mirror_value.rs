@@ -20,6 +20,9 @@
 
 use jiff::civil::Date;
 
+use super::packed::{
+    Malformed, put_signed, put_varint, take_signed, take_varint, unzigzag, zigzag,
+};
 use crate::checks::kinds::{Entry, Tail, TailValue, Version};
 
 /// The first byte of a packed value.
@@ -32,19 +35,6 @@ const FIXED_HEAD: usize = 16;
 /// The fewest bytes a packed record takes (id, number, version, tail): bounds what a count may
 /// ask to allocate.
 const PACKED_MIN: usize = 4;
-
-/// Why a stored mirror value cannot be read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Malformed {
-    #[error("not whole {width}-byte records")]
-    NotWholeRecords { width: usize },
-    #[error("it ends before its record count")]
-    NoCount,
-    #[error("its records end before its count of {count} does")]
-    Truncated { count: usize },
-    #[error("bytes follow its last record")]
-    Trailing,
-}
 
 /// The packed value of `sorted` (sorted by id) for a kind whose tail is `tail`.
 pub(super) fn pack(tail: Tail, sorted: &[(&i64, &Entry)]) -> Vec<u8> {
@@ -184,48 +174,6 @@ fn date_from_days(days: i64) -> Option<Date> {
     EPOCH
         .checked_add(jiff::Span::new().try_days(days).ok()?)
         .ok()
-}
-
-fn zigzag(n: i64) -> u64 {
-    ((n << 1) ^ (n >> 63)) as u64
-}
-
-fn unzigzag(n: u64) -> i64 {
-    ((n >> 1) as i64) ^ -((n & 1) as i64)
-}
-
-fn put_varint(out: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        out.push(n as u8 | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
-fn put_signed(out: &mut Vec<u8>, n: i64) {
-    put_varint(out, zigzag(n));
-}
-
-/// The varint at the start of `rest`, which then starts after it; `None` if `rest` ends inside
-/// it or it runs past 64 bits.
-fn take_varint(rest: &mut &[u8]) -> Option<u64> {
-    let mut n = 0u64;
-    for (i, &byte) in rest.iter().enumerate().take(10) {
-        // The tenth byte holds only the 64th bit.
-        if i == 9 && byte > 1 {
-            return None;
-        }
-        n |= u64::from(byte & 0x7F) << (7 * i);
-        if byte & 0x80 == 0 {
-            *rest = &rest[i + 1..];
-            return Some(n);
-        }
-    }
-    None
-}
-
-fn take_signed(rest: &mut &[u8]) -> Option<i64> {
-    take_varint(rest).map(unzigzag)
 }
 
 #[cfg(test)]

@@ -27,10 +27,12 @@ mod batch;
 mod error;
 mod group;
 mod health;
+mod history_value;
 mod keys;
 mod mirror;
 mod mirror_value;
 mod outbox;
+mod packed;
 mod records;
 mod repack;
 mod schema;
@@ -47,8 +49,8 @@ pub use batch::Batch;
 pub use error::StoreError;
 use error::sled_at;
 pub use mirror::{KindCursor, SyncCursor};
-pub use mirror_value::Malformed;
 pub use outbox::{DEAD_KEPT, DeadRecord, OutboxRecord, Pending};
+pub use packed::Malformed;
 pub use records::{ResultRecord, SessionRecord, SessionState};
 pub use schema::SCHEMA_VERSION;
 
@@ -280,38 +282,30 @@ impl Store {
         Ok(Some(record))
     }
 
-    /// The recorded history of one check, oldest first.
+    /// The recorded history of one check, oldest first. A value that cannot be read is logged
+    /// (`store.corrupt`) and read as no history: the forecast starts again, and the check's next
+    /// point replaces it.
     pub fn history(&self, shop: &str, kind: CheckKind) -> Result<Vec<HistoryPoint>, StoreError> {
-        let prefix = keys::history_prefix(shop, kind);
-        let mut points = Vec::new();
-        for kv in self.db.scan_prefix(prefix.as_bytes()) {
-            let (k, v) = kv.map_err(self.sled())?;
-            match decode(&k, &v) {
-                Ok(point) => points.push(point),
-                Err(e) => skip_corrupt(&e),
-            }
-        }
-        Ok(points)
+        let key = keys::history(shop, kind);
+        let Some(value) = self.db.get(key.as_bytes()).map_err(self.sled())? else {
+            return Ok(Vec::new());
+        };
+        Ok(history_value::unpack(&value).unwrap_or_else(|why| {
+            skip_corrupt(&StoreError::HistoryMalformed { key, why });
+            Vec::new()
+        }))
     }
 
     /// The newest `at_most` points of one check's recorded history, oldest first: what a view
-    /// that keeps only a few can read without scanning the rest.
+    /// that keeps only a few needs.
     pub fn recent_history(
         &self,
         shop: &str,
         kind: CheckKind,
         at_most: usize,
     ) -> Result<Vec<HistoryPoint>, StoreError> {
-        let prefix = keys::history_prefix(shop, kind);
-        let mut points = Vec::new();
-        for kv in self.db.scan_prefix(prefix.as_bytes()).rev().take(at_most) {
-            let (k, v) = kv.map_err(self.sled())?;
-            match decode(&k, &v) {
-                Ok(point) => points.push(point),
-                Err(e) => skip_corrupt(&e),
-            }
-        }
-        points.reverse();
+        let mut points = self.history(shop, kind)?;
+        points.drain(..points.len().saturating_sub(at_most));
         Ok(points)
     }
 
@@ -351,23 +345,6 @@ impl Store {
             self.sled()(e)
         })?;
         self.outbox.committed(&batch.outbox);
-        Ok(())
-    }
-
-    /// Removes history of `shop`/`kind` older than `cutoff` (into `batch`).
-    pub fn prune_history(
-        &self,
-        batch: &mut Batch,
-        shop: &str,
-        kind: CheckKind,
-        cutoff: Timestamp,
-    ) -> Result<(), StoreError> {
-        let prefix = keys::history_prefix(shop, kind);
-        let end = keys::history(shop, kind, cutoff);
-        for kv in self.db.range(prefix.as_bytes().to_vec()..end) {
-            let (k, _) = kv.map_err(self.sled())?;
-            batch.inner.remove(k);
-        }
         Ok(())
     }
 

@@ -1,17 +1,25 @@
-//! The move to schema 7: every mirror value written in schema 4's fixed-width records is
-//! rewritten packed (see `mirror_value`), so an upgraded database is as small as a new one.
+//! The moves to packed values: schema 7's mirrors (every mirror of schema 4's fixed-width records
+//! rewritten packed, see `mirror_value`) and schema 8's histories (every check's history, a key a
+//! point before, gathered into one packed value, see `history_value`), so an upgraded database is
+//! as small as a new one.
 //!
-//! Invariants: `schema` sets the version and [`REPACKING`] in one batch before the first value is
-//! rewritten, so an older release refuses the database from then on, and a repack cut short
-//! resumes at the next open; each batch rewrites at most [`REPACK_CHUNK`] values, each replaced
-//! whole by what it reads as (a value either layout reads the same way, so a batch applied twice
-//! changes nothing); a value that is not readable is left as it is, for its shop's next sync to
-//! replace; the last batch removes [`REPACKING`].
+//! Invariants: `schema` sets the version and each step's marker ([`REPACKING`],
+//! [`PACKING_HISTORIES`]) in one batch before the first value is rewritten, so an older release
+//! refuses the database from then on, and a step cut short resumes at the next open; each batch
+//! rewrites at most about [`REPACK_CHUNK`] keys and is atomic: a mirror is replaced whole by what
+//! it reads as (a value either layout reads the same way, so a batch applied twice changes
+//! nothing), and a history's points are never split between batches (its value is written in the
+//! batch that removes the last of its point keys); a mirror that cannot be read is left for its
+//! shop's next sync to replace, and a point that cannot be read is dropped (counted); each step's
+//! last batch removes its marker.
 
-use super::{StoreError, keys, mirror_value};
+use super::{StoreError, history_value, keys, mirror_value};
+use crate::checks::HistoryPoint;
 
 /// Present while mirrors are being repacked.
 pub(super) const REPACKING: &[u8] = b"meta/repacking_mirrors";
+/// Present while histories are being packed.
+pub(super) const PACKING_HISTORIES: &[u8] = b"meta/packing_histories";
 /// Values rewritten per batch: a batch holds its values in memory.
 pub(super) const REPACK_CHUNK: usize = 10_000;
 
@@ -64,6 +72,65 @@ pub(super) fn mirrors(
     Ok(())
 }
 
+/// Gathers every history of schemas 5 to 7 (a key per point) into its one packed value, in
+/// batches of about `chunk` point keys, calling `progress` with the point keys seen so far after
+/// each batch; then removes [`PACKING_HISTORIES`].
+pub(super) fn histories(
+    db: &sled::Db,
+    chunk: usize,
+    sled: &impl Fn(sled::Error) -> StoreError,
+    progress: &mut dyn FnMut(usize),
+) -> Result<(), StoreError> {
+    let (mut seen, mut packed, mut unreadable) = (0usize, 0usize, 0usize);
+    let mut batch = sled::Batch::default();
+    let mut in_batch = 0;
+    // The history being gathered: its key and its points so far (point keys sort by time).
+    let mut gathering: Option<(Vec<u8>, Vec<HistoryPoint>)> = None;
+    let mut done = |batch: &mut sled::Batch, (key, points): (Vec<u8>, Vec<HistoryPoint>)| {
+        if !points.is_empty() {
+            batch.insert(key, history_value::pack(&points));
+        }
+        packed += 1;
+    };
+    for kv in db.scan_prefix(keys::SHOPS) {
+        let (key, value) = kv.map_err(sled)?;
+        let Some(history) = keys::history_of_point(&key) else {
+            continue;
+        };
+        if gathering.as_ref().is_some_and(|(k, _)| k != history) {
+            done(&mut batch, gathering.take().expect("gathering"));
+            if in_batch >= chunk {
+                db.apply_batch(std::mem::take(&mut batch)).map_err(sled)?;
+                in_batch = 0;
+                progress(seen);
+            }
+        }
+        let (_, points) = gathering.get_or_insert_with(|| (history.to_vec(), Vec::new()));
+        match serde_json::from_slice::<HistoryPoint>(&value) {
+            Ok(point) => points.push(point),
+            Err(_) => unreadable += 1,
+        }
+        batch.remove(key);
+        seen += 1;
+        in_batch += 1;
+    }
+    if let Some(last) = gathering.take() {
+        done(&mut batch, last);
+    }
+    batch.remove(PACKING_HISTORIES);
+    db.apply_batch(batch).map_err(sled)?;
+    progress(seen);
+    tracing::info!(
+        event = "store.migrated",
+        to = 8,
+        histories = packed,
+        points = seen,
+        unreadable,
+        "each check's history is now one packed value"
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,7 +174,58 @@ mod tests {
                 .unwrap();
         }
         db.insert("shop/dent/mirror/customers", &[1u8; 5]).unwrap();
+        // Histories of schemas 5 to 7: a key per point, one of them unreadable.
+        for (shop, kind) in [
+            ("acme", CheckKind::CustomerNumbers),
+            ("bolt", CheckKind::InvoiceNumbers),
+        ] {
+            for (day, high) in points() {
+                let at = day.parse().unwrap();
+                let value = format!(r#"{{"at":"{day}","shop_high":{high}}}"#);
+                db.insert(keys::history_point(shop, kind, at), value.as_bytes())
+                    .unwrap();
+            }
+        }
+        let unreadable = keys::history_point(
+            "acme",
+            CheckKind::CustomerNumbers,
+            "2026-11-05T00:00:00Z".parse().unwrap(),
+        );
+        db.insert(unreadable, b"{".as_slice()).unwrap();
         db
+    }
+
+    fn points() -> [(&'static str, u32); 3] {
+        [
+            ("2026-11-01T00:00:00Z", 10),
+            ("2026-11-02T06:00:00.123Z", 20),
+            ("2026-11-03T00:00:00Z", 20),
+        ]
+    }
+
+    /// Each history is one value holding its readable points, oldest first; no point keys are left.
+    fn assert_histories_packed(db: &sled::Db) {
+        let want: Vec<HistoryPoint> = points()
+            .into_iter()
+            .map(|(day, high)| HistoryPoint {
+                at: day.parse().unwrap(),
+                shop_high: Some(high),
+            })
+            .collect();
+        for (shop, kind) in [
+            ("acme", CheckKind::CustomerNumbers),
+            ("bolt", CheckKind::InvoiceNumbers),
+        ] {
+            let value = db.get(keys::history(shop, kind)).unwrap().unwrap();
+            assert_eq!(history_value::unpack(&value).unwrap(), want, "{shop}");
+        }
+        let left = db
+            .scan_prefix(keys::SHOPS)
+            .keys()
+            .filter(|k| keys::history_of_point(k.as_ref().unwrap()).is_some())
+            .count();
+        assert_eq!(left, 0);
+        assert!(!db.contains_key(PACKING_HISTORIES).unwrap());
     }
 
     /// Every mirror is packed and reads as before; other records, and a mirror that cannot be
@@ -129,13 +247,32 @@ mod tests {
     }
 
     #[test]
-    fn schema_6_mirrors_are_repacked_and_read_as_before() {
+    fn schema_6_mirrors_and_histories_are_packed_and_read_as_before() {
         let dir = tempfile::tempdir().unwrap();
         let db = schema_6(dir.path());
         super::super::schema::migrate(&db, dir.path(), &mut |_| {}).unwrap();
         assert_repacked(&db);
+        assert_histories_packed(&db);
         let version = db.get(b"meta/schema_version").unwrap().unwrap();
-        assert_eq!(&*version, &7u32.to_be_bytes());
+        assert_eq!(&*version, &8u32.to_be_bytes());
+    }
+
+    /// Histories gathered in batches of one point key still come out whole: a batch ends only
+    /// between histories.
+    #[test]
+    fn histories_are_packed_whole_in_small_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = schema_6(dir.path());
+        db.insert(PACKING_HISTORIES, b"".as_slice()).unwrap();
+        let mut seen = Vec::new();
+        let sled = super::super::sled_at(dir.path());
+        histories(&db, 1, &sled, &mut |n| seen.push(n)).unwrap();
+        assert_histories_packed(&db);
+        assert_eq!(
+            seen,
+            [4, 7],
+            "after acme's 4 point keys, then with bolt's 3 at the end"
+        );
     }
 
     /// A repack cut short (the version set, the marker left, one mirror packed) resumes, in

@@ -30,13 +30,15 @@
 //! packed value as garbage records, refuses the database from then on, and a repack cut short
 //! resumes at the next open. Records
 //! written since leave out their fields that hold nothing (older ones, with `null`s, read the
-//! same).
+//! same). 8 = each check's history is one packed value (see `history_value`), not a key per
+//! point: the upgrade gathers every history's points (`repack`), after the upgrade's first batch
+//! has set the version and [`PACKING_HISTORIES`], in batches that never split a history.
 
-use super::repack::{self, REPACKING};
+use super::repack::{self, PACKING_HISTORIES, REPACKING};
 use super::{StoreError, keys, mirror};
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 const KEY: &[u8] = b"meta/schema_version";
 /// Present while the move to schema 5's keys is under way.
 const MOVING: &[u8] = b"meta/moving_keys";
@@ -71,7 +73,9 @@ pub(super) fn migrate(
     }
     let mut moving = db.contains_key(MOVING).map_err(&sled)?;
     let mut repacking = db.contains_key(REPACKING).map_err(&sled)?;
-    if found == SCHEMA_VERSION && !moving && !repacking && db.get(KEY).map_err(&sled)?.is_some() {
+    let mut packing = db.contains_key(PACKING_HISTORIES).map_err(&sled)?;
+    let marked = moving || repacking || packing;
+    if found == SCHEMA_VERSION && !marked && db.get(KEY).map_err(&sled)?.is_some() {
         return Ok(());
     }
     if found < 4 {
@@ -80,13 +84,17 @@ pub(super) fn migrate(
     if found < SCHEMA_VERSION {
         mark_upgrade(db, found, &sled)?;
         moving |= found < 5;
-        repacking = true;
+        repacking |= found < 7;
+        packing = true;
     }
     if moving {
         move_under_shops(db, MOVE_CHUNK, &sled, progress)?;
     }
     if repacking {
         repack::mirrors(db, repack::REPACK_CHUNK, &sled, progress)?;
+    }
+    if packing {
+        repack::histories(db, repack::REPACK_CHUNK, &sled, progress)?;
     }
     db.insert(KEY, &SCHEMA_VERSION.to_be_bytes())
         .map_err(&sled)?;
@@ -108,7 +116,10 @@ fn mark_upgrade(
     if found < 5 {
         start.insert(MOVING, b"".as_slice());
     }
-    start.insert(REPACKING, b"".as_slice());
+    if found < 7 {
+        start.insert(REPACKING, b"".as_slice());
+    }
+    start.insert(PACKING_HISTORIES, b"".as_slice());
     db.apply_batch(start).map_err(sled)
 }
 
@@ -311,16 +322,34 @@ mod tests {
     }
 
     /// `records` as schema 7 holds them: each mirror repacked.
-    fn repacked(mut records: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
-        use crate::store::mirror_value::{pack, unpack};
-        for (key, value) in &mut records {
+    /// `records` as schema 8 holds them: each mirror repacked, each history point (under its
+    /// own key, which the caller has as lossy text) gathered into its history's one value.
+    fn repacked(records: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+        use crate::store::{history_value, mirror_value};
+        let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut histories: std::collections::BTreeMap<String, Vec<_>> = Default::default();
+        for (key, value) in records {
             if let Some(kind) = keys::mirror_kind(key.as_bytes()) {
-                let entries = unpack(value, kind.spec().tail).unwrap();
+                let entries = mirror_value::unpack(&value, kind.spec().tail).unwrap();
                 let sorted: Vec<_> = entries.iter().map(|(id, e)| (id, e)).collect();
-                *value = pack(kind.spec().tail, &sorted);
+                out.push((key, mirror_value::pack(kind.spec().tail, &sorted)));
+            } else if let Some((shop, rest)) = key.split_once("/history/") {
+                let kind = rest.split('/').next().unwrap();
+                let point = serde_json::from_slice(&value).unwrap();
+                histories
+                    .entry(format!("{shop}/history/{kind}"))
+                    .or_default()
+                    .push(point);
+            } else {
+                out.push((key, value));
             }
         }
-        records
+        out.extend(
+            histories
+                .into_iter()
+                .map(|(k, p)| (k, history_value::pack(&p))),
+        );
+        out
     }
 
     fn records(db: &sled::Db) -> Vec<(String, Vec<u8>)> {

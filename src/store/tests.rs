@@ -54,13 +54,13 @@ async fn committed_records_survive_reopening() {
         let store = Store::open(dir.path(), Role::Daemon).unwrap();
         let mut batch = store.batch();
         batch.put_result("acme", CheckKind::InvoiceNumbers, &record);
-        batch.push_history(
+        batch.put_history(
             "acme",
             CheckKind::InvoiceNumbers,
-            &HistoryPoint {
+            &[HistoryPoint {
                 at: now,
                 shop_high: Some(6100),
-            },
+            }],
         );
         batch.put_session("acme", &session);
         store.commit(batch).await.unwrap();
@@ -149,7 +149,8 @@ async fn writes_committed_each_on_their_own_survive_reopening() {
     assert_eq!(store.session("gone").unwrap(), None);
 }
 
-/// A shop's records leave out the fields that hold nothing (schema 7) and read back the same.
+/// A shop's JSON records leave out the fields that hold nothing (schema 7) and read back the
+/// same.
 #[tokio::test]
 async fn records_leave_out_what_holds_nothing_and_read_back_the_same() {
     let dir = tempfile::tempdir().unwrap();
@@ -168,12 +169,12 @@ async fn records_leave_out_what_holds_nothing_and_read_back_the_same() {
     let mut batch = store.batch();
     batch.put_result("acme", kind, &result);
     batch.put_session("acme", &session);
-    batch.push_history("acme", kind, &point);
+    batch.put_history("acme", kind, &[point]);
     store.commit(batch).await.unwrap();
     for (key, value) in store
         .dump()
         .into_iter()
-        .filter(|(k, _)| k.starts_with("shop/"))
+        .filter(|(k, _)| k.starts_with("shop/") && !k.contains("/history/"))
     {
         let text = String::from_utf8(value).unwrap();
         assert!(
@@ -252,53 +253,53 @@ async fn a_time_record_of_schema_5_is_read_until_the_cursor_has_one() {
     assert!(!store.db.contains_key(&old).unwrap());
 }
 
+/// A check's history is one value (schema 8): it reads back oldest first, a shop whose name is
+/// a prefix of another's keeps its own, the newest few read alone, and an unreadable one reads as
+/// none (the check's next point replaces it).
 #[tokio::test]
-async fn history_is_ordered_and_pruned_by_age() {
+async fn a_history_is_one_value_read_oldest_first() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), Role::OneShot).unwrap();
     let kind = CheckKind::CustomerNumbers;
+    let points: Vec<_> = [(1, 10), (2, 20), (3, 30)]
+        .into_iter()
+        .map(|(day, high)| HistoryPoint {
+            at: ts(&format!("2026-11-0{day}T00:00:00Z")),
+            shop_high: Some(high),
+        })
+        .collect();
+    let other = HistoryPoint {
+        at: ts("2026-11-01T00:00:00Z"),
+        shop_high: None,
+    };
     let mut batch = store.batch();
-    for (day, high) in [(3, 30), (1, 10), (2, 20)] {
-        let at = ts(&format!("2026-11-0{day}T00:00:00Z"));
-        batch.push_history(
-            "acme",
-            kind,
-            &HistoryPoint {
-                at,
-                shop_high: Some(high),
-            },
-        );
-    }
-    // Another shop whose name is a prefix must not leak in.
-    batch.push_history(
-        "acm",
-        kind,
-        &HistoryPoint {
-            at: ts("2026-11-01T00:00:00Z"),
-            shop_high: None,
-        },
+    batch.put_history("acme", kind, &points);
+    batch.put_history("acm", kind, &[other]);
+    store.commit(batch).await.unwrap();
+    assert_eq!(store.history("acme", kind).unwrap(), points);
+    assert_eq!(store.history("acm", kind).unwrap(), [other]);
+    assert_eq!(store.recent_history("acme", kind, 2).unwrap(), points[1..]);
+    assert_eq!(store.recent_history("acme", kind, 9).unwrap(), points);
+    let keys: Vec<_> = store.dump().into_iter().map(|(k, _)| k).collect();
+    assert!(
+        keys.contains(&"shop/acme/history/customer_numbers".to_owned()),
+        "{keys:?}"
     );
-    store.commit(batch).await.unwrap();
-    let highs: Vec<_> = store
-        .history("acme", kind)
-        .unwrap()
-        .iter()
-        .map(|p| p.shop_high)
-        .collect();
-    assert_eq!(highs, [Some(10), Some(20), Some(30)]);
 
-    let mut batch = store.batch();
     store
-        .prune_history(&mut batch, "acme", kind, ts("2026-11-02T00:00:00Z"))
+        .db
+        .insert("shop/acme/history/customer_numbers", &b"{}"[..])
         .unwrap();
+    assert_eq!(store.history("acme", kind).unwrap(), []);
+    let mut batch = store.batch();
+    batch.put_history("acme", kind, &[]);
     store.commit(batch).await.unwrap();
-    let highs: Vec<_> = store
-        .history("acme", kind)
-        .unwrap()
-        .iter()
-        .map(|p| p.shop_high)
-        .collect();
-    assert_eq!(highs, [Some(20), Some(30)]);
+    assert!(
+        !store
+            .dump()
+            .iter()
+            .any(|(k, _)| k.starts_with("shop/acme/history"))
+    );
 }
 
 #[test]
