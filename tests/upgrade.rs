@@ -101,6 +101,17 @@ fn a_release_1_database_opens_and_reads_back_its_verdicts() {
             .is_empty()
     );
     assert_eq!(store.cursor("fjellsport").unwrap(), SyncCursor::default());
+    // Its history points (a key each until schema 8) come through every move, in time order.
+    let histories: Vec<_> = config
+        .shops
+        .iter()
+        .flat_map(|shop| CheckKind::ALL.map(|kind| store.history(&shop.name, kind).unwrap()))
+        .collect();
+    // Release 1 recorded one point a check for two of its three shops (as schema 7 read them,
+    // to the millisecond).
+    let lengths: Vec<_> = histories.iter().map(Vec::len).collect();
+    assert_eq!(lengths, [1, 1, 1, 1, 0, 0], "{histories:?}");
+    assert!(histories.iter().all(|h| h.is_sorted_by_key(|p| p.at)));
     let report = StatusReport::collect(Some(&store), &config, jiff::Timestamp::now()).unwrap();
     assert_eq!(verdicts(&report), release_1_verdicts());
 

@@ -134,13 +134,15 @@ impl<'a> Recording<'a> {
         if record.verdict() != Verdict::Error {
             let point = record.outcome.evidence.history_point(self.now);
             if point_due(history.last(), &point) {
-                // One point a millisecond, as when each point was a key of its own (schemas 5
-                // to 7): a point in the newest one's millisecond replaces it.
-                let ms = point.at.as_millisecond();
-                if history.last().is_some_and(|n| n.at.as_millisecond() == ms) {
-                    history.pop();
+                // In time order, one point a millisecond, as when each point was a key of its
+                // own (schemas 5 to 7): a point in another's millisecond replaces it, and one
+                // from a clock set back goes before the newer ones.
+                let ms = |p: &HistoryPoint| p.at.as_millisecond();
+                let at = history.partition_point(|p| ms(p) < ms(&point));
+                match history.get_mut(at) {
+                    Some(same) if ms(same) == ms(&point) => *same = point,
+                    _ => history.insert(at, point),
                 }
-                history.push(point);
                 changed = true;
             }
         }
@@ -276,6 +278,58 @@ mod tests {
                 assert_eq!(store.history("acme", kind).unwrap(), [kept], "{read_first}");
             }
         }
+    }
+
+    /// A point from a clock set back goes before the newer ones; one in another's millisecond
+    /// replaces it.
+    #[tokio::test]
+    async fn a_history_stays_in_time_order_whatever_the_clock_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Role::OneShot).unwrap();
+        let settings = PassSettings {
+            sync: SyncSettings {
+                full_resync: Duration::from_secs(86_400),
+                invoice_window: Duration::from_secs(86_400),
+                max_records: 1000,
+            },
+            policy: Policy::default(),
+            history: Duration::from_secs(30 * 86_400),
+            deadline: Duration::from_secs(60),
+            notify: None,
+        };
+        let kind = CheckKind::CustomerNumbers;
+        let ok = |high: u32, now: Timestamp| {
+            let mut outcome = checks::not_yet_checked(kind);
+            outcome.verdict = Verdict::Ok;
+            outcome.evidence.shop_run = Some(checks::Run {
+                first: 1,
+                last: high,
+                count: high,
+            });
+            ResultRecord::next(None, outcome, now)
+        };
+        let record = async |at: &str, high| {
+            let now: Timestamp = at.parse().unwrap();
+            let mut recording = Recording::new(&store, "acme", now, &settings, store.batch())?;
+            recording.check(kind, None, ok(high, now))?;
+            recording.commit().await
+        };
+        record("2026-11-03T00:00:00Z", 30).await.unwrap();
+        record("2026-11-02T00:00:00Z", 20).await.unwrap();
+        record("2026-11-03T00:00:00Z", 31).await.unwrap();
+        let highs: Vec<_> = store
+            .history("acme", kind)
+            .unwrap()
+            .iter()
+            .map(|p| (p.at.to_string(), p.shop_high))
+            .collect();
+        assert_eq!(
+            highs,
+            [
+                ("2026-11-02T00:00:00Z".to_owned(), Some(20)),
+                ("2026-11-03T00:00:00Z".to_owned(), Some(31)),
+            ]
+        );
     }
 
     /// An idle pass, a callback that changes nothing: the outcome is the stored one, so the one

@@ -46,7 +46,7 @@ pub(super) fn pack(points: &[HistoryPoint]) -> Vec<u8> {
 /// The points of a stored value, oldest first.
 pub(super) fn unpack(value: &[u8]) -> Result<Vec<HistoryPoint>, Malformed> {
     let Some((&PACKED, mut rest)) = value.split_first() else {
-        return Err(Malformed::NoCount);
+        return Err(Malformed::NotPacked);
     };
     let count = take_varint(&mut rest).ok_or(Malformed::NoCount)?;
     let count = usize::try_from(count).unwrap_or(usize::MAX);
@@ -60,12 +60,10 @@ pub(super) fn unpack(value: &[u8]) -> Result<Vec<HistoryPoint>, Malformed> {
             0 => None,
             coded => {
                 high = high.wrapping_add(unzigzag(coded - 1));
-                // Out of range only in a value this layout never writes: read as no number.
-                u32::try_from(high).ok()
+                Some(u32::try_from(high).map_err(|_| Malformed::OutOfRange)?)
             }
         };
-        // Out of range only in a value this layout never writes: read as the earliest time.
-        let at = Timestamp::from_millisecond(ms).unwrap_or(Timestamp::MIN);
+        let at = Timestamp::from_millisecond(ms).map_err(|_| Malformed::OutOfRange)?;
         points.push(HistoryPoint { at, shop_high });
     }
     if !rest.is_empty() {
@@ -122,6 +120,17 @@ mod tests {
         let mut longer = packed.clone();
         longer.push(0);
         assert_eq!(unpack(&longer), Err(Malformed::Trailing));
-        assert!(unpack(br#"{"at":"2026-09-01T00:00:00Z"}"#).is_err());
+        assert_eq!(
+            unpack(br#"{"at":"2026-09-01T00:00:00Z"}"#),
+            Err(Malformed::NotPacked)
+        );
+        // A highest number beyond u32, a time beyond what a timestamp holds.
+        let mut beyond = vec![PACKED, 1, 0];
+        put_varint(&mut beyond, zigzag(i64::from(u32::MAX) + 1) + 1);
+        assert_eq!(unpack(&beyond), Err(Malformed::OutOfRange));
+        let mut late = vec![PACKED, 1];
+        put_signed(&mut late, i64::MAX / 2);
+        late.push(0);
+        assert_eq!(unpack(&late), Err(Malformed::OutOfRange));
     }
 }

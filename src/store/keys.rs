@@ -1,7 +1,8 @@
 //! Where each record lives in the database: the key layout since schema 5.
 //!
 //! Every record of a shop is under `shop/{name}/` (shop names cannot contain `/`, so a prefix is
-//! one shop): `cursor`, `history/{kind}/{ms}`, `mirror/{spec.mirror}`, `result/{kind}`,
+//! one shop): `cursor`, `history/{kind}` (since schema 8; before it, `history/{kind}/{ms}`, a key
+//! per point), `mirror/{spec.mirror}`, `result/{kind}`,
 //! `session` (and, until its kind's next check, a `result/{kind}/checked` of schemas 3 to 5). Why: sled splits a leaf at 16 keys and reads a whole leaf
 //! on a cache miss, so one pass, which reads and writes most of one shop's ten-odd records, touches
 //! one or two leaves of its own. Before schema 5 the type came first (`result/{shop}/{kind}`,

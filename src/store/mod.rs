@@ -5,15 +5,15 @@
 //! caller reports as recorded has been flushed (the `put_*` calls only add to a [`Batch`];
 //! [`Store::commit`] applies it atomically and flushes before returning); each shop's records are
 //! under `shop/{name}/` (see `keys`: one pass touches one or two sled leaves); values are JSON so
-//! an operator can inspect them, except the mirrors (fixed-width binary, see `mirror`). The store
-//! knows keys and bytes, not HTTP.
+//! an operator can inspect them, except the mirrors and the histories (packed binary, see
+//! `mirror_value` and `history_value`). The store knows keys and bytes, not HTTP.
 //!
 //! Files are private whatever the umask: `state_dir` at most 0750 (its group may read
 //! status.json, see docs/operating.md), `db/` 0700, the database files and the lock 0600. Opening narrows
 //! the process umask to 077 because sled creates files (snapshots) long after opening.
 //! A record that cannot be rebuilt (session, result) that fails to read is reported
-//! ([`StoreError::Corrupt`]); one whose loss only costs work (a cursor: full resync; a history
-//! point: a shorter forecast) is skipped with a `store.corrupt` warning.
+//! ([`StoreError::Corrupt`]); one whose loss only costs work (a cursor: full resync; a history:
+//! the forecast starts again) is skipped with a `store.corrupt` warning.
 //!
 //! A check's time is in the shop's sync cursor (`cursor`, since schema 6; see `mirror`) beside
 //! its result (`result/{kind}`, outcome and evidence), so a pass whose outcome did not change

@@ -11,8 +11,12 @@
 pub enum Malformed {
     #[error("not whole {width}-byte records")]
     NotWholeRecords { width: usize },
+    #[error("it is not a packed value of its kind")]
+    NotPacked,
     #[error("it ends before its record count")]
     NoCount,
+    #[error("a record holds a time or number out of range")]
+    OutOfRange,
     #[error("its records end before its count of {count} does")]
     Truncated { count: usize },
     #[error("bytes follow its last record")]

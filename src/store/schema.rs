@@ -104,8 +104,8 @@ pub(super) fn migrate(
 
 /// An upgrade's first batch: this build's version, so an older release refuses the database from
 /// here on, and, in the same batch, a marker for each step still to come that rewrites keys in
-/// batches (the move to 5's keys, the repack of 7), so that a step cut short resumes at the next
-/// open.
+/// batches (the move to 5's keys, the repack of 7's mirrors, the packing of 8's histories), so
+/// that a step cut short resumes at the next open.
 fn mark_upgrade(
     db: &sled::Db,
     found: u32,
@@ -321,7 +321,6 @@ mod tests {
             .collect()
     }
 
-    /// `records` as schema 7 holds them: each mirror repacked.
     /// `records` as schema 8 holds them: each mirror repacked, each history point (under its
     /// own key, which the caller has as lossy text) gathered into its history's one value.
     fn repacked(records: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
