@@ -232,23 +232,28 @@ mod tests {
     use crate::store::Role;
     use crate::sync::SyncSettings;
 
-    /// Points older than `checks.history` leave the check's history when its next outcome is
-    /// recorded, whether or not the recording read the history first; an `error` adds none.
-    #[tokio::test]
-    async fn recording_prunes_the_history_older_than_checks_history() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), Role::OneShot).unwrap();
-        let settings = PassSettings {
+    /// A pass's settings that keep `history`.
+    fn settings(history: Duration) -> PassSettings {
+        PassSettings {
             sync: SyncSettings {
                 full_resync: Duration::from_secs(86_400),
                 invoice_window: Duration::from_secs(86_400),
                 max_records: 1000,
             },
             policy: Policy::default(),
-            history: Duration::from_secs(86_400),
+            history,
             deadline: Duration::from_secs(60),
             notify: None,
-        };
+        }
+    }
+
+    /// Points older than `checks.history` leave the check's history when its next outcome is
+    /// recorded, whether or not the recording read the history first; an `error` adds none.
+    #[tokio::test]
+    async fn recording_prunes_the_history_older_than_checks_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Role::OneShot).unwrap();
+        let settings = settings(Duration::from_secs(1 * 86_400));
         let point = |at: &str, high| HistoryPoint {
             at: at.parse().unwrap(),
             shop_high: Some(high),
@@ -286,17 +291,7 @@ mod tests {
     async fn a_history_stays_in_time_order_whatever_the_clock_does() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), Role::OneShot).unwrap();
-        let settings = PassSettings {
-            sync: SyncSettings {
-                full_resync: Duration::from_secs(86_400),
-                invoice_window: Duration::from_secs(86_400),
-                max_records: 1000,
-            },
-            policy: Policy::default(),
-            history: Duration::from_secs(30 * 86_400),
-            deadline: Duration::from_secs(60),
-            notify: None,
-        };
+        let settings = settings(Duration::from_secs(30 * 86_400));
         let kind = CheckKind::CustomerNumbers;
         let ok = |high: u32, now: Timestamp| {
             let mut outcome = checks::not_yet_checked(kind);
@@ -338,17 +333,7 @@ mod tests {
     async fn an_unchanged_outcome_writes_the_cursor_alone() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), Role::OneShot).unwrap();
-        let settings = PassSettings {
-            sync: SyncSettings {
-                full_resync: Duration::from_secs(86_400),
-                invoice_window: Duration::from_secs(86_400),
-                max_records: 1000,
-            },
-            policy: Policy::default(),
-            history: Duration::from_secs(86_400),
-            deadline: Duration::from_secs(60),
-            notify: None,
-        };
+        let settings = settings(Duration::from_secs(1 * 86_400));
         let kind = CheckKind::InvoiceNumbers;
         let record = async |at: &str| {
             let now: Timestamp = at.parse().unwrap();
