@@ -253,7 +253,7 @@ mod tests {
     async fn recording_prunes_the_history_older_than_checks_history() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), Role::OneShot).unwrap();
-        let settings = settings(Duration::from_secs(1 * 86_400));
+        let settings = settings(Duration::from_secs(86_400));
         let point = |at: &str, high| HistoryPoint {
             at: at.parse().unwrap(),
             shop_high: Some(high),
@@ -333,7 +333,7 @@ mod tests {
     async fn an_unchanged_outcome_writes_the_cursor_alone() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), Role::OneShot).unwrap();
-        let settings = settings(Duration::from_secs(1 * 86_400));
+        let settings = settings(Duration::from_secs(86_400));
         let kind = CheckKind::InvoiceNumbers;
         let record = async |at: &str| {
             let now: Timestamp = at.parse().unwrap();
