@@ -9,6 +9,10 @@
 //! the per-shop series), not a debug line a pass that would cost the daemon a JSON line each;
 //! tokens left are what its `shutdown.sessions_*` event says it kept.
 //!
+//! `SCALE_HISTORY_DAYS=N` starts the daemon over a database that already holds N days of each
+//! check's history (a point every 6 h, the highest number unchanged: what a quiet shop the daemon
+//! has watched that long holds), so a run shows a steady state rather than one-pass-old shops.
+//!
 //! `SCALE_DAEMON_PREFIX` (words split on spaces, e.g. `heaptrack` or
 //! `perf record --call-graph dwarf -F 99 -o /tmp/scale.perf --`) runs the daemon under a profiler;
 //! signals and /proc figures then go to the daemon found below the wrapper, not to the wrapper.
@@ -265,6 +269,11 @@ pub fn run(exe: &Path, shops: usize, settle: Duration) -> Figures {
     let config = dir.path().join("config.toml");
     std::fs::write(&config, main_config(&base_url, 32)).unwrap();
     let state_dir = dir.path().join("state");
+    let days =
+        std::env::var("SCALE_HISTORY_DAYS").map_or(0, |d| d.parse().expect("a number of days"));
+    if days > 0 {
+        seed_history(&state_dir, shops, days);
+    }
 
     let mut figures = Figures {
         shops,
@@ -375,6 +384,40 @@ pub fn run(exe: &Path, shops: usize, settle: Duration) -> Figures {
     let _ = sim.wait();
     figures.records = stored_bytes(&state_dir.join("db"));
     figures
+}
+
+/// Writes `days` of history for every check of every shop into a new database in `state_dir`:
+/// a point every 6 h up to an hour ago, each with the scenario's highest number.
+fn seed_history(state_dir: &Path, shops: usize, days: i64) {
+    use tripletex_sync::checks::{CheckKind, HistoryPoint};
+    use tripletex_sync::store::{Role, Store};
+    let store = Store::open(state_dir, Role::OneShot).expect("a database to seed");
+    let last = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
+    let points = |high: u32| -> Vec<HistoryPoint> {
+        (0..days * 4)
+            .rev()
+            .map(|i| HistoryPoint {
+                at: last - jiff::SignedDuration::from_hours(6 * i),
+                shop_high: Some(high),
+            })
+            .collect()
+    };
+    let (customers, invoices) = (points(CUSTOMERS), points(INVOICES));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for chunk in (0..shops).collect::<Vec<_>>().chunks(1000) {
+        let mut batch = store.batch();
+        for &i in chunk {
+            let (name, ..) = shop(i);
+            batch.put_history(&name, CheckKind::CustomerNumbers, &customers);
+            batch.put_history(&name, CheckKind::InvoiceNumbers, &invoices);
+        }
+        runtime
+            .block_on(store.commit(batch))
+            .expect("seeded history committed");
+    }
 }
 
 /// Bytes of keys and values in the stopped daemon's sled database, per record type.
