@@ -92,6 +92,36 @@ fn binary(config: &Path, args: &[&str], log: &Path) -> Command {
     cmd
 }
 
+/// The binary started with `args`, killed when dropped while it still runs: a failing test must
+/// not leave its daemon running (one did, for 40 minutes).
+fn spawn(config: &Path, args: &[&str], log: &Path) -> Daemon {
+    Daemon(binary(config, args, log).spawn().unwrap())
+}
+
+struct Daemon(Child);
+
+impl std::ops::Deref for Daemon {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Per shop and check: the verdict and when it was checked.
 type Seen = HashMap<(String, CheckKind), (Verdict, Timestamp)>;
 
@@ -148,7 +178,7 @@ async fn verdicts_survive_sigkill_at_random_points_of_passes() {
         let log = dir.path().join(format!("run-{round}.log"));
         let launched = Timestamp::now();
         let requests_before = sim.request_log().len();
-        let mut child = binary(&config, &["run"], &log).spawn().unwrap();
+        let mut child = spawn(&config, &["run"], &log);
 
         // The restart's first status.json (written at start, from the database) still shows
         // everything the killed daemon's status.json showed.
@@ -317,9 +347,7 @@ async fn notifications_survive_sigkill_during_passes_and_deliveries() {
             },
         );
         let log = dir.path().join(format!("notify-{round}.log"));
-        let mut child = binary(&config, &["--log-format", "json", "run"], &log)
-            .spawn()
-            .unwrap();
+        let mut child = spawn(&config, &["--log-format", "json", "run"], &log);
         tokio::time::sleep(Duration::from_millis(fastrand::u64(200..1500))).await;
         kill(&mut child);
         assert_clean(&log);
@@ -333,9 +361,7 @@ async fn notifications_survive_sigkill_during_passes_and_deliveries() {
         Verdict::Conflict
     };
     let log = dir.path().join("notify-last.log");
-    let mut child = binary(&config, &["--log-format", "json", "run"], &log)
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&config, &["--log-format", "json", "run"], &log);
     within_budget(started)
         .every(Duration::from_millis(20))
         .until("the last run delivers everything", || {
