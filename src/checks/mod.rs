@@ -14,7 +14,7 @@
 //! - Cost is one sort plus one pass, whatever the number of numbers.
 //! - Dates are Oslo calendar dates ([`crate::clock::oslo_date`]), as Tripletex users see them.
 
-mod forecast;
+pub(crate) mod forecast;
 pub mod kinds;
 mod runs;
 

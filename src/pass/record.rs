@@ -6,8 +6,10 @@
 //! commit when it changed: one small record for an idle pass); a history point is added when the
 //! shop's highest number moved, else at most once per [`HISTORY_HOLD`], never for `error`, so a
 //! burst of callbacks cannot fill the history the forecast reads; points older than
-//! `checks.history` are pruned in the same batch (the check's whole history is one value,
-//! rewritten only when a point came or went); everything goes into one flushed commit, and a
+//! `checks.history` are pruned in the same batch, and of those older than [`DENSE_FOR`] only the
+//! newest of each day is kept (a busy shop's point an hour would otherwise make its 90 days of
+//! history 2 000 points a check, read and rewritten whole: the check's whole history is one
+//! value, rewritten only when a point came or went); everything goes into one flushed commit, and a
 //! verdict is logged (`check.verdict`: conflict = ERROR, warn/error = WARN, recovery = INFO,
 //! unchanged = DEBUG) only once it is recorded. With `[notify]` on, a changed verdict (a first
 //! one too) is a `check.verdict` message queued in that same commit (`notify::queue`), as is
@@ -25,6 +27,10 @@ use crate::store::{Batch, ResultRecord, Store, StoreError, SyncCursor};
 
 /// How long an unchanged highest number goes without a new history point.
 const HISTORY_HOLD: Duration = Duration::from_secs(6 * 60 * 60);
+/// How far back a history keeps every point; older days keep their newest point alone. A day's
+/// newest point carries its highest number, and a growth rate over weeks needs no more; the
+/// forecast's own minimum span (`checks::forecast::MIN_SPAN_DAYS`) is a week, in full detail.
+const DENSE_FOR: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 /// Outcomes of one shop on their way into one commit.
 pub(crate) struct Recording<'a> {
@@ -99,11 +105,12 @@ impl<'a> Recording<'a> {
     }
 
     /// `kind`'s stored history without the points older than `checks.history` (they must not
-    /// steer a forecast), and whether there were any.
+    /// steer a forecast) or thinned out (see [`thin`]), and whether there were any.
     fn read_history(&self, kind: CheckKind) -> Result<(Vec<HistoryPoint>, bool), StoreError> {
         let mut history = self.store.history(self.shop, kind)?;
         let stored = history.len();
         history.retain(|p| p.at >= self.cutoff);
+        thin(&mut history, self.now);
         let pruned = history.len() < stored;
         Ok((history, pruned))
     }
@@ -225,6 +232,26 @@ fn point_due(newest: Option<&HistoryPoint>, point: &HistoryPoint) -> bool {
     })
 }
 
+/// Keeps, of the points older than [`DENSE_FOR`] before `now`, the newest of each UTC day. The
+/// kept points do not depend on when this runs (a day's newest stays its newest), so a history
+/// is rewritten once as a day leaves the dense week, not on every pass. `history` is in time
+/// order.
+fn thin(history: &mut Vec<HistoryPoint>, now: Timestamp) {
+    let dense_from = now.checked_sub(span(DENSE_FOR)).unwrap_or(now);
+    let day = |p: &HistoryPoint| p.at.as_second().div_euclid(86_400);
+    let mut next_day = None;
+    let mut kept: Vec<HistoryPoint> = Vec::with_capacity(history.len());
+    // Newest first: a point is the newest of its day when the point after it is of another day.
+    for point in history.drain(..).rev() {
+        if point.at >= dense_from || next_day != Some(day(&point)) {
+            kept.push(point);
+        }
+        next_day = Some(day(&point));
+    }
+    kept.reverse();
+    *history = kept;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +310,56 @@ mod tests {
                 assert_eq!(store.history("acme", kind).unwrap(), [kept], "{read_first}");
             }
         }
+    }
+
+    /// A busy shop's point an hour for 30 days: the last week keeps every point, each older day
+    /// its newest (the day a week ago only the part within the week); thinning again, now or later, removes nothing it kept before but days that
+    /// left the week, and the growth the forecast fits is the same.
+    #[test]
+    fn a_history_older_than_a_week_keeps_a_point_a_day() {
+        let start: Timestamp = "2026-11-01T00:30:00Z".parse().unwrap();
+        let hour = jiff::SignedDuration::from_hours(1);
+        let history: Vec<HistoryPoint> = (0..30 * 24)
+            .map(|i| HistoryPoint {
+                at: start + hour * i,
+                shop_high: Some(6000 + 10 * i as u32),
+            })
+            .collect();
+        let now = history.last().unwrap().at;
+        let mut thinned = history.clone();
+        thin(&mut thinned, now);
+        let week = now - jiff::SignedDuration::from_hours(7 * 24);
+        let (old, dense): (Vec<&HistoryPoint>, Vec<_>) = thinned.iter().partition(|p| p.at < week);
+        assert_eq!(dense.len(), 7 * 24 + 1, "the last week keeps every point");
+        // 22 older days: the 23rd's newest point (23:30) is the week's first.
+        assert_eq!(old.len(), 22, "one point for each older day");
+        assert!(
+            old.iter().all(|p| p.at.to_string().ends_with("T23:30:00Z")),
+            "{old:?}"
+        );
+        let mut again = thinned.clone();
+        thin(&mut again, now);
+        assert_eq!(again, thinned);
+        let later = now + jiff::SignedDuration::from_hours(48);
+        thin(&mut again, later);
+        assert!(again.iter().all(|p| thinned.contains(p)));
+        assert_eq!(again.len(), thinned.len() - 2 * 23);
+        let growth = |points: &[HistoryPoint]| {
+            let points = points.iter().map(|p| (p.at, p.shop_high.unwrap()));
+            checks::forecast::fit(points, now, 13_190, 50_000)
+                .unwrap()
+                .growth_per_day
+        };
+        assert!(
+            (growth(&history) - 240.0).abs() < 1e-6,
+            "{}",
+            growth(&history)
+        );
+        assert!(
+            (growth(&thinned) - 240.0).abs() < 1e-6,
+            "{}",
+            growth(&thinned)
+        );
     }
 
     /// A point from a clock set back goes before the newer ones; one in another's millisecond

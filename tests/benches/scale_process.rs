@@ -10,8 +10,9 @@
 //! tokens left are what its `shutdown.sessions_*` event says it kept.
 //!
 //! `SCALE_HISTORY_DAYS=N` starts the daemon over a database that already holds N days of each
-//! check's history (a point every 6 h, the highest number unchanged: what a quiet shop the daemon
-//! has watched that long holds), so a run shows a steady state rather than one-pass-old shops.
+//! check's history (a point every 6 h, the highest number unchanged, older than a week one a
+//! day: what a quiet shop the daemon has watched that long holds), so a run shows a steady state
+//! rather than one-pass-old shops.
 //!
 //! `SCALE_DAEMON_PREFIX` (words split on spaces, e.g. `heaptrack` or
 //! `perf record --call-graph dwarf -F 99 -o /tmp/scale.perf --`) runs the daemon under a profiler;
@@ -393,9 +394,12 @@ fn seed_history(state_dir: &Path, shops: usize, days: i64) {
     use tripletex_sync::store::{Role, Store};
     let store = Store::open(state_dir, Role::OneShot).expect("a database to seed");
     let last = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
+    // As the daemon keeps it: every point of the last week, the newest of each older UTC day.
     let points = |high: u32| -> Vec<HistoryPoint> {
+        let day = |i: i64| (last - jiff::SignedDuration::from_hours(6 * i)).as_second() / 86_400;
         (0..days * 4)
             .rev()
+            .filter(|&i| i < 7 * 4 || day(i - 1) != day(i))
             .map(|i| HistoryPoint {
                 at: last - jiff::SignedDuration::from_hours(6 * i),
                 shop_high: Some(high),
