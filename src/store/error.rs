@@ -31,6 +31,9 @@ pub enum StoreError {
         key: String,
         cause: serde_json::Error,
     },
+    /// A packed sync cursor that cannot be read whole.
+    #[error("stored sync cursor under {key} is unreadable: {why} (the next sync reads in full)")]
+    CursorMalformed { key: String, why: super::Malformed },
     /// A check's history that cannot be read whole.
     #[error("stored history under {key} is unreadable: {why} (the check's next point replaces it)")]
     HistoryMalformed { key: String, why: super::Malformed },

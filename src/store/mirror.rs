@@ -6,16 +6,17 @@
 //! read and one write, not 100 000 sled operations): the records sorted by id, each with its
 //! number, Tripletex's `version` (or deleted) and the kind's tail (a flag or a date), laid out as
 //! `mirror_value` says (packed since schema 7). A sync replaces a kind's whole value, and only
-//! when it changed. The cursor is one JSON object per shop whose field names each kind's spec
-//! gives (`CursorKeys`); since schema 6 it also holds when each kind's check last ran, so an idle
-//! pass writes one record.
+//! when it changed. The cursor is one value per shop, packed since schema 9 (`cursor_value`);
+//! schemas 6 to 8 wrote it as a JSON object whose field names each kind's spec gives
+//! (`CursorKeys`), which is still read. Since schema 6 it also holds when each kind's check last
+//! ran, so an idle pass writes one record.
 
 use jiff::Timestamp;
 use jiff::civil::Date;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 
-use super::{Batch, Store, StoreError, decode, mirror_value};
+use super::{Batch, Store, StoreError, cursor_value, decode, mirror_value};
 use crate::checks::CheckKind;
 use crate::checks::kinds::{CursorKeys, Entry, PerKind};
 
@@ -47,7 +48,7 @@ impl SyncCursor {
     }
 }
 
-/// The fields of one kind's cursor as (stored name, value), in the order they are written.
+/// The fields of one kind's JSON cursor (schemas 6 to 8) as (stored name, value).
 fn cursor_fields(keys: &CursorKeys) -> [(Option<&'static str>, CursorField); 5] {
     [
         (Some(keys.full), CursorField::Full),
@@ -65,43 +66,6 @@ enum CursorField {
     WindowFrom,
     Digest,
     Checked,
-}
-
-impl Serialize for SyncCursor {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap as _;
-        let mut map = s.serialize_map(None)?;
-        // Field by field across the kinds: the order releases before kinds were data wrote.
-        for field in 0..5 {
-            for (kind, c) in self.0.iter() {
-                let (Some(name), which) = cursor_fields(&kind.spec().cursor)[field] else {
-                    continue;
-                };
-                // A field that holds nothing is left out (since schema 7): it reads back as
-                // `None` all the same, and a shop's cursor is rewritten on every pass.
-                match which {
-                    CursorField::Full => entry(&mut map, name, &c.full)?,
-                    CursorField::Since => entry(&mut map, name, &c.since)?,
-                    CursorField::WindowFrom => entry(&mut map, name, &c.window_from)?,
-                    CursorField::Digest => entry(&mut map, name, &c.digest)?,
-                    CursorField::Checked => entry(&mut map, name, &c.checked)?,
-                }
-            }
-        }
-        map.end()
-    }
-}
-
-/// Writes `name: value` into `map` unless `value` is `None`.
-fn entry<M: serde::ser::SerializeMap>(
-    map: &mut M,
-    name: &str,
-    value: &Option<impl Serialize>,
-) -> Result<(), M::Error> {
-    match value {
-        Some(value) => map.serialize_entry(name, value),
-        None => Ok(()),
-    }
 }
 
 impl<'de> Deserialize<'de> for SyncCursor {
@@ -203,16 +167,22 @@ impl Store {
         })
     }
 
+    /// The shop's sync cursor; without one, or with one that cannot be read (logged as
+    /// `store.corrupt`), the default: the next sync is a full one, slower, never wrong.
     pub fn cursor(&self, shop: &str) -> Result<SyncCursor, StoreError> {
         let key = super::keys::cursor(shop);
-        Ok(match self.db.get(key.as_bytes()).map_err(self.sled())? {
-            // Without a cursor the next sync is a full one: slower, never wrong.
-            Some(v) => decode(key.as_bytes(), &v).unwrap_or_else(|e| {
-                super::skip_corrupt(&e);
-                SyncCursor::default()
-            }),
-            None => SyncCursor::default(),
-        })
+        let Some(value) = self.db.get(key.as_bytes()).map_err(self.sled())? else {
+            return Ok(SyncCursor::default());
+        };
+        let read = if value.first() == Some(&cursor_value::PACKED) {
+            cursor_value::unpack(&value).map_err(|why| StoreError::CursorMalformed { key, why })
+        } else {
+            decode(key.as_bytes(), &value)
+        };
+        Ok(read.unwrap_or_else(|e| {
+            super::skip_corrupt(&e);
+            SyncCursor::default()
+        }))
     }
 }
 
@@ -234,6 +204,9 @@ impl Batch {
     }
 
     pub fn put_cursor(&mut self, shop: &str, cursor: &SyncCursor) {
-        self.put_json(super::keys::cursor(shop).into_bytes(), cursor);
+        self.inner.insert(
+            super::keys::cursor(shop).into_bytes(),
+            cursor_value::pack(cursor),
+        );
     }
 }

@@ -64,7 +64,7 @@ async fn the_mirror_round_trips_as_one_value_per_kind() {
 }
 
 /// The bytes of a mirror are what schema 7 defined (and schema 4's still read), and of a cursor
-/// what every release since schema 1 reads.
+/// what schema 9 defined (and the JSON of every release before it still reads).
 #[tokio::test]
 async fn the_mirror_and_cursor_encodings_are_unchanged() {
     use jiff::civil::Date;
@@ -115,18 +115,27 @@ async fn the_mirror_and_cursor_encodings_are_unchanged() {
         store.mirror("old", CheckKind::CustomerNumbers).unwrap(),
         [(7, customer)]
     );
-    assert_eq!(
-        String::from_utf8(raw("shop/acme/cursor")).unwrap(),
-        r#"{"customers_full":"2026-03-01T00:00:00Z","invoice_digest":"d1"}"#
-    );
-    // Fields that hold nothing are left out (schema 7) and read back as `None`.
+    // The cursor, packed (schema 9): tag; "customers", its block of 1 + 2 bytes: `full`, its
+    // seconds and nanoseconds; "invoices", `digest`, "d1".
+    let mut packed = vec![0xA9, 9];
+    packed.extend(b"customers");
+    packed.extend([7, 1, 0x80, 0x86, 0x9C, 0x9A, 0x0D, 0]);
+    packed.push(8);
+    packed.extend(b"invoices");
+    packed.extend([4, 8, 2, b'd', b'1']);
+    assert_eq!(raw("shop/acme/cursor"), packed);
     assert_eq!(store.cursor("acme").unwrap(), cursor);
+    // The JSON cursors of schemas 6 to 8 still read: with fields that hold nothing left out
+    // (schema 7) or written as `null` (before it).
+    let json_7 = r#"{"customers_full":"2026-03-01T00:00:00Z","invoice_digest":"d1"}"#;
     let written_before_7 = r#"{"customers_full":"2026-03-01T00:00:00Z","invoices_full":null,"customers_since":null,"invoice_window_from":null,"invoice_digest":"d1"}"#;
-    store
-        .db
-        .insert("shop/old/cursor", written_before_7)
-        .unwrap();
-    assert_eq!(store.cursor("old").unwrap(), cursor);
+    for (shop, json) in [("seven", json_7), ("old", written_before_7)] {
+        store
+            .db
+            .insert(format!("shop/{shop}/cursor"), json)
+            .unwrap();
+        assert_eq!(store.cursor(shop).unwrap(), cursor, "{shop}");
+    }
     // A field a newer release added is skipped; a field of the wrong type makes the cursor
     // unreadable (a full resync), never half read.
     let newer =
@@ -139,19 +148,26 @@ async fn the_mirror_and_cursor_encodings_are_unchanged() {
     }
     store.db.insert("shop/wrong/cursor", wrong).unwrap();
     assert_eq!(store.cursor("wrong").unwrap(), SyncCursor::default());
-    // Schema 6 adds the checks' times, only where there is one.
-    cursor.of_mut(CheckKind::InvoiceNumbers).checked = Some(ts("2026-03-02T00:00:00Z"));
-    let mut batch = store.batch();
-    batch.put_cursor("acme", &cursor);
-    store.commit(batch).await.unwrap();
-    assert!(
-        String::from_utf8(raw("shop/acme/cursor"))
-            .unwrap()
-            .ends_with(
-                r#""invoice_digest":"d1","invoice_numbers_checked":"2026-03-02T00:00:00Z"}"#
-            )
+    // So does a packed one cut short.
+    store
+        .db
+        .insert("shop/cut/cursor", &packed[..packed.len() - 1])
+        .unwrap();
+    assert_eq!(store.cursor("cut").unwrap(), SyncCursor::default());
+    // Schema 6's checks' times, from a JSON cursor, are written packed by the next commit.
+    let json_6 = r#"{"customers_full":"2026-03-01T00:00:00Z","invoice_digest":"d1","invoice_numbers_checked":"2026-03-02T00:00:00Z"}"#;
+    store.db.insert("shop/six/cursor", json_6).unwrap();
+    let mut six = store.cursor("six").unwrap();
+    assert_eq!(
+        six.of(CheckKind::InvoiceNumbers).checked,
+        Some(ts("2026-03-02T00:00:00Z"))
     );
-    assert_eq!(store.cursor("acme").unwrap(), cursor);
+    six.of_mut(CheckKind::CustomerNumbers).checked = Some(ts("2026-03-03T00:00:00Z"));
+    let mut batch = store.batch();
+    batch.put_cursor("six", &six);
+    store.commit(batch).await.unwrap();
+    assert_eq!(raw("shop/six/cursor")[0], 0xA9);
+    assert_eq!(store.cursor("six").unwrap(), six);
 }
 
 #[tokio::test]

@@ -24,6 +24,7 @@
 //! by the kind's next check ([`Batch::remove_old_checked`]).
 
 mod batch;
+mod cursor_value;
 mod error;
 mod group;
 mod health;

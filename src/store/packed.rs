@@ -1,5 +1,5 @@
 //! The varints the packed values are made of (a mirror's, see `mirror_value`; a check's
-//! history, see `history_value`), and why such a value may not be read.
+//! history, see `history_value`; a sync cursor, see `cursor_value`), and why such a value may not be read.
 //!
 //! Unsigned LEB128: seven bits a byte, lowest first, the top bit set on every byte but the last;
 //! signed numbers zigzag-coded first (0, -1, 1, -2, … as 0, 1, 2, 3, …), so a small difference
@@ -21,6 +21,8 @@ pub enum Malformed {
     Truncated { count: usize },
     #[error("bytes follow its last record")]
     Trailing,
+    #[error("it ends inside a field")]
+    EndsEarly,
 }
 
 pub(super) fn zigzag(n: i64) -> u64 {

@@ -254,7 +254,7 @@ mod tests {
         assert_repacked(&db);
         assert_histories_packed(&db);
         let version = db.get(b"meta/schema_version").unwrap().unwrap();
-        assert_eq!(&*version, &8u32.to_be_bytes());
+        assert_eq!(&*version, &super::super::SCHEMA_VERSION.to_be_bytes());
     }
 
     /// Histories gathered in batches of one point key still come out whole: a batch ends only

@@ -32,13 +32,16 @@
 //! written since leave out their fields that hold nothing (older ones, with `null`s, read the
 //! same). 8 = each check's history is one packed value (see `history_value`), not a key per
 //! point: the upgrade gathers every history's points (`repack`), after the upgrade's first batch
-//! has set the version and [`PACKING_HISTORIES`], in batches that never split a history.
+//! has set the version and [`PACKING_HISTORIES`], in batches that never split a history. 9 = a
+//! shop's sync cursor is packed (see `cursor_value`); nothing is converted: a JSON cursor of
+//! schemas 6 to 8 is read, and the shop's next pass writes it packed. An older release would
+//! read a packed cursor as unreadable and resync every shop in full: it must refuse.
 
 use super::repack::{self, PACKING_HISTORIES, REPACKING};
 use super::{StoreError, keys, mirror};
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 8;
+pub const SCHEMA_VERSION: u32 = 9;
 const KEY: &[u8] = b"meta/schema_version";
 /// Present while the move to schema 5's keys is under way.
 const MOVING: &[u8] = b"meta/moving_keys";
@@ -85,7 +88,7 @@ pub(super) fn migrate(
         mark_upgrade(db, found, &sled)?;
         moving |= found < 5;
         repacking |= found < 7;
-        packing = true;
+        packing |= found < 8;
     }
     if moving {
         move_under_shops(db, MOVE_CHUNK, &sled, progress)?;
@@ -119,7 +122,9 @@ fn mark_upgrade(
     if found < 7 {
         start.insert(REPACKING, b"".as_slice());
     }
-    start.insert(PACKING_HISTORIES, b"".as_slice());
+    if found < 8 {
+        start.insert(PACKING_HISTORIES, b"".as_slice());
+    }
     db.apply_batch(start).map_err(sled)
 }
 

@@ -377,3 +377,47 @@ impl Store {
             .collect()
     }
 }
+
+/// A schema 8 database opens as 9 with nothing rewritten but the version (no history is gathered
+/// again): its JSON cursor reads as it did, and the next commit writes it packed.
+#[tokio::test]
+async fn a_schema_8_database_opens_as_9_and_its_json_cursor_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = br#"{"customers_full":"2026-03-01T00:00:00Z","invoice_digest":"d1"}"#;
+    let history = history_value::pack(&[HistoryPoint {
+        at: ts("2026-03-01T00:00:00Z"),
+        shop_high: Some(5),
+    }]);
+    let before = {
+        let db = sled::Config::new()
+            .path(dir.path().join(DB_DIR))
+            .open()
+            .unwrap();
+        db.insert("meta/schema_version", &8u32.to_be_bytes())
+            .unwrap();
+        db.insert("shop/acme/cursor", json.as_slice()).unwrap();
+        db.insert("shop/acme/history/customer_numbers", history)
+            .unwrap();
+        db.flush().unwrap();
+        db.iter().collect::<Result<Vec<_>, _>>().unwrap()
+    };
+    let store = Store::open(dir.path(), Role::OneShot).unwrap();
+    let after: Vec<_> = store.db.iter().collect::<Result<_, _>>().unwrap();
+    assert_eq!(after.len(), before.len());
+    for ((key, was), (_, is)) in before.iter().zip(&after) {
+        if &**key == b"meta/schema_version" {
+            assert_eq!(&**is, &SCHEMA_VERSION.to_be_bytes());
+        } else {
+            assert_eq!(was, is, "{}", String::from_utf8_lossy(key));
+        }
+    }
+    let cursor = store.cursor("acme").unwrap();
+    let kind = CheckKind::CustomerNumbers;
+    assert_eq!(cursor.of(kind).full, Some(ts("2026-03-01T00:00:00Z")));
+    let mut batch = store.batch();
+    batch.put_cursor("acme", &cursor);
+    store.commit(batch).await.unwrap();
+    let written = store.db.get("shop/acme/cursor").unwrap().unwrap();
+    assert_eq!(written[0], cursor_value::PACKED);
+    assert_eq!(store.cursor("acme").unwrap(), cursor);
+}
