@@ -27,8 +27,9 @@ use tripletex_sync_fixture::sim::start_on_loopback;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tripletex-sync");
 const KILLS: usize = 20;
-/// The whole test's budget; each wait below is bounded by it.
-const BUDGET: Duration = Duration::from_secs(60);
+/// The whole test's budget; each wait below is bounded by it. A bound, not a timing: alone a test
+/// takes ~15 s, and once, beside the rest of the suite on 2 cores, over 60 s.
+const BUDGET: Duration = Duration::from_secs(120);
 
 /// The simulator with the demo world, slowed so passes take a good part of each second.
 async fn simulator() -> (Simulator, RunningSim) {

@@ -114,8 +114,15 @@ impl Scheduler {
         last_write: LastWrite,
     ) -> Self {
         let gate = Arc::new(Semaphore::new(world.config.rate_limit.max_concurrent_shops));
-        let (stopping, recorder) =
-            Stopping::start(cancel.clone(), store.clone(), reports.clone(), last_write);
+        // The HTTP pool keeps as many idle connections as passes run at once.
+        let pooled = world.config.rate_limit.max_concurrent_shops;
+        let (stopping, recorder) = Stopping::start(
+            cancel.clone(),
+            store.clone(),
+            reports.clone(),
+            last_write,
+            pooled,
+        );
         Self {
             world: Arc::new(world),
             env,

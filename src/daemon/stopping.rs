@@ -4,9 +4,11 @@
 //! applied on its own: they need no atomicity together), and tells
 //! the status writer of each batch.
 //!
-//! Invariants: the deletes are not limited by the pass gate but by [`CLOSING_IN_FLIGHT`] (each is
-//! still paced by its shop's limiter). A daemon's stop has one deadline for every shop's delete,
-//! however many wait, from the first shop task that saw the cancellation: [`CLOSE_WITHIN`], less
+//! Invariants: the deletes are not limited by the pass gate but by a bound of their own, from the
+//! HTTP pool's idle connections up to [`CLOSING_IN_FLIGHT`] as slow deletes need more to reach
+//! [`CLOSING_RATE`] (each is still paced by its shop's limiter). A daemon's stop has one deadline
+//! for every shop's delete, however many wait, from the first shop task that saw the
+//! cancellation: [`CLOSE_WITHIN`], less
 //! when the status writer's last write shows the rest of the stop will take long
 //! ([`Deadline::close_by`]), so the whole stop fits in [`STOP_WITHIN`]; a shop a reload stops
 //! has a deadline of its own. A token not deleted by its deadline is `Kept` (counted; it expires
@@ -17,6 +19,7 @@
 //! counted (in the stop's one summary event, `shutdown.sessions_*`'s `unrecorded`), not logged per
 //! shop; its batch, once applied, is written by sled's final flush.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -29,14 +32,28 @@ use super::report::{LastWrite, Update};
 use crate::store::{SessionRecord, SessionState, Store};
 use crate::tripletex::{Closed, SessionInfo, ShopClient};
 
-/// Session deletes in flight at once, over every stopping shop. Each is one cheap request against
-/// its own employee's quota, so the pass gate (sized for passes: sled writes, many requests) would
-/// only make a stop slow: against Tripletex a DELETE takes ~50–100 ms, and 32 at a time delete
-/// ~400 tokens a second. 256 at once delete ~3 000 a second (10 000 shops in the stop's 3 s); each
-/// is a connection of its own (HTTP/1.1), and 256 stays far below the unit's open-file limit and
-/// what a polite client opens to one API. (Against a local simulator the stop is CPU-bound at
-/// far fewer.)
+/// Session deletes in flight at once, over every stopping shop, at most. Each is one cheap request
+/// against its own employee's quota, so the pass gate (sized for passes: sled writes, many
+/// requests) would only make a stop slow: against Tripletex a DELETE takes ~50–100 ms, and 32 at
+/// a time delete ~400 tokens a second. 256 at once delete ~3 000 a second (10 000 shops in the
+/// stop's 3 s); each beyond the HTTP pool's idle connections is a connection of its own
+/// (HTTP/1.1, ~36 KiB of buffers), and 256 stays far below the unit's open-file limit and what a
+/// polite client opens to one API.
 const CLOSING_IN_FLIGHT: usize = 256;
+
+/// The rate the bound on deletes in flight aims at, per second. A stop starts with as many in flight as the
+/// pool keeps idle connections (`max_concurrent_shops`: no new connection) and allows more as the
+/// deletes show they need them to reach this rate (Little's law: in flight = rate × time a delete
+/// takes). Against a local simulator a delete takes ~1 ms and the stop is CPU-bound: 256 new
+/// connections there were ~9 MiB of the stop's peak at 10 000 shops and no faster.
+const CLOSING_RATE: u128 = 3_000;
+
+/// How many deletes in flight reach [`CLOSING_RATE`] when one takes `took`, at most
+/// [`CLOSING_IN_FLIGHT`].
+fn closing_in_flight(took: Duration) -> usize {
+    let wanted = (CLOSING_RATE * took.as_micros()).div_ceil(1_000_000);
+    usize::try_from(wanted).map_or(CLOSING_IN_FLIGHT, |w| w.min(CLOSING_IN_FLIGHT))
+}
 
 /// What a daemon's whole stop aims at, from the cancellation to the exit: under the 5 s an
 /// operator (or an orchestrator's stop timeout) may reasonably expect, with room for a loaded
@@ -99,18 +116,22 @@ impl Deadline {
 pub(super) struct Stopping {
     deadline: Arc<Deadline>,
     in_flight: Semaphore,
+    /// The permits `in_flight` has been given so far: it only grows (see [`CLOSING_RATE`]).
+    allowed: AtomicUsize,
     deleted: mpsc::UnboundedSender<Deleted>,
 }
 
 impl Stopping {
     /// The closing side, and the recorder's task: it ends once every clone of the first is gone,
     /// saying how many deleted tokens it could not record in time. `last_write` is the status
-    /// writer's.
+    /// writer's; `first_in_flight` how many deletes may be in flight before any has been timed
+    /// (the HTTP pool's idle connections).
     pub fn start(
         daemon: CancellationToken,
         store: Arc<Store>,
         reports: mpsc::UnboundedSender<Update>,
         last_write: LastWrite,
+        first_in_flight: usize,
     ) -> (Arc<Self>, tokio::task::JoinHandle<usize>) {
         let (deleted, arrived) = mpsc::unbounded_channel();
         let deadline = Arc::new(Deadline {
@@ -121,7 +142,8 @@ impl Stopping {
         let recorder = tokio::spawn(record(deadline.clone(), store, arrived, reports));
         let stopping = Arc::new(Self {
             deadline,
-            in_flight: Semaphore::new(CLOSING_IN_FLIGHT),
+            in_flight: Semaphore::new(first_in_flight.max(1)),
+            allowed: AtomicUsize::new(first_in_flight.max(1)),
             deleted,
         });
         (stopping, recorder)
@@ -151,7 +173,10 @@ impl Stopping {
             }
             // Boxed once it may run: a request's future is kilobytes, and every stopping shop
             // waits here at once.
-            Box::pin(client.close(deadline)).await
+            let started = Instant::now();
+            let closed = Box::pin(client.close(deadline)).await;
+            self.allow(closing_in_flight(started.elapsed()));
+            closed
         };
         let closed = tokio::time::timeout_at(deadline, closing)
             .await
@@ -172,6 +197,14 @@ impl Stopping {
             }
         }
         closed
+    }
+
+    /// Lets `wanted` deletes be in flight, if that is more than so far.
+    fn allow(&self, wanted: usize) {
+        let before = self.allowed.fetch_max(wanted, Ordering::Relaxed);
+        if wanted > before {
+            self.in_flight.add_permits(wanted - before);
+        }
     }
 }
 
@@ -244,4 +277,38 @@ async fn record(
         });
     }
     unrecorded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deletes of ~1 ms need no more in flight than the pool's connections; of ~85 ms (Tripletex
+    /// from afar) about 256, and never more.
+    #[test]
+    fn the_deletes_in_flight_follow_how_long_one_takes() {
+        let ms = Duration::from_millis;
+        assert_eq!(closing_in_flight(ms(1)), 3);
+        assert_eq!(closing_in_flight(ms(10)), 30);
+        assert_eq!(closing_in_flight(ms(85)), 255);
+        assert_eq!(closing_in_flight(ms(2_000)), CLOSING_IN_FLIGHT);
+        let (deleted, _arrived) = mpsc::unbounded_channel();
+        let stopping = Stopping {
+            deadline: Arc::new(Deadline {
+                daemon: CancellationToken::new(),
+                stop: OnceLock::new(),
+                last_write: LastWrite::default(),
+            }),
+            in_flight: Semaphore::new(32),
+            allowed: AtomicUsize::new(32),
+            deleted,
+        };
+        stopping.allow(closing_in_flight(ms(1)));
+        assert_eq!(stopping.in_flight.available_permits(), 32, "never fewer");
+        stopping.allow(closing_in_flight(ms(50)));
+        stopping.allow(closing_in_flight(ms(40)));
+        assert_eq!(stopping.in_flight.available_permits(), 150);
+        stopping.allow(closing_in_flight(ms(900)));
+        assert_eq!(stopping.in_flight.available_permits(), CLOSING_IN_FLIGHT);
+    }
 }
