@@ -41,11 +41,13 @@ use crate::tripletex::{Closed, SessionInfo, ShopClient};
 /// polite client opens to one API.
 const CLOSING_IN_FLIGHT: usize = 256;
 
-/// The rate the bound on deletes in flight aims at, per second. A stop starts with as many in flight as the
-/// pool keeps idle connections (`max_concurrent_shops`: no new connection) and allows more as the
-/// deletes show they need them to reach this rate (Little's law: in flight = rate × time a delete
-/// takes). Against a local simulator a delete takes ~1 ms and the stop is CPU-bound: 256 new
-/// connections there were ~9 MiB of the stop's peak at 10 000 shops and no faster.
+/// The rate the bound on deletes in flight aims at, per second. A stop starts with as many in
+/// flight as the pool keeps idle connections (`max_concurrent_shops`: those that have not timed
+/// out are reused, and no more are opened than passes use) and allows more as the deletes show
+/// they need them to reach this rate (Little's law: in flight = rate × time a delete's request
+/// takes, the shop's limiter's wait not counted). Against a local simulator a delete takes ~1 ms
+/// and the stop is CPU-bound: 256 connections there were ~9 MiB of the stop's peak at 10 000
+/// shops and no faster.
 const CLOSING_RATE: u128 = 3_000;
 
 /// How many deletes in flight reach [`CLOSING_RATE`] when one takes `took`, at most
@@ -125,7 +127,8 @@ impl Stopping {
     /// The closing side, and the recorder's task: it ends once every clone of the first is gone,
     /// saying how many deleted tokens it could not record in time. `last_write` is the status
     /// writer's; `first_in_flight` how many deletes may be in flight before any has been timed
-    /// (the HTTP pool's idle connections).
+    /// (the HTTP pool's idle connections at the daemon's start; a reload does not change it),
+    /// within 1 and [`CLOSING_IN_FLIGHT`].
     pub fn start(
         daemon: CancellationToken,
         store: Arc<Store>,
@@ -140,10 +143,11 @@ impl Stopping {
             last_write,
         });
         let recorder = tokio::spawn(record(deadline.clone(), store, arrived, reports));
+        let first = first_in_flight.clamp(1, CLOSING_IN_FLIGHT);
         let stopping = Arc::new(Self {
             deadline,
-            in_flight: Semaphore::new(first_in_flight.max(1)),
-            allowed: AtomicUsize::new(first_in_flight.max(1)),
+            in_flight: Semaphore::new(first),
+            allowed: AtomicUsize::new(first),
             deleted,
         });
         (stopping, recorder)
@@ -173,9 +177,8 @@ impl Stopping {
             }
             // Boxed once it may run: a request's future is kilobytes, and every stopping shop
             // waits here at once.
-            let started = Instant::now();
-            let closed = Box::pin(client.close(deadline)).await;
-            self.allow(closing_in_flight(started.elapsed()));
+            let (closed, took) = Box::pin(client.close(deadline)).await;
+            self.allow(closing_in_flight(took));
             closed
         };
         let closed = tokio::time::timeout_at(deadline, closing)

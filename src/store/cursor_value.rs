@@ -11,8 +11,10 @@
 //!
 //! Invariants: a cursor reads back exactly (to the nanosecond) what was written; a kind this
 //! build does not know, and fields of bits it does not know (a newer release's, after its known
-//! ones), are skipped by the block's length, so a newer record reads; a value that is not whole
-//! is [`Malformed`], never a shorter cursor.
+//! ones), are skipped by the block's length, so a newer record reads; a value cut inside a kind's
+//! block is [`Malformed`], never a shorter cursor. (Cut between two blocks, it reads as a cursor
+//! without the later kinds, whose next sync is then a full one: slower, never wrong. sled writes
+//! a value whole, so neither happens short of a damaged file.)
 
 use jiff::Timestamp;
 use jiff::civil::Date;

@@ -98,7 +98,7 @@ impl ShopClient {
     /// Deletes the live session token, if any, by `deadline`: at shutdown, or when a reload
     /// stops the shop. Waits for the shop's limiter but not on its cancellation, which has fired
     /// by then; a token left alive expires on its own.
-    pub async fn close(&self, deadline: tokio::time::Instant) -> Closed {
+    pub async fn close(&self, deadline: tokio::time::Instant) -> (Closed, std::time::Duration) {
         self.session.close(&self.pipeline, deadline).await
     }
 

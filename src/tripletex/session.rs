@@ -274,36 +274,44 @@ impl Session {
 
     /// Deletes the live session token, if any, by `deadline`: at shutdown, or when a reload
     /// stops the shop. One request that ignores the shutdown token on purpose, but waits for the
-    /// shop's limiter (never past `deadline`); a token left alive expires on its own.
-    pub async fn close(&self, pipe: &Pipeline, deadline: tokio::time::Instant) -> Closed {
+    /// shop's limiter (never past `deadline`); a token left alive expires on its own. Also says
+    /// how long the request took, the limiter's wait not included (zero without a request).
+    pub async fn close(
+        &self,
+        pipe: &Pipeline,
+        deadline: tokio::time::Instant,
+    ) -> (Closed, Duration) {
+        let none = Duration::ZERO;
         let Some(active) = self.current() else {
-            return Closed::NoSession;
+            return (Closed::NoSession, none);
         };
         if !active.alive_at(pipe.api.clock.now()) {
-            return Closed::NoSession;
+            return (Closed::NoSession, none);
         }
         // The shop's own cancellation has fired (that is why we close): wait on a fresh one.
         let never = CancellationToken::new();
         let paced = pipe.limiter.acquire(&never);
         if tokio::time::timeout_at(deadline, paced).await.is_err() {
             tracing::debug!(event = "session.revoke_failed", shop = %pipe.name, "no request allowed before the stop deadline; the token expires on its own");
-            return Closed::Kept;
+            return (Closed::Kept, none);
         }
         let call = revoke_call(&active.token);
         let Ok(request) = pipe.build(&call, Some(&active.token)) else {
-            return Closed::Kept;
+            return (Closed::Kept, none);
         };
-        let within = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let started = tokio::time::Instant::now();
+        let within = deadline.saturating_duration_since(started);
         let sent = request
             .timeout(within)
             .send()
             .await
             .map(|resp| resp.status())
             .map_err(|e| transport_error(e).to_string());
+        let took = started.elapsed();
         if log_revoke(&pipe.name, sent, "session token deleted on stop") {
-            Closed::Revoked
+            (Closed::Revoked, took)
         } else {
-            Closed::Kept
+            (Closed::Kept, took)
         }
     }
 
