@@ -362,8 +362,12 @@ async fn notifications_survive_sigkill_during_passes_and_deliveries() {
         Verdict::Conflict
     };
     let log = dir.path().join("notify-last.log");
+    let spawned_at = Timestamp::now();
     let mut child = spawn(&config, &["--log-format", "json", "run"], &log);
-    within_budget(started)
+    // What the wait saw last, for the message if it never holds.
+    let mut last_seen = String::from("no status.json");
+    let budget = BUDGET.saturating_sub(started.elapsed());
+    let delivered = Poll::within(budget + Duration::from_secs(1))
         .every(Duration::from_millis(20))
         .until("the last run delivers everything", || {
             let Ok(report) = StatusReport::read(&state) else {
@@ -373,9 +377,19 @@ async fn notifications_survive_sigkill_during_passes_and_deliveries() {
                 .get(&("fjellsport".to_owned(), CheckKind::CustomerNumbers))
                 .map(|(v, _)| *v);
             let backlog = report.notify.unwrap_or_default();
-            verdict == Some(last) && backlog.pending == 0 && backlog.delivered > 0
-        })
-        .await;
+            last_seen = format!("verdict {verdict:?} (waiting for {last:?}), {backlog:?}");
+            // This run's status, not the killed one's; not `delivered > 0`: that counts this
+            // run's deliveries, and a killed run may have delivered everything already.
+            report.generated_at >= spawned_at && verdict == Some(last) && backlog.pending == 0
+        });
+    if tokio::time::timeout(budget, delivered).await.is_err() {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(30).collect();
+        panic!(
+            "the last run did not deliver everything: {last_seen}; its log, newest first:\n{}",
+            tail.join("\n")
+        );
+    }
     // SAFETY: kill(2) on our own child's pid, not reaped yet.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     child.wait().unwrap();
