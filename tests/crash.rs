@@ -376,11 +376,16 @@ async fn notifications_survive_sigkill_during_passes_and_deliveries() {
             let verdict = seen(&report)
                 .get(&("fjellsport".to_owned(), CheckKind::CustomerNumbers))
                 .map(|(v, _)| *v);
-            let backlog = report.notify.unwrap_or_default();
-            last_seen = format!("verdict {verdict:?} (waiting for {last:?}), {backlog:?}");
-            // This run's status, not the killed one's; not `delivered > 0`: that counts this
-            // run's deliveries, and a killed run may have delivered everything already.
-            report.generated_at >= spawned_at && verdict == Some(last) && backlog.pending == 0
+            last_seen = format!(
+                "verdict {verdict:?} (waiting for {last:?}), {:?}",
+                report.notify
+            );
+            // This run's status, its outbox counted (`notify` is absent until the delivery task
+            // has published), nothing pending. Not `delivered > 0`: that counts this run's
+            // deliveries, and a killed run may have delivered everything already.
+            let fresh = report.generated_at >= spawned_at;
+            let pending = report.notify.map(|b| b.pending);
+            fresh && verdict == Some(last) && pending == Some(0)
         });
     if tokio::time::timeout(budget, delivered).await.is_err() {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
