@@ -129,12 +129,22 @@ fn a_release_1_database_opens_and_reads_back_its_verdicts() {
     assert_eq!(again, report);
 }
 
-/// Schema 8's last build (JSON cursors, packed mirrors and histories) opens as this schema with
-/// its records as they were: the cursors read (so the next pass is incremental, not a full read),
-/// and so do its status.json and verdicts.
+/// Schema 8's last build (JSON cursors and results, packed mirrors and histories) opens as this
+/// schema with its records as they were: the cursors read (so the next pass is incremental, not a
+/// full read), and so do its status.json and every check's result, field for field.
 #[test]
 fn a_schema_8_database_opens_and_reads_back_its_records() {
-    let (_dir, config) = fixture_state("schema-8");
+    opens_and_reads_back_its_records("schema-8");
+}
+
+/// Schema 9's last build (packed cursors, JSON results) likewise; its results are packed once open.
+#[test]
+fn a_schema_9_database_opens_and_reads_back_its_records() {
+    opens_and_reads_back_its_records("schema-9");
+}
+
+fn opens_and_reads_back_its_records(fixture: &str) {
+    let (_dir, config) = fixture_state(fixture);
     let store = Store::open(&config.state_dir, Role::OneShot).unwrap();
     for shop in ["fjellsport", "kaffebrenneriet"] {
         let cursor = store.cursor(shop).unwrap();
@@ -156,6 +166,14 @@ fn a_schema_8_database_opens_and_reads_back_its_records() {
         .unwrap()
         .aligned_to(&config);
     assert_eq!(verdicts(&written), release_1_verdicts());
+    // What the old build wrote into status.json is what its records now read as.
+    let checks = |r: &StatusReport| -> Vec<_> {
+        r.shops
+            .iter()
+            .map(|s| serde_json::to_value(&s.checks).unwrap())
+            .collect()
+    };
+    assert_eq!(checks(&report), checks(&written));
 }
 
 #[test]

@@ -77,10 +77,12 @@ impl ShopStatus {
     /// What the store holds for `shop` (a few reads, whatever the number of shops).
     pub fn collect(store: Option<&Store>, shop: &ShopConfig) -> Result<Self, StoreError> {
         let session = match store.map(|s| s.session(&shop.name)) {
-            Some(Err(e @ StoreError::Corrupt { .. })) => SessionRecord {
-                detail: Some(e.to_string()),
-                ..Default::default()
-            },
+            Some(Err(e @ (StoreError::Corrupt { .. } | StoreError::RecordMalformed { .. }))) => {
+                SessionRecord {
+                    detail: Some(e.to_string()),
+                    ..Default::default()
+                }
+            }
             Some(read) => read?.unwrap_or_default(),
             None => Default::default(),
         };
@@ -134,7 +136,9 @@ impl ShopStatus {
                 });
             }
             let recorded = match result(kind) {
-                Err(e @ StoreError::Corrupt { .. }) => return Ok(unreadable(kind, &e)),
+                Err(e @ (StoreError::Corrupt { .. } | StoreError::RecordMalformed { .. })) => {
+                    return Ok(unreadable(kind, &e));
+                }
                 read => read?,
             };
             Ok(match recorded {

@@ -1,13 +1,14 @@
-//! A commit's writes: each record type's key and encoding (JSON, but for the mirrors and the
-//! histories, see `mirror_value` and `history_value`), gathered until [`Store::commit`](super::Store::commit) applies them.
+//! A commit's writes: each record type's key and encoding, gathered until
+//! [`Store::commit`](super::Store::commit) applies them. A shop's records are packed (mirrors,
+//! histories, cursors, and since schema 10 results and sessions: see the `*_value` modules), the
+//! outbox's are JSON.
 //!
-//! Invariants: a key's last write in a batch wins; a shop's JSON records (session, result)
-//! leave out their fields that hold nothing (since schema 7; see [`Batch::put_lean_json`]); an
-//! outbox record is written as it is: its data is what the platform is sent, `null`s included.
+//! Invariants: a key's last write in a batch wins; an outbox record is written as it is: its
+//! data is what the platform is sent, `null`s included.
 
 use serde::Serialize;
 
-use super::{group, history_value, keys, outbox};
+use super::{group, history_value, keys, outbox, result_value, session_value};
 use crate::checks::{CheckKind, HistoryPoint};
 use crate::store::{ResultRecord, SessionRecord};
 
@@ -20,12 +21,16 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Packed (since schema 10, see `session_value`).
     pub fn put_session(&mut self, shop: &str, record: &SessionRecord) {
-        self.put_lean_json(keys::session(shop).into_bytes(), record);
+        let key = keys::session(shop).into_bytes();
+        self.inner.insert(key, session_value::pack(record));
     }
 
+    /// Packed (since schema 10, see `result_value`).
     pub fn put_result(&mut self, shop: &str, kind: CheckKind, record: &ResultRecord) {
-        self.put_lean_json(keys::result(shop, kind).into_bytes(), record);
+        let key = keys::result(shop, kind).into_bytes();
+        self.inner.insert(key, result_value::pack(record));
     }
 
     /// Removes the time record schemas 3 to 5 kept for `shop`'s `kind`, for a commit whose cursor
@@ -47,30 +52,5 @@ impl Batch {
     pub(super) fn put_json(&mut self, key: Vec<u8>, value: &impl Serialize) {
         let bytes = serde_json::to_vec(value).expect("records serialize");
         self.inner.insert(key, bytes);
-    }
-
-    /// A shop's record as JSON without the fields that hold nothing (`null`, `[]`), since schema
-    /// 7: every field of these records that can be `null` or empty takes its default when
-    /// missing (see `records`), so they read back the same, in fewer bytes (a result's evidence ~150 fewer). Through
-    /// `serde_json::Value`, which these records can afford: they are written when they change,
-    /// not every pass (the cursor, which is, leaves out its empty fields itself).
-    fn put_lean_json(&mut self, key: Vec<u8>, value: &impl Serialize) {
-        let mut tree = serde_json::to_value(value).expect("records serialize");
-        leave_out_nothing(&mut tree);
-        let bytes = serde_json::to_vec(&tree).expect("records serialize");
-        self.inner.insert(key, bytes);
-    }
-}
-
-/// Removes every object field of `tree` that is `null` or `[]`, at any depth.
-fn leave_out_nothing(tree: &mut serde_json::Value) {
-    use serde_json::Value;
-    match tree {
-        Value::Object(fields) => {
-            fields.retain(|_, v| !(v.is_null() || v.as_array().is_some_and(Vec::is_empty)));
-            fields.values_mut().for_each(leave_out_nothing);
-        }
-        Value::Array(items) => items.iter_mut().for_each(leave_out_nothing),
-        _ => {}
     }
 }

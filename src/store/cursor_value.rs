@@ -16,11 +16,8 @@
 //! without the later kinds, whose next sync is then a full one: slower, never wrong. sled writes
 //! a value whole, so neither happens short of a damaged file.)
 
-use jiff::Timestamp;
-use jiff::civil::Date;
-
 use super::mirror::{KindCursor, SyncCursor};
-use super::packed::{Malformed, put_signed, put_varint, take_signed, take_varint};
+use super::packed::{Malformed, put_date, put_time, put_varint, take_date, take_time, take_varint};
 use crate::checks::CheckKind;
 
 /// The first byte of a packed cursor; a JSON cursor (schemas 6 to 8) starts with `{`.
@@ -49,8 +46,7 @@ pub(super) fn pack(cursor: &SyncCursor) -> Vec<u8> {
         }
         if let Some(date) = c.window_from {
             fields |= WINDOW_FROM;
-            put_signed(&mut block, i64::from(date.year()));
-            block.extend([date.month() as u8, date.day() as u8]);
+            put_date(&mut block, date);
         }
         if let Some(digest) = &c.digest {
             fields |= DIGEST;
@@ -112,12 +108,7 @@ fn unpack_kind(block: &[u8]) -> Result<KindCursor, Malformed> {
         c.since = Some(take_time(&mut rest)?);
     }
     if has(WINDOW_FROM) {
-        let year = take_signed(&mut rest).ok_or(truncated)?;
-        let (&[month, day], after) = rest.split_first_chunk::<2>().ok_or(truncated)?;
-        rest = after;
-        let year = i16::try_from(year).map_err(|_| Malformed::OutOfRange)?;
-        let date = Date::new(year, month as i8, day as i8).map_err(|_| Malformed::OutOfRange)?;
-        c.window_from = Some(date);
+        c.window_from = Some(take_date(&mut rest)?);
     }
     if has(DIGEST) {
         let len = take_varint(&mut rest).ok_or(truncated)?;
@@ -133,21 +124,11 @@ fn unpack_kind(block: &[u8]) -> Result<KindCursor, Malformed> {
     Ok(c)
 }
 
-fn put_time(out: &mut Vec<u8>, time: Timestamp) {
-    put_signed(out, time.as_second());
-    put_signed(out, i64::from(time.subsec_nanosecond()));
-}
-
-fn take_time(rest: &mut &[u8]) -> Result<Timestamp, Malformed> {
-    let truncated = Malformed::EndsEarly;
-    let seconds = take_signed(rest).ok_or(truncated)?;
-    let nanos = take_signed(rest).ok_or(truncated)?;
-    let nanos = i32::try_from(nanos).map_err(|_| Malformed::OutOfRange)?;
-    Timestamp::new(seconds, nanos).map_err(|_| Malformed::OutOfRange)
-}
-
 #[cfg(test)]
 mod tests {
+    use jiff::Timestamp;
+    use jiff::civil::Date;
+
     use super::*;
 
     fn full_cursor() -> SyncCursor {

@@ -34,6 +34,10 @@ pub enum StoreError {
     /// A packed sync cursor that cannot be read whole.
     #[error("stored sync cursor under {key} is unreadable: {why} (the next sync reads in full)")]
     CursorMalformed { key: String, why: super::Malformed },
+    /// A packed result or session that cannot be read whole: like [`StoreError::Corrupt`], it
+    /// cannot be rebuilt but by the check's next run (the next mint).
+    #[error("stored record under {key} is unreadable: {why}")]
+    RecordMalformed { key: String, why: super::Malformed },
     /// A check's history that cannot be read whole.
     #[error("stored history under {key} is unreadable: {why} (the check's next point replaces it)")]
     HistoryMalformed { key: String, why: super::Malformed },

@@ -50,6 +50,24 @@ pub(super) fn mirror_kind(key: &[u8]) -> Option<CheckKind> {
         .find(|k| k.spec().mirror.as_bytes() == kind)
 }
 
+/// The kind whose result `key` is (`shop/{name}/result/{kind}`, not its `/checked`), if it is one.
+pub(super) fn result_kind(key: &[u8]) -> Option<CheckKind> {
+    let rest = key.strip_prefix(SHOPS.as_bytes())?;
+    let slash = rest.iter().position(|&b| b == b'/')?;
+    let kind = rest[slash..].strip_prefix(b"/result/")?;
+    CheckKind::ALL
+        .iter()
+        .copied()
+        .find(|k| k.as_str().as_bytes() == kind)
+}
+
+/// Whether `key` is a shop's session (`shop/{name}/session`).
+pub(super) fn is_session(key: &[u8]) -> bool {
+    key.strip_prefix(SHOPS.as_bytes())
+        .and_then(|rest| rest.iter().position(|&b| b == b'/').map(|i| &rest[i..]))
+        .is_some_and(|rest| rest == b"/session")
+}
+
 /// A check's history: one packed value since schema 8 (see `history_value`).
 pub(super) fn history(shop: &str, kind: CheckKind) -> String {
     format!("shop/{shop}/history/{}", kind.as_str())

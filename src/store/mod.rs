@@ -5,8 +5,9 @@
 //! caller reports as recorded has been flushed (the `put_*` calls only add to a [`Batch`];
 //! [`Store::commit`] applies it atomically and flushes before returning); each shop's records are
 //! under `shop/{name}/` (see `keys`: one pass touches one or two sled leaves); values are JSON so
-//! an operator can inspect them, except the mirrors and the histories (packed binary, see
-//! `mirror_value` and `history_value`). The store knows keys and bytes, not HTTP.
+//! an operator can inspect them, except the ones every pass reads, which are packed binary:
+//! mirrors, histories, sync cursors, results and sessions (`mirror_value`, `history_value`,
+//! `cursor_value`, `result_value`, `session_value`; `status --json` shows them). The store knows keys and bytes, not HTTP.
 //!
 //! Files are private whatever the umask: `state_dir` at most 0750 (its group may read
 //! status.json, see docs/operating.md), `db/` 0700, the database files and the lock 0600. Opening narrows
@@ -36,7 +37,9 @@ mod outbox;
 mod packed;
 mod records;
 mod repack;
+mod result_value;
 mod schema;
+mod session_value;
 
 use std::fs::File;
 use std::io::Write as _;
@@ -248,7 +251,17 @@ impl Store {
     }
 
     pub fn session(&self, shop: &str) -> Result<Option<SessionRecord>, StoreError> {
-        self.get_json(&keys::session(shop))
+        let key = keys::session(shop);
+        let Some(value) = self.db.get(key.as_bytes()).map_err(self.sled())? else {
+            return Ok(None);
+        };
+        if value.first() == Some(&session_value::PACKED) {
+            let read = session_value::unpack(&value);
+            read.map(Some)
+                .map_err(|why| StoreError::RecordMalformed { key, why })
+        } else {
+            decode(key.as_bytes(), &value).map(Some)
+        }
     }
 
     pub fn result(&self, shop: &str, kind: CheckKind) -> Result<Option<ResultRecord>, StoreError> {
@@ -262,8 +275,15 @@ impl Store {
         kind: CheckKind,
         cursor: &SyncCursor,
     ) -> Result<Option<ResultRecord>, StoreError> {
-        let Some(mut record) = self.get_json::<ResultRecord>(&keys::result(shop, kind))? else {
+        let key = keys::result(shop, kind);
+        let Some(value) = self.db.get(key.as_bytes()).map_err(self.sled())? else {
             return Ok(None);
+        };
+        let mut record = if value.first() == Some(&result_value::PACKED) {
+            result_value::unpack(&value, kind)
+                .map_err(|why| StoreError::RecordMalformed { key, why })?
+        } else {
+            decode(key.as_bytes(), &value)?
         };
         let checked = match cursor.of(kind).checked {
             Some(at) => Some(at),

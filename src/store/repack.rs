@@ -1,25 +1,29 @@
 //! The moves to packed values: schema 7's mirrors (every mirror of schema 4's fixed-width records
-//! rewritten packed, see `mirror_value`) and schema 8's histories (every check's history, a key a
-//! point before, gathered into one packed value, see `history_value`), so an upgraded database is
-//! as small as a new one.
+//! rewritten packed, see `mirror_value`), schema 8's histories (every check's history, a key a
+//! point before, gathered into one packed value, see `history_value`) and schema 10's results
+//! and sessions (every JSON one rewritten packed, see `result_value` and `session_value`), so an
+//! upgraded database is as small as a new one.
 //!
 //! Invariants: `schema` sets the version and each step's marker ([`REPACKING`],
-//! [`PACKING_HISTORIES`]) in one batch before the first value is rewritten, so an older release
+//! [`PACKING_HISTORIES`], [`PACKING_RECORDS`]) in one batch before the first value is rewritten, so an older release
 //! refuses the database from then on, and a step cut short resumes at the next open; each batch
-//! rewrites at most about [`REPACK_CHUNK`] keys and is atomic: a mirror is replaced whole by what
-//! it reads as (a value either layout reads the same way, so a batch applied twice changes
-//! nothing), and a history's points are never split between batches (its value is written in the
+//! rewrites at most about [`REPACK_CHUNK`] keys and is atomic: a mirror, result or session is replaced
+//! whole by what it reads as (a value either layout reads the same way, so a batch applied twice
+//! changes nothing), and a history's points are never split between batches (its value is written in the
 //! batch that removes the last of its point keys); a mirror that cannot be read is left for its
-//! shop's next sync to replace, and a point that cannot be read is dropped (counted); each step's
+//! shop's next sync to replace, a result for its check's next run, a session for the next mint, and a point that cannot be read is dropped (counted); each step's
 //! last batch removes its marker.
 
-use super::{StoreError, history_value, keys, mirror_value};
+use super::{StoreError, history_value, keys, mirror_value, result_value, session_value};
 use crate::checks::HistoryPoint;
+use crate::store::{ResultRecord, SessionRecord};
 
 /// Present while mirrors are being repacked.
 pub(super) const REPACKING: &[u8] = b"meta/repacking_mirrors";
 /// Present while histories are being packed.
 pub(super) const PACKING_HISTORIES: &[u8] = b"meta/packing_histories";
+/// Present while results and sessions are being packed.
+pub(super) const PACKING_RECORDS: &[u8] = b"meta/packing_records";
 /// Values rewritten per batch: a batch holds its values in memory.
 pub(super) const REPACK_CHUNK: usize = 10_000;
 
@@ -127,6 +131,62 @@ pub(super) fn histories(
         points = seen,
         unreadable,
         "each check's history is now one packed value"
+    );
+    Ok(())
+}
+
+/// Rewrites every JSON result and session packed, in batches of `chunk` values, calling
+/// `progress` with the records seen so far after each batch; then removes [`PACKING_RECORDS`].
+pub(super) fn records(
+    db: &sled::Db,
+    chunk: usize,
+    sled: &impl Fn(sled::Error) -> StoreError,
+    progress: &mut dyn FnMut(usize),
+) -> Result<(), StoreError> {
+    let (mut seen, mut packed, mut unreadable) = (0usize, 0usize, 0usize);
+    let mut batch = sled::Batch::default();
+    let mut in_batch = 0;
+    for kv in db.scan_prefix(keys::SHOPS) {
+        let (key, value) = kv.map_err(sled)?;
+        let packed_value = if keys::result_kind(&key).is_some() {
+            if value.first() == Some(&result_value::PACKED) {
+                seen += 1;
+                continue;
+            }
+            serde_json::from_slice::<ResultRecord>(&value).map(|r| result_value::pack(&r))
+        } else if keys::is_session(&key) {
+            if value.first() == Some(&session_value::PACKED) {
+                seen += 1;
+                continue;
+            }
+            serde_json::from_slice::<SessionRecord>(&value).map(|s| session_value::pack(&s))
+        } else {
+            continue;
+        };
+        seen += 1;
+        match packed_value {
+            Ok(packed_value) => {
+                batch.insert(key, packed_value);
+                packed += 1;
+                in_batch += 1;
+            }
+            Err(_) => unreadable += 1,
+        }
+        if in_batch == chunk {
+            db.apply_batch(std::mem::take(&mut batch)).map_err(sled)?;
+            in_batch = 0;
+            progress(seen);
+        }
+    }
+    batch.remove(PACKING_RECORDS);
+    db.apply_batch(batch).map_err(sled)?;
+    progress(seen);
+    tracing::info!(
+        event = "store.migrated",
+        to = 10,
+        packed,
+        unreadable,
+        "results and sessions are now packed (under half their size)"
     );
     Ok(())
 }

@@ -35,13 +35,19 @@
 //! has set the version and [`PACKING_HISTORIES`], in batches that never split a history. 9 = a
 //! shop's sync cursor is packed (see `cursor_value`); nothing is converted: a JSON cursor of
 //! schemas 6 to 8 is read, and the shop's next pass writes it packed. An older release would
-//! read a packed cursor as unreadable and resync every shop in full: it must refuse.
+//! read a packed cursor as unreadable and resync every shop in full: it must refuse. 10 = a
+//! check's result and a shop's session are packed (see `result_value`, `session_value`): the
+//! upgrade rewrites every JSON one (`repack`) after its first batch has set the version and
+//! [`PACKING_RECORDS`], since a quiet shop's result is rewritten only when its outcome changes;
+//! one that cannot be read is left as it is, shown as unreadable until its check's next run (or
+//! the next mint) replaces it. An older release would read a packed one as corrupt: it must
+//! refuse.
 
-use super::repack::{self, PACKING_HISTORIES, REPACKING};
+use super::repack::{self, PACKING_HISTORIES, PACKING_RECORDS, REPACKING};
 use super::{StoreError, keys, mirror};
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 9;
+pub const SCHEMA_VERSION: u32 = 10;
 const KEY: &[u8] = b"meta/schema_version";
 /// Present while the move to schema 5's keys is under way.
 const MOVING: &[u8] = b"meta/moving_keys";
@@ -77,7 +83,8 @@ pub(super) fn migrate(
     let mut moving = db.contains_key(MOVING).map_err(&sled)?;
     let mut repacking = db.contains_key(REPACKING).map_err(&sled)?;
     let mut packing = db.contains_key(PACKING_HISTORIES).map_err(&sled)?;
-    let marked = moving || repacking || packing;
+    let mut packing_results = db.contains_key(PACKING_RECORDS).map_err(&sled)?;
+    let marked = moving || repacking || packing || packing_results;
     if found == SCHEMA_VERSION && !marked && db.get(KEY).map_err(&sled)?.is_some() {
         return Ok(());
     }
@@ -89,6 +96,7 @@ pub(super) fn migrate(
         moving |= found < 5;
         repacking |= found < 7;
         packing |= found < 8;
+        packing_results |= found < 10;
     }
     if moving {
         move_under_shops(db, MOVE_CHUNK, &sled, progress)?;
@@ -99,6 +107,9 @@ pub(super) fn migrate(
     if packing {
         repack::histories(db, repack::REPACK_CHUNK, &sled, progress)?;
     }
+    if packing_results {
+        repack::records(db, repack::REPACK_CHUNK, &sled, progress)?;
+    }
     db.insert(KEY, &SCHEMA_VERSION.to_be_bytes())
         .map_err(&sled)?;
     db.flush().map_err(&sled)?;
@@ -107,8 +118,8 @@ pub(super) fn migrate(
 
 /// An upgrade's first batch: this build's version, so an older release refuses the database from
 /// here on, and, in the same batch, a marker for each step still to come that rewrites keys in
-/// batches (the move to 5's keys, the repack of 7's mirrors, the packing of 8's histories), so
-/// that a step cut short resumes at the next open.
+/// batches (the move to 5's keys, the repack of 7's mirrors, the packing of 8's histories and of
+/// 10's results and sessions), so that a step cut short resumes at the next open.
 fn mark_upgrade(
     db: &sled::Db,
     found: u32,
@@ -124,6 +135,9 @@ fn mark_upgrade(
     }
     if found < 8 {
         start.insert(PACKING_HISTORIES, b"".as_slice());
+    }
+    if found < 10 {
+        start.insert(PACKING_RECORDS, b"".as_slice());
     }
     db.apply_batch(start).map_err(sled)
 }
