@@ -217,6 +217,9 @@ async fn round<T: Transport>(
     let mut expired = Vec::new();
     let (mut scanned, mut oldest) = (0usize, None);
     let mut whole = true;
+    // No commit lands mid-scan (the scan spawns, never awaits): one that did could show a
+    // shop's newer message without its older one, which would then go second.
+    let quiet = store.outbox_quiet().await;
     for pending in store.outbox_pending() {
         if state.flying.len() >= IN_FLIGHT || scanned >= SCAN_LIMIT {
             whole = false;
@@ -253,6 +256,7 @@ async fn round<T: Transport>(
             (pending, answer, to)
         });
     }
+    drop(quiet);
     // A read to the end counted the outbox: that corrects a count a race may have put off by
     // one (a message removed twice, see `store::outbox`).
     if whole {

@@ -88,6 +88,13 @@ impl FlushGroup {
         Ok(self.applied.fetch_add(1, Ordering::SeqCst) + 1)
     }
 
+    /// Holds off every commit (and flush) while the guard lives: for a read that must see each
+    /// commit whole. sled's iterators are no snapshot (they copy a leaf at a time), so a scan
+    /// beside a commit can see the commit's keys in a later leaf and miss those in an earlier one.
+    pub async fn quiet(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.sled.lock().await
+    }
+
     /// Returns once a flush that started after `ticket` was taken has succeeded, running it when
     /// nobody else is.
     pub async fn flushed(&self, ticket: u64, db: &sled::Db) -> Result<(), sled::Error> {

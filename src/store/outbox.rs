@@ -194,6 +194,14 @@ impl Store {
         }
     }
 
+    /// Held around a read of [`Store::outbox_pending`] that must see every commit whole (no
+    /// commit applies meanwhile, so commit nothing while holding it): a commit queues a shop's
+    /// messages oldest first, and a scan beside it could otherwise see the newer and not the
+    /// older (the delivery would send them out of order).
+    pub async fn outbox_quiet(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.group.quiet().await
+    }
+
     /// Pending messages, oldest first, read lazily; one that cannot be read is skipped with a
     /// `store.corrupt` warning (and stays, for an operator to look at).
     pub fn outbox_pending(&self) -> impl Iterator<Item = Result<Pending, StoreError>> + '_ {
