@@ -3,9 +3,9 @@
 //!
 //! Invariants: a recorded pass updates only its shop's entry of the in-memory view
 //! ([`StatusView`]); status.json is rewritten from that view (never from the whole store) when
-//! something changed, gathering passes for 200 ms and leaving at least ten times the last write's
-//! duration between writes, so big files are written seldom and the cost per pass does not grow
-//! with the number of shops; it is written once more after the last pass before shutdown (and
+//! something changed, gathering passes for 200 ms and leaving at least thirty times the last
+//! write's duration between writes, so big files are written seldom and the cost per pass does
+//! not grow with the number of shops; it is written once more after the last pass before shutdown (and
 //! after the sessions that shutdown deleted were recorded `revoked`); a
 //! rejected consumer token is logged once until some shop's mint gets past it again; a shop's
 //! push state (webhooks) lives only here, sent by its task, and is shown for every enabled shop
@@ -41,9 +41,11 @@ use crate::store::{SessionRecord, SessionState, Store, StoreError};
 
 /// How long passes ending together are gathered into one write.
 const DEBOUNCE: Duration = Duration::from_millis(200);
-/// Writing status.json may take at most about this share of the writer's time: a file of
-/// 100 000 shops that takes 0.4 s to write is rewritten at most every 4 s.
-const WRITE_SHARE: u32 = 10;
+/// Writing status.json (and metrics.prom) may take at most about this share of the writer's
+/// time: a file of 100 000 shops that takes 0.4 s to write is rewritten at most every 12 s, one
+/// of 10 000 about every second. At a tenth, the writes were 6 % of the daemon's CPU in an idle
+/// pass of 10 000 shops (perf, BENCHMARKS.md), for a file fresher than anyone reads it.
+const WRITE_SHARE: u32 = 30;
 /// However long a write took, the next comes within this (once something changed).
 const MAX_GAP: Duration = Duration::from_secs(30);
 /// A failing write of status.json is logged at most this often.

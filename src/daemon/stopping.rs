@@ -212,7 +212,7 @@ impl Stopping {
 }
 
 /// The record of a session whose token was deleted: what the session was, state `revoked`, no
-/// expiry.
+/// expiry, no detail (status shows what `revoked` means: `status::REVOKED_DETAIL`).
 fn revoked(info: SessionInfo) -> SessionRecord {
     SessionRecord {
         state: SessionState::Revoked,
@@ -220,10 +220,7 @@ fn revoked(info: SessionInfo) -> SessionRecord {
         expires_at: None,
         company_id: info.company_id,
         employee_id: info.employee_id,
-        detail: Some(
-            "session token deleted when this shop's task stopped; the next pass mints a new one"
-                .to_owned(),
-        ),
+        detail: None,
     }
 }
 

@@ -245,17 +245,21 @@ fn thin(history: &mut Vec<HistoryPoint>, now: Timestamp) {
         let seconds = p.at.as_second() - i64::from(p.at.subsec_nanosecond() < 0);
         seconds.div_euclid(86_400)
     };
-    let mut next_day = None;
-    let mut kept: Vec<HistoryPoint> = Vec::with_capacity(history.len());
-    // Newest first: a point is the newest of its day when the point after it is of another day.
-    for point in history.drain(..).rev() {
-        if point.at >= dense_from || next_day != Some(day(&point)) {
-            kept.push(point);
+    // In place (every pass reads a history): a point before the dense week stays when the point
+    // after it (of the week or not) is of another day; the points after it are not yet moved.
+    let dense = history.partition_point(|p| p.at < dense_from);
+    let mut kept = 0;
+    for i in 0..history.len() {
+        let newest_of_day = i >= dense
+            || history
+                .get(i + 1)
+                .is_none_or(|n| day(n) != day(&history[i]));
+        if newest_of_day {
+            history[kept] = history[i];
+            kept += 1;
         }
-        next_day = Some(day(&point));
     }
-    kept.reverse();
-    *history = kept;
+    history.truncate(kept);
 }
 
 #[cfg(test)]

@@ -221,13 +221,22 @@ pub struct SessionStatus {
     pub detail: Option<String>,
 }
 
+/// What `revoked` means, shown for a revoked session whose record says nothing else: the stop
+/// records thousands of them at once, so the record does not carry the sentence.
+pub const REVOKED_DETAIL: &str =
+    "session token deleted when this shop's task stopped; the next pass mints a new one";
+
 impl From<&SessionRecord> for SessionStatus {
     fn from(record: &SessionRecord) -> Self {
+        let detail = match (&record.detail, record.state) {
+            (None, SessionState::Revoked) => Some(REVOKED_DETAIL.to_owned()),
+            (detail, _) => detail.clone(),
+        };
         Self {
             state: record.state,
             expires_at: record.expires_at,
             company_id: record.company_id,
-            detail: record.detail.clone(),
+            detail,
         }
     }
 }
