@@ -139,7 +139,8 @@ pub(super) fn unpack(value: &[u8], kind: CheckKind) -> Result<ResultRecord, Malf
         let count = take_count(r)?;
         let mut before = 0i64;
         for _ in 0..count {
-            before += take_signed(r).ok_or(Malformed::EndsEarly)?;
+            let step = take_signed(r).ok_or(Malformed::EndsEarly)?;
+            before = before.checked_add(step).ok_or(Malformed::OutOfRange)?;
             let n = u32::try_from(before).map_err(|_| Malformed::OutOfRange)?;
             e.duplicates.push(n);
         }
@@ -178,7 +179,10 @@ fn put_run(out: &mut Vec<u8>, run: &Run) {
 fn take_run(rest: &mut &[u8]) -> Result<Run, Malformed> {
     let first = take_u32(rest)?;
     let span = take_signed(rest).ok_or(Malformed::EndsEarly)?;
-    let last = u32::try_from(i64::from(first) + span).map_err(|_| Malformed::OutOfRange)?;
+    let last = i64::from(first)
+        .checked_add(span)
+        .ok_or(Malformed::OutOfRange)?;
+    let last = u32::try_from(last).map_err(|_| Malformed::OutOfRange)?;
     let count = take_u32(rest)?;
     Ok(Run { first, last, count })
 }

@@ -106,3 +106,25 @@ fn a_result_that_is_not_whole_is_malformed() {
         Err(Malformed::NotPacked)
     );
 }
+
+/// Damaged numbers that would overflow while decoding are out of range, never a panic.
+#[test]
+fn damaged_numbers_are_out_of_range() {
+    let mut max = vec![0xFE];
+    max.extend([0xFF; 8]);
+    max.push(0x01);
+    // Two duplicates: 1, then a step of i64::MAX.
+    let mut duplicates = vec![PACKED, 0, 0x20, 0, 0, 0, 0, 0, 0, 2, 2];
+    duplicates.extend(&max);
+    // A shop run from 1 spanning i64::MAX.
+    let mut run = vec![PACKED, 0, 0x04, 0, 0, 0, 0, 0, 0, 1];
+    run.extend(&max);
+    run.push(0);
+    for value in [duplicates, run] {
+        assert_eq!(
+            unpack(&value, CheckKind::CustomerNumbers),
+            Err(Malformed::OutOfRange),
+            "{value:?}"
+        );
+    }
+}
