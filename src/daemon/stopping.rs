@@ -212,7 +212,7 @@ impl Stopping {
 }
 
 /// The record of a session whose token was deleted: what the session was, state `revoked`, no
-/// expiry, no detail (status shows what `revoked` means: `status::REVOKED_DETAIL`).
+/// expiry, no detail (the status page says what `revoked` means: `SessionStatus::detail`).
 fn revoked(info: SessionInfo) -> SessionRecord {
     SessionRecord {
         state: SessionState::Revoked,

@@ -32,7 +32,7 @@ pub fn render(tile: &Tile, view: &View) -> String {
     if let Some(company) = s.company_id {
         let _ = write!(out, " · company {company}");
     }
-    if let Some(detail) = &s.detail {
+    if let Some(detail) = s.detail() {
         out.push_str("<br>");
         html::text(&mut out, detail);
     }

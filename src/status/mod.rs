@@ -217,26 +217,34 @@ pub struct SessionStatus {
     pub state: SessionState,
     pub expires_at: Option<Timestamp>,
     pub company_id: Option<i64>,
+    /// As recorded; [`SessionStatus::detail`] is what to show.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
 
-/// What `revoked` means, shown for a revoked session whose record says nothing else: the stop
-/// records thousands of them at once, so the record does not carry the sentence.
-pub const REVOKED_DETAIL: &str =
+/// What `revoked` means, shown for a revoked session that says nothing else: the stop revokes
+/// every shop's session at once, so neither its records nor status.json repeat the sentence
+/// (README says what `revoked` means).
+const REVOKED_DETAIL: &str =
     "session token deleted when this shop's task stopped; the next pass mints a new one";
+
+impl SessionStatus {
+    /// Why the state is not `valid`, in operator words, when there is something to say.
+    pub fn detail(&self) -> Option<&str> {
+        match (&self.detail, self.state) {
+            (None, SessionState::Revoked) => Some(REVOKED_DETAIL),
+            (detail, _) => detail.as_deref(),
+        }
+    }
+}
 
 impl From<&SessionRecord> for SessionStatus {
     fn from(record: &SessionRecord) -> Self {
-        let detail = match (&record.detail, record.state) {
-            (None, SessionState::Revoked) => Some(REVOKED_DETAIL.to_owned()),
-            (detail, _) => detail.clone(),
-        };
         Self {
             state: record.state,
             expires_at: record.expires_at,
             company_id: record.company_id,
-            detail,
+            detail: record.detail.clone(),
         }
     }
 }

@@ -231,3 +231,29 @@ fn a_notify_backlog_gets_a_line_that_fits_and_none_while_everything_is_delivered
     assert!(line.chars().count() <= 80, "{line}");
     assert!(report.table().contains("notify: 12 pending"));
 }
+
+/// A revoked session's record carries no sentence, nor does status.json (the stop revokes every
+/// shop at once); what `revoked` means is said where it is shown.
+#[test]
+fn a_revoked_session_says_what_it_means_without_storing_it() {
+    let record = SessionRecord {
+        state: SessionState::Revoked,
+        company_id: Some(1001),
+        ..SessionRecord::default()
+    };
+    let status = SessionStatus::from(&record);
+    let json = serde_json::to_string(&status).unwrap();
+    assert!(!json.contains("detail"), "{json}");
+    assert!(
+        status
+            .detail()
+            .unwrap()
+            .contains("next pass mints a new one")
+    );
+    let rejected = SessionStatus {
+        state: SessionState::KeyRejected,
+        detail: Some("422".into()),
+        ..status
+    };
+    assert_eq!(rejected.detail(), Some("422"));
+}
