@@ -91,6 +91,23 @@ fn process_cpu(pid: u32) -> Duration {
     Duration::from_micros((ticks(11) + ticks(12)) * 1_000_000 / per_second)
 }
 
+/// The machine's CPU time so far and the part of it stolen by the hypervisor (the `cpu` line of
+/// /proc/stat, in ticks): on a shared VM a busy host inflates every process's CPU figures.
+fn machine_steal() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let total = ticks.iter().take(8).sum();
+    (total, ticks.get(7).copied().unwrap_or(0))
+}
+
 fn signal(pid: u32, signal: libc::c_int) {
     let pid = libc::pid_t::try_from(pid).expect("pid");
     // SAFETY: kill with the pid of a process below this one that has not been waited for.
@@ -295,6 +312,7 @@ pub fn run(exe: &Path, shops: usize, settle: Duration) -> Figures {
         }
         std::thread::sleep(Duration::from_millis(10));
     };
+    let mut steal_before = (0, 0);
     let mut before = (
         started,
         Duration::ZERO,
@@ -313,11 +331,12 @@ pub fn run(exe: &Path, shops: usize, settle: Duration) -> Figures {
                 counted(&state_dir),
             );
             eprintln!("scale: idle pass of {shops} shops starts");
+            steal_before = machine_steal();
             signal(pid, libc::SIGUSR1);
         }
         let target = shops * (i + 1);
-        // metrics.prom is rewritten after passes, at most every tenth of the writer's time (see
-        // `daemon::report`): the wall time is when a write first showed every pass.
+        // metrics.prom is rewritten after passes, leaving 30 times a write's duration between
+        // writes (see `daemon::report`): the wall time is when a write first showed every pass.
         let wall = loop {
             let passes = counted(&state_dir).passes;
             if passes >= target {
@@ -339,7 +358,11 @@ pub fn run(exe: &Path, shops: usize, settle: Duration) -> Figures {
         std::thread::sleep(settle);
         if i == 1 {
             // A profiler attached at "starts" (see BENCHMARKS.md) detaches here.
-            eprintln!("scale: idle pass of {shops} shops measured");
+            let (total, steal) = machine_steal();
+            let share = (steal - steal_before.1) * 100 / (total - steal_before.0).max(1);
+            eprintln!(
+                "scale: idle pass of {shops} shops measured (steal: {share} % of the machine's CPU time)"
+            );
         }
         let now = counted(&state_dir);
         *slot = Phase {
