@@ -27,6 +27,62 @@ pub(super) const PACKING_RECORDS: &[u8] = b"meta/packing_records";
 /// Values rewritten per batch: a batch holds its values in memory.
 pub(super) const REPACK_CHUNK: usize = 10_000;
 
+/// What a step makes of one value under `shop/`: not its kind, its kind but already packed,
+/// the packed value to write, or unreadable (left as it is).
+enum Repacked {
+    NotMine,
+    Packed,
+    Rewrite(Vec<u8>),
+    Unreadable,
+}
+
+/// What a step counted: values of its kind seen, rewritten, left unreadable.
+#[derive(Default)]
+struct Counts {
+    seen: usize,
+    rewritten: usize,
+    unreadable: usize,
+}
+
+/// Rewrites the values under `shop/` that `repack` says to, in batches of `chunk` rewrites,
+/// calling `progress` with the values of its kind seen so far after each batch; the last batch
+/// removes `marker`.
+fn rewrite_each(
+    db: &sled::Db,
+    chunk: usize,
+    marker: &[u8],
+    sled: &impl Fn(sled::Error) -> StoreError,
+    progress: &mut dyn FnMut(usize),
+    repack: impl Fn(&[u8], &[u8]) -> Repacked,
+) -> Result<Counts, StoreError> {
+    let mut counts = Counts::default();
+    let mut batch = sled::Batch::default();
+    let mut in_batch = 0;
+    for kv in db.scan_prefix(keys::SHOPS) {
+        let (key, value) = kv.map_err(sled)?;
+        match repack(&key, &value) {
+            Repacked::NotMine => continue,
+            Repacked::Packed => {}
+            Repacked::Rewrite(packed) => {
+                batch.insert(key, packed);
+                counts.rewritten += 1;
+                in_batch += 1;
+            }
+            Repacked::Unreadable => counts.unreadable += 1,
+        }
+        counts.seen += 1;
+        if in_batch == chunk {
+            db.apply_batch(std::mem::take(&mut batch)).map_err(sled)?;
+            in_batch = 0;
+            progress(counts.seen);
+        }
+    }
+    batch.remove(marker);
+    db.apply_batch(batch).map_err(sled)?;
+    progress(counts.seen);
+    Ok(counts)
+}
+
 /// Rewrites every fixed-width mirror value packed, in batches of `chunk` values, calling
 /// `progress` with the values seen so far after each batch; then removes [`REPACKING`].
 pub(super) fn mirrors(
@@ -35,42 +91,27 @@ pub(super) fn mirrors(
     sled: &impl Fn(sled::Error) -> StoreError,
     progress: &mut dyn FnMut(usize),
 ) -> Result<(), StoreError> {
-    let (mut seen, mut repacked, mut unreadable) = (0usize, 0usize, 0usize);
-    let mut batch = sled::Batch::default();
-    let mut in_batch = 0;
-    for kv in db.scan_prefix(keys::SHOPS) {
-        let (key, value) = kv.map_err(sled)?;
-        let Some(kind) = keys::mirror_kind(&key) else {
-            continue;
+    let counts = rewrite_each(db, chunk, REPACKING, sled, progress, |key, value| {
+        let Some(kind) = keys::mirror_kind(key) else {
+            return Repacked::NotMine;
         };
-        seen += 1;
-        if mirror_value::is_packed(&value) {
-            continue;
+        if mirror_value::is_packed(value) {
+            return Repacked::Packed;
         }
         let tail = kind.spec().tail;
-        match mirror_value::unpack(&value, tail) {
+        match mirror_value::unpack(value, tail) {
             Ok(entries) => {
                 let sorted: Vec<_> = entries.iter().map(|(id, e)| (id, e)).collect();
-                batch.insert(key, mirror_value::pack(tail, &sorted));
-                repacked += 1;
-                in_batch += 1;
+                Repacked::Rewrite(mirror_value::pack(tail, &sorted))
             }
-            Err(_) => unreadable += 1,
+            Err(_) => Repacked::Unreadable,
         }
-        if in_batch == chunk {
-            db.apply_batch(std::mem::take(&mut batch)).map_err(sled)?;
-            in_batch = 0;
-            progress(seen);
-        }
-    }
-    batch.remove(REPACKING);
-    db.apply_batch(batch).map_err(sled)?;
-    progress(seen);
+    })?;
     tracing::info!(
         event = "store.migrated",
         to = 7,
-        repacked,
-        unreadable,
+        repacked = counts.rewritten,
+        unreadable = counts.unreadable,
         "mirrors are now packed (a fifth of their size)"
     );
     Ok(())
@@ -143,49 +184,27 @@ pub(super) fn records(
     sled: &impl Fn(sled::Error) -> StoreError,
     progress: &mut dyn FnMut(usize),
 ) -> Result<(), StoreError> {
-    let (mut seen, mut packed, mut unreadable) = (0usize, 0usize, 0usize);
-    let mut batch = sled::Batch::default();
-    let mut in_batch = 0;
-    for kv in db.scan_prefix(keys::SHOPS) {
-        let (key, value) = kv.map_err(sled)?;
-        let packed_value = if keys::result_kind(&key).is_some() {
+    let counts = rewrite_each(db, chunk, PACKING_RECORDS, sled, progress, |key, value| {
+        let packed = if keys::result_kind(key).is_some() {
             if value.first() == Some(&result_value::PACKED) {
-                seen += 1;
-                continue;
+                return Repacked::Packed;
             }
-            serde_json::from_slice::<ResultRecord>(&value).map(|r| result_value::pack(&r))
-        } else if keys::is_session(&key) {
+            serde_json::from_slice::<ResultRecord>(value).map(|r| result_value::pack(&r))
+        } else if keys::is_session(key) {
             if value.first() == Some(&session_value::PACKED) {
-                seen += 1;
-                continue;
+                return Repacked::Packed;
             }
-            serde_json::from_slice::<SessionRecord>(&value).map(|s| session_value::pack(&s))
+            serde_json::from_slice::<SessionRecord>(value).map(|s| session_value::pack(&s))
         } else {
-            continue;
+            return Repacked::NotMine;
         };
-        seen += 1;
-        match packed_value {
-            Ok(packed_value) => {
-                batch.insert(key, packed_value);
-                packed += 1;
-                in_batch += 1;
-            }
-            Err(_) => unreadable += 1,
-        }
-        if in_batch == chunk {
-            db.apply_batch(std::mem::take(&mut batch)).map_err(sled)?;
-            in_batch = 0;
-            progress(seen);
-        }
-    }
-    batch.remove(PACKING_RECORDS);
-    db.apply_batch(batch).map_err(sled)?;
-    progress(seen);
+        packed.map_or(Repacked::Unreadable, Repacked::Rewrite)
+    })?;
     tracing::info!(
         event = "store.migrated",
         to = 10,
-        packed,
-        unreadable,
+        packed = counts.rewritten,
+        unreadable = counts.unreadable,
         "results and sessions are now packed (under half their size)"
     );
     Ok(())
