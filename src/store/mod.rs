@@ -4,10 +4,10 @@
 //! sled opens (a second opener fails at once with [`StoreError::Locked`], never hangs); anything a
 //! caller reports as recorded has been flushed (the `put_*` calls only add to a [`Batch`];
 //! [`Store::commit`] applies it atomically and flushes before returning); each shop's records are
-//! under `shop/{name}/` (see `keys`: one pass touches one or two sled leaves); values are JSON so
-//! an operator can inspect them, except the ones every pass reads, which are packed binary:
-//! mirrors, histories, sync cursors, results and sessions (`mirror_value`, `history_value`,
-//! `cursor_value`, `result_value`, `session_value`; `status --json` shows them). The store knows keys and bytes, not HTTP.
+//! under `shop/{name}/` (see `keys`: one pass touches one or two sled leaves) and packed binary,
+//! since every pass reads them (`mirror_value`, `history_value`, `cursor_value`, `result_value`,
+//! `session_value`; `status --json` shows what they hold); the outbox's messages are JSON, as the
+//! platform is sent them. The store knows keys and bytes, not HTTP.
 //!
 //! Files are private whatever the umask: `state_dir` at most 0750 (its group may read
 //! status.json, see docs/operating.md), `db/` 0700, the database files and the lock 0600. Opening narrows
@@ -255,13 +255,12 @@ impl Store {
         let Some(value) = self.db.get(key.as_bytes()).map_err(self.sled())? else {
             return Ok(None);
         };
-        if value.first() == Some(&session_value::PACKED) {
-            let read = session_value::unpack(&value);
-            read.map(Some)
-                .map_err(|why| StoreError::RecordMalformed { key, why })
+        let record = if value.first() == Some(&session_value::PACKED) {
+            session_value::unpack(&value).map_err(|why| StoreError::RecordMalformed { key, why })?
         } else {
-            decode(key.as_bytes(), &value).map(Some)
-        }
+            decode(key.as_bytes(), &value)?
+        };
+        Ok(Some(record))
     }
 
     pub fn result(&self, shop: &str, kind: CheckKind) -> Result<Option<ResultRecord>, StoreError> {
